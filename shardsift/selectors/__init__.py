@@ -19,6 +19,8 @@ ENTRY_POINT_GROUP = "shardsift.selectors"
 BUILTINS: dict[str, str] = {
     "length": "shardsift.selectors.basic:LengthSelector",
     "random": "shardsift.selectors.basic:RandomSelector",
+    "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
+    "semdedup": "shardsift.selectors.kmeans:SemDeDup",
 }
 
 

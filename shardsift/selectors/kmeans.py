@@ -479,6 +479,8 @@ class KMeansDiversity(Selector):
     embedding_column = Param(str, None, "column: input column holding a precomputed embedding per doc")
     embedding_dtype = Param(str, "float16", "dtype of the stored embeddings", choices=("float16", "float32"))
     fit_sample = Param(int, 20000, "documents sampled to fit the embedder and k-means", ge=2)
+    fit_weight = Param(str, "none", "k-means sample weights: none, or log_length (log(1 + words): very "
+                                    "short documents claim fewer centroids)", choices=("none", "log_length"))
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
     model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
@@ -559,18 +561,25 @@ class KMeansDiversity(Selector):
                 self.embedder_ = emb
             x = self._embed(sample)
             self.dim_ = int(x.shape[1])
-            self.centroids_ = self._kmeans(x, self.k, seed)
+            w = None
+            if self.fit_weight == "log_length":
+                w = np.log1p(np.asarray(sample.n_words, dtype=np.float64))
+            self.centroids_ = self._kmeans(x, self.k, seed, w)
             self.fit_metrics_.update({"fit_sample": int(len(sample))})
         self.fit_metrics_.update({"k": int(len(self.centroids_)), "dim": int(self.dim_),
                                   "embedding": self.embedding})
         self._save(ctx.work_dir)
 
-    def _kmeans(self, x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    def _kmeans(self, x: np.ndarray, k: int, seed: int, weight=None) -> np.ndarray:
         """Spherical k-means: MiniBatchKMeans on unit vectors, centroids renormalised."""
         from sklearn.cluster import MiniBatchKMeans
 
         x = _normalize(x)
-        live = x[np.linalg.norm(x, axis=1) > 0]
+        ok = np.linalg.norm(x, axis=1) > 0
+        if weight is not None:
+            ok &= weight > 0
+            weight = weight[ok]
+        live = x[ok]
         if len(live) == 0:
             return np.eye(1, x.shape[1], dtype=np.float32)
         rows = np.ascontiguousarray(live.astype(np.float16))
@@ -581,7 +590,7 @@ class KMeansDiversity(Selector):
         km = MiniBatchKMeans(n_clusters=k, random_state=seed % (2**31), n_init=self.kmeans_init,
                              max_iter=self.kmeans_iter, batch_size=min(2048, len(live)),
                              reassignment_ratio=0.01)
-        km.fit(live)
+        km.fit(live, sample_weight=weight)
         c = _normalize(km.cluster_centers_)
         return np.ascontiguousarray(c[np.linalg.norm(c, axis=1) > 0], dtype=np.float32)
 
