@@ -397,6 +397,7 @@ def _take_by_quota(group, key, quotas):
 # -- geometry helpers on normalised float32 embeddings -------------------------------------------
 
 _BLOCK = 2048
+FACILITY_MAX = 4096
 
 
 def nearest_similarity(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -484,8 +485,8 @@ class KMeansDiversity(Selector):
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
     model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
-    member = Param(str, "random", "balanced: pick members at random (seeded) or farthest-first "
-                                  "(greedy k-center inside each cluster)", choices=("random", "farthest", "kpp"))
+    member = Param(str, "random", "balanced: members at random (seeded), farthest-first (greedy k-center) "
+                                  "or facility (greedy facility location: most representative)", choices=("random", "farthest", "facility"))
     eps = Param(float, None, "semdedup: drop docs with cosine similarity > 1 - eps to an earlier one",
                 gt=0, lt=2)
     dedup_keep = Param(float, 0.8, "d4: fraction of the documents semdedup keeps before prototypes",
@@ -650,6 +651,10 @@ class KMeansDiversity(Selector):
     def _decide(self, scores, ctx) -> Decision:
         where = self.display_name()
         seed = self._seed(ctx)
+        if len(scores) == 0 or "cluster" not in scores:
+            count_to_keep(0, self.keep, self.n, where)
+            return Decision(keep=np.zeros(len(scores), dtype=bool), reason=REASONS.get(self.strategy, "prototypical"),
+                            metrics={"strategy": self.strategy, "k": int(len(self.centroids_))})
         cluster = np.asarray(scores["cluster"], dtype=np.int64)
         dist = np.asarray(scores["distance"], dtype=np.float32)
         emb = _normalize(scores["embedding"])
@@ -669,8 +674,10 @@ class KMeansDiversity(Selector):
             quotas = allocate(sizes, np.ones(k), budget, tiebreak)
             if self.member == "random":
                 keep = _take_by_quota(cluster, rng.random(n), quotas)
+            elif self.member == "facility":
+                keep = self._facility_location(emb, cluster, quotas, rng)
             else:
-                keep = self._farthest_first(emb, cluster, dist, quotas, rng if self.member == "kpp" else None)
+                keep = self._farthest_first(emb, cluster, dist, quotas)
             reason[~keep] = REASONS[s]
         elif s == "prototypes":
             keep = top_k_mask(dist, budget)
@@ -702,8 +709,13 @@ class KMeansDiversity(Selector):
             metrics["d4_after_semdedup"] = int(len(idx))
             metrics["d4_recluster_k"] = int(len(c2))
         reason[keep] = ""
+        after = np.bincount(cluster[keep], minlength=k)
         metrics["cluster_sizes_before"] = sizes.tolist()
-        metrics["cluster_sizes_after"] = np.bincount(cluster[keep], minlength=k).tolist()
+        metrics["cluster_sizes_after"] = after.tolist()
+        for name, arr in (("before", sizes), ("after", after)):
+            # min / median / max cluster size and empty clusters: the histogram at a glance
+            metrics[f"cluster_size_{name}"] = {"min": int(arr.min()), "median": float(np.median(arr)),
+                                               "max": int(arr.max()), "empty": int((arr == 0).sum())}
         metrics["coverage"] = self._coverage(emb, cluster, keep, k, np.random.default_rng([seed, 0x636F76]))
         return Decision(keep=keep, reason=reason, score=dist,
                         extra={"cluster": cluster.astype(np.int32), "distance": dist}, metrics=metrics)
@@ -723,7 +735,7 @@ class KMeansDiversity(Selector):
         eff = float(1.0 - dropped.min()) if len(dropped) else None
         return keep, {"eps_effective": eff, "duplicates": int((~keep).sum())}
 
-    def _farthest_first(self, emb, cluster, dist, quotas, rng=None):
+    def _farthest_first(self, emb, cluster, dist, quotas):
         """Greedy k-center inside each cluster: start at the member nearest the centroid, then
         repeatedly add the member farthest (cosine) from everything picked so far."""
         n = len(cluster)
@@ -744,19 +756,45 @@ class KMeansDiversity(Selector):
             best = x @ x[0]
             best[0] = np.inf
             for _ in range(q - 1):
-                if rng is None:
-                    j = int(np.argmin(best))
-                else:
-                    w = np.where(np.isfinite(best), np.maximum(1.0 - best, 0.0), 0.0) ** 2
-                    tot = w.sum()
-                    if tot <= 0:
-                        j = int(np.argmin(best))
-                    else:
-                        j = int(np.searchsorted(np.cumsum(w), rng.random() * tot, side="right"))
-                        j = min(j, len(w) - 1)
+                j = int(np.argmin(best))
                 picked.append(j)
                 np.maximum(best, x @ x[j], out=best)
                 best[j] = np.inf
+            keep[idx[picked]] = True
+        return keep
+
+    def _facility_location(self, emb, cluster, quotas, rng):
+        """Greedy facility location inside each cluster: repeatedly add the member that most raises
+        sum_i max_{j picked} sim(i, j) over the cluster, i.e. the most representative documents.
+
+        Cost O(quota x size^2) per cluster; clusters larger than FACILITY_MAX members fall back to
+        random members (seeded), so memory stays bounded."""
+        n = len(cluster)
+        keep = np.zeros(n, dtype=bool)
+        order = np.lexsort((np.arange(n), cluster))
+        g = cluster[order]
+        bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            idx = order[s:e]
+            q = int(quotas[cluster[idx[0]]])
+            if q <= 0:
+                continue
+            if q >= len(idx):
+                keep[idx] = True
+                continue
+            if len(idx) > FACILITY_MAX:
+                keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
+                continue
+            x = emb[idx]
+            sim = np.maximum(x @ x.T, 0.0)
+            cur = np.zeros(len(idx), dtype=np.float32)
+            picked = np.zeros(len(idx), dtype=bool)
+            for _ in range(q):
+                gain = np.maximum(sim - cur[:, None], 0.0).sum(axis=0)
+                gain[picked] = -1.0
+                j = int(np.argmax(gain))
+                picked[j] = True
+                np.maximum(cur, sim[:, j], out=cur)
             keep[idx[picked]] = True
         return keep
 

@@ -1,0 +1,148 @@
+"""kmeans_diversity: embed + cluster + select of the 160 MB pool, against scikit-learn TF-IDF + SVD.
+
+Usage: python bench/bench_kmeans.py [--quick] [--workers N] [--keep F] [--strategy S]
+
+Two measurements, each in a fresh subprocess so that CPU time and peak memory are its own:
+- shardsift: run_pipeline with one kmeans_diversity stage (default hashed TF-IDF embedding) on the pool;
+  docs per CPU-second of the whole run (read, embed, cluster, select, write), and of the stage alone.
+- reference: scikit-learn TfidfVectorizer(1-2 grams) + TruncatedSVD(256) on all documents + MiniBatchKMeans,
+  the usual way to do this in Python (fit on everything).
+Quality: the stage's coverage metrics against a random selection of the same size (from the manifest),
+and the evenness (entropy) of the selection's domain mix against random's (the domain column is read here only).
+Goal (issue 5): >= 2,000 docs per CPU-second with the default embedding; peak memory < 2 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, corpora, save  # noqa: E402
+
+CHILD_SHARDSIFT = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, {root!r})
+src, out, workers, stage = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+from shardsift.pipeline.runner import run_pipeline
+t0 = time.perf_counter()
+man = run_pipeline({{"input": {{"path": src, "text_column": "text", "id_column": "id"}},
+                     "output": {{"path": out, "scores": False}}, "workers": workers, "seed": 0,
+                     "stages": [{{"kmeans_diversity": stage}}]}})
+wall = time.perf_counter() - t0
+s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+st = man["stages"][-1]
+print(json.dumps({{"wall_s": wall, "cpu_s": s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime,
+                  "peak_rss_mb": max(s.ru_maxrss, c.ru_maxrss) / 1024, "stage_cpu_s": st["cpu_s"],
+                  "stage_wall_s": st["wall_s"], "stage_peak_rss_mb": st["peak_rss_mb"],
+                  "docs": st["docs_in"], "kept": st["kept"], "metrics": st["metrics"]}}))
+"""
+
+CHILD_SKLEARN = r"""
+import glob, json, resource, sys, time
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+src, limit = sys.argv[1], int(sys.argv[2])
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.decomposition import TruncatedSVD
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.preprocessing import normalize
+t0 = time.perf_counter()
+c0 = time.process_time()
+tbl = pa.concat_tables([pq.read_table(f, columns=["text"]) for f in sorted(glob.glob(src + "/*.parquet"))])
+texts = tbl.column("text").to_pylist()[:limit or None]
+x = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, dtype=np.float32).fit_transform(texts)
+c1 = time.process_time()
+e = normalize(TruncatedSVD(256, random_state=0).fit_transform(x))
+c2 = time.process_time()
+km = MiniBatchKMeans(64, random_state=0, n_init=1, batch_size=2048).fit(e)
+c3 = time.process_time()
+s = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({{"docs": len(texts), "cpu_s": c3 - c0, "tfidf_cpu_s": c1 - c0, "svd_cpu_s": c2 - c1,
+                  "kmeans_cpu_s": c3 - c2, "wall_s": time.perf_counter() - t0,
+                  "peak_rss_mb": s.ru_maxrss / 1024}}))
+"""
+
+
+def child(code, *args):
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def domain_evenness(pool: str, out: str) -> dict:
+    import collections
+    import glob
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tbl = pa.concat_tables([pq.read_table(f, columns=["id", "domain"]) for f in sorted(glob.glob(pool + "/*.parquet"))])
+    ids = np.array(tbl.column("id").to_pylist())
+    dom = np.array(tbl.column("domain").to_pylist())
+    kept = set(pq.read_table(os.path.join(out, "data"), columns=["id"]).column("id").to_pylist())
+    chosen = np.isin(ids, list(kept))
+
+    def entropy(x):
+        c = np.array(list(collections.Counter(x).values()), float)
+        p = c / c.sum()
+        return float(-(p * np.log(p)).sum())
+
+    rng = np.random.default_rng(0)
+    rand = [entropy(dom[rng.choice(len(dom), int(chosen.sum()), replace=False)]) for _ in range(10)]
+    return {"domain_entropy": round(entropy(dom[chosen]), 4), "random_domain_entropy_mean": round(float(np.mean(rand)), 4),
+            "random_domain_entropy_max": round(float(np.max(rand)), 4), "pool_domain_entropy": round(entropy(dom), 4)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="reference on 8,000 documents only")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep", type=float, default=0.2)
+    ap.add_argument("--strategy", default="balanced")
+    ap.add_argument("--stage", default="{}", help="extra kmeans_diversity params as JSON")
+    args = ap.parse_args()
+    pool = corpora("pool")
+    stage = {"strategy": args.strategy, "keep": args.keep, **json.loads(args.stage)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out")
+        ours = child(CHILD_SHARDSIFT.format(root=ROOT), pool, out, args.workers, json.dumps(stage))
+        even = domain_evenness(pool, out)
+    ref = child(CHILD_SKLEARN.format(), pool, 8000 if args.quick else 0)
+    n = ours["docs"]
+    cov = ours["metrics"].get("coverage", {})
+    res = {
+        "stage": stage, "workers": args.workers, "docs": n,
+        "shardsift_docs_per_cpu_s": round(n / ours["cpu_s"], 1),
+        "shardsift_stage_docs_per_cpu_s": round(n / ours["stage_cpu_s"], 1),
+        "shardsift_cpu_s": round(ours["cpu_s"], 2), "shardsift_stage_cpu_s": round(ours["stage_cpu_s"], 2),
+        "shardsift_wall_s": round(ours["wall_s"], 2), "shardsift_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+        "reference_docs": ref["docs"], "reference_docs_per_cpu_s": round(ref["docs"] / ref["cpu_s"], 1),
+        "reference_cpu_s": {k: round(v, 2) for k, v in ref.items() if k.endswith("cpu_s")},
+        "reference_peak_rss_mb": round(ref["peak_rss_mb"], 1),
+        "coverage": cov, "domain": even,
+        "fit_sample": ours["metrics"].get("fit_sample"), "k": ours["metrics"].get("k"),
+    }
+    res["speedup_vs_reference"] = round(res["shardsift_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"], 2)
+    print(f"kmeans_diversity ({args.strategy}, keep={args.keep}) on {n} docs, {args.workers} workers")
+    print(f"  shardsift whole run : {res['shardsift_docs_per_cpu_s']:>8.0f} docs/CPU-s  "
+          f"({res['shardsift_cpu_s']} CPU-s, {res['shardsift_wall_s']} s wall, peak {res['shardsift_peak_rss_mb']} MB)")
+    print(f"  kmeans stage alone  : {res['shardsift_stage_docs_per_cpu_s']:>8.0f} docs/CPU-s")
+    print(f"  sklearn TF-IDF+SVD  : {res['reference_docs_per_cpu_s']:>8.0f} docs/CPU-s on {ref['docs']} docs "
+          f"({res['reference_cpu_s']}, peak {res['reference_peak_rss_mb']} MB)")
+    print(f"  ratio               : {res['speedup_vs_reference']}x")
+    if cov:
+        print(f"  coverage mean dist  : {cov['mean_distance']} (random {cov['random_mean_distance']})")
+        print(f"  coverage p95 dist   : {cov['p95_distance']} (random {cov['random_p95_distance']})")
+        print(f"  cluster entropy     : {cov['cluster_entropy']} (random {cov['random_cluster_entropy']})")
+    print(f"  domain entropy      : {even['domain_entropy']} (random mean {even['random_domain_entropy_mean']}, "
+          f"max of 10 {even['random_domain_entropy_max']})")
+    print("saved", save("bench_kmeans", res))
+
+
+if __name__ == "__main__":
+    main()
