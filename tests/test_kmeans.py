@@ -34,7 +34,7 @@ def _words(rng, n, lo=3, hi=9):
 def topic_corpus(n_docs=600, n_topics=8, seed=0, length=(40, 160)):
     """Documents drawn from a few topics (topic words + shared function words); returns texts, topics."""
     rng = np.random.default_rng(seed)
-    vocab = _words(rng, 400 * n_topics + 300)
+    vocab = np.array(_words(rng, 400 * n_topics + 300))
     common = vocab[:300]
     topics = [vocab[300 + 400 * t: 300 + 400 * (t + 1)] for t in range(n_topics)]
     zipf = 1.0 / np.arange(1, 401) ** 1.05
@@ -44,7 +44,7 @@ def topic_corpus(n_docs=600, n_topics=8, seed=0, length=(40, 160)):
         t = int(rng.integers(n_topics))
         m = int(rng.integers(*length))
         own = rng.choice(400, m, p=zipf)
-        words = [topics[t][j] if rng.random() < 0.6 else common[int(rng.integers(300))] for j in own]
+        words = np.where(rng.random(m) < 0.6, topics[t][own], common[rng.integers(300, size=m)])
         texts.append(" ".join(words))
         labels.append(t)
     return texts, np.array(labels), rng
