@@ -369,35 +369,53 @@ def test_diversity_config_validates():
 # -- the real pool: coverage and domain mix against random ----------------------------------------
 
 
-@pytest.mark.slow
-def test_balanced_beats_random_on_real_pool(tmp_path):
+def _run_pool(tmp_path, stage):
     pool = corpora_path("pool")
     from shardsift.pipeline.runner import run_pipeline
 
     cfg = {"input": {"path": pool, "text_column": "text", "id_column": "id"},
            "output": {"path": str(tmp_path / "out"), "scores": False}, "workers": 2, "seed": 0,
-           "stages": [{"kmeans_diversity": {"strategy": "balanced", "keep": 0.2, "k": 128, "dim": 64,
-                                            "fit_weight": "log_length"}}]}
+           "stages": [{"kmeans_diversity": stage}]}
     man = run_pipeline(cfg)
-    cov = man["stages"][-1]["metrics"]["coverage"]
+    kept = set(pq.read_table(str(tmp_path / "out" / "data"), columns=["id"]).column("id").to_pylist())
+    tbl = pa.concat_tables([pq.read_table(f, columns=["id", "domain"])
+                            for f in sorted(glob.glob(os.path.join(pool, "*.parquet")))])
+    chosen = np.isin(np.array(tbl.column("id").to_pylist()), list(kept))
+    return man["stages"][-1], np.array(tbl.column("domain").to_pylist()), chosen
+
+
+def _entropy(labels):
+    c = np.array(list(collections.Counter(labels).values()), float)
+    p = c / c.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+# On the real pool the two goals of issue 5 pull apart with the lexical embedding: quotes/fortunes are
+# 40% of the documents and the most spread-out ones in TF-IDF space, so a selection that covers the pool
+# better picks more of them (a less even domain mix), and one with fewer of them covers it worse. Each
+# test below pins the balanced setting that meets its goal on every seed tried (0, 1, 2); docs/kmeans.md
+# has the figures for both settings.
+
+
+@pytest.mark.slow
+def test_balanced_covers_real_pool_better_than_random(tmp_path):
+    st, _, chosen = _run_pool(tmp_path, {"strategy": "balanced", "keep": 0.2, "k": 128, "member": "facility"})
+    assert st["kept"] == round(0.2 * st["docs_in"]) == chosen.sum()
+    cov = st["metrics"]["coverage"]
     assert cov["mean_distance"] < cov["random_mean_distance"]
     assert cov["p95_distance"] < cov["random_p95_distance"]
     assert cov["cluster_entropy"] > cov["random_cluster_entropy"]
-    # domain mix (read here only, never by the selector): more even than a random 20%
-    sel_ids = set(pq.read_table(str(tmp_path / "out" / "data"), columns=["id"]).column("id").to_pylist())
-    tbl = pa.concat_tables([pq.read_table(f, columns=["id", "domain"]) for f in sorted(glob.glob(pool + "/*.parquet"))])
-    ids = np.array(tbl.column("id").to_pylist())
-    dom = np.array(tbl.column("domain").to_pylist())
-    chosen = np.isin(ids, list(sel_ids))
 
-    def entropy(x):
-        c = np.array(list(collections.Counter(x).values()), float)
-        p = c / c.sum()
-        return float(-(p * np.log(p)).sum())
 
+@pytest.mark.slow
+def test_balanced_domain_mix_more_even_than_random_on_real_pool(tmp_path):
+    # the domain column is read here only, never by the selector
+    st, dom, chosen = _run_pool(tmp_path, {"strategy": "balanced", "keep": 0.2, "k": 64,
+                                           "fit_weight": "log_length"})
     rng = np.random.default_rng(0)
-    rand = [entropy(dom[rng.choice(len(dom), chosen.sum(), replace=False)]) for _ in range(5)]
-    assert entropy(dom[chosen]) > max(rand)
+    rand = [_entropy(dom[rng.choice(len(dom), int(chosen.sum()), replace=False)]) for _ in range(5)]
+    assert _entropy(dom[chosen]) > max(rand)
+    assert st["metrics"]["coverage"]["cluster_entropy"] > st["metrics"]["coverage"]["random_cluster_entropy"]
 
 
 @pytest.mark.slow

@@ -557,8 +557,11 @@ class KMeansDiversity(Selector):
             if self.embedding == "hashed_tfidf":
                 emb = HashedTfidfEmbedder(self.dim, self.bucket_bits, self.max_features, self.ngram_max,
                                           self.projection, seed)
-                m = min(len(sample), self.svd_sample)
-                emb.fit(sample.text.slice(0, m))
+                text = sample.text
+                if len(sample) > self.svd_sample:  # a seeded subset (the sample is in shard order)
+                    pick = np.random.default_rng([seed, 1]).choice(len(sample), self.svd_sample, replace=False)
+                    text = text.take(pa.array(np.sort(pick)))
+                emb.fit(text)
                 self.embedder_ = emb
             x = self._embed(sample)
             self.dim_ = int(x.shape[1])
