@@ -21,7 +21,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, corpora, save  # noqa: E402
+from common import ROOT, corpora, save
 
 CHILD_SHARDSIFT = r"""
 import json, os, resource, sys, time
@@ -67,7 +67,7 @@ print(json.dumps({{"docs": len(texts), "cpu_s": c3 - c0, "tfidf_cpu_s": c1 - c0,
 
 
 def child(code, *args):
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -10,15 +10,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import corpora_path
 
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
 from shardsift.selectors.base import Docs, Scores
-from shardsift.selectors.kmeans import (KMeansDiversity, SemDeDup, allocate, nearest_similarity,
-                                        semdedup_max_similarity)
+from shardsift.selectors.kmeans import (
+    KMeansDiversity,
+    SemDeDup,
+    allocate,
+    nearest_similarity,
+    semdedup_max_similarity,
+)
 from shardsift.text import count_words
-
-from conftest import corpora_path
 
 # -- generated corpora ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ embedding (float16 by default), so the global ``decide`` can compare documents a
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -425,7 +426,7 @@ def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarr
     order = np.lexsort((np.arange(n), -dist, cluster))
     g = cluster[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-    for s, e in zip(bounds[:-1], bounds[1:]):
+    for s, e in itertools.pairwise(bounds):
         idx = order[s:e]
         x = emb[idx]
         m = len(idx)
@@ -479,7 +480,7 @@ class KMeansDiversity(Selector):
     batch_size = Param(int, 64, "sentence_transformers: encoding batch size", ge=1)
     embedding_column = Param(str, None, "column: input column holding a precomputed embedding per doc")
     embedding_dtype = Param(str, "float16", "dtype of the stored embeddings", choices=("float16", "float32"))
-    fit_sample = Param(int, 20000, "documents sampled to fit the embedder and k-means", ge=2)
+    fit_sample = Param(int, 10000, "documents sampled to fit the embedder and k-means", ge=2)
     fit_weight = Param(str, "none", "k-means sample weights: none, or log_length (log(1 + words): very "
                                     "short documents claim fewer centroids)", choices=("none", "log_length"))
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
@@ -569,8 +570,8 @@ class KMeansDiversity(Selector):
             if self.fit_weight == "log_length":
                 w = np.log1p(np.asarray(sample.n_words, dtype=np.float64))
             self.centroids_ = self._kmeans(x, self.k, seed, w)
-            self.fit_metrics_.update({"fit_sample": int(len(sample))})
-        self.fit_metrics_.update({"k": int(len(self.centroids_)), "dim": int(self.dim_),
+            self.fit_metrics_.update({"fit_sample": len(sample)})
+        self.fit_metrics_.update({"k": len(self.centroids_), "dim": int(self.dim_),
                                   "embedding": self.embedding})
         self._save(ctx.work_dir)
 
@@ -606,7 +607,7 @@ class KMeansDiversity(Selector):
         self.files_ = {"centroids.npy": os.path.join(work_dir, "centroids.npy"),
                        "kmeans.json": os.path.join(work_dir, "kmeans.json")}
         np.save(self.files_["centroids.npy"], self.centroids_)
-        meta = {"embedding": self.embedding, "dim": int(self.dim_), "k": int(len(self.centroids_)),
+        meta = {"embedding": self.embedding, "dim": int(self.dim_), "k": len(self.centroids_),
                 "params": self.get_params()}
         if self.embedding == "hashed_tfidf":
             self.files_["embedder.npz"] = os.path.join(work_dir, "embedder.npz")
@@ -657,7 +658,7 @@ class KMeansDiversity(Selector):
         if len(scores) == 0 or "cluster" not in scores:
             count_to_keep(0, self.keep, self.n, where)
             return Decision(keep=np.zeros(len(scores), dtype=bool), reason=REASONS.get(self.strategy, "prototypical"),
-                            metrics={"strategy": self.strategy, "k": int(len(self.centroids_))})
+                            metrics={"strategy": self.strategy, "k": len(self.centroids_)})
         cluster = np.asarray(scores["cluster"], dtype=np.int64)
         dist = np.asarray(scores["distance"], dtype=np.float32)
         emb = _normalize(scores["embedding"])
@@ -696,7 +697,7 @@ class KMeansDiversity(Selector):
             keep = _take_by_quota(cluster, -dist.astype(np.float64), quotas)
             reason[~keep] = REASONS[s]
         else:  # d4
-            n_dedup = max(budget, int(round(self.dedup_keep * n)))
+            n_dedup = max(budget, round(self.dedup_keep * n))
             msim = semdedup_max_similarity(emb, cluster, dist)
             stage1, info = self._semdedup_keep(msim, n_dedup)
             metrics.update({f"d4_{key}": val for key, val in info.items()})
@@ -709,8 +710,8 @@ class KMeansDiversity(Selector):
             keep = np.zeros(n, dtype=bool)
             keep[idx[keep2]] = True
             reason[idx[~keep2]] = REASONS["prototypes"]
-            metrics["d4_after_semdedup"] = int(len(idx))
-            metrics["d4_recluster_k"] = int(len(c2))
+            metrics["d4_after_semdedup"] = len(idx)
+            metrics["d4_recluster_k"] = len(c2)
         reason[keep] = ""
         after = np.bincount(cluster[keep], minlength=k)
         metrics["cluster_sizes_before"] = sizes.tolist()
@@ -746,7 +747,7 @@ class KMeansDiversity(Selector):
         order = np.lexsort((np.arange(n), dist, cluster))
         g = cluster[order]
         bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-        for s, e in zip(bounds[:-1], bounds[1:]):
+        for s, e in itertools.pairwise(bounds):
             idx = order[s:e]
             q = int(quotas[cluster[idx[0]]])
             if q <= 0:
@@ -777,7 +778,7 @@ class KMeansDiversity(Selector):
         order = np.lexsort((np.arange(n), cluster))
         g = cluster[order]
         bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-        for s, e in zip(bounds[:-1], bounds[1:]):
+        for s, e in itertools.pairwise(bounds):
             idx = order[s:e]
             q = int(quotas[cluster[idx[0]]])
             if q <= 0:
