@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--keep", type=float, default=0.2)
     ap.add_argument("--strategy", default="balanced")
     ap.add_argument("--stage", default="{}", help="extra kmeans_diversity params as JSON")
+    ap.add_argument("--no-reference", action="store_true", help="skip the scikit-learn reference")
     args = ap.parse_args()
     pool = corpora("pool")
     stage = {"strategy": args.strategy, "keep": args.keep, **json.loads(args.stage)}
@@ -112,7 +113,7 @@ def main():
         out = os.path.join(tmp, "out")
         ours = child(CHILD_SHARDSIFT.format(root=ROOT), pool, out, args.workers, json.dumps(stage))
         even = domain_evenness(pool, out)
-    ref = child(CHILD_SKLEARN.format(), pool, 8000 if args.quick else 0)
+    ref = None if args.no_reference else child(CHILD_SKLEARN.format(), pool, 8000 if args.quick else 0)
     n = ours["docs"]
     cov = ours["metrics"].get("coverage", {})
     res = {
@@ -121,27 +122,31 @@ def main():
         "shardsift_stage_docs_per_cpu_s": round(n / ours["stage_cpu_s"], 1),
         "shardsift_cpu_s": round(ours["cpu_s"], 2), "shardsift_stage_cpu_s": round(ours["stage_cpu_s"], 2),
         "shardsift_wall_s": round(ours["wall_s"], 2), "shardsift_peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "reference_docs": ref["docs"], "reference_docs_per_cpu_s": round(ref["docs"] / ref["cpu_s"], 1),
-        "reference_cpu_s": {k: round(v, 2) for k, v in ref.items() if k.endswith("cpu_s")},
-        "reference_peak_rss_mb": round(ref["peak_rss_mb"], 1),
         "coverage": cov, "domain": even,
         "fit_sample": ours["metrics"].get("fit_sample"), "k": ours["metrics"].get("k"),
     }
-    res["speedup_vs_reference"] = round(res["shardsift_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"], 2)
+    if ref is not None:
+        res.update({"reference_docs": ref["docs"], "reference_docs_per_cpu_s": round(ref["docs"] / ref["cpu_s"], 1),
+                    "reference_cpu_s": {k: round(v, 2) for k, v in ref.items() if k.endswith("cpu_s")},
+                    "reference_peak_rss_mb": round(ref["peak_rss_mb"], 1)})
+        res["speedup_vs_reference"] = round(res["shardsift_docs_per_cpu_s"] / res["reference_docs_per_cpu_s"], 2)
     print(f"kmeans_diversity ({args.strategy}, keep={args.keep}) on {n} docs, {args.workers} workers")
     print(f"  shardsift whole run : {res['shardsift_docs_per_cpu_s']:>8.0f} docs/CPU-s  "
           f"({res['shardsift_cpu_s']} CPU-s, {res['shardsift_wall_s']} s wall, peak {res['shardsift_peak_rss_mb']} MB)")
     print(f"  kmeans stage alone  : {res['shardsift_stage_docs_per_cpu_s']:>8.0f} docs/CPU-s")
-    print(f"  sklearn TF-IDF+SVD  : {res['reference_docs_per_cpu_s']:>8.0f} docs/CPU-s on {ref['docs']} docs "
-          f"({res['reference_cpu_s']}, peak {res['reference_peak_rss_mb']} MB)")
-    print(f"  ratio               : {res['speedup_vs_reference']}x")
+    if ref is not None:
+        print(f"  sklearn TF-IDF+SVD  : {res['reference_docs_per_cpu_s']:>8.0f} docs/CPU-s on {ref['docs']} docs "
+              f"({res['reference_cpu_s']}, peak {res['reference_peak_rss_mb']} MB)")
+        print(f"  ratio               : {res['speedup_vs_reference']}x")
     if cov:
         print(f"  coverage mean dist  : {cov['mean_distance']} (random {cov['random_mean_distance']})")
         print(f"  coverage p95 dist   : {cov['p95_distance']} (random {cov['random_p95_distance']})")
         print(f"  cluster entropy     : {cov['cluster_entropy']} (random {cov['random_cluster_entropy']})")
     print(f"  domain entropy      : {even['domain_entropy']} (random mean {even['random_domain_entropy_mean']}, "
           f"max of 10 {even['random_domain_entropy_max']})")
-    print("saved", save("bench_kmeans", res))
+    tag = "".join(ch if ch.isalnum() else "_" for ch in json.dumps(stage, sort_keys=True)).strip("_")
+    print("saved", save("bench_kmeans" if args.stage == "{}" and args.strategy == "balanced" and not args.no_reference
+                        else f"bench_kmeans_{tag}"[:120], res))
 
 
 if __name__ == "__main__":
