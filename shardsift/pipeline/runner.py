@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import ConfigError, DataError, UsageError
 from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
 from ..text import count_words
-from . import faults, workdir
+from . import faults, storage, workdir
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
 from .io import BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, shard_schema, take_rows
@@ -49,8 +49,7 @@ def stage_seed(seed: int, index: int) -> int:
 class _Fit(FitContext):
     def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
-        self.work_dir = os.path.join(stage_dir, "fit")
-        os.makedirs(self.work_dir, exist_ok=True)
+        self.work_dir = storage.local_dir(os.path.join(stage_dir, "fit"))
         self.ctxs = ctxs
         self.n_docs = n_docs
         self.seed = seed
@@ -140,8 +139,7 @@ class _Decide(DecideContext):
     def __init__(self, runner: "Runner", stage_dir: str, seed: int):
         self.runner = runner
         self.seed = seed
-        self.work_dir = os.path.join(stage_dir, "decide")
-        os.makedirs(self.work_dir, exist_ok=True)
+        self.work_dir = storage.local_dir(os.path.join(stage_dir, "decide"))
         self.workers = runner.cfg.workers
 
     def map(self, fn, items):
@@ -169,8 +167,10 @@ class Runner:
         self.cfg = cfg
         self.overwrite = overwrite
         self.progress = progress or Progress(enabled=False)
-        self.out = os.path.abspath(cfg.output.path)
-        self.work = os.path.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        self.out = storage.abspath(cfg.output.path)
+        self.work = storage.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        for path in (self.out, self.work):  # remote URIs: the options reach the tasks too
+            storage.set_options(path, cfg.output.storage_options)
         self._executor = executor
         self.t0 = time.perf_counter()
         self.cpu0 = usage()["cpu_s"]
@@ -219,19 +219,19 @@ class Runner:
 
     def _prepare_output(self):
         out = self.out
-        if os.path.exists(os.path.join(out, MANIFEST)):
+        if storage.exists(os.path.join(out, MANIFEST)):
             if not self.overwrite:
                 raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
             for name in (MANIFEST, "data", "scores", "models", "report.html"):
                 workdir.remove(os.path.join(out, name))
-        elif os.path.isdir(out) and os.listdir(out):
+        elif storage.isdir(out) and storage.listdir(out):
             known = {".work", "data", ".data.tmp", ".scores.tmp", ".models.tmp", "scores", "models", ".lock"}
-            other = [x for x in os.listdir(out) if x not in known and not x.startswith(".tmp-")]
+            other = [x for x in storage.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
-        elif os.path.exists(out) and not os.path.isdir(out):
+        elif storage.exists(out) and not storage.isdir(out):
             raise UsageError(f"{out}: output path exists and is not a directory")
-        os.makedirs(self.work, exist_ok=True)
+        storage.makedirs(self.work)
 
     def _resolve_inputs(self):
         inp = self.cfg.input
@@ -242,25 +242,30 @@ class Runner:
     def _materialize_dataset(self, ds):
         fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
         d = os.path.join(self.work, f"dataset-{fp}")
-        if not os.path.exists(os.path.join(d, ".done")):
-            os.makedirs(d, exist_ok=True)
+        if not storage.exists(os.path.join(d, ".done")):
+            storage.makedirs(d)
             n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
             for k in range(n_shards):
                 part = ds.shard(n_shards, k, contiguous=True)
+                final = os.path.join(d, f"part-{k:05d}.parquet")
+                if storage.is_remote(d):  # one PUT: whole or absent
+                    fs, where = storage.arrow_fs(final)
+                    pq.write_table(part.data.table, where, filesystem=fs, compression="zstd")
+                    continue
                 tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
                 pq.write_table(part.data.table, tmp, compression="zstd")
-                os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
+                os.replace(tmp, final)
             workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
-        return resolve_shards(d, "parquet")
+        return resolve_shards(d, "parquet", storage.options_for(d))
 
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        os.makedirs(os.path.join(self.work, "scan"), exist_ok=True)
+        storage.makedirs(os.path.join(self.work, "scan"))
         # a changed input invalidates the scan; remember whose scan this is
         marker = os.path.join(self.work, "scan", "input.json")
-        if os.path.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
+        if storage.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
             workdir.remove(os.path.join(self.work, "scan"))
-            os.makedirs(os.path.join(self.work, "scan"))
+            storage.makedirs(os.path.join(self.work, "scan"))
         workdir.write_json(marker, {"fp": self.input_fp, "files": [s.uri for s in self.shards]})
         tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
         self.progress.line(f"scan: {len(tasks)} input shard(s)")
@@ -324,10 +329,10 @@ class Runner:
                  sel.seed_, getattr(sel, "version", 0))
         safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
-        os.makedirs(stage_dir, exist_ok=True)
+        storage.makedirs(stage_dir)
         keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
         done = os.path.join(stage_dir, "done.json")
-        if os.path.exists(done):
+        if storage.exists(done):
             self.progress.line(f"{label}: done (resumed)")
             rep = workdir.read_json(done)
             self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
@@ -338,7 +343,7 @@ class Runner:
         n_in = sum(len(c.alive_rows()) for c in ctxs)
         stats_all: list[dict] = []
         sel_path = os.path.join(stage_dir, "selector.pkl")
-        if os.path.exists(sel_path):
+        if storage.exists(sel_path):
             sel = workdir.read_pickle(sel_path)
         else:
             if type(sel).fit is not Selector.fit:
@@ -399,7 +404,7 @@ class Runner:
         final = os.path.join(self.out, "data")
         workdir.remove(tmp)
         workdir.remove(final)  # a data/ without manifest.json is an unfinished earlier write
-        os.makedirs(tmp)
+        storage.makedirs(tmp)
         schema = self._output_schema()
         writer = BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
         kept_rows = 0
@@ -429,23 +434,23 @@ class Runner:
             faults.point(f"write:{j}")
         files = writer.close()
         if not files:  # an empty selection is still a readable dataset
-            pq.write_table(schema.empty_table(), os.path.join(tmp, "part-00000.parquet"),
-                           compression=self.cfg.output.compression)
+            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
+            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
             files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
         out_files = []
         for f in files:
             name = os.path.basename(f["path"])
-            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": os.path.getsize(f["path"])})
+            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
         if self.cfg.output.scores:
             self._write_scores(stage_reports)
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
-        os.replace(tmp, final)
+        storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
         faults.point("write:renamed")
         for name in ("scores", "models"):
-            if os.path.exists(os.path.join(self.out, f".{name}.tmp")):
+            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
                 workdir.remove(os.path.join(self.out, name))
-                os.replace(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
         write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
         manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
         faults.point("manifest")
@@ -482,7 +487,7 @@ class Runner:
     def _write_scores(self, stage_reports):
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
-        os.makedirs(tmp)
+        storage.makedirs(tmp)
         inp = self.cfg.input
         ids = {}
         for i, rep in enumerate(stage_reports[1:]):
@@ -504,8 +509,9 @@ class Runner:
                 tables.append(pa.table(cols))
             if tables:
                 safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
-                pq.write_table(pa.concat_tables(tables, promote_options="permissive"),
-                               os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"), compression="zstd")
+                fs, where = storage.arrow_fs(os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"))
+                pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
+                               compression="zstd")
 
     def _ids(self, j: int) -> pa.Array:
         inp = self.cfg.input
@@ -518,8 +524,6 @@ class Runner:
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
     def _copy_models(self, stage_reports) -> dict:
-        import shutil
-
         out = {}
         tmp = os.path.join(self.out, ".models.tmp")
         workdir.remove(tmp)
@@ -529,9 +533,9 @@ class Runner:
                     continue
                 safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
                 d = os.path.join(tmp, f"stage-{i + 1:02d}-{safe}")
-                os.makedirs(d, exist_ok=True)
+                storage.makedirs(d)
                 dest = os.path.join(d, os.path.basename(path))
-                (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                storage.upload(path, dest)
                 out.setdefault(rep["name"], {})[key] = f"models/{os.path.relpath(dest, tmp)}"
         return out
 
