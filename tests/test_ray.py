@@ -133,3 +133,23 @@ def test_driver_killed_then_resume_skips_finished_tasks(sample_dir, tmp_path, ra
     assert finished and all(os.stat(p).st_mtime_ns == before[p] for p in finished)
     same_output(tmp_path / "ref", out)
     assert json.loads((out / "manifest.json").read_text())["config"]["executor"] == "ray"
+
+
+def test_ray_tasks_read_and_write_s3(sample_dir, tmp_path, ray_address):
+    pytest.importorskip("s3fs", reason="object-store tests need s3fs (the ray and dev extras)")
+    pytest.importorskip("moto.server", reason="object-store tests need moto[server] (the dev extra)")
+    from s3_server import moto_s3, s3_digests, upload_dir
+
+    stages = [{"length": {"min_words": 20}}, {"ray_plugins:FitAndMap": {"keep": 0.6}}]
+    run_pipeline(default_cfg(sample_dir, tmp_path / "ref", stages=stages))
+    with moto_s3("ray-bucket") as (opts, fs):
+        upload_dir(fs, str(sample_dir / "pool"), "ray-bucket/pool")
+        m = run_pipeline(default_cfg(
+            sample_dir, "s3://ray-bucket/out", stages=stages, executor="ray",
+            input={"path": "s3://ray-bucket/pool", "storage_options": opts},
+            output={"path": "s3://ray-bucket/out", "storage_options": opts, "scores": True}))
+        assert s3_digests(fs, "ray-bucket/out/data") == file_digests(tmp_path / "ref" / "data")
+        assert s3_digests(fs, "ray-bucket/out/scores") == file_digests(tmp_path / "ref" / "scores")
+        assert fs.exists("ray-bucket/out/manifest.json") and m["config"]["executor"] == "ray"
+        # every score task wrote its result to the S3 work dir from a Ray worker
+        assert len(fs.glob("ray-bucket/out/.work/stages/*/task-*.json")) == 2 * len(m["inputs"])
