@@ -70,7 +70,7 @@ class FitAndMap(Selector):
 
     def fit(self, ctx):
         counts = ctx.map_shards(_count_docs, need_text=False)
-        self.n_fit_ = int(sum(counts))
+        self.n_fit_ = sum(counts)
         self.fit_metrics_ = {"fit_docs": self.n_fit_}
 
     def score(self, docs):
@@ -79,7 +79,7 @@ class FitAndMap(Selector):
     def decide(self, scores, ctx):
         assert ctx.map(_double, [1, 2, 3]) == [2, 4, 6]
         s = scores["score"]
-        k = int(round(self.keep * len(s)))
+        k = round(self.keep * len(s))
         order = np.lexsort((np.arange(len(s)), -s))
         keep = np.zeros(len(s), bool)
         keep[order[:k]] = True

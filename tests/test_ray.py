@@ -5,8 +5,8 @@ import os
 
 import pytest
 import yaml
-
 from conftest import ROOT, file_digests, run_cli
+
 from shardsift.errors import DataError, TaskError
 from shardsift.pipeline.runner import run_pipeline
 
@@ -48,8 +48,7 @@ def same_output(a, b):
 
 
 def test_default_pipeline_same_bytes_as_local(sample_dir, tmp_path, ray_address):
-    stages = yaml.safe_load(open(os.path.join(ROOT, "configs", "default.yaml")))["stages"]
-    stages = stages + [{"ray_plugins:FitAndMap": {"keep": 0.6}}, {"random": {"keep": 0.5}}]
+    stages = default_cfg(sample_dir, tmp_path)["stages"] + [{"ray_plugins:FitAndMap": {"keep": 0.6}}, {"random": {"keep": 0.5}}]
     ml = run_pipeline(default_cfg(sample_dir, tmp_path / "local", stages=stages))
     mr = run_pipeline(default_cfg(sample_dir, tmp_path / "ray", stages=stages, executor="ray"))
     same_output(tmp_path / "local", tmp_path / "ray")
@@ -65,7 +64,7 @@ def test_worker_killed_mid_task_is_retried_and_output_exact(sample_dir, tmp_path
     log = tmp_path / "attempts.log"
     ref_marker = tmp_path / "ref-marker"
     ref_marker.touch()  # the reference run never kills
-    stage = lambda marker: [{"ray_plugins:KillOnce": {"marker": str(marker), "log": str(log)}}]  # noqa: E731
+    stage = lambda marker: [{"ray_plugins:KillOnce": {"marker": str(marker), "log": str(log)}}]
     run_pipeline(default_cfg(sample_dir, tmp_path / "ref", stages=stage(ref_marker)))
     log.unlink()
     marker = tmp_path / "marker"
@@ -82,7 +81,7 @@ def test_worker_killed_mid_task_is_retried_and_output_exact(sample_dir, tmp_path
 
 def test_failing_task_retried_then_reported_in_one_line(sample_dir, tmp_path, ray_address):
     log = tmp_path / "attempts.log"
-    cfg = lambda out, fails: default_cfg(  # noqa: E731
+    cfg = lambda out, fails: default_cfg(
         sample_dir, out, executor="ray", ray={"max_retries": 2},
         stages=[{"ray_plugins:FailSome": {"shard": "part-00001.parquet", "fails": fails, "log": str(log)}}])
     # fails twice, succeeds on the last retry

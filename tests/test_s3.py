@@ -1,12 +1,11 @@
 """Input, output and work dir on a real local S3-compatible server (moto server mode)."""
 import json
-import os
 
 import pytest
 import yaml
-
 from conftest import file_digests, run_cli
 from s3_server import moto_s3, s3_digests, upload_dir
+
 from shardsift.errors import UsageError
 from shardsift.pipeline.runner import run_pipeline
 
