@@ -399,13 +399,46 @@ class Runner:
     def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self.progress.line("write: output shards")
-        inp = self.cfg.input
         tmp = os.path.join(self.out, ".data.tmp")
         final = os.path.join(self.out, "data")
         workdir.remove(tmp)
         workdir.remove(final)  # a data/ without manifest.json is an unfinished earlier write
         storage.makedirs(tmp)
         schema = self._output_schema()
+        if getattr(self.executor, "parallel_write", False):  # Ray: parts written by tasks, same bytes
+            from .parallel_write import write_data
+
+            files, kept_rows, kept_bytes, kept_words = write_data(self, tmp, schema, alive_path)
+        else:
+            files, kept_rows, kept_bytes, kept_words = self._write_data(tmp, schema, alive_path)
+        if not files:  # an empty selection is still a readable dataset
+            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
+            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
+            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
+        out_files = []
+        for f in files:
+            name = os.path.basename(f["path"])
+            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
+        if self.cfg.output.scores:
+            self._write_scores(stage_reports)
+        models = self._copy_models(stage_reports)
+        faults.point("write:before-rename")
+        storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
+        faults.point("write:renamed")
+        for name in ("scores", "models"):
+            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
+                workdir.remove(os.path.join(self.out, name))
+                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
+        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        faults.point("manifest")
+        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
+        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
+        return manifest
+
+    def _write_data(self, tmp: str, schema: pa.Schema, alive_path: list):
+        """Stream the kept rows of every shard, in order, into bounded parts under ``tmp``."""
+        inp = self.cfg.input
         writer = BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
         kept_rows = 0
         kept_bytes = kept_words = 0
@@ -432,31 +465,7 @@ class Runner:
                 if hi == len(rows):
                     break
             faults.point(f"write:{j}")
-        files = writer.close()
-        if not files:  # an empty selection is still a readable dataset
-            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
-            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
-            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
-        out_files = []
-        for f in files:
-            name = os.path.basename(f["path"])
-            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
-        if self.cfg.output.scores:
-            self._write_scores(stage_reports)
-        models = self._copy_models(stage_reports)
-        faults.point("write:before-rename")
-        storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
-        faults.point("write:renamed")
-        for name in ("scores", "models"):
-            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
-                workdir.remove(os.path.join(self.out, name))
-                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
-        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
-        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
-        faults.point("manifest")
-        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
-        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
-        return manifest
+        return writer.close(), kept_rows, kept_bytes, kept_words
 
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
