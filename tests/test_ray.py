@@ -60,6 +60,17 @@ def test_default_pipeline_same_bytes_as_local(sample_dir, tmp_path, ray_address)
     assert mr["cpu_s"] > 0
 
 
+def test_parallel_write_many_parts_same_bytes_as_local(sample_dir, tmp_path, ray_address):
+    extra = {"input": {"path": str(sample_dir / "pool"), "batch_size": 97},
+             "stages": [{"length": {"min_words": 20}}]}
+    out = lambda p: {"path": str(p), "max_shard_bytes": "50KB", "scores": True}
+    ml = run_pipeline(default_cfg(sample_dir, tmp_path / "local", **extra, output=out(tmp_path / "local")))
+    mr = run_pipeline(default_cfg(sample_dir, tmp_path / "ray", **extra, output=out(tmp_path / "ray"),
+                                  executor="ray"))
+    assert len(mr["output"]["files"]) > 5 and mr["output"]["files"] == ml["output"]["files"]
+    same_output(tmp_path / "local", tmp_path / "ray")
+
+
 def test_worker_killed_mid_task_is_retried_and_output_exact(sample_dir, tmp_path, ray_address):
     log = tmp_path / "attempts.log"
     ref_marker = tmp_path / "ref-marker"
