@@ -46,7 +46,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/run_all.py $(ARGS)
 
 torture: $(VENV)/.dev
-	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_torture.py $(ARGS)
+	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_reliability.py tests/test_pipeline.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check shardsift tests bench

@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
 
+    e = sub.add_parser("explain", help="say whether a document was kept and, if not, which stage dropped it and why")
+    e.add_argument("output")
+    e.add_argument("id", help="the document's id")
+
+    v = sub.add_parser("verify", help="check an output: accounting adds up, output ids are exactly the kept ids")
+    v.add_argument("output")
+
     sm = sub.add_parser("sample", help="write the generated sample corpus")
     sm.add_argument("out", help="directory to write pool/, target/ and example inputs into")
     sm.add_argument("--docs", type=int, default=4000, help="pool documents (default 4000)")
@@ -58,10 +65,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample}[args.command](args)
+        commands = {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
+                    "explain": _explain, "verify": _verify}
+        return commands[args.command](args)
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # disk full, read-only output, permissions: one line naming the path
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("shardsift: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -95,6 +109,22 @@ def _inspect(args) -> int:
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
+    return 0
+
+
+def _explain(args) -> int:
+    from .pipeline.accounting import explain
+
+    print("\n".join(explain(args.output, args.id)))
+    return 0
+
+
+def _verify(args) -> int:
+    from .pipeline.accounting import verify_output
+
+    r = verify_output(args.output)
+    print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "
+          "every input document accounted for, output ids = kept ids, each once)")
     return 0
 
 

@@ -137,6 +137,10 @@ def _call(fn, item):
         raise
     except MemoryError:
         raise TaskError(f"{task_label(item)}: out of memory") from None
+    except OSError as err:
+        if err.filename and err.strerror:  # disk full, read-only work dir: name the file
+            raise TaskError(f"{task_label(item)}: {err.filename}: {err.strerror}") from None
+        raise TaskError(f"{task_label(item)}: {type(err).__name__}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every task failure becomes one line naming the shard
         import traceback
 
