@@ -93,7 +93,7 @@ def read_losses(path: str, key: str) -> tuple[np.ndarray, list[str], np.ndarray]
     keys = np.asarray(keys_arr.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=object)
     uniq, counts = np.unique(keys.astype(str), return_counts=True)
     if (counts > 1).any():
-        raise DataError(f"{path}: key {uniq[counts > 1][0]!r} appears {counts[counts > 1][0]} times in "
+        raise DataError(f"{path}: key {str(uniq[counts > 1][0])!r} appears {int(counts[counts > 1][0])} times in "
                         f"column {key_col!r}; give one row per key")
     X = np.empty((len(models), tbl.num_rows), dtype=np.float64)
     for i, m in enumerate(models):
@@ -102,12 +102,12 @@ def read_losses(path: str, key: str) -> tuple[np.ndarray, list[str], np.ndarray]
         bad = ~np.isfinite(X[i])
         if bad.any():
             j = int(np.argmax(bad))
-            raise DataError(f"{path}: model {m!r}, key {keys[j]!r}: bits per byte is {X[i, j]} "
+            raise DataError(f"{path}: model {m!r}, key {str(keys[j])!r}: bits per byte is {X[i, j]} "
                             "(missing or not finite)")
         neg = X[i] < 0
         if neg.any():
             j = int(np.argmax(neg))
-            raise DataError(f"{path}: model {m!r}, key {keys[j]!r}: bits per byte {X[i, j]} is negative")
+            raise DataError(f"{path}: model {m!r}, key {str(keys[j])!r}: bits per byte {X[i, j]} is negative")
     return keys, models, X
 
 
@@ -355,7 +355,7 @@ class PerplexityCorrelationSelector(Selector):
     word_ngrams = Param(int, 2, "fastText word n-grams", ge=1, le=5)
     dim = Param(int, 32, "fastText vector size", ge=2)
     epoch = Param(int, 5, "fastText epochs", ge=1)
-    lr = Param(float, 0.1, "fastText learning rate", gt=0)
+    lr = Param(float, 0.5, "fastText learning rate", gt=0)
     bucket = Param(int, 200_000, "fastText hash buckets for n-grams", ge=1000)
     min_count = Param(int, 1, "fastText minimum word count", ge=1)
 
@@ -417,11 +417,11 @@ class PerplexityCorrelationSelector(Selector):
         absent = ndocs == 0
         if absent.all():
             col = "document id" if self.key == "id" else f"{self.key!r} column"
-            raise DataError(f"{self.losses}: none of the {len(keys)} loss-matrix keys (e.g. {keys[0]!r}) is a "
+            raise DataError(f"{self.losses}: none of the {len(keys)} loss-matrix keys (e.g. {str(keys[0])!r}) is a "
                             f"{col} value of the pool's documents")
         if absent.any():
             if self.missing_keys == "error":
-                ex = ", ".join(repr(k) for k in keys[absent][:3])
+                ex = ", ".join(repr(str(k)) for k in keys[absent][:3])
                 col = "document ids" if self.key == "id" else f"{self.key!r} values"
                 raise DataError(f"{self.losses}: {int(absent.sum())} of {len(keys)} loss-matrix keys are not "
                                 f"{col} of the pool (e.g. {ex}); set missing_keys: drop to ignore them")
