@@ -24,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shardsift.selectors import perplexity_math as pm  # noqa: E402
+from shardsift.selectors import perplexity_math as pm
 
 
 def peak_rss_mb() -> float:

@@ -1,6 +1,5 @@
 """`shardsift losses`: BPB loss matrix from local causal LMs, tested on tiny random models built here."""
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +10,7 @@ torch = pytest.importorskip("torch", reason="torch not installed (the 'lm' extra
 transformers = pytest.importorskip("transformers", reason="transformers not installed (the 'lm' extra)")
 pytest.importorskip("tokenizers", reason="tokenizers not installed (comes with transformers)")
 
-from shardsift.lm_losses import main  # noqa: E402
+from shardsift.lm_losses import main
 
 TEXTS = [
     "The cat sat on the mat.\nThen it slept.",

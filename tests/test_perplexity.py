@@ -8,19 +8,21 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT, corpora_path, file_digests, run_cli
 
 from shardsift.errors import ConfigError, DataError
 from shardsift.pipeline.runner import run_pipeline
-from shardsift.selectors import resolve
 from shardsift.selectors import perplexity_math as pm
+from shardsift.selectors import resolve
 from shardsift.selectors.base import Scores
 from shardsift.selectors.perplexity import (
-    PerplexityCorrelationSelector, _write_fasttext_file, align_inputs, fasttext_lines, read_errors, read_losses,
+    _write_fasttext_file,
+    align_inputs,
+    fasttext_lines,
+    read_errors,
+    read_losses,
     write_example_inputs,
 )
-
-from conftest import corpora_path, file_digests, run_cli, ROOT
-
 
 # -- math: parity with the reference package -------------------------------------------------------
 
@@ -277,7 +279,7 @@ def test_example_config_runs_with_cli(tmp_path):
                    "--quiet", "--json", cwd=str(tmp_path))
     man = json.loads(proc.stdout)
     st = man["stages"][-1]
-    truth = json.load(open(tmp_path / "data" / "sample" / "perplexity" / "truth.json"))
+    truth = json.loads((tmp_path / "data" / "sample" / "perplexity" / "truth.json").read_text())
     assert st["name"] == "perplexity_correlation" and st["kept"] == round(0.3 * st["docs_in"])
     assert {t["key"] for t in st["metrics"]["top_keys"][:len(truth["informative"])]} == set(truth["informative"])
 

@@ -23,7 +23,6 @@ run) and skips steps 1-2.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from functools import partial
@@ -419,12 +418,11 @@ class PerplexityCorrelationSelector(Selector):
             col = "document id" if self.key == "id" else f"{self.key!r} column"
             raise DataError(f"{self.losses}: none of the {len(keys)} loss-matrix keys (e.g. {str(keys[0])!r}) is a "
                             f"{col} value of the pool's documents")
-        if absent.any():
-            if self.missing_keys == "error":
-                ex = ", ".join(repr(str(k)) for k in keys[absent][:3])
-                col = "document ids" if self.key == "id" else f"{self.key!r} values"
-                raise DataError(f"{self.losses}: {int(absent.sum())} of {len(keys)} loss-matrix keys are not "
-                                f"{col} of the pool (e.g. {ex}); set missing_keys: drop to ignore them")
+        if absent.any() and self.missing_keys == "error":
+            ex = ", ".join(repr(str(k)) for k in keys[absent][:3])
+            col = "document ids" if self.key == "id" else f"{self.key!r} values"
+            raise DataError(f"{self.losses}: {int(absent.sum())} of {len(keys)} loss-matrix keys are not "
+                            f"{col} of the pool (e.g. {ex}); set missing_keys: drop to ignore them")
         present = ~absent
 
         # estimate and project over the keys present in the pool
@@ -475,7 +473,7 @@ class PerplexityCorrelationSelector(Selector):
         self._model_cache = model
         os.remove(train_path)
 
-        metrics = {"trained": True, "models": len(models), "keys": int(len(keys)),
+        metrics = {"trained": True, "models": len(models), "keys": len(keys),
                    "keys_missing_from_pool": int(absent.sum()), "estimator": self.estimator,
                    "projection": self.projection, "target_ratio": ratio,
                    "include_keys": int(include.sum()),
