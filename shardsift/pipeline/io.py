@@ -258,6 +258,10 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     names = table.column_names
     if need_text:
         if text_column not in names:
+            try:
+                names = shard_schema(shard).names if shard.path else names
+            except DataError:
+                pass
             raise DataError(
                 f"{shard.uri}: no text column {text_column!r} (columns: {', '.join(names) or 'none'}; "
                 "set input.text_column)"
@@ -265,6 +269,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
         col = table.column(text_column)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             col = col.cast(pa.large_string())
+            check_utf8(col, shard, text_column, row0)
             valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
                 if col.null_count else np.ones(n, dtype=bool)
         elif pa.types.is_null(col.type):
@@ -284,6 +289,25 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     else:
         table = table.append_column(id_column, make_ids(shard.name, row0, n))
     return table, valid
+
+
+def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
+    """Arrow string data must be valid UTF-8; JSONL readers do not check it. Names the first bad row."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    try:
+        arr.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:  # binary search for the first invalid row
+        mid = (lo + hi) // 2
+        try:
+            arr.slice(lo, mid - lo).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    raise DataError(f"{shard.uri}: invalid UTF-8 in column {column!r} at row {row0 + lo}")
 
 
 def make_ids(name: str, row0: int, n: int) -> pa.Array:

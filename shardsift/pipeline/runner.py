@@ -242,7 +242,7 @@ class Runner:
     def _materialize_dataset(self, ds):
         fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
         d = os.path.join(self.work, f"dataset-{fp}")
-        if not os.path.exists(os.path.join(d, "done")):
+        if not os.path.exists(os.path.join(d, ".done")):
             os.makedirs(d, exist_ok=True)
             n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
             for k in range(n_shards):
@@ -250,7 +250,7 @@ class Runner:
                 tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
                 pq.write_table(part.data.table, tmp, compression="zstd")
                 os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
-            workdir.write_json(os.path.join(d, "done"), {"rows": len(ds)})
+            workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
         return resolve_shards(d, "parquet")
 
     def _scan(self) -> dict:
@@ -456,8 +456,14 @@ class Runner:
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
         schemas = []
-        for sh in self.shards:
-            s = shard_schema(sh)
+        raw = [shard_schema(sh) for sh in self.shards]
+        text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
+        str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
+        for sh, s in zip(self.shards, raw):
+            i = s.get_field_index(inp.text_column)
+            if i >= 0 and s.field(i).type != str_type:
+                # a shard whose texts are not strings has all its rows dropped as null_text
+                s = s.set(i, pa.field(inp.text_column, str_type))
             if inp.id_column not in s.names:
                 s = s.append(pa.field(inp.id_column, pa.string()))
             schemas.append(s)
