@@ -19,9 +19,9 @@ The reference loops over the N models in Python and does O(N^2 D) work for the p
   ``c_k = sum_m sign(y_k - y_m)``, O(N D) in one matrix-vector product.
 - ranks are computed once per text (one vectorised argsort down the model axis), shared by
   ``sign_cdf``, ``sign_sign`` and ``spearmanr``.
-- ``sign_sign`` (a Kendall-tau numerator) is a numba kernel that walks the models in order of y
-  and counts, per text, concordant minus discordant pairs with a Fenwick tree over the x ranks:
-  O(N log N) per text instead of O(N^2).
+- ``sign_sign`` (a Kendall-tau numerator) is a numba kernel over the rank matrix with the models
+  put in order of y once, so each pair's y sign is known and the inner loop is a branch-free,
+  vectorisable count of concordant minus discordant pairs.
 
 Ties: tied values get their average rank, so an estimate never depends on the order in which the
 models are listed. The reference breaks ties by sort position (``argsort(argsort(.))``); without
@@ -128,47 +128,23 @@ def spearmanr(X, y, *, x_ranks_T=None):
 
 
 @nb.njit(cache=True, nogil=True)
-def _sign_sign_kernel(r, y_order, y_group_start):
-    """Concordant minus discordant pairs between y and each row of ``r`` (D x N ranks).
-
-    Models are visited in increasing y; a group of equal y is inserted into the Fenwick tree only
-    after all its members were counted, so pairs tied in y contribute 0, as sign(0) = 0. Ranks are
-    doubled to integers (average ranks are multiples of 1/2), so pairs tied in x contribute 0 too.
-    """
-    d_count, n = r.shape
-    size = 2 * n + 2
+def _sign_sign_kernel(r_by_y, before):
+    """Concordant minus discordant pairs between y and each row of ``r_by_y`` (D x N ranks, columns
+    in increasing y). Model i is paired with models 0..before[i]-1, those of strictly smaller y, so
+    pairs tied in y contribute 0, as sign(0) = 0; pairs tied in x contribute 0 through the compares.
+    The branch-free inner loop over a contiguous row vectorises."""
+    d_count, n = r_by_y.shape
     out = np.empty(d_count, dtype=np.float64)
-    tree = np.zeros(size + 1, dtype=np.int64)
-    n_groups = y_group_start.shape[0] - 1
     for d in range(d_count):
-        for i in range(size + 1):
-            tree[i] = 0
+        row = r_by_y[d]
         total = 0
-        inserted = 0
-        for g in range(n_groups):
-            for t in range(y_group_start[g], y_group_start[g + 1]):
-                k = y_order[t]
-                pos = int(r[d, k] * 2.0 + 0.5)
-                # number of inserted values with rank < this one and <= this one
-                less = 0
-                i = pos - 1
-                while i > 0:
-                    less += tree[i]
-                    i -= i & (-i)
-                leq = 0
-                i = pos
-                while i > 0:
-                    leq += tree[i]
-                    i -= i & (-i)
-                greater = inserted - leq
-                total += less - greater
-            for t in range(y_group_start[g], y_group_start[g + 1]):
-                k = y_order[t]
-                i = int(r[d, k] * 2.0 + 0.5)
-                while i <= size:
-                    tree[i] += 1
-                    i += i & (-i)
-                inserted += 1
+        for i in range(1, n):
+            xi = row[i]
+            c = 0
+            for j in range(before[i]):
+                xj = row[j]
+                c += (xi > xj) - (xi < xj)
+            total += c
         out[d] = total
     return out
 
@@ -179,9 +155,10 @@ def sign_sign(X, y, *, x_ranks_T=None):
     r = _x_ranks_T(X) if x_ranks_T is None else x_ranks_T
     y_order = np.argsort(y, kind="stable")
     ys = y[y_order]
-    starts = np.flatnonzero(np.r_[True, ys[1:] != ys[:-1]])
-    group_start = np.r_[starts, n].astype(np.int64)
-    s = _sign_sign_kernel(np.ascontiguousarray(r), y_order.astype(np.int64), group_start)
+    new_group = np.r_[True, ys[1:] != ys[:-1]]
+    group_start = np.flatnonzero(new_group)
+    before = group_start[np.cumsum(new_group) - 1].astype(np.int64)  # first position of i's y group
+    s = _sign_sign_kernel(np.ascontiguousarray(r[:, y_order]), before)
     return 2.0 * s / (n * (n - 1))
 
 
