@@ -274,9 +274,9 @@ def test_keys_missing_from_pool(sample_dir, tmp_path):
 def test_example_config_runs_with_cli(tmp_path):
     from shardsift.sample import write_sample
 
-    write_sample(str(tmp_path / "data" / "sample"), n_docs=800, n_shards=2, seed=0)
+    write_sample(str(tmp_path / "data" / "sample"), n_docs=600, n_shards=2, seed=0)
     proc = run_cli("select", os.path.join(ROOT, "configs", "perplexity.yaml"), "--output", str(tmp_path / "out"),
-                   "--quiet", "--json", cwd=str(tmp_path))
+                   "--workers", "1", "--quiet", "--json", cwd=str(tmp_path))
     man = json.loads(proc.stdout)
     st = man["stages"][-1]
     truth = json.loads((tmp_path / "data" / "sample" / "perplexity" / "truth.json").read_text())

@@ -325,8 +325,10 @@ def _file_fingerprint(path: str | None) -> str:
 
 
 class PerplexityCorrelationSelector(Selector):
-    """Keep the documents a fastText filter, trained on the keys whose loss best predicts benchmark
-    error, rates most likely to be 'include' (Thrush et al. 2024)."""
+    """Perplexity-correlation selection (Thrush et al. 2024) with a fastText include/exclude filter.
+
+    Keys whose loss best predicts benchmark error label the training text; the classifier then
+    ranks every pool document and the most likely 'include' ones are kept."""
 
     name = "perplexity_correlation"
     scope = "global"
@@ -375,7 +377,10 @@ class PerplexityCorrelationSelector(Selector):
 
     @property
     def columns(self):
-        return () if self.key == "id" or self.model is not None else (self.key,)
+        """The key column, read while fitting; scoring needs only the text."""
+        if self.key == "id" or self.model is not None or getattr(self, "model_path_", None):
+            return ()
+        return (self.key,)
 
     @property
     def version(self):
