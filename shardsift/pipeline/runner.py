@@ -27,7 +27,8 @@ from ..text import count_words
 from . import faults, workdir
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, shard_schema, take_rows
+from .io import (BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, row_mask, shard_schema,
+                 take_rows)
 from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
                      run_call, run_fit, run_scan, run_score, usage, write_keep)
 
@@ -420,7 +421,7 @@ class Runner:
                     if inp.id_column not in tbl.column_names:
                         tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
                     if hi - lo != n:
-                        tbl = tbl.take(pa.array(rows[lo:hi] - start))
+                        tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
                     writer.write(tbl.select(schema.names))
                     kept_rows += int(hi - lo)
                 start += n
