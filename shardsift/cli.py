@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check an output: accounting adds up, output ids are exactly the kept ids")
     v.add_argument("output")
 
+    sub.add_parser("losses", add_help=False,
+                   help="compute the bits-per-byte loss matrix of local causal LMs (perplexity_correlation input;"
+                        " `shardsift losses --help`)")
+
     sm = sub.add_parser("sample", help="write the generated sample corpus")
     sm.add_argument("out", help="directory to write pool/, target/ and example inputs into")
     sm.add_argument("--docs", type=int, default=4000, help="pool documents (default 4000)")
@@ -51,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "losses":  # its own argparse lives beside the code (needs the lm extra)
+        from .lm_losses import main as losses_main
+
+        return losses_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -127,4 +127,8 @@ def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0)
         pq.write_table(tbl.slice(bounds[k], bounds[k + 1] - bounds[k]),
                        os.path.join(out, "pool", f"part-{k:05d}.parquet"), compression="zstd")
     pq.write_table(pa.table(target), os.path.join(out, "target", "target.parquet"), compression="zstd")
+    from .selectors.perplexity import write_example_inputs
+
+    # a generated loss matrix + benchmark errors per domain, for configs/perplexity.yaml
+    write_example_inputs(os.path.join(out, "perplexity"), tbl, seed=seed)
     return {"docs": tbl.num_rows, "shards": n_shards, "target_docs": len(target["id"])}
