@@ -29,14 +29,12 @@ install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 install-bench: $(VENV)/.bench
 
-$(SAMPLE)/pool: | $(VENV)/.core
-	$(PY) -m shardsift sample $(SAMPLE)
-
-sample: $(SAMPLE)/pool
+sample: $(VENV)/.core
+	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
 # `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data.
 select: $(VENV)/.core
-	@if [ -z "$(INPUT)" ] && [ ! -d $(SAMPLE)/pool ]; then $(PY) -m shardsift sample $(SAMPLE); fi
+	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
 	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite $(ARGS)
 
 test: $(VENV)/.dev

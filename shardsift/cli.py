@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--docs", type=int, default=4000, help="pool documents (default 4000)")
     sm.add_argument("--shards", type=int, default=4, help="pool shards (default 4)")
     sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--if-stale", action="store_true",
+                    help="do nothing when OUT already holds a complete sample of this version")
     return p
 
 
@@ -153,8 +155,10 @@ def _selectors(args) -> int:
 
 
 def _sample(args) -> int:
-    from .sample import write_sample
+    from .sample import is_current, write_sample
 
+    if args.if_stale and is_current(args.out, args.docs, args.shards, args.seed):
+        return 0
     info = write_sample(args.out, n_docs=args.docs, n_shards=args.shards, seed=args.seed)
     print(f"wrote {info['docs']} pool documents in {info['shards']} shards and {info['target_docs']} "
           f"target documents to {args.out}")

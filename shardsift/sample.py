@@ -116,8 +116,24 @@ def generate(n_docs: int = 4000, seed: int = 0):
     return pool, target
 
 
+SAMPLE_VERSION = "3"  # bump when the generator or the example inputs change: `make select` regenerates
+
+
+def is_current(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> bool:
+    stamp = os.path.join(out, ".complete")
+    try:
+        with open(stamp, encoding="utf-8") as fh:
+            return fh.read().strip() == f"{SAMPLE_VERSION} {n_docs} {n_shards} {seed}"
+    except OSError:
+        return False
+
+
 def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> dict:
-    """Write OUT/pool/part-0000k.parquet, OUT/target/target.parquet and example inputs."""
+    """Write OUT/pool/part-0000k.parquet, OUT/target/target.parquet and example inputs.
+
+    ``OUT/.complete`` is written last and records the generator version, so a sample from an older
+    shardsift (or a half-written one) is regenerated rather than used.
+    """
     pool, target = generate(n_docs, seed)
     os.makedirs(os.path.join(out, "pool"), exist_ok=True)
     os.makedirs(os.path.join(out, "target"), exist_ok=True)
@@ -131,4 +147,6 @@ def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0)
 
     # a generated loss matrix + benchmark errors per domain, for configs/perplexity.yaml
     write_example_inputs(os.path.join(out, "perplexity"), tbl, seed=seed)
+    with open(os.path.join(out, ".complete"), "w", encoding="utf-8") as fh:
+        fh.write(f"{SAMPLE_VERSION} {n_docs} {n_shards} {seed}\n")
     return {"docs": tbl.num_rows, "shards": n_shards, "target_docs": len(target["id"])}
