@@ -36,8 +36,7 @@ TOPICS = {
                "dividend portfolio fund asset price trade currency profit revenue budget tax "
                "capital risk yield broker",
 }
-FUNCTION = ("the a of and to in is was for on with as by at from that this it are be "
-            "which their its an or not but have has had were they he she we").split()
+FUNCTION = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that", "this", "it", "are", "be", "which", "their", "its", "an", "or", "not", "but", "have", "has", "had", "were", "they", "he", "she", "we"]
 BOILER = ("click here to subscribe", "all rights reserved", "cookie policy accept",
           "share on social media", "buy now limited offer", "sign up for our newsletter")
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import ROOT, file_digests, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, file_digests, run_cli
 from shardsift.errors import ConfigError, ShardsiftError, UsageError
 from shardsift.pipeline.accounting import verify_output
 from shardsift.pipeline.config import parse_config

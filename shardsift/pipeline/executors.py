@@ -7,11 +7,12 @@ and a retried task can never leave half a result behind.
 from __future__ import annotations
 
 import concurrent.futures as cf
-from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..errors import ShardsiftError, TaskError
 

@@ -36,7 +36,7 @@ class OutputLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except FileExistsError as exists:
                 owner = self._owner()
                 if owner is None:
                     continue  # vanished or half-written: try again
@@ -48,7 +48,8 @@ class OutputLock:
                     continue
                 raise UsageError(
                     f"{os.path.dirname(self.path)}: another shardsift run is writing here (pid {owner.get('pid')} "
-                    f"on {owner.get('host')}, started {owner.get('started')}); if it is gone, delete {self.path}")
+                    f"on {owner.get('host')}, started {owner.get('started')}); if it is gone, delete {self.path}"
+                ) from exists
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True

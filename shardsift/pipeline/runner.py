@@ -14,7 +14,8 @@ import os
 import resource
 import socket
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,13 +27,34 @@ from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
 from ..text import count_words
 from . import faults, workdir
 from .accounting import shard_decisions
-from .lock import OutputLock
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import (BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, row_mask, shard_schema,
-                 take_rows)
-from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
-                     run_call, run_fit, run_scan, run_score, usage, write_keep)
+from .io import (
+    BoundedParquetWriter,
+    iter_tables,
+    make_ids,
+    normalize,
+    resolve_shards,
+    row_mask,
+    shard_schema,
+    take_rows,
+)
+from .lock import OutputLock
+from .shards import (
+    CallTask,
+    FitTask,
+    ScanTask,
+    ScoreTask,
+    ShardContext,
+    decision_arrays,
+    drop_counts,
+    run_call,
+    run_fit,
+    run_scan,
+    run_score,
+    usage,
+    write_keep,
+)
 
 MANIFEST = "manifest.json"
 
@@ -50,7 +72,7 @@ def stage_seed(seed: int, index: int) -> int:
 
 
 class _Fit(FitContext):
-    def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
         self.work_dir = os.path.join(stage_dir, "fit")
         os.makedirs(self.work_dir, exist_ok=True)
@@ -140,7 +162,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
 
 
 class _Decide(DecideContext):
-    def __init__(self, runner: "Runner", stage_dir: str, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, seed: int):
         self.runner = runner
         self.seed = seed
         self.work_dir = os.path.join(stage_dir, "decide")
@@ -334,7 +356,6 @@ class Runner:
     def _stage(self, i: int, st, alive_path: list, prev_fp: str):
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
-        name = sel.display_name()
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                  sel.seed_, getattr(sel, "version", 0))
@@ -477,7 +498,7 @@ class Runner:
         raw = [shard_schema(sh) for sh in self.shards]
         text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
         str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
-        for sh, s in zip(self.shards, raw):
+        for s in raw:
             i = s.get_field_index(inp.text_column)
             if i >= 0 and s.field(i).type != str_type:
                 # a shard whose texts are not strings has all its rows dropped as null_text
@@ -512,10 +533,9 @@ class Runner:
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
         os.makedirs(tmp)
-        inp = self.cfg.input
         for i, rep in enumerate(stage_reports[1:]):
             tables = []
-            for j, sh in enumerate(self.shards):
+            for j in range(len(self.shards)):
                 z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
                 if len(z["row"]) == 0:
                     continue
