@@ -726,9 +726,11 @@ class _Page:
             ax.set_xscale("log")
         ax.set_xlabel("cluster size (documents)")
         ax.set_ylabel("clusters (log)")
-        ax.set_title(f"{len(dup):,} duplicate clusters, {int(dup.sum()):,} documents, largest {top:,}")
+        summary = f"{len(dup):,} duplicate clusters, {int(dup.sum()):,} documents, largest {top:,}"
+        ax.set_title(summary)
         fig.tight_layout()
-        return _png(fig)
+        return _png(fig) + f'<p class="small">{_esc(summary)}</p>'
+
 
     def _cluster_bars(self, t, metrics) -> str:
         before = metrics.get("cluster_sizes_before")
