@@ -82,7 +82,7 @@ def _png(fig) -> str:
     """The figure as an <img> with a base64 PNG data URI; closes the figure."""
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img class="plot" alt="plot" src="data:image/png;base64,{data}">'
@@ -632,7 +632,8 @@ class _Page:
         fig, ax = plt.subplots(figsize=(5.6, 3.4))
         lo, hi = np.quantile(score[ok], [0.0, 1.0])
         bins = np.linspace(lo, hi, 50)
-        ax.hist([score[ok & kept], score[ok & ~kept]], bins=bins, stacked=True, color=[KEPT_C, DROP_C],
+        ax.hist([score[ok & kept], score[ok & ~kept]], bins=bins, stacked=True, histtype="stepfilled",
+                color=[KEPT_C, DROP_C],
                 label=[f"kept ({int((ok & kept).sum()):,})", f"dropped ({int((ok & ~kept).sum()):,})"])
         at, how = _cut(score[ok], kept[ok], st.get("metrics") or {}) if cut else (None, "")
         if at is not None:

@@ -4,6 +4,7 @@ the same sidecar columns and metrics, so every section is drawn."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+
+def cli(capsys, *args):
+    """`shardsift ...` in-process (the subprocess path is covered by the pipeline tests): (code, out, err)."""
+    from shardsift.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,6 +63,11 @@ def page(runs):
         return path, fh.read()
 
 
+def _read(path) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
 def _images(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'<img[^>]*src="data:image/png;base64,([^"]+)"', html)]
 
@@ -63,14 +77,15 @@ def test_report_is_self_contained(page):
     assert os.path.basename(path) == "report.html"
     assert html.startswith("<!DOCTYPE html>")
     # nothing is fetched: no external src/href, no scripts, no stylesheets, no url() in the CSS
-    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', html, re.I)
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', html, re.IGNORECASE)
     assert "<script" not in html.lower() and "<link" not in html.lower() and "url(" not in html
     srcs = re.findall(r'src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     imgs = _images(html)
     assert len(imgs) == len(srcs) >= 15
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     for data in imgs:
         assert data.startswith(PNG_MAGIC)
@@ -80,20 +95,18 @@ def test_report_is_self_contained(page):
 
 
 def test_report_has_funnel_and_every_stage(page, runs):
-    import json
-
     _, html = page
     with open(os.path.join(runs[1][0], "manifest.json")) as fh:
         m = json.load(fh)
     assert '<section id="funnel">' in html and '<section id="summary">' in html
     for i, st in enumerate(m["stages"][1:], start=1):
-        sec = re.search(rf'<section id="stage-{i}">(.*?)</section>', html, re.S)
+        sec = re.search(rf'<section id="stage-{i}">(.*?)</section>', html, re.DOTALL)
         assert sec, f"no section for stage {i}"
         body = sec.group(1)
         assert f"{st['kept']:,} kept" in body
         assert "sample kept documents" in body and "sample dropped documents" in body
         assert "score distribution" not in body or "<img" in body
-    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.S).group(1)
+    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.DOTALL).group(1)
     # documents and tokens after every stage, as in the manifest
     for st in m["stages"][1:]:
         assert f"<td>after {st['name']}</td><td>{st['kept']:,}</td>" in funnel
@@ -104,7 +117,7 @@ def test_report_has_funnel_and_every_stage(page, runs):
 
 def test_report_selector_sections(page, runs):
     _, html = page
-    sec = {int(k): v for k, v in re.findall(r'<section id="stage-(\d+)">(.*?)</section>', html, re.S)}
+    sec = {int(k): v for k, v in re.findall(r'<section id="stage-(\d+)">(.*?)</section>', html, re.DOTALL)}
     # duplicates: cluster-size histogram and pairs side by side with a recomputed Jaccard
     assert "duplicate clusters" in html
     assert "sample duplicate pairs" in sec[2]
@@ -117,7 +130,7 @@ def test_report_selector_sections(page, runs):
     # a threshold metric marks the cut
     assert sec[6].count("<img") >= 4
     # composition by the label column, before and after
-    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.S).group(1)
+    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
     assert "<img" in comp and "astronomy" in comp and "<th>output</th>" in comp
 
 
@@ -129,11 +142,11 @@ def test_report_text_is_escaped_and_truncated(tmp_path):
     texts = ["<script>alert('x')</script> & " + "word " * 100, "plain " * 30 + "<b>bold</b>", "tiny"]
     pq.write_table(pa.table({"id": ["a", "b", "c"], "text": texts}), pool / "p.parquet")
     _run(pool, tmp_path / "out", stages=[{"length": {"min_words": 5}}])
-    html = open(write_report(str(tmp_path / "out"), samples=10), encoding="utf-8").read()
+    html = _read(write_report(str(tmp_path / "out"), samples=10))
     assert "<script>" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp;" in html
     assert "<b>bold</b>" not in html
     # the first 300 characters only
-    shown = re.search(r"&lt;script&gt;alert.*?</td>", html, re.S).group(0)
+    shown = re.search(r"&lt;script&gt;alert.*?</td>", html, re.DOTALL).group(0)
     assert "..." in shown and shown.count("word") < 300 // 5 + 1
 
 
@@ -145,27 +158,27 @@ def test_report_without_sidecar_or_input(tmp_path, runs):
     shutil.copytree(d / "sample" / "pool", pool)
     _run(pool, tmp_path / "out", stages=STAGES[:2], scores=False)
     shutil.rmtree(pool)  # the input is gone: the page still draws from the manifest
-    html = open(write_report(str(tmp_path / "out")), encoding="utf-8").read()
+    html = _read(write_report(str(tmp_path / "out")))
     assert '<section id="funnel">' in html and "<img" in html
     assert "No scores/ sidecar" in html and "not readable" in html
     assert "could not be drawn" not in html
 
 
-def test_report_cli_and_select_flag(tmp_path, runs):
+def test_report_cli_and_select_flag(tmp_path, runs, capsys):
     d, outs = runs
-    proc = run_cli("report", outs[0], "--label-column", "domain", "--path", tmp_path / "r.html")
-    assert proc.stdout.strip() == str(tmp_path / "r.html") and (tmp_path / "r.html").stat().st_size > 10_000
+    code, out, _ = cli(capsys, "report", outs[0], "--label-column", "domain", "--path", tmp_path / "r.html")
+    assert code == 0 and out.strip() == str(tmp_path / "r.html") and (tmp_path / "r.html").stat().st_size > 10_000
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"input: {{path: {d / 'sample' / 'pool'}}}\noutput: {{path: {tmp_path / 'o'}, scores: true}}\n"
                    "workers: 1\nstages:\n  - length: {min_words: 20}\n")
-    proc = run_cli("select", cfg, "--quiet", "--report")
+    code, out, _ = cli(capsys, "select", cfg, "--quiet", "--report")
     path = str(tmp_path / "o" / "report.html")
-    assert f"report: {path}" in proc.stdout and os.path.exists(path)
-    bad = run_cli("report", tmp_path / "nothing", check=False)
-    assert bad.returncode == 1 and "no manifest.json" in bad.stderr and "Traceback" not in bad.stderr
+    assert code == 0 and f"report: {path}" in out and os.path.exists(path)
+    code, _, err = cli(capsys, "report", tmp_path / "nothing")
+    assert code == 1 and "no manifest.json" in err and err.count("\n") == 1
 
 
-def test_compare_two_seeds(runs):
+def test_compare_two_seeds(runs, capsys):
     from shardsift.compare import compare_outputs, format_compare
 
     _, outs = runs
@@ -183,13 +196,14 @@ def test_compare_two_seeds(runs):
     assert all(not s["metrics"] or all(m["key"] for m in s["metrics"]) for s in same["stages"])
     text = format_compare(res)
     assert f"Jaccard {k['jaccard']:.4f}" in text and "seed: A 0  B 1" in text and "astronomy" in text
-    proc = run_cli("compare", outs[0], outs[1])
-    assert f"A only {k['a_only']:,}" in proc.stdout and "composition by domain" in proc.stdout
-    js = run_cli("compare", outs[0], outs[1], "--json").stdout
-    assert '"jaccard"' in js
+    code, out, _ = cli(capsys, "compare", outs[0], outs[1])
+    assert code == 0 and f"A only {k['a_only']:,}" in out and "composition by domain" in out
+    code, out, _ = cli(capsys, "compare", outs[0], outs[1], "--json")
+    assert code == 0 and json.loads(out)["kept"] == k
 
 
-def test_inspect_prints_timings_and_memory(runs):
+def test_inspect_prints_timings_and_memory(runs, capsys):
     _, outs = runs
-    out = run_cli("inspect", outs[0]).stdout
+    code, out, _ = cli(capsys, "inspect", outs[0])
+    assert code == 0
     assert "wall s" in out and "cpu s" in out and "peak MB" in out and "peak memory" in out
