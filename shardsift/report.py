@@ -640,7 +640,7 @@ class _Page:
             ax.axvline(at, color="k", ls="--", lw=1.2, label=f"cut: {how}")
         ax.set_xlabel(_score_name(st))
         ax.set_ylabel("documents")
-        ax.set_title(f"{st.get('name')}: score distribution")
+        ax.set_title("score distribution")
         ax.legend(fontsize=8)
         fig.tight_layout()
         return _png(fig)
@@ -666,7 +666,7 @@ class _Page:
         ax.set_xlabel("document length (whitespace words, log)")
         ax.set_ylabel(_score_name(st))
         r = np.corrcoef(np.log(np.maximum(words[ok], 1)), score[ok])[0, 1] if ok.sum() > 2 else np.nan
-        ax.set_title(f"{st.get('name')}: {_score_name(st)} vs length (r={r:.2f})")
+        ax.set_title(f"{_score_name(st)} vs length (r = {r:.2f})", fontsize=10)
         ax.legend(fontsize=8, markerscale=3)
         fig.tight_layout()
         return _png(fig)
