@@ -161,6 +161,20 @@ def load_sidecars(output_dir: str) -> dict[int, pa.Table]:
     return out
 
 
+def load_decisions(output_dir: str) -> pa.Table | None:
+    """OUTPUT/decisions/ (id, stage that dropped the document or -1 for kept), when the output has one."""
+    d = os.path.join(output_dir, "decisions")
+    files = sorted(glob.glob(os.path.join(d, "*.parquet")))
+    if not files:
+        return None
+    try:
+        t = pa.concat_tables([pq.read_table(f, columns=["id", "stage"]) for f in files])
+    except (pa.ArrowException, OSError, KeyError):
+        return None
+    return pa.table({"id": t.column("id").combine_chunks().cast(pa.string()),
+                     "stage": t.column("stage").combine_chunks().cast(pa.int32())})
+
+
 def _input_config(manifest: dict) -> dict | None:
     inp = (manifest.get("config") or {}).get("input")
     if not isinstance(inp, dict):
@@ -335,6 +349,7 @@ class _Page:
         self.seed = seed
         self.stages = list(manifest.get("stages") or [])
         self.side = load_sidecars(output_dir)
+        self.decisions = load_decisions(output_dir)
         self.corpus = Corpus(manifest, label_column)
         self.notes: list[str] = []
         self.plan: dict[int, dict] = {}
@@ -449,6 +464,18 @@ class _Page:
     def _stage_tokens(self) -> list[tuple[int, int]] | None:
         """(tokens in, tokens kept) per manifest stage: from the manifest when it records them, else
         from the sidecar's kept ids and the input's lengths."""
+        alive = self._alive_after()
+        if alive is not None and self.corpus.n_words is not None \
+                and not all("tokens_kept" in st for st in self.stages):
+            words = self.corpus.words_of(self.decisions.column("id"))
+            if not (words < 0).any():
+                tin = int(words.sum())
+                out = []
+                for a in alive:
+                    kept = int(words[a].sum())
+                    out.append((tin, kept))
+                    tin = kept
+                return out
         out = []
         for i, st in enumerate(self.stages):
             if "tokens_in" in st and "tokens_kept" in st:
@@ -465,6 +492,13 @@ class _Page:
             else:
                 return None
         return out
+
+    def _alive_after(self) -> list[np.ndarray] | None:
+        """From decisions/: for each manifest stage, which input documents survive it."""
+        if self.decisions is None:
+            return None
+        st = np.asarray(self.decisions.column("stage").to_numpy(zero_copy_only=False))
+        return [(st == -1) | (st > i) for i in range(len(self.stages))]
 
     def _words(self, i: int) -> np.ndarray:
         t = self.side[i]
@@ -520,7 +554,13 @@ class _Page:
         plt = _plt()
         lab = self.label
         series: list[tuple[str, dict]] = []
-        if self.corpus.labels is not None:
+        alive = self._alive_after()
+        if self.corpus.labels is not None and alive is not None:
+            series.append(("input", _counts(self.corpus.labels)))
+            labels = self.corpus.labels_of(self.decisions.column("id"))
+            for i in range(1, len(self.stages)):
+                series.append((f"after {self.stages[i].get('name')}", _counts(labels.filter(pa.array(alive[i])))))
+        elif self.corpus.labels is not None:
             series.append(("input", _counts(self.corpus.labels)))
             for i in sorted(self.side):
                 if i == 0 or i >= len(self.stages):

@@ -156,7 +156,14 @@ def test_report_without_sidecar_or_input(tmp_path, runs):
     d, _ = runs
     pool = tmp_path / "pool"
     shutil.copytree(d / "sample" / "pool", pool)
-    _run(pool, tmp_path / "out", stages=STAGES[:2], scores=False)
+    m = _run(pool, tmp_path / "out", stages=STAGES[:2], scores=False)
+    # no sidecar: the decisions/ record still gives composition and tokens after every stage
+    html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
+    assert "<th>after report_fakes:FakeDedup</th>" in comp and "<th>output</th>" in comp
+    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.DOTALL).group(1)
+    assert f"<td>{m['docs_kept']:,}</td><td>{100 * m['docs_kept'] / m['docs_in']:.1f}%</td>" \
+        f"<td>{m['tokens_kept']:,}</td>" in funnel
     shutil.rmtree(pool)  # the input is gone: the page still draws from the manifest
     html = _read(write_report(str(tmp_path / "out")))
     assert '<section id="funnel">' in html and "<img" in html
