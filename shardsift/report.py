@@ -104,7 +104,7 @@ def _flat(metrics: dict, prefix: str = "") -> Iterable[tuple[str, str]]:
             yield key, _num(v)
 
 
-def scalar_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
+def scalar_metrics(metrics: dict, prefix: str = "") -> dict[str, int | float]:
     """Numeric scalars of a (nested) metrics dict, keys joined with dots; for `compare`."""
     out = {}
     for k, v in (metrics or {}).items():
@@ -113,7 +113,9 @@ def scalar_metrics(metrics: dict, prefix: str = "") -> dict[str, float]:
             out.update(scalar_metrics(v, key + "."))
         elif isinstance(v, (bool, np.bool_)):
             continue
-        elif isinstance(v, (int, float, np.integer, np.floating)) and np.isfinite(float(v)):
+        elif isinstance(v, (int, np.integer)):
+            out[key] = int(v)
+        elif isinstance(v, (float, np.floating)) and np.isfinite(float(v)):
             out[key] = float(v)
     return out
 

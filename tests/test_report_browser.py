@@ -43,7 +43,7 @@ def _install() -> str:
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "not root, so apt-get cannot install it"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    cmd = ["apt-get", "install", "-y", "-q", "chromium"]
     try:
         if subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False).returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
