@@ -154,6 +154,9 @@ def _inspect(args) -> int:
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
+    report = os.path.join(args.output, "report.html")
+    if not args.json:
+        print(f"report: {report}" if os.path.exists(report) else f"no report yet: shardsift report {args.output}")
     return 0
 
 

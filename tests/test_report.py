@@ -214,3 +214,17 @@ def test_inspect_prints_timings_and_memory(runs, capsys):
     code, out, _ = cli(capsys, "inspect", outs[0])
     assert code == 0
     assert "wall s" in out and "cpu s" in out and "peak MB" in out and "peak memory" in out
+
+
+def test_report_when_a_stage_drops_everything(tmp_path, runs, capsys):
+    from shardsift.report import write_report
+
+    d, _ = runs
+    m = _run(d / "sample" / "pool", tmp_path / "out",
+             stages=[{"length": {"min_words": 10}}, {"length": {"min_words": 10**6}}, {"random": {"keep": 0.5}}])
+    assert m["docs_kept"] == 0
+    html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    assert "could not be drawn" not in html and "plot not drawn" not in html
+    assert '<section id="stage-3">' in html and "no scores sidecar for this stage" in html
+    code, out, _ = cli(capsys, "inspect", tmp_path / "out")
+    assert code == 0 and f"report: {tmp_path / 'out' / 'report.html'}" in out
