@@ -9,8 +9,8 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -317,6 +317,13 @@ def make_ids(name: str, row0: int, n: int) -> pa.Array:
     return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
 
 
+def row_mask(rows: np.ndarray, n: int) -> pa.Array:
+    """A boolean mask of length n selecting the given sorted rows (filter is cheaper than take)."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return pa.array(mask)
+
+
 def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
     """The given row indices (sorted ascending) of a shard, streaming through its batches."""
     parts = []
@@ -326,7 +333,7 @@ def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_s
         end = start + tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, end])
         if hi > lo:
-            parts.append(tbl.take(pa.array(rows[lo:hi] - start)))
+            parts.append(tbl.filter(row_mask(rows[lo:hi] - start, tbl.num_rows)))
         start = end
         if hi == len(rows):
             break
