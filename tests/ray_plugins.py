@@ -32,6 +32,21 @@ class KillOnce(Selector):
         return Decision(keep=scores["score"] % 2 == 0, reason="odd")
 
 
+class KillAlways(Selector):
+    """The task of one shard SIGKILLs its worker every time it runs."""
+
+    name = "kill_always"
+    shard = Param(str, doc="shard name whose task kills its worker")
+
+    def score(self, docs):
+        if docs.shard == self.shard:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx=None):
+        return scores["score"] > 0
+
+
 class FailSome(Selector):
     """Raises in the task of one shard the first ``fails`` times it runs (counted in ``log``)."""
 

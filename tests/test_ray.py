@@ -93,6 +93,15 @@ def test_worker_killed_mid_task_is_retried_and_output_exact(sample_dir, tmp_path
     assert m["docs_in"] == m["docs_kept"] + sum(sum(s["dropped"].values()) for s in m["stages"])
 
 
+def test_worker_lost_every_time_fails_the_run_in_one_line(sample_dir, tmp_path, ray_address):
+    with pytest.raises(TaskError) as exc:
+        run_pipeline(default_cfg(sample_dir, tmp_path / "o", executor="ray", ray={"max_retries": 1},
+                                 stages=[{"ray_plugins:KillAlways": {"shard": "part-00002.parquet"}}]))
+    msg = str(exc.value)
+    assert "part-00002.parquet" in msg and "worker lost 2 times" in msg and "\n" not in msg, msg
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
 def test_failing_task_retried_then_reported_in_one_line(sample_dir, tmp_path, ray_address):
     log = tmp_path / "attempts.log"
     cfg = lambda out, fails: default_cfg(
