@@ -130,6 +130,7 @@ def test_data_error_is_not_retried(tmp_path, ray_address):
                       "workers": 2, "stages": []})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", ["stage:00", "decide:01:1"])
 def test_driver_killed_then_resume_skips_finished_tasks(sample_dir, tmp_path, ray_address, kill_at):
     stages = [{"length": {"min_words": 20}}, {"random": {"keep": 0.5}}]

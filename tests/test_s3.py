@@ -57,6 +57,7 @@ def test_input_output_and_work_dir_on_s3(s3, reference):
     assert json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))["config"]["seed"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", ["score:01:1", "write:renamed"])
 def test_sigkill_on_s3_then_resume(s3, reference, tmp_path, kill_at):
     opts, fs = s3
