@@ -84,14 +84,15 @@ def main() -> int:
     ray.init(num_cpus=args.workers, include_dashboard=False, configure_logging=False, log_to_driver=False)
     ray_init_s = time.perf_counter() - t
 
-    runs: dict[str, list[dict]] = {"local": [], "ray": []}
+    # local-1: one worker, tasks in the driver process (no pool to start): the pipeline's own cost
+    runs: dict[str, list[dict]] = {"local": [], "ray": [], "local-1": []}
     ref = None
     try:
         for r in range(args.repeat):
-            for ex in ("local", "ray"):
+            for ex in ("local", "ray", "local-1"):
                 out = os.path.join(tmp, f"{ex}-{r}")
-                cfg = {"input": files, "output": {"path": out}, "workers": args.workers, "seed": 0,
-                       "executor": ex, "stages": stages}
+                cfg = {"input": files, "output": {"path": out}, "seed": 0, "stages": stages,
+                       "workers": 1 if ex == "local-1" else args.workers, "executor": ex.split("-")[0]}
                 c0, t0 = tree_cpu(), time.perf_counter()
                 m = run_pipeline(cfg)
                 wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
@@ -102,7 +103,7 @@ def main() -> int:
                     return 1
                 runs[ex].append({"wall_s": wall, "cpu_s": cpu, "manifest_cpu_s": m["cpu_s"],
                                  "docs_in": m["docs_in"], "docs_kept": m["docs_kept"], "bytes_in": m["bytes_in"]})
-                print(f"  {ex:5s} run {r}: wall {wall:6.1f} s  cpu {cpu:6.1f} s  (tasks+driver per manifest "
+                print(f"  {ex:7s} run {r}: wall {wall:6.1f} s  cpu {cpu:6.1f} s  (tasks+driver per manifest "
                       f"{m['cpu_s']:.1f} s)", flush=True)
                 shutil.rmtree(out)
     finally:
@@ -114,7 +115,7 @@ def main() -> int:
     print(f"\npool: {len(files)} shards, {best['local']['docs_in']:,} docs, {mb:.0f} MB of text; "
           f"stages: {[next(iter(s)) if isinstance(s, dict) else s for s in stages]}; workers/CPUs: {args.workers}")
     print(f"{'executor':10s} {'wall s':>8s} {'cpu s':>8s} {'MB/wall s':>10s}")
-    for ex in ("local", "ray"):
+    for ex in ("local", "ray", "local-1"):
         b = best[ex]
         print(f"{ex:10s} {b['wall_s']:8.1f} {b['cpu_s']:8.1f} {mb / b['wall_s']:10.1f}")
     ratio = best["ray"]["wall_s"] / best["local"]["wall_s"]
