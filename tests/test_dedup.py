@@ -224,10 +224,16 @@ def test_exact_copies_cluster_cheaply_and_keep_policies(tmp_path):
     copies = [base] * 50
     longer = base + " and a tail of five more words here"
     shards = [copies[:25], copies[25:] + [longer]]
-    dec, _, _ = run_global(MinHashDedup(), shards, tmp_path)
+    dec, _, ctx = run_global(MinHashDedup(), shards, tmp_path)
     assert len(np.unique(dec.extra["cluster"])) == 1 and dec.keep.sum() == 1 and dec.keep[0]
-    # bounded work on a bucket of k copies: O(k) checks per band, not O(k^2)
-    assert dec.metrics["pairs_checked"] <= 5 * 51
+    # identical signatures join without reading texts: only the copy representative and the longer doc
+    assert dec.metrics["identical_signature_docs"] == 49 and ctx.reads == 2
+    assert dec.score.tolist() == [1.0] * 50 + [pytest.approx(dec.score[50])] and 0.8 < dec.score[50] < 1
+    # without the shortcut (t^(b*r) not negligible) copies are verified, with O(k) checks, not O(k^2)
+    dec, _, ctx = run_global(MinHashDedup(num_perm=16, bands=4, rows=4), shards, tmp_path)
+    assert dec.metrics["identical_signature_docs"] == 0 and ctx.reads == 51
+    assert len(np.unique(dec.extra["cluster"])) == 1 and dec.keep.sum() == 1
+    assert dec.metrics["pairs_checked"] <= 4 * 5 * 51
     dec, _, _ = run_global(MinHashDedup(keep="longest"), shards, tmp_path)
     assert dec.keep.sum() == 1 and dec.keep[50]
     quality = [np.arange(25, dtype=np.float64), np.r_[np.arange(25.0), -1.0]]

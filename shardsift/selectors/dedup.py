@@ -269,6 +269,18 @@ def minhash_signatures(sh: np.ndarray, off: np.ndarray, num_perm: int, seed: int
 # -- candidate buckets -------------------------------------------------------------------------
 
 @nb.njit(cache=True, nogil=True)
+def _row_hash(band_keys, idx):
+    """One 64-bit hash of all band keys of each listed document (its whole signature)."""
+    out = np.empty(idx.shape[0], dtype=np.uint64)
+    for t in range(idx.shape[0]):
+        h = np.uint64(0x51ED270B27A0D4F1)
+        for j in range(band_keys.shape[1]):
+            h = _mix64(h * np.uint64(0x9E3779B97F4A7C15) + band_keys[idx[t], j])
+        out[t] = h
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def _runs(keys_sorted, idx_sorted):
     """Members of runs of equal keys of length >= 2, and their run starts (CSR)."""
     n = keys_sorted.shape[0]
@@ -584,21 +596,33 @@ class MinHashDedup(_KeepPolicy, Selector):
         b, r = self.band_shape()
         budget = parse_bytes(self.memory_budget, f"{self.name}.memory_budget")
         band_keys = scores["bands"]
-        active = np.flatnonzero(scores["n_shingles"] > 0)
         idx_dtype = np.int32 if n < 2**31 - 1 else np.int64
-        active = active.astype(idx_dtype)
+        active = np.flatnonzero(scores["n_shingles"] > 0).astype(idx_dtype)
         spill = len(active) * 40 > budget
         spill_dir = os.path.join(ctx.work_dir, "minhash-spill") if spill else None
 
-        # 1. candidate buckets per band (members as global positions)
+        def runs(keys, idx, tag):
+            if spill:
+                return _band_runs_spilled(keys, idx, budget, spill_dir, tag)
+            return _sort_runs(keys, idx)
+
+        # 0. identical signatures: joined without reading the texts when a pair below the threshold
+        #    could share all b*r values only with probability t^(b*r) (< 1e-9); one representative each
+        rep = np.arange(n, dtype=idx_dtype)
+        shortcut = self.threshold ** (b * r) < 1e-9 or not self.verify
+        if shortcut and len(active):
+            members, starts = runs(_row_hash(band_keys, active), active, b)
+            lens = np.diff(starts)
+            rep[members] = np.repeat(members[starts[:-1]], lens)
+            reps = active[rep[active] == active]
+        else:
+            reps = active
+        n_identical = int(len(active) - len(reps))
+
+        # 1. candidate buckets per band among the representatives (members as global positions)
         per_band = []
         for j in range(b):
-            keys = np.ascontiguousarray(band_keys[active, j])
-            if spill:
-                members, starts = _band_runs_spilled(keys, active, budget, spill_dir, j)
-            else:
-                members, starts = _sort_runs(keys, active)
-            per_band.append((members, starts))
+            per_band.append(runs(np.ascontiguousarray(band_keys[reps, j]), reps, j))
         if spill_dir:
             shutil.rmtree(spill_dir, ignore_errors=True)
         cand = np.unique(np.concatenate([m for m, _ in per_band])) if per_band else np.zeros(0, idx_dtype)
@@ -623,17 +647,19 @@ class MinHashDedup(_KeepPolicy, Selector):
                           best, counts)
         root = _roots(parent)
 
-        # 4. clusters, survivors, sidecar columns
-        cluster = np.arange(n, dtype=np.int64)
-        cluster[cand] = cand[root]  # root slot = smallest slot = first document of the cluster
+        # 4. clusters (id = the cluster's first document), survivors, sidecar columns
+        rep_cluster = np.arange(n, dtype=np.int64)
+        rep_cluster[cand] = cand[root]  # root slot = smallest slot = first representative
+        cluster = rep_cluster[rep]
         size = np.bincount(cluster, minlength=n)
         cluster_size = size[cluster].astype(np.int64)
         keep = survivors(cluster, self.keep, scores)
-        sim = np.zeros(n, dtype=np.float64)
         if self.verify:
+            sim = np.zeros(n, dtype=np.float64)
             sim[cand] = best
+            sim[np.bincount(rep, minlength=n)[rep] >= 2] = 1.0  # has an identical-signature mate
         else:
-            sim[:] = np.nan
+            sim = np.full(n, np.nan)
         sizes = size[size >= 2]
         metrics = {
             "bands": b, "rows": r, "perms_used": b * r,
@@ -644,6 +670,7 @@ class MinHashDedup(_KeepPolicy, Selector):
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
             "cluster_sizes": size_histogram(sizes),
             "docs_without_shingles": int(n - len(active)),
+            "identical_signature_docs": n_identical,
             "candidate_docs": int(nc),
             "bucket_entries": int(n_bucket_entries),
             "pairs_checked": int(counts[0]),
