@@ -127,12 +127,17 @@ def positions(shards):
 def test_word_shingles_match_text_ngrams():
     texts = pa.array(["The quick, brown fox jumps over the lazy dog again", "a b", ""], pa.large_string())
     sh, off = shingle_hashes(texts, ngram=3)
-    tok, toff = tokenize(pa.array(["the quick brown fox jumps over the lazy dog again"], pa.large_string()),
-                         mode="word")
-    ref, _ = ngrams(tok, toff, 3, 3)
-    assert np.array_equal(sh[off[0]:off[1]], ref)
+    tok, toff = tokenize(texts, mode="word")
+    ref, roff = ngrams(tok, toff, 3, 3)
+    assert np.array_equal(sh[off[0]:off[1]], ref[roff[0]:roff[1]])
     assert off[2] - off[1] == 1  # 2 tokens < n: one shingle of the whole
+    assert sh[off[1]] == ngrams(tok[toff[1]:toff[2]], np.array([0, 2]), 2, 2)[0][0]
     assert off[3] == off[2]      # empty doc: none
+    # with punctuation kept, tokens are text.tokenize's whitespace tokens
+    sh, off = shingle_hashes(texts, ngram=2, strip_punctuation=False)
+    tok, toff = tokenize(texts, mode="whitespace")
+    ref, roff = ngrams(tok, toff, 2, 2)
+    assert np.array_equal(sh[off[0]:off[1]], ref[roff[0]:roff[1]])
 
 
 def test_signature_is_exact_minhash_mod_mersenne():

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ConfigError, DataError
-from ..text import _mix64, lower, tokenize
+from ..text import _mix64, lower, spans
 from .base import Decision, Param, Selector
 
 MERSENNE61 = (1 << 61) - 1
@@ -83,36 +83,73 @@ def choose_bands(threshold: float, num_perm: int, min_prob: float = 0.99) -> tup
 
 # -- shingles ----------------------------------------------------------------------------------
 
+def _byte_classes() -> np.ndarray:
+    """0 whitespace, 1 word byte, 2 ASCII punctuation: the classes of text.tokenize, as a table."""
+    cls = np.full(256, 2, dtype=np.uint8)
+    for b in range(256):
+        if b == 32 or 9 <= b <= 13:
+            cls[b] = 0
+        elif 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128:
+            cls[b] = 1
+    return cls
+
+
+_CLASSES = _byte_classes()
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32
+
+
 @nb.njit(cache=True, nogil=True)
-def _word_shingles(tok, doc_off, n):
-    """Word n-gram hashes per document; same chain as text.ngrams, so a document of m >= n tokens
-    gets exactly text.ngrams(tok, off, n, n); 0 < m < n tokens give one shingle of all m."""
-    nd = doc_off.shape[0] - 1
+def _word_shingles(starts, ends, data, cls, low, keep_punct, n):
+    """Word n-gram hashes per document in one pass over the bytes.
+
+    Tokens are hashed exactly as text.tokenize does (mode "word", or "whitespace" with keep_punct)
+    and n-grams chained exactly as text.ngrams does, so a document of m >= n tokens gets
+    text.ngrams(*text.tokenize(...), n, n); 0 < m < n tokens give one shingle of all m tokens."""
+    nd = starts.shape[0]
     total = 0
+    maxlen = 0
     for d in range(nd):
-        m = doc_off[d + 1] - doc_off[d]
-        if m >= n:
-            total += m - n + 1
-        elif m > 0:
-            total += 1
+        ln = ends[d] - starts[d]
+        total += (ln + 1) // 2 + 1
+        maxlen = max(maxlen, ln)
     out = np.empty(total, dtype=np.uint64)
     out_off = np.zeros(nd + 1, dtype=np.int64)
+    tok = np.empty((maxlen + 1) // 2 + 1, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    basis = np.uint64(0xCBF29CE484222325)
+    golden = np.uint64(0x9E3779B97F4A7C15)
     k = 0
     for d in range(nd):
-        a = doc_off[d]
-        m = doc_off[d + 1] - a
+        m = 0
+        h = basis
+        inw = False
+        for i in range(starts[d], ends[d]):
+            b = data[i]
+            c = cls[b]
+            if c == 1 or (keep_punct and c == 2):
+                h = (h ^ np.uint64(low[b])) * prime
+                inw = True
+            elif inw:
+                tok[m] = _mix64(h)
+                m += 1
+                h = basis
+                inw = False
+        if inw:
+            tok[m] = _mix64(h)
+            m += 1
         w = n if m >= n else m
         for i in range(m - w + 1 if m > 0 else 0):
             if w == 1:
-                out[k] = tok[a + i]
+                out[k] = tok[i]
             else:
-                h = np.uint64(w)
+                g = np.uint64(w)
                 for j in range(w):
-                    h = _mix64(h * np.uint64(0x9E3779B97F4A7C15) + tok[a + i + j])
-                out[k] = h
+                    g = _mix64(g * golden + tok[i + j])
+                out[k] = g
             k += 1
         out_off[d + 1] = k
-    return out, out_off
+    return out[:k].copy(), out_off
 
 
 @nb.njit(cache=True, nogil=True)
@@ -170,16 +207,14 @@ def _char_shingles(starts, ends, data, n, strip_punct):
 
 def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
     """(hashes uint64[S], offsets int64[n+1]) of every document's shingles (with repeats)."""
-    from ..text import spans
-
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     low = lower(texts)
     if shingle == "char":
         s, e, data = spans(low)
         return _char_shingles(s, e, data, ngram, strip_punctuation)
-    tok, off = tokenize(low, mode="word" if strip_punctuation else "whitespace", lowercase=True)
-    return _word_shingles(tok, off, ngram)
+    s, e, data = spans(low)
+    return _word_shingles(s, e, data, _CLASSES, _LOWER, not strip_punctuation, ngram)
 
 
 @nb.njit(cache=True, nogil=True)
