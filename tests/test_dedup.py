@@ -267,10 +267,11 @@ def test_spill_path_gives_same_clusters(planted, tmp_path):
     mem, _, _ = run_global(MinHashDedup(), shards, tmp_path)
     spilled, _, _ = run_global(MinHashDedup(memory_budget=1000), shards, tmp_path)
     assert not mem.metrics["spilled"] and spilled.metrics["spilled"]
+    assert not mem.metrics["candidate_shingles_on_disk"] and spilled.metrics["candidate_shingles_on_disk"]
     assert np.array_equal(mem.keep, spilled.keep)
     assert np.array_equal(mem.extra["cluster"], spilled.extra["cluster"])
     assert mem.metrics["pairs_checked"] == spilled.metrics["pairs_checked"]
-    assert not os.path.exists(os.path.join(tmp_path, "minhash-spill"))
+    assert os.listdir(tmp_path) == []  # spill files and mapped shingle sets are removed
 
 
 def test_char_shingles(tmp_path):

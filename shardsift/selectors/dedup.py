@@ -524,7 +524,7 @@ def survivors(cluster: np.ndarray, keep: str, scores) -> np.ndarray:
     """One survivor per cluster: the first document, the longest (most bytes), or the largest value
     of a score column; ties go to the first. ``cluster`` ids are each cluster's first document."""
     n = len(cluster)
-    pos = np.arange(n)
+    pos = np.arange(n, dtype=cluster.dtype)
     if keep == "first":
         return cluster == pos
     if keep == "longest":
@@ -665,8 +665,9 @@ class MinHashDedup(_KeepPolicy, Selector):
         slot_dtype = np.int32 if nc < 2**31 - 1 else np.int64
 
         # 2. shingle sets of the candidates, read back from their shards
+        sets_path = None
         if self.verify and nc:
-            data, off = self._candidate_sets(scores, cand, ctx)
+            data, off, sets_path = self._candidate_sets(scores, cand, ctx, budget)
         else:
             data, off = np.zeros(0, np.uint64), np.zeros(nc + 1, np.int64)
 
@@ -683,18 +684,22 @@ class MinHashDedup(_KeepPolicy, Selector):
         root = _roots(parent)
 
         # 4. clusters (id = the cluster's first document), survivors, sidecar columns
-        rep_cluster = np.arange(n, dtype=np.int64)
+        del per_band, data, off, parent
+        if sets_path:
+            os.remove(sets_path)
+        rep_cluster = np.arange(n, dtype=idx_dtype)
         rep_cluster[cand] = cand[root]  # root slot = smallest slot = first representative
-        cluster = rep_cluster[rep]
-        size = np.bincount(cluster, minlength=n)
-        cluster_size = size[cluster].astype(np.int64)
-        keep = survivors(cluster, self.keep, scores)
         if self.verify:
-            sim = np.zeros(n, dtype=np.float64)
+            sim = np.zeros(n, dtype=np.float32)
             sim[cand] = best
             sim[np.bincount(rep, minlength=n)[rep] >= 2] = 1.0  # has an identical-signature mate
         else:
-            sim = np.full(n, np.nan)
+            sim = np.full(n, np.nan, dtype=np.float32)
+        cluster = rep_cluster[rep]
+        del rep_cluster, rep, root
+        size = np.bincount(cluster, minlength=n).astype(idx_dtype)
+        cluster_size = size[cluster]
+        keep = survivors(cluster, self.keep, scores)
         sizes = size[size >= 2]
         metrics = {
             "bands": b, "rows": r, "perms_used": b * r,
@@ -712,31 +717,41 @@ class MinHashDedup(_KeepPolicy, Selector):
             "pairs_joined": int(counts[1]),
             "pairs_rejected": int(counts[2]),
             "spilled": bool(spill),
+            "candidate_shingles_on_disk": bool(sets_path),
             "index_bytes_per_doc": int(8 * b + 4 + 40 * (not spill)),
         }
-        reason = np.where(keep, "", "near_duplicate")
-        return Decision(keep=keep, reason=reason, score=sim,
+        return Decision(keep=keep, reason="near_duplicate", score=sim,
                         extra={"cluster": cluster, "cluster_size": cluster_size}, metrics=metrics)
 
-    def _candidate_sets(self, scores, cand, ctx, chunk: int = 8192):
-        """Sorted unique shingle hashes (CSR, in ``cand`` order) of the candidate documents."""
+    def _candidate_sets(self, scores, cand, ctx, budget):
+        """Sorted unique shingle hashes (CSR, in ``cand`` order) of the candidate documents.
+
+        Their size is known from the score step (``n_shingles``), so the array is allocated once:
+        in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
+        OS pages it; resident memory stays bounded). Documents are read back in chunks."""
         shard_of = np.searchsorted(scores.shard_offsets, cand, side="right") - 1
         rows = np.asarray(scores["row"])[cand]
-        datas, lens = [], []
+        total = int(np.asarray(scores["n_shingles"])[cand].sum())
+        path = None
+        if total * 8 > budget:
+            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u64")
+            data = np.memmap(path, dtype=np.uint64, mode="w+", shape=(max(total, 1),))
+        else:
+            data = np.empty(total, dtype=np.uint64)
+        off = np.zeros(len(cand) + 1, dtype=np.int64)
+        avg = max(1, total // max(1, len(cand)))
+        chunk = int(min(8192, max(64, budget // (24 * avg))))
+        k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         for s in np.unique(shard_of):
             sel = np.flatnonzero(shard_of == s)
             for lo in range(0, len(sel), chunk):
                 part = sel[lo:lo + chunk]
                 docs = ctx.read_docs(int(s), rows[part])
-                sh, off = self.shingles(docs.text)
-                sh, off = _sorted_sets(sh, off)
-                datas.append(sh)
-                lens.append(np.diff(off))
-        # shards come in ascending order and cand is sorted, so the pieces are already in cand order
-        data = np.concatenate(datas)
-        off = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
-        return data, off
-
+                sh, so = _sorted_sets(*self.shingles(docs.text))
+                data[off[k]:off[k] + len(sh)] = sh
+                off[k + 1:k + 1 + len(part)] = off[k] + so[1:]
+                k += len(part)
+        return data, off, path
 
 class ExactDedup(_KeepPolicy, Selector):
     """Exact duplicate removal across all shards: one 64-bit hash (plus length) of normalized text."""
@@ -789,7 +804,7 @@ class ExactDedup(_KeepPolicy, Selector):
         metrics = {"groups": int(len(sizes)), "docs_in_groups": int(sizes.sum()),
                    "docs_removed": int((~keep).sum()), "largest_group": int(sizes.max()) if len(sizes) else 0,
                    "group_sizes": size_histogram(sizes), "index_bytes_per_doc": 16 + 24}
-        return Decision(keep=keep, reason=np.where(keep, "", "exact_duplicate"),
+        return Decision(keep=keep, reason="exact_duplicate",
                         score=size[cluster].astype(np.float64),
                         extra={"cluster": cluster, "cluster_size": size[cluster].astype(np.int64)},
                         metrics=metrics)
