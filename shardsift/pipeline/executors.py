@@ -7,6 +7,7 @@ and a retried task can never leave half a result behind.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
 import sys
 import time
@@ -115,7 +116,7 @@ class LocalExecutor(Executor):
                     f.cancel()
                 raise
             return results
-        except cf.process.BrokenProcessPool as err:
+        except BrokenProcessPool as err:
             self._pool = None
             raise TaskError(f"a worker process died during {desc or 'a task'} ({err}); rerun to resume") from None
         finally:

@@ -27,7 +27,8 @@ from ..text import count_words
 from . import faults, workdir
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, shard_schema, take_rows
+from .io import (BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, row_mask, shard_schema,
+                 take_rows)
 from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
                      run_call, run_fit, run_scan, run_score, usage, write_keep)
 
@@ -242,7 +243,7 @@ class Runner:
     def _materialize_dataset(self, ds):
         fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
         d = os.path.join(self.work, f"dataset-{fp}")
-        if not os.path.exists(os.path.join(d, "done")):
+        if not os.path.exists(os.path.join(d, ".done")):
             os.makedirs(d, exist_ok=True)
             n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
             for k in range(n_shards):
@@ -250,7 +251,7 @@ class Runner:
                 tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
                 pq.write_table(part.data.table, tmp, compression="zstd")
                 os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
-            workdir.write_json(os.path.join(d, "done"), {"rows": len(ds)})
+            workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
         return resolve_shards(d, "parquet")
 
     def _scan(self) -> dict:
@@ -420,7 +421,7 @@ class Runner:
                     if inp.id_column not in tbl.column_names:
                         tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
                     if hi - lo != n:
-                        tbl = tbl.take(pa.array(rows[lo:hi] - start))
+                        tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
                     writer.write(tbl.select(schema.names))
                     kept_rows += int(hi - lo)
                 start += n
@@ -456,8 +457,14 @@ class Runner:
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
         schemas = []
-        for sh in self.shards:
-            s = shard_schema(sh)
+        raw = [shard_schema(sh) for sh in self.shards]
+        text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
+        str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
+        for sh, s in zip(self.shards, raw):
+            i = s.get_field_index(inp.text_column)
+            if i >= 0 and s.field(i).type != str_type:
+                # a shard whose texts are not strings has all its rows dropped as null_text
+                s = s.set(i, pa.field(inp.text_column, str_type))
             if inp.id_column not in s.names:
                 s = s.append(pa.field(inp.id_column, pa.string()))
             schemas.append(s)

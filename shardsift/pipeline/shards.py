@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from ..selectors.base import Decision, Docs, Scores
 from ..text import count_words, hash_strings
 from . import faults, workdir
-from .io import Shard, iter_tables, normalize, take_rows
+from .io import Shard, iter_tables, normalize, row_mask
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -84,7 +84,7 @@ class ShardContext:
 
                     raise DataError(f"{self.shard.uri}: no column {missing[0]!r} (needed by a selector)")
                 if hi - lo != n:
-                    tbl = tbl.take(pa.array(r - start))
+                    tbl = tbl.filter(row_mask(r - start, n))
                 yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                            n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
                            shard=self.shard.name, shard_index=self.index)
