@@ -10,8 +10,8 @@ import pytest
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
 from shardsift.selectors.base import Docs, Scores
-from shardsift.selectors.dedup import (MERSENNE61, ExactDedup, MinHashDedup, candidate_probability, choose_bands,
-                                       permutations, shingle_hashes, size_histogram)
+from shardsift.selectors.dedup import (MERSENNE61, ExactDedup, MinHashDedup, _sorted_sets, candidate_probability,
+                                       choose_bands, permutations, shingle_hashes, size_histogram)
 from shardsift.text import count_words, ngrams, tokenize
 
 VOCAB = np.array([f"w{i}" for i in range(5000)])
@@ -138,6 +138,20 @@ def test_word_shingles_match_text_ngrams():
     tok, toff = tokenize(texts, mode="whitespace")
     ref, roff = ngrams(tok, toff, 2, 2)
     assert np.array_equal(sh[off[0]:off[1]], ref[roff[0]:roff[1]])
+
+
+def test_sorted_sets_match_numpy_unique():
+    rng = np.random.default_rng(5)
+    lens = rng.integers(0, 900, 300)
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    sh = rng.integers(0, 2**64 - 1, off[-1], dtype=np.uint64, endpoint=True)
+    sh[off[7]:off[7] + 50] = 9                                  # repeats
+    sh[off[9]:off[10]] = np.tile(rng.integers(0, 2**63, 3, dtype=np.uint64), lens[9])[:lens[9]]  # periodic
+    # two values in one bucket, interleaved: the insertion sort gives up and falls back to a full sort
+    sh[off[11]:off[12]] = np.tile(np.array([2**40 + 1, 2**40], np.uint64), lens[11])[:lens[11]]
+    data, doff = _sorted_sets(sh, off)
+    for d in range(300):
+        assert np.array_equal(data[doff[d]:doff[d + 1]], np.unique(sh[off[d]:off[d + 1]]))
 
 
 def test_signature_is_exact_minhash_mod_mersenne():

@@ -219,16 +219,58 @@ def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctu
 
 @nb.njit(cache=True, nogil=True)
 def _sorted_sets(sh, off):
-    """Sort and deduplicate each document's shingles in place; returns the compacted CSR."""
+    """Sort and deduplicate each document's shingle hashes; returns the compacted CSR.
+
+    The hashes are uniform, so a bucket pass on the top bits (next power of two >= the count)
+    leaves them nearly sorted and an insertion sort finishes in linear time; a document whose
+    repeats defeat that (many shifts) falls back to a comparison sort."""
     nd = off.shape[0] - 1
     out = np.empty_like(sh)
     out_off = np.zeros(nd + 1, dtype=np.int64)
+    maxlen = 1
+    for d in range(nd):
+        maxlen = max(maxlen, off[d + 1] - off[d])
+    bits = 1
+    while (1 << bits) < maxlen:
+        bits += 1
+    counts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    tmp = np.empty(maxlen, dtype=np.uint64)
     k = 0
     for d in range(nd):
-        seg = np.sort(sh[off[d]:off[d + 1]])
-        for i in range(seg.shape[0]):
-            if i == 0 or seg[i] != seg[i - 1]:
-                out[k] = seg[i]
+        a, b = off[d], off[d + 1]
+        m = b - a
+        if m == 0:
+            out_off[d + 1] = k
+            continue
+        kb = 1
+        while (1 << kb) < m:
+            kb += 1
+        shift = np.uint64(64 - kb)
+        for i in range((1 << kb) + 1):
+            counts[i] = 0
+        for i in range(a, b):
+            counts[(sh[i] >> shift) + np.uint64(1)] += 1
+        for i in range(1 << kb):
+            counts[i + 1] += counts[i]
+        for i in range(a, b):
+            bk = sh[i] >> shift
+            tmp[counts[bk]] = sh[i]
+            counts[bk] += 1
+        shifts = 0
+        for i in range(1, m):
+            v = tmp[i]
+            j = i - 1
+            while j >= 0 and tmp[j] > v:
+                tmp[j + 1] = tmp[j]
+                j -= 1
+            tmp[j + 1] = v
+            shifts += i - 1 - j
+            if shifts > 16 * m:
+                tmp[:m] = np.sort(tmp[:m])
+                break
+        for i in range(m):
+            if i == 0 or tmp[i] != tmp[i - 1]:
+                out[k] = tmp[i]
                 k += 1
         out_off[d + 1] = k
     return out[:k].copy(), out_off
