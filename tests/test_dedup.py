@@ -12,7 +12,7 @@ from shardsift.selectors import resolve
 from shardsift.selectors.base import Docs, Scores
 from shardsift.selectors.dedup import (MERSENNE61, ExactDedup, MinHashDedup, _sorted_sets, candidate_probability,
                                        choose_bands, permutations, shingle_hashes, size_histogram)
-from shardsift.text import count_words, ngrams, tokenize
+from shardsift.text import count_words, tokenize
 
 VOCAB = np.array([f"w{i}" for i in range(5000)])
 
@@ -124,20 +124,23 @@ def positions(shards):
 
 # -- signatures ----------------------------------------------------------------------------
 
-def test_word_shingles_match_text_ngrams():
-    texts = pa.array(["The quick, brown fox jumps over the lazy dog again", "a b", ""], pa.large_string())
+def test_word_shingles():
+    texts = pa.array(["The quick, brown fox jumps over the lazy dog again",
+                      "the QUICK brown\n\n fox   jumps over the lazy dog again!", "a b", "", "b a"],
+                     pa.large_string())
     sh, off = shingle_hashes(texts, ngram=3)
-    tok, toff = tokenize(texts, mode="word")
-    ref, roff = ngrams(tok, toff, 3, 3)
-    assert np.array_equal(sh[off[0]:off[1]], ref[roff[0]:roff[1]])
-    assert off[2] - off[1] == 1  # 2 tokens < n: one shingle of the whole
-    assert sh[off[1]] == ngrams(tok[toff[1]:toff[2]], np.array([0, 2]), 2, 2)[0][0]
-    assert off[3] == off[2]      # empty doc: none
-    # with punctuation kept, tokens are text.tokenize's whitespace tokens
-    sh, off = shingle_hashes(texts, ngram=2, strip_punctuation=False)
-    tok, toff = tokenize(texts, mode="whitespace")
-    ref, roff = ngrams(tok, toff, 2, 2)
-    assert np.array_equal(sh[off[0]:off[1]], ref[roff[0]:roff[1]])
+    assert np.diff(off).tolist() == [8, 8, 1, 0, 1]  # m - n + 1; 2 tokens < n: one shingle of all
+    assert np.array_equal(sh[off[0]:off[1]], sh[off[1]:off[2]])  # case, whitespace, punctuation
+    assert sh[off[2]] != sh[off[4]]  # order matters
+    assert len(set(sh[off[0]:off[1]].tolist())) == 8
+    # with punctuation kept, tokens are whitespace-separated runs: "quick," differs from "quick"
+    sk, ok = shingle_hashes(texts, ngram=3, strip_punctuation=False)
+    assert np.diff(ok).tolist() == [8, 8, 1, 0, 1]
+    assert sk[0] != sh[0] and np.array_equal(sk[ok[0] + 2:ok[1]], sh[off[0] + 2:off[1]])
+    # tokens are text.tokenize's: one-word shingles are the token hashes, mixed
+    one, _ = shingle_hashes(texts[:1], ngram=1)
+    tok, _ = tokenize(texts[:1], mode="word")
+    assert len(set(one.tolist())) == len(set(tok.tolist())) == 9
 
 
 def test_sorted_sets_match_numpy_unique():

@@ -95,17 +95,24 @@ def _byte_classes() -> np.ndarray:
 
 
 _CLASSES = _byte_classes()
+
+
+def _shingle_multipliers(n: int) -> np.ndarray:
+    """Distinct odd 64-bit multipliers, one per position in an n-gram (fixed: part of the hash)."""
+    rng = np.random.default_rng(0x5348494E)
+    return rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[65:91] += 32
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_shingles(starts, ends, data, cls, low, keep_punct, n):
+def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
     """Word n-gram hashes per document in one pass over the bytes.
 
-    Tokens are hashed exactly as text.tokenize does (mode "word", or "whitespace" with keep_punct)
-    and n-grams chained exactly as text.ngrams does, so a document of m >= n tokens gets
-    text.ngrams(*text.tokenize(...), n, n); 0 < m < n tokens give one shingle of all m tokens."""
+    Tokens are hashed exactly as text.tokenize does (mode "word", or "whitespace" with keep_punct);
+    an n-gram's hash is mix64(n * golden + sum_j token_j * mult_j) with distinct odd multipliers
+    (order-sensitive, one multiply per token instead of text.ngrams' chain of n mixers). A document
+    of 0 < m < n tokens gives one shingle of all m tokens."""
     nd = starts.shape[0]
     total = 0
     maxlen = 0
@@ -140,13 +147,10 @@ def _word_shingles(starts, ends, data, cls, low, keep_punct, n):
             m += 1
         w = n if m >= n else m
         for i in range(m - w + 1 if m > 0 else 0):
-            if w == 1:
-                out[k] = tok[i]
-            else:
-                g = np.uint64(w)
-                for j in range(w):
-                    g = _mix64(g * golden + tok[i + j])
-                out[k] = g
+            g = np.uint64(w) * golden
+            for j in range(w):
+                g += tok[i + j] * mult[j]
+            out[k] = _mix64(g)
             k += 1
         out_off[d + 1] = k
     return out[:k].copy(), out_off
@@ -214,7 +218,7 @@ def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctu
         s, e, data = spans(low)
         return _char_shingles(s, e, data, ngram, strip_punctuation)
     s, e, data = spans(low)
-    return _word_shingles(s, e, data, _CLASSES, _LOWER, not strip_punctuation, ngram)
+    return _word_shingles(s, e, data, _CLASSES, _LOWER, _shingle_multipliers(ngram), not strip_punctuation, ngram)
 
 
 @nb.njit(cache=True, nogil=True)
