@@ -79,7 +79,7 @@ class Words:
 def mutate(rng, words_src, words, rate, tail=0):
     """Random substitutions, insertions and deletions at `rate` of the words, then an appended tail."""
     w = list(words)
-    k = int(round(rate * len(w)))
+    k = round(rate * len(w))
     fresh = words_src.draw(k + tail)
     for t in range(k):
         op = rng.integers(3)
@@ -198,8 +198,12 @@ def tool_datasketch(inp, out, extra):
 
 def tool_datatrove(inp, out, extra):
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
-                                          MinhashDedupSignature)
+    from datatrove.pipeline.dedup import (
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
@@ -257,7 +261,7 @@ def tool_index_memory(inp, out, extra):
 
     n = int(extra.get("n", 1_000_000))
     sel = MinHashDedup(memory_budget=extra.get("memory_budget", "512MB"))
-    b, r = sel.band_shape()
+    b, _ = sel.band_shape()
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 2**63, size=(n, b), dtype=np.uint64)
     copies = rng.choice(n, size=n // 50, replace=False)
@@ -368,7 +372,6 @@ def pool_dedup(out_dir):
         print(f"pool not found at {pool}; skipped")
         return None
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from shardsift.pipeline.runner import run_pipeline
@@ -402,10 +405,23 @@ def pool_dedup(out_dir):
     rows = pick.iloc[np.linspace(0, len(pick) - 1, min(10, len(pick))).astype(int)]
     survivor = side[side.kept & (side.cluster_size > 1)].set_index("cluster").id
     examples = []
+    from shardsift.selectors.dedup import shingle_hashes
+
+    def jac(x, y):
+        sh, off = shingle_hashes(pa.array([x, y], pa.large_string()))
+        u, v = set(sh[off[0]:off[1]].tolist()), set(sh[off[1]:off[2]].tolist())
+        return len(u & v) / max(1, len(u | v))
+
+    print("\nten removed documents beside their cluster's survivor (J: exact Jaccard of this pair; "
+          "'via' when the pair is linked through other cluster members)")
     for _, r in rows.iterrows():
         a, b = survivor[r.cluster], r.id
-        examples.append({"kept": a, "removed": b, "jaccard": round(float(r.score), 3), "domain": domain[b]})
-        print(f"\n--- J={r.score:.3f} [{domain[b]}] kept {a} / removed {b}")
+        j = jac(text[a], text[b])
+        examples.append({"kept": a, "removed": b, "jaccard_pair": round(j, 3),
+                         "jaccard_best_mate": round(float(r.score), 3), "cluster_size": int(r.cluster_size),
+                         "domain": domain[b]})
+        via = "" if j >= THRESHOLD else f", via cluster mates (best mate J={r.score:.3f})"
+        print(f"\n--- J={j:.3f} [{domain[b]}] cluster of {r.cluster_size}{via}: kept {a} / removed {b}")
         print("  kept:    " + " ".join(text[a].split())[:240])
         print("  removed: " + " ".join(text[b].split())[:240])
     return {"docs": man["docs_in"], "mb": man["bytes_in"] / 1e6, "wall_s": wall, "cpu_s": cpu,

@@ -10,8 +10,17 @@ import pytest
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
 from shardsift.selectors.base import Docs, Scores
-from shardsift.selectors.dedup import (MERSENNE61, ExactDedup, MinHashDedup, _sorted_sets, candidate_probability,
-                                       choose_bands, permutations, shingle_hashes, size_histogram)
+from shardsift.selectors.dedup import (
+    MERSENNE61,
+    ExactDedup,
+    MinHashDedup,
+    _sorted_sets,
+    candidate_probability,
+    choose_bands,
+    permutations,
+    shingle_hashes,
+    size_histogram,
+)
 from shardsift.text import count_words, tokenize
 
 VOCAB = np.array([f"w{i}" for i in range(5000)])
@@ -24,7 +33,7 @@ def random_doc(rng, n_words=300):
 def edit(rng, words, rate):
     """Substitute a fraction of the words."""
     words = list(words)
-    for i in rng.choice(len(words), size=int(round(rate * len(words))), replace=False):
+    for i in rng.choice(len(words), size=round(rate * len(words)), replace=False):
         words[i] = VOCAB[rng.integers(0, len(VOCAB))] + "x"
     return words
 
@@ -219,7 +228,7 @@ def test_s_curve_of_default_bands():
 def test_planted_near_duplicates_found_across_shards(planted, tmp_path):
     shards, pairs_dup, pairs_far = planted
     assert len(pairs_dup) >= 30 and len(pairs_far) >= 15
-    dec, scores, ctx = run_global(MinHashDedup(), shards, tmp_path)
+    dec, _, ctx = run_global(MinHashDedup(), shards, tmp_path)
     pos = positions(shards)
     cluster = dec.extra["cluster"]
     for o, d in pairs_dup:
@@ -298,7 +307,7 @@ def test_char_shingles(tmp_path):
     c = "Something else entirely, with other words in a different order."
     dec, _, _ = run_global(sel, [[a, c], [b]], tmp_path)
     assert dec.extra["cluster"][2] == 0 and dec.keep.tolist() == [True, True, False]
-    sh, off = shingle_hashes(pa.array(["héllo wörld", "abc"]), shingle="char", ngram=3)
+    _, off = shingle_hashes(pa.array(["héllo wörld", "abc"]), shingle="char", ngram=3)
     assert off[1] - off[0] == 9 and off[2] - off[1] == 1  # 11 code points -> 9 trigrams
 
 

@@ -145,7 +145,7 @@ def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
         if inw:
             tok[m] = _mix64(h)
             m += 1
-        w = n if m >= n else m
+        w = min(n, m)
         for i in range(m - w + 1 if m > 0 else 0):
             g = np.uint64(w) * golden
             for j in range(w):
@@ -198,7 +198,7 @@ def _char_shingles(starts, ends, data, n, strip_punct):
             m += 1
         cps[ncp] = m
         if ncp > 0:
-            w = n if ncp >= n else ncp
+            w = min(n, ncp)
             for i in range(ncp - w + 1):
                 h = np.uint64(0xCBF29CE484222325)
                 for j in range(cps[i], cps[i + w]):
@@ -300,8 +300,7 @@ def _minhash(sh, off, a_lo, a_hi, b):
         for s in range(off[d], off[d + 1]):
             x = sh[s]
             x = (x & P) + (x >> np.uint64(61))
-            if x >= P:
-                x -= P
+            x = x - P if x >= P else x
             x_lo = x & M32
             x_hi = x >> np.uint64(32)
             for i in range(k):
@@ -311,10 +310,8 @@ def _minhash(sh, off, a_lo, a_hi, b):
                 r = ((lo & P) + (lo >> np.uint64(61)) + (hi << np.uint64(3)) + (mid >> np.uint64(29))
                      + ((mid & M29) << np.uint64(32)) + b[i])
                 r = (r & P) + (r >> np.uint64(61))
-                if r >= P:
-                    r -= P
-                if r < cur[i]:
-                    cur[i] = r
+                r = r - P if r >= P else r
+                cur[i] = min(cur[i], r)
         out[d, :] = cur
     return out
 
@@ -405,30 +402,25 @@ def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: s
     os.makedirs(d, exist_ok=True)
     fk = [os.path.join(d, f"k{p:05d}") for p in range(nparts)]
     fi = [os.path.join(d, f"i{p:05d}") for p in range(nparts)]
-    handles_k = {}
-    handles_i = {}
-    try:
-        for lo in range(0, n, chunk):
-            k = np.ascontiguousarray(keys[lo:lo + chunk])
-            i = idx[lo:lo + chunk]
-            part = (k >> shift).astype(np.int64)
-            order = np.argsort(part, kind="stable")
-            part_sorted = part[order]
-            bounds = np.searchsorted(part_sorted, np.arange(nparts + 1))
-            ks, is_ = k[order], i[order]
-            for p in np.flatnonzero(np.diff(bounds)):
-                a, b = bounds[p], bounds[p + 1]
-                if p not in handles_k:
-                    handles_k[p] = open(fk[p], "ab")
-                    handles_i[p] = open(fi[p], "ab")
-                handles_k[p].write(ks[a:b].tobytes())
-                handles_i[p].write(is_[a:b].tobytes())
-    finally:
-        for h in list(handles_k.values()) + list(handles_i.values()):
-            h.close()
+    used = set()
+    for lo in range(0, n, chunk):
+        k = np.ascontiguousarray(keys[lo:lo + chunk])
+        i = idx[lo:lo + chunk]
+        part = (k >> shift).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(nparts + 1))
+        ks, is_ = k[order], i[order]
+        for p in np.flatnonzero(np.diff(bounds)):
+            a, b = bounds[p], bounds[p + 1]
+            used.add(int(p))
+            # opened per write: a file handle per partition could exceed the process's limit
+            with open(fk[p], "ab") as fh:
+                fh.write(ks[a:b].tobytes())
+            with open(fi[p], "ab") as fh:
+                fh.write(is_[a:b].tobytes())
     members, starts = [], []
     total = 0
-    for p in sorted(handles_k):
+    for p in sorted(used):
         pk = np.fromfile(fk[p], dtype=np.uint64)
         pi = np.fromfile(fi[p], dtype=idx.dtype)
         m, s = _sort_runs(pk, pi)
@@ -522,10 +514,8 @@ def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_pe
                 if jac >= threshold:
                     counts[1] += 1
                     _union(parent, m, h)
-                    if jac > best[m]:
-                        best[m] = jac
-                    if jac > best[h]:
-                        best[h] = jac
+                    best[m] = max(best[m], jac)
+                    best[h] = max(best[h], jac)
                 else:
                     counts[2] += 1
             rm = _find(parent, m)
@@ -630,10 +620,9 @@ class MinHashDedup(_KeepPolicy, Selector):
 
     def validate(self):
         where = self.name
-        if self.bands is not None and self.rows is not None:
-            if self.bands * self.rows > self.num_perm:
-                raise ConfigError(f"{where}: bands * rows = {self.bands * self.rows} exceeds num_perm "
-                                  f"({self.num_perm})")
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"{where}: bands * rows = {self.bands * self.rows} exceeds num_perm "
+                              f"({self.num_perm})")
         for key in ("bands", "rows"):
             v = getattr(self, key)
             if v is not None and v > self.num_perm:
@@ -750,7 +739,7 @@ class MinHashDedup(_KeepPolicy, Selector):
         metrics = {
             "bands": b, "rows": r, "perms_used": b * r,
             "candidate_prob_at_threshold": round(float(candidate_probability(self.threshold, b, r)), 4),
-            "clusters": int(len(sizes)),
+            "clusters": len(sizes),
             "docs_in_clusters": int(sizes.sum()),
             "docs_removed": int((~keep).sum()),
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
@@ -847,7 +836,7 @@ class ExactDedup(_KeepPolicy, Selector):
         size = np.bincount(cluster, minlength=n)
         keep = survivors(cluster, self.keep, scores)
         sizes = size[size >= 2]
-        metrics = {"groups": int(len(sizes)), "docs_in_groups": int(sizes.sum()),
+        metrics = {"groups": len(sizes), "docs_in_groups": int(sizes.sum()),
                    "docs_removed": int((~keep).sum()), "largest_group": int(sizes.max()) if len(sizes) else 0,
                    "group_sizes": size_histogram(sizes), "index_bytes_per_doc": 16 + 24}
         return Decision(keep=keep, reason="exact_duplicate",
