@@ -29,14 +29,12 @@ install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 install-bench: $(VENV)/.bench
 
-$(SAMPLE)/pool: | $(VENV)/.core
-	$(PY) -m shardsift sample $(SAMPLE)
-
-sample: $(SAMPLE)/pool
+sample: $(VENV)/.core
+	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
 # `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data.
 select: $(VENV)/.core
-	@if [ -z "$(INPUT)" ] && [ ! -d $(SAMPLE)/pool ]; then $(PY) -m shardsift sample $(SAMPLE); fi
+	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
 	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite $(ARGS)
 
 test: $(VENV)/.dev
@@ -46,7 +44,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/run_all.py $(ARGS)
 
 torture: $(VENV)/.dev
-	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_torture.py $(ARGS)
+	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_reliability.py tests/test_pipeline.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check shardsift tests bench

@@ -34,16 +34,33 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
 
+    e = sub.add_parser("explain", help="say whether a document was kept and, if not, which stage dropped it and why")
+    e.add_argument("output")
+    e.add_argument("id", help="the document's id")
+
+    v = sub.add_parser("verify", help="check an output: accounting adds up, output ids are exactly the kept ids")
+    v.add_argument("output")
+
+    sub.add_parser("losses", add_help=False,
+                   help="compute the bits-per-byte loss matrix of local causal LMs (perplexity_correlation input;"
+                        " `shardsift losses --help`)")
+
     sm = sub.add_parser("sample", help="write the generated sample corpus")
     sm.add_argument("out", help="directory to write pool/, target/ and example inputs into")
     sm.add_argument("--docs", type=int, default=4000, help="pool documents (default 4000)")
     sm.add_argument("--shards", type=int, default=4, help="pool shards (default 4)")
     sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--if-stale", action="store_true",
+                    help="do nothing when OUT already holds a complete sample of this version")
     return p
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "losses":  # its own argparse lives beside the code (needs the lm extra)
+        from .lm_losses import main as losses_main
+
+        return losses_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -58,10 +75,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample}[args.command](args)
+        commands = {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
+                    "explain": _explain, "verify": _verify}
+        return commands[args.command](args)
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # disk full, read-only output, permissions: one line naming the path
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("shardsift: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -98,6 +122,22 @@ def _inspect(args) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from .pipeline.accounting import explain
+
+    print("\n".join(explain(args.output, args.id)))
+    return 0
+
+
+def _verify(args) -> int:
+    from .pipeline.accounting import verify_output
+
+    r = verify_output(args.output)
+    print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "
+          "every input document accounted for, output ids = kept ids, each once)")
+    return 0
+
+
 def _selectors(args) -> int:
     from .selectors import available, resolve
 
@@ -115,8 +155,10 @@ def _selectors(args) -> int:
 
 
 def _sample(args) -> int:
-    from .sample import write_sample
+    from .sample import is_current, write_sample
 
+    if args.if_stale and is_current(args.out, args.docs, args.shards, args.seed):
+        return 0
     info = write_sample(args.out, n_docs=args.docs, n_shards=args.shards, seed=args.seed)
     print(f"wrote {info['docs']} pool documents in {info['shards']} shards and {info['target_docs']} "
           f"target documents to {args.out}")

@@ -3,13 +3,12 @@ import gzip
 import json
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import file_digests, run_cli
+
 from shardsift.errors import ConfigError, DataError, UsageError
 from shardsift.pipeline.runner import run_pipeline
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa

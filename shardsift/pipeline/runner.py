@@ -14,23 +14,47 @@ import os
 import resource
 import socket
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..errors import ConfigError, DataError, UsageError
+from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
 from ..text import count_words
 from . import faults, workdir
+from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import (BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, row_mask, shard_schema,
-                 take_rows)
-from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
-                     run_call, run_fit, run_scan, run_score, usage, write_keep)
+from .io import (
+    BoundedParquetWriter,
+    iter_tables,
+    make_ids,
+    normalize,
+    resolve_shards,
+    row_mask,
+    shard_schema,
+    take_rows,
+)
+from .lock import OutputLock
+from .shards import (
+    CallTask,
+    FitTask,
+    ScanTask,
+    ScoreTask,
+    ShardContext,
+    decision_arrays,
+    drop_counts,
+    run_call,
+    run_fit,
+    run_scan,
+    run_score,
+    usage,
+    write_keep,
+)
 
 MANIFEST = "manifest.json"
 
@@ -48,7 +72,7 @@ def stage_seed(seed: int, index: int) -> int:
 
 
 class _Fit(FitContext):
-    def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
         self.work_dir = os.path.join(stage_dir, "fit")
         os.makedirs(self.work_dir, exist_ok=True)
@@ -138,7 +162,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
 
 
 class _Decide(DecideContext):
-    def __init__(self, runner: "Runner", stage_dir: str, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, seed: int):
         self.runner = runner
         self.seed = seed
         self.work_dir = os.path.join(stage_dir, "decide")
@@ -200,38 +224,51 @@ class Runner:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
-        self._prepare_output()
-        self.shards = self._resolve_inputs()
-        self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                            self.cfg.input.id_column, __version__)
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UsageError(f"{self.out}: output path exists and is not a directory")
+        created = not os.path.exists(self.out)
+        os.makedirs(self.out, exist_ok=True)
+        lock = OutputLock(self.out)
+        lock.acquire()
+        started = False
         try:
+            self._prepare_output()
+            self.shards = self._resolve_inputs()
+            self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                                self.cfg.input.id_column, __version__)
             scan = self._scan()
+            started = True
             alive_path: list[str | None] = [None] * len(self.shards)
             stage_reports = [scan["report"]]
             prev_fp = self.input_fp + scan["fp"]
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
-            manifest = self._write(stage_reports, alive_path)
+            return self._write(stage_reports, alive_path)
+        except ShardsiftError:
+            # bad input found before any stage ran: leave nothing behind in an output we created
+            if created and not started:
+                lock.release()
+                workdir.remove(self.out)
+            raise
         finally:
             if self._executor is not None:
                 self._executor.close()
-        return manifest
+            lock.release()
 
     def _prepare_output(self):
         out = self.out
         if os.path.exists(os.path.join(out, MANIFEST)):
             if not self.overwrite:
                 raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
-            for name in (MANIFEST, "data", "scores", "models", "report.html"):
+            for name in (MANIFEST, "data", "decisions", "scores", "models", "report.html"):
                 workdir.remove(os.path.join(out, name))
         elif os.path.isdir(out) and os.listdir(out):
-            known = {".work", "data", ".data.tmp", ".scores.tmp", ".models.tmp", "scores", "models", ".lock"}
+            known = {".work", "data", "decisions", "scores", "models", ".lock", ".data.tmp", ".decisions.tmp",
+                     ".scores.tmp", ".models.tmp"}
             other = [x for x in os.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
-        elif os.path.exists(out) and not os.path.isdir(out):
-            raise UsageError(f"{out}: output path exists and is not a directory")
         os.makedirs(self.work, exist_ok=True)
 
     def _resolve_inputs(self):
@@ -319,7 +356,6 @@ class Runner:
     def _stage(self, i: int, st, alive_path: list, prev_fp: str):
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
-        name = sel.display_name()
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                  sel.seed_, getattr(sel, "version", 0))
@@ -437,13 +473,15 @@ class Runner:
         for f in files:
             name = os.path.basename(f["path"])
             out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": os.path.getsize(f["path"])})
+        self._write_decisions(stage_reports)
+        faults.point("write:decisions")
         if self.cfg.output.scores:
             self._write_scores(stage_reports)
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
         os.replace(tmp, final)
         faults.point("write:renamed")
-        for name in ("scores", "models"):
+        for name in ("decisions", "scores", "models"):
             if os.path.exists(os.path.join(self.out, f".{name}.tmp")):
                 workdir.remove(os.path.join(self.out, name))
                 os.replace(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
@@ -460,7 +498,7 @@ class Runner:
         raw = [shard_schema(sh) for sh in self.shards]
         text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
         str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
-        for sh, s in zip(self.shards, raw):
+        for s in raw:
             i = s.get_field_index(inp.text_column)
             if i >= 0 and s.field(i).type != str_type:
                 # a shard whose texts are not strings has all its rows dropped as null_text
@@ -480,23 +518,30 @@ class Runner:
                             f"{self.shards[0].uri}") from None
             raise DataError(f"inputs have incompatible schemas ({err})") from None
 
+    def _write_decisions(self, stage_reports):
+        tmp = os.path.join(self.out, ".decisions.tmp")
+        workdir.remove(tmp)
+        os.makedirs(tmp)
+        names = [r["name"] for r in stage_reports[1:]]
+        for j in range(len(self.shards)):
+            scan = workdir.read_npz(os.path.join(self.work, "scan", f"shard-{j:05d}.npz"))
+            keeps = [workdir.read_npz(os.path.join(r["dir"], f"keep-{j:05d}.npz")) for r in stage_reports[1:]]
+            tbl = shard_decisions(scan, keeps, names, self._ids(j))
+            pq.write_table(tbl, os.path.join(tmp, f"shard-{j:05d}.parquet"), compression="zstd")
+
     def _write_scores(self, stage_reports):
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
         os.makedirs(tmp)
-        inp = self.cfg.input
-        ids = {}
         for i, rep in enumerate(stage_reports[1:]):
             tables = []
-            for j, sh in enumerate(self.shards):
+            for j in range(len(self.shards)):
                 z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
                 if len(z["row"]) == 0:
                     continue
-                if j not in ids:
-                    ids[j] = self._ids(j)
                 names = np.concatenate([z["reason_names"].astype(object), [None]])
                 reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": ids[j].take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
+                cols = {"id": self._ids(j).take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
                         "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
                 for k in z:
                     if k.startswith("extra_"):
@@ -509,6 +554,13 @@ class Runner:
                                os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"), compression="zstd")
 
     def _ids(self, j: int) -> pa.Array:
+        cache = self.__dict__.setdefault("_id_cache", {})
+        if j not in cache:
+            cache.clear()
+            cache[j] = self._read_ids(j)
+        return cache[j]
+
+    def _read_ids(self, j: int) -> pa.Array:
         inp = self.cfg.input
         sh = self.shards[j]
         parts, start = [], 0

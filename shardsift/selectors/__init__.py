@@ -21,6 +21,7 @@ BUILTINS: dict[str, str] = {
     "random": "shardsift.selectors.basic:RandomSelector",
     "minhash_dedup": "shardsift.selectors.dedup:MinHashDedup",
     "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
+    "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
 }
 
 
