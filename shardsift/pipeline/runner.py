@@ -412,10 +412,16 @@ class Runner:
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         parts = [workdir.read_npz(t.scores_path) for t in tasks]
-        keys = [k for k in parts[0]] if parts else ["score", "row", "n_words", "n_bytes"]
+        # the column set comes from a shard that had documents: an emptied shard records only "score"
+        template = next((p for p in parts if len(p["row"])), parts[0] if parts else None)
+        keys = list(template) if template is not None else ["score", "row", "n_words", "n_bytes"]
         for p in parts:
+            if not len(p["row"]):
+                for k in list(p):
+                    if k not in template:
+                        del p[k]
             for k in keys:
-                p.setdefault(k, np.zeros((0,) + parts[0][k].shape[1:], parts[0][k].dtype) if parts else None)
+                p.setdefault(k, np.zeros((0,) + template[k].shape[1:], template[k].dtype))
         cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         sizes = [len(p["row"]) for p in parts]
         offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
