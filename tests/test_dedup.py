@@ -375,3 +375,16 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
     side = outs[0][1]
     assert {"cluster", "cluster_size"} <= set(side)
     assert sum(1 for s, k in zip(side["cluster_size"], side["kept"]) if s > 1 and not k) == len(pairs_dup)
+
+
+def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
+    """A global stage still sees every score column when the first shard has no surviving docs."""
+    from shardsift.pipeline.runner import run_pipeline
+
+    words = " ".join(f"w{i}" for i in range(50))
+    _write_corpus(tmp_path / "in", [["x", "y"], [words, words, words + " z", "unrelated " * 9]])
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
+           "stages": [{"length": {"min_words": 5}}, {"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    assert man["stages"][2]["dropped"] == {"near_duplicate": 2}
+    assert man["stages"][2]["metrics"]["clusters"] == 1
