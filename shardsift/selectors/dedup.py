@@ -5,18 +5,22 @@
 1. shingles (score, per shard): word n-grams (5 by default) of the normalized text: Unicode
    lowercase (Arrow), whitespace runs collapsed, ASCII punctuation dropped unless
    ``strip_punctuation: false``; or character n-grams with ``shingle: char``. One 64-bit hash per
-   shingle (:mod:`shardsift.text`). A document shorter than n tokens is one shingle (all of it).
+   shingle (words hashed as :func:`shardsift.text.tokenize` does). A document shorter than n
+   tokens is one shingle (all of it).
 2. signatures (score): ``h_i(x) = (a_i * x + b_i) mod p`` with p the Mersenne prime 2^61 - 1,
    exact 122-bit products folded modulo p, minimum over the shingles, for ``bands * rows``
    seeded permutations (``hash_seed``), in a numba kernel. A signature depends only on the text
    and the seed, never on shard layout or worker count. Each band of ``rows`` values is hashed
    to one 64-bit band key; only the band keys leave the shard (``8 * bands`` bytes/document).
-3. candidates (decide, global): for each band, documents with equal keys form a bucket. The sort
+3. candidates (decide, global): documents with identical signatures (all band keys equal) are
+   joined without reading them when a pair below the threshold could share all b*r values only
+   with probability t^(b*r) < 1e-9; then, for each band, the remaining documents with equal keys
+   form a bucket. The sort
    runs in memory when ``40 * documents`` bytes fit in ``memory_budget``; otherwise the band's
    (key, document) pairs are partitioned by the top bits of the key into files in the work dir
    and each partition is sorted alone (same buckets, same order, same clusters).
 4. verification and clustering: the shingle sets of documents that share any bucket are read
-   back (``ctx.read_docs``) and every candidate pair is checked with the exact Jaccard
+   back (``ctx.read_docs``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
    similarity of its shingle sets before union-find joins it (``verify: true``, the default), so
    LSH false positives never chain unrelated documents into one cluster. One survivor per
    cluster by ``keep``.
@@ -781,11 +785,13 @@ class MinHashDedup(_KeepPolicy, Selector):
             sel = np.flatnonzero(shard_of == s)
             for lo in range(0, len(sel), chunk):
                 part = sel[lo:lo + chunk]
-                docs = ctx.read_docs(int(s), rows[part])
-                sh, so = _sorted_sets(*self.shingles(docs.text))
-                data[off[k]:off[k] + len(sh)] = sh
-                off[k + 1:k + 1 + len(part)] = off[k] + so[1:]
-                k += len(part)
+                text = ctx.read_docs(int(s), rows[part]).text
+                for sub in range(0, len(part), 1024):  # bounded transient arrays while shingling
+                    sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)))
+                    m = len(so) - 1
+                    data[off[k]:off[k] + len(sh)] = sh
+                    off[k + 1:k + 1 + m] = off[k] + so[1:]
+                    k += m
         return data, off, path
 
 class ExactDedup(_KeepPolicy, Selector):
