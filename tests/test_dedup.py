@@ -388,3 +388,25 @@ def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
     man = run_pipeline(cfg)
     assert man["stages"][2]["dropped"] == {"near_duplicate": 2}
     assert man["stages"][2]["metrics"]["clusters"] == 1
+
+
+@pytest.mark.slow
+def test_real_pool_shards(tmp_path):
+    """Two shards of the real pool: duplicates are found, every removed document is within the
+    threshold of a cluster mate (exact Jaccard), one survivor per cluster."""
+    from conftest import corpora_path
+
+    from shardsift.pipeline.runner import run_pipeline
+
+    pool = corpora_path("pool")
+    files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[:2]
+    cfg = {"input": {"path": files}, "output": {"path": str(tmp_path / "out"), "scores": True},
+           "workers": 2, "stages": [{"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    m = man["stages"][1]["metrics"]
+    assert m["clusters"] > 50 and m["docs_removed"] > 100 and m["pairs_rejected"] > 0
+    side = pq.read_table(glob.glob(str(tmp_path / "out" / "scores" / "*.parquet"))[0]).to_pandas()
+    removed = side[~side.kept]
+    assert len(removed) == m["docs_removed"] and (removed.score >= 0.8).all()
+    in_clusters = side[side.cluster_size > 1]
+    assert (in_clusters.groupby("cluster").kept.sum() == 1).all()
