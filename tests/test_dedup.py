@@ -196,7 +196,7 @@ def test_estimated_jaccard_tracks_true():
     rng = np.random.default_rng(7)
     sel = MinHashDedup(num_perm=256, bands=256, rows=1)
     errs, z = [], []
-    for k in range(150):
+    for _ in range(150):
         w = random_doc(rng, 200)
         rate = rng.uniform(0.0, 0.15)
         a, b = " ".join(w), " ".join(edit(rng, w, rate))
