@@ -410,3 +410,13 @@ def test_real_pool_shards(tmp_path):
     assert len(removed) == m["docs_removed"] and (removed.score >= 0.8).all()
     in_clusters = side[side.cluster_size > 1]
     assert (in_clusters.groupby("cluster").kept.sum() == 1).all()
+
+
+def test_nothing_reaches_the_stage(tmp_path):
+    from shardsift.pipeline.runner import run_pipeline
+
+    _write_corpus(tmp_path / "in", [["a b", "c d"], ["e f"]])
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
+           "stages": [{"length": {"min_words": 5}}, {"exact_dedup": {}}, {"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    assert man["docs_kept"] == 0 and man["stages"][3]["docs_in"] == 0

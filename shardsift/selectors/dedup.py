@@ -668,6 +668,9 @@ class MinHashDedup(_KeepPolicy, Selector):
     def decide(self, scores, ctx):
         n = len(scores)
         b, r = self.band_shape()
+        if n == 0:  # nothing reached the stage (an emptied shard records no score columns)
+            return Decision(keep=np.zeros(0, dtype=bool), metrics={"bands": b, "rows": r, "clusters": 0,
+                                                                   "docs_removed": 0})
         budget = parse_bytes(self.memory_budget, f"{self.name}.memory_budget")
         band_keys = scores["bands"]
         idx_dtype = np.int32 if n < 2**31 - 1 else np.int64
@@ -830,6 +833,8 @@ class ExactDedup(_KeepPolicy, Selector):
 
     def decide(self, scores, ctx):
         n = len(scores)
+        if n == 0:
+            return Decision(keep=np.zeros(0, dtype=bool), metrics={"groups": 0, "docs_removed": 0})
         h, ln = scores["hash"], scores["norm_bytes"]
         order = np.lexsort((np.arange(n), ln, h))
         hs, ls = h[order], ln[order]
