@@ -32,10 +32,11 @@ install-bench: $(VENV)/.bench
 sample: $(VENV)/.core
 	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
-# `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data.
+# `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data. Ends by writing
+# OUTPUT/report.html (plots of what was kept and dropped) and printing its path.
 select: $(VENV)/.core
 	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
-	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite $(ARGS)
+	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite --report $(ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q $(ARGS)

@@ -27,10 +27,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace a finished output at the same path")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
+    s.add_argument("--report", action="store_true", help="then write OUTPUT/report.html and print its path")
+    s.add_argument("--label-column", help="with --report: input column to show the composition by")
 
     i = sub.add_parser("inspect", help="show an output's manifest as a table")
     i.add_argument("output")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
+
+    r = sub.add_parser("report", help="write OUTPUT/report.html: plots of what a run kept and dropped")
+    r.add_argument("output")
+    r.add_argument("--label-column", help="input column to show the composition by (default: a domain/label/"
+                   "source column when the output has one; '' for none)")
+    r.add_argument("--samples", type=int, default=3, help="kept and dropped example documents per stage")
+    r.add_argument("--path", help="write the page here instead of OUTPUT/report.html")
+
+    c = sub.add_parser("compare", help="compare two outputs: kept-id overlap, composition, metrics")
+    c.add_argument("output_a")
+    c.add_argument("output_b")
+    c.add_argument("--label-column", help="column to compare the composition by (default: detected)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
 
@@ -76,7 +91,7 @@ def main(argv=None) -> int:
         return 2
     try:
         commands = {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
-                    "explain": _explain, "verify": _verify}
+                    "explain": _explain, "verify": _verify, "report": _report, "compare": _compare}
         return commands[args.command](args)
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
@@ -106,6 +121,26 @@ def _select(args) -> int:
         print(json.dumps(manifest, indent=2))
     else:
         print(manifest_table(manifest, cfg.output.path))
+    if args.report:
+        from .report import write_report
+
+        path = write_report(cfg.output.path, label_column=args.label_column)
+        print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(write_report(args.output, label_column=args.label_column, samples=args.samples, path=args.path))
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare_outputs, format_compare
+
+    res = compare_outputs(args.output_a, args.output_b, label_column=args.label_column)
+    print(json.dumps(res, indent=2) if args.json else format_compare(res))
     return 0
 
 
@@ -119,6 +154,9 @@ def _inspect(args) -> int:
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
+    report = os.path.join(args.output, "report.html")
+    if not args.json:
+        print(f"report: {report}" if os.path.exists(report) else f"no report yet: shardsift report {args.output}")
     return 0
 
 
