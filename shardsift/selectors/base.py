@@ -98,6 +98,7 @@ class Param:
             if self.required:
                 raise ConfigError(f"{where}: a value is required ({self.describe()})")
             return None
+        given = value  # messages echo what the user wrote, not the converted value
         if object not in self.type:
             ok = False
             for t in self.type:
@@ -130,7 +131,7 @@ class Param:
                 (self.le, lambda v, b: v <= b, "<="),
             ):
                 if bound is not None and not op(value, bound):
-                    raise ConfigError(f"{where}: {value!r} is out of range (must be {txt} {bound})")
+                    raise ConfigError(f"{where}: {given!r} is out of range (must be {txt} {bound})")
         return value
 
 

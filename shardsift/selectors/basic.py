@@ -26,7 +26,7 @@ class LengthSelector(Selector):
                 raise ConfigError(f"length.{hi}: {getattr(self, hi)} is below {lo} ({getattr(self, lo)})")
 
     def score(self, docs):
-        return {"score": docs.n_words.astype(np.float64), "n_bytes": docs.n_bytes}
+        return docs.n_words.astype(np.float64)  # n_words and n_bytes reach decide() anyway
 
     def decide(self, scores, ctx=None):
         words, nbytes = scores["n_words"], scores["n_bytes"]

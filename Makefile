@@ -1,0 +1,55 @@
+# shardsift: `make select` runs the default pipeline on the generated sample corpus; `make test` runs the tests.
+# Both install what they need into .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/default.yaml
+SAMPLE := data/sample
+INPUT ?=
+OUTPUT ?=
+ARGS ?=
+
+.PHONY: select test bench sample lint torture install install-dev install-bench clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.dev
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+install: $(VENV)/.core
+install-dev: $(VENV)/.dev
+install-bench: $(VENV)/.bench
+
+$(SAMPLE)/pool: | $(VENV)/.core
+	$(PY) -m shardsift sample $(SAMPLE)
+
+sample: $(SAMPLE)/pool
+
+# `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data.
+select: $(VENV)/.core
+	@if [ -z "$(INPUT)" ] && [ ! -d $(SAMPLE)/pool ]; then $(PY) -m shardsift sample $(SAMPLE); fi
+	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite $(ARGS)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(VENV)/.bench
+	$(PY) bench/run_all.py $(ARGS)
+
+torture: $(VENV)/.dev
+	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_torture.py $(ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check shardsift tests bench
+
+clean:
+	rm -rf out data/sample .pytest_cache

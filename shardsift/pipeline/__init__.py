@@ -1,0 +1,1 @@
+"""The pipeline: readers and writers, the staged runner, executors, config and manifest."""

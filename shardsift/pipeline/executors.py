@@ -1,0 +1,156 @@
+"""Executors decide only where tasks run; tasks are idempotent and write their own results.
+
+An executor maps a picklable function over a list of picklable task items and returns the results
+in order. Every task writes its output to the work dir atomically, so a rerun skips what is done
+and a retried task can never leave half a result behind.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from ..errors import ShardsiftError, TaskError
+
+
+class Progress:
+    """Progress per stage: a tqdm bar on a terminal, plain lines otherwise (or nothing)."""
+
+    def __init__(self, enabled: bool = True, stream=None):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(f"[shardsift] {text}", file=self.stream, flush=True)
+
+    def bar(self, total: int, desc: str):
+        return _Bar(self, total, desc)
+
+
+class _Bar:
+    def __init__(self, progress: Progress, total: int, desc: str):
+        self.p, self.total, self.desc, self.n = progress, total, desc, 0
+        self._tqdm = None
+        self._last = 0.0
+        if progress.tty:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=total, desc=desc, unit="task", file=progress.stream, leave=False)
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if self._tqdm is not None:
+            self._tqdm.update(k)
+        elif self.p.enabled and (self.n == self.total or time.monotonic() - self._last > 5):
+            self._last = time.monotonic()
+            self.p.line(f"{self.desc}: {self.n}/{self.total}")
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+
+
+def task_label(item: Any) -> str:
+    return getattr(item, "label", None) or str(item)[:200]
+
+
+class Executor:
+    """Interface: ``map(fn, items, desc)`` runs fn over items (in parallel) and returns results in order."""
+
+    name = "base"
+    workers = 1
+
+    def map(self, fn: Callable, items: Sequence, desc: str = "", progress: Progress | None = None) -> list:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """A process pool over shard tasks (``workers: N``); with one worker, tasks run in-process."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the driver may hold Arrow/numba threads that a fork would copy mid-state
+            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return self._pool
+
+    def map(self, fn, items, desc="", progress=None):
+        items = list(items)
+        bar = progress.bar(len(items), desc) if progress and items else None
+        results: list = [None] * len(items)
+        try:
+            if self.workers == 1 or len(items) <= 1:
+                for i, item in enumerate(items):
+                    results[i] = _call(fn, item)
+                    if bar:
+                        bar.update()
+                return results
+            pool = self._get_pool()
+            futures = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
+            try:
+                for fut in cf.as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    if bar:
+                        bar.update()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+            return results
+        except cf.process.BrokenProcessPool as err:
+            self._pool = None
+            raise TaskError(f"a worker process died during {desc or 'a task'} ({err}); rerun to resume") from None
+        finally:
+            if bar:
+                bar.close()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _call(fn, item):
+    """Run one task; re-raise failures as one line naming the task."""
+    try:
+        return fn(item)
+    except ShardsiftError:
+        raise
+    except MemoryError:
+        raise TaskError(f"{task_label(item)}: out of memory") from None
+    except Exception as err:  # noqa: BLE001 - every task failure becomes one line naming the shard
+        import traceback
+
+        tb = traceback.extract_tb(err.__traceback__)
+        where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
+        raise TaskError(f"{task_label(item)}: {type(err).__name__}: {err}{where}") from None
+
+
+def make_executor(cfg) -> Executor:
+    if cfg.executor == "ray":
+        try:
+            from .ray_executor import RayExecutor
+        except ImportError as err:
+            raise ShardsiftError(
+                f"executor 'ray' needs the ray extra: pip install 'shardsift[ray]' ({err})"
+            ) from None
+        return RayExecutor(workers=cfg.workers, **(cfg.ray or {}))
+    return LocalExecutor(cfg.workers)

@@ -1,0 +1,409 @@
+"""Shards in and out: resolve inputs, stream record batches, write bounded zstd Parquet shards.
+
+Inputs are local paths, globs and directories of Parquet and JSONL (plain, .gz, .zst), or remote
+URIs through fsspec. Reading is streaming: one record batch at a time, so memory does not grow with
+the corpus.
+"""
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+
+PARQUET_EXT = (".parquet", ".pq")
+JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def filesystem(path: str, storage_options: dict | None = None) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path within it, for local paths and any fsspec URI."""
+    if not is_remote(path):
+        return pafs.LocalFileSystem(), os.path.abspath(path.removeprefix("file://"))
+    import fsspec
+
+    fs, fs_path = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), fs_path
+
+
+def _fsspec(path: str, storage_options: dict | None):
+    import fsspec
+
+    return fsspec.core.url_to_fs(path, **(storage_options or {}))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One input file: the unit of parallel work."""
+
+    uri: str            # as the user gave it (for messages)
+    path: str           # path within the filesystem
+    format: str         # parquet | jsonl
+    size: int
+    fingerprint: str
+    name: str           # short unique name, used in generated ids
+    storage_options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def fs(self) -> pafs.FileSystem:
+        return filesystem(self.uri, self.storage_options)[0]
+
+    @property
+    def compression(self) -> str | None:
+        if self.path.endswith(".gz"):
+            return "gzip"
+        if self.path.endswith(".zst"):
+            return "zstd"
+        return None
+
+
+def _format_of(path: str, fmt: str) -> str | None:
+    if fmt != "auto":
+        return fmt
+    low = path.lower()
+    if low.endswith(PARQUET_EXT):
+        return "parquet"
+    if low.endswith(JSONL_EXT):
+        return "jsonl"
+    return None
+
+
+def _fingerprint(fs: pafs.FileSystem, path: str, size: int, mtime) -> str:
+    """Size, mtime and the first and last 64 KiB: cheap, and changes when the file does."""
+    h = hashlib.sha256(f"{size}:{mtime}".encode())
+    try:
+        with fs.open_input_file(path) as fh:
+            h.update(fh.read(65536))
+            if size > 65536:
+                fh.seek(max(65536, size - 65536))
+                h.update(fh.read(65536))
+    except Exception:  # unreadable files are reported when read
+        pass
+    return h.hexdigest()[:24]
+
+
+def resolve_shards(paths, fmt: str = "auto", storage_options: dict | None = None,
+                   what: str = "input") -> list[Shard]:
+    """Expand files, globs and directories into a sorted list of shards. Raises DataError."""
+    if isinstance(paths, str):
+        paths = [paths]
+    found: list[tuple[str, str]] = []  # (uri, fs path)
+    for p in paths:
+        found.extend(_expand(p, fmt, storage_options, what))
+    if not found:
+        raise DataError(f"{what}: no input files match {', '.join(map(repr, paths))}")
+    seen = set()
+    uniq = []
+    for uri, path in found:
+        if uri not in seen:
+            seen.add(uri)
+            uniq.append((uri, path))
+    names = _short_names([u for u, _ in uniq])
+    shards = []
+    for (uri, _), name in zip(uniq, names):
+        fs, fs_path = filesystem(uri, storage_options)
+        try:
+            info = fs.get_file_info(fs_path)
+        except Exception as err:
+            raise DataError(f"{uri}: cannot read ({err})") from None
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"{uri}: file not found")
+        f = _format_of(fs_path, fmt)
+        if f is None:
+            raise DataError(f"{uri}: unknown file type (expected .parquet or .jsonl[.gz|.zst]; set input.format)")
+        size = int(info.size or 0)
+        shards.append(Shard(uri=uri, path=fs_path, format=f, size=size,
+                            fingerprint=_fingerprint(fs, fs_path, size, info.mtime_ns),
+                            name=name, storage_options=dict(storage_options or {})))
+    return shards
+
+
+def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
+    if is_remote(p):
+        fs, fs_path = _fsspec(p, storage_options)
+        proto = p.split("://", 1)[0]
+        if any(c in fs_path for c in "*?["):
+            hits = sorted(fs.glob(fs_path))
+        elif fs.isdir(fs_path):
+            hits = sorted(x for x in fs.find(fs_path) if _format_of(x, fmt))
+        elif fs.exists(fs_path):
+            hits = [fs_path]
+        else:
+            raise DataError(f"{what}: {p} not found")
+        return [(f"{proto}://{h}", h) for h in hits]
+    local = p.removeprefix("file://")
+    if any(c in local for c in "*?["):
+        hits = sorted(h for h in globlib.glob(local, recursive=True) if os.path.isfile(h))
+        return [(h, os.path.abspath(h)) for h in hits]
+    if os.path.isdir(local):
+        hits = []
+        for root, dirs, files in os.walk(local):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for f in sorted(files):
+                if _format_of(f, fmt) and not f.startswith("."):
+                    hits.append(os.path.join(root, f))
+        return [(h, os.path.abspath(h)) for h in sorted(hits)]
+    if not os.path.exists(local):
+        raise DataError(f"{what}: {p} not found")
+    return [(local, os.path.abspath(local))]
+
+
+def _short_names(uris: list[str]) -> list[str]:
+    """File names, made unique by their parent folders when two files share a name."""
+    base = [u.rstrip("/").split("/")[-1] for u in uris]
+    if len(set(base)) == len(base):
+        return base
+    common = os.path.commonpath([u.split("://")[-1] for u in uris]) if len(uris) > 1 else ""
+    return [u.split("://")[-1][len(common):].lstrip("/") for u in uris]
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def shard_schema(shard: Shard) -> pa.Schema:
+    """The shard's column schema (Parquet: from the footer; JSONL: from its first block)."""
+    if shard.format == "parquet":
+        try:
+            with shard.fs().open_input_file(shard.path) as fh:
+                return pq.ParquetFile(fh).schema_arrow
+        except Exception as err:
+            raise DataError(f"{shard.uri}: not a readable Parquet file ({_first_line(err)})") from None
+    for tbl in _iter_jsonl(shard, 1):
+        return tbl.schema
+    return pa.schema([])
+
+
+def _first_line(err) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Iterator[pa.Table]:
+    """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
+    if shard.format == "parquet":
+        yield from _iter_parquet(shard, columns, batch_size)
+    else:
+        for tbl in _iter_jsonl(shard, batch_size):
+            if columns is not None:
+                tbl = tbl.select([c for c in columns if c in tbl.column_names])
+            yield tbl
+
+
+def _iter_parquet(shard: Shard, columns, batch_size):
+    try:
+        fh = shard.fs().open_input_file(shard.path)
+    except Exception as err:
+        raise DataError(f"{shard.uri}: cannot open ({_first_line(err)})") from None
+    with fh:
+        try:
+            pf = pq.ParquetFile(fh)
+            names = pf.schema_arrow.names
+            cols = None if columns is None else [c for c in columns if c in names]
+            for rb in pf.iter_batches(batch_size=batch_size, columns=cols):
+                yield pa.Table.from_batches([rb])
+        except DataError:
+            raise
+        except (pa.ArrowException, OSError, ValueError) as err:
+            raise DataError(f"{shard.uri}: not a readable Parquet file ({_first_line(err)})") from None
+
+
+def _iter_jsonl(shard: Shard, batch_size: int):
+    block = 1 << 24
+    while True:
+        try:
+            stream = shard.fs().open_input_stream(shard.path, compression=shard.compression)
+        except Exception as err:
+            raise DataError(f"{shard.uri}: cannot open ({_first_line(err)})") from None
+        try:
+            with stream:
+                reader = pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=block))
+                pending = []
+                schema = None
+                for rb in reader:
+                    tbl = pa.Table.from_batches([rb])
+                    schema = schema or tbl.schema
+                    for start in range(0, tbl.num_rows, batch_size):
+                        yield tbl.slice(start, batch_size)
+                del pending
+                return
+        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
+            msg = _first_line(err)
+            if ("straddling" in msg or "block size" in msg.lower()) and block < (1 << 31):
+                block *= 4
+                continue
+            if "UTF8" in msg or "utf-8" in msg.lower() or "utf8" in msg.lower():
+                raise DataError(f"{shard.uri}: invalid UTF-8 in JSONL ({msg})") from None
+            raise DataError(f"{shard.uri}: not valid JSONL ({msg})") from None
+
+
+def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, row0: int,
+              need_text: bool = True) -> tuple[pa.Table, np.ndarray]:
+    """Check the text column, make ids when the id column is missing, mark non-string texts.
+
+    Returns (table with the text column as large_string and an id column, valid mask) where
+    ``valid`` is False for null or non-string texts (dropped later with reason ``null_text``).
+    """
+    n = table.num_rows
+    names = table.column_names
+    if need_text:
+        if text_column not in names:
+            raise DataError(
+                f"{shard.uri}: no text column {text_column!r} (columns: {', '.join(names) or 'none'}; "
+                "set input.text_column)"
+            )
+        col = table.column(text_column)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = col.cast(pa.large_string())
+            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
+                if col.null_count else np.ones(n, dtype=bool)
+        elif pa.types.is_null(col.type):
+            col = pa.nulls(n, pa.large_string())
+            valid = np.zeros(n, dtype=bool)
+        else:  # non-string texts count as null_text
+            col = pa.nulls(n, pa.large_string())
+            valid = np.zeros(n, dtype=bool)
+        table = table.set_column(names.index(text_column), text_column, col)
+    else:
+        valid = np.ones(n, dtype=bool)
+    if id_column in names:
+        ids = table.column(id_column)
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+            ids = pc.cast(ids, pa.string())
+            table = table.set_column(names.index(id_column), id_column, ids)
+    else:
+        table = table.append_column(id_column, make_ids(shard.name, row0, n))
+    return table, valid
+
+
+def make_ids(name: str, row0: int, n: int) -> pa.Array:
+    """``<shard file name>/<row index>`` ids, built column-wise."""
+    rows = pc.cast(pa.array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
+
+
+def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
+    """The given row indices (sorted ascending) of a shard, streaming through its batches."""
+    parts = []
+    start = 0
+    rows = np.asarray(rows, dtype=np.int64)
+    for tbl in iter_tables(shard, columns, batch_size):
+        end = start + tbl.num_rows
+        lo, hi = np.searchsorted(rows, [start, end])
+        if hi > lo:
+            parts.append(tbl.take(pa.array(rows[lo:hi] - start)))
+        start = end
+        if hi == len(rows):
+            break
+    if not parts:
+        return None
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+class BoundedParquetWriter:
+    """Writes part-00000.parquet, part-00001.parquet, ... each at most ``max_bytes`` of data.
+
+    The bound is applied to the uncompressed Arrow size of the rows written, so the compressed files
+    stay under it; a single row larger than the bound goes alone into its own part.
+    """
+
+    def __init__(self, out_dir: str, schema: pa.Schema, max_bytes: int, compression: str = "zstd",
+                 row_group_bytes: int = 64 * 2**20):
+        self.out_dir = out_dir
+        self.schema = schema
+        self.max_bytes = max_bytes
+        self.compression = None if compression == "none" else compression
+        self.row_group_bytes = min(row_group_bytes, max_bytes)
+        self.files: list[dict] = []
+        self._writer = None
+        self._bytes = 0
+        self._rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffer_bytes = 0
+
+    def _open(self):
+        path = os.path.join(self.out_dir, f"part-{len(self.files):05d}.parquet")
+        self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression,
+                                        use_dictionary=False, write_statistics=False)
+        self.files.append({"path": path, "rows": 0})
+        self._bytes = 0
+
+    def _flush(self):
+        if self._buffer:
+            tbl = pa.concat_tables(self._buffer)
+            self._writer.write_table(tbl, row_group_size=max(1, tbl.num_rows))
+            self.files[-1]["rows"] += tbl.num_rows
+            self._buffer, self._buffer_bytes = [], 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.cast(self.schema) if table.schema != self.schema else table
+        row_bytes = _row_bytes(table)
+        start = 0
+        n = table.num_rows
+        while start < n:
+            if self._writer is None:
+                self._open()
+            room = self.max_bytes - self._bytes
+            csum = np.cumsum(row_bytes[start:])
+            take = int(np.searchsorted(csum, room, side="right"))
+            if take == 0:
+                if self._bytes == 0:
+                    take = 1  # an oversized row gets a part of its own
+                else:
+                    self._roll()
+                    continue
+            piece = table.slice(start, take)
+            added = int(csum[take - 1])
+            self._buffer.append(piece)
+            self._buffer_bytes += added
+            self._bytes += added
+            start += take
+            if self._buffer_bytes >= self.row_group_bytes:
+                self._flush()
+            if self._bytes >= self.max_bytes and start < n:
+                self._roll()
+
+    def _roll(self):
+        self._flush()
+        self._writer.close()
+        self._writer = None
+
+    def close(self) -> list[dict]:
+        if self._writer is not None:
+            self._flush()
+            self._writer.close()
+            self._writer = None
+        return self.files
+
+
+def _row_bytes(table: pa.Table) -> np.ndarray:
+    """Approximate uncompressed bytes per row: variable-width string bytes plus fixed widths."""
+    n = table.num_rows
+    out = np.zeros(n, dtype=np.int64)
+    fixed = 0
+    for col in table.columns:
+        t = col.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+                or pa.types.is_large_binary(t):
+            lens = pc.binary_length(col).to_numpy(zero_copy_only=False)
+            out += np.nan_to_num(lens.astype(np.float64), nan=0).astype(np.int64) + 8
+        else:
+            try:
+                fixed += max(1, t.bit_width // 8)
+            except ValueError:
+                fixed += max(1, col.nbytes // max(1, n))
+    return out + fixed

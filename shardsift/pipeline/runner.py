@@ -1,0 +1,570 @@
+"""The staged runner: scan -> stages (fit / score / decide) -> write -> manifest.
+
+Resume is exact: every task's result is a file in the work dir, keyed by a fingerprint of the
+inputs and of every stage up to it, so a rerun skips finished work and recomputes only what
+changed. The output appears atomically: data/ and scores/ are written under temporary names and
+renamed, then manifest.json is written last; a reader takes an output as finished only when its
+manifest.json exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import socket
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..errors import ConfigError, DataError, UsageError
+from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
+from ..text import count_words
+from . import faults, workdir
+from .config import Config, InputConfig, _is_dataset, parse_config
+from .executors import Executor, Progress, make_executor
+from .io import BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, shard_schema, take_rows
+from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
+                     run_call, run_fit, run_scan, run_score, usage, write_keep)
+
+MANIFEST = "manifest.json"
+
+
+def _fp(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def stage_seed(seed: int, index: int) -> int:
+    return int(hashlib.sha256(f"{seed}:{index}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+class _Fit(FitContext):
+    def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
+        self.runner = runner
+        self.work_dir = os.path.join(stage_dir, "fit")
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.ctxs = ctxs
+        self.n_docs = n_docs
+        self.seed = seed
+        self.workers = runner.cfg.workers
+        self._calls = 0
+
+    def map_shards(self, fn, columns: Sequence[str] = (), need_text: bool = True):
+        k = self._calls
+        self._calls += 1
+        tasks = [FitTask(fn, c, tuple(columns), os.path.join(self.work_dir, f"map{k}-{c.index:05d}.pkl"), need_text)
+                 for c in self.ctxs]
+        return self.runner.executor.map(run_fit, tasks, desc="fit", progress=self.runner.progress)
+
+    def iter_docs(self, columns: Sequence[str] = (), need_text: bool = True):
+        for c in self.ctxs:
+            yield from c.iter_docs(columns, need_text=need_text)
+
+    def sample(self, n: int, columns: Sequence[str] = ()) -> Docs:
+        alive = [c.alive_rows() for c in self.ctxs]
+        sizes = np.array([len(a) for a in alive])
+        total = int(sizes.sum())
+        rng = np.random.default_rng([self.seed, 7])
+        pick = np.sort(rng.choice(total, size=min(n, total), replace=False)) if total else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        batches = []
+        for c, a, lo, hi in zip(self.ctxs, alive, offsets[:-1], offsets[1:]):
+            sel = pick[(pick >= lo) & (pick < hi)] - lo
+            if len(sel):
+                batches.extend(c.iter_docs(columns, rows=a[sel]))
+        return concat_docs(batches, self.runner.cfg.input)
+
+    def read_input(self, spec, what: str = "target"):
+        return read_corpus(spec, what)
+
+
+def concat_docs(batches: list[Docs], inp: InputConfig) -> Docs:
+    if not batches:
+        tbl = pa.table({inp.text_column: pa.array([], pa.large_string()), inp.id_column: pa.array([], pa.string())})
+        return Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=np.zeros(0, np.int64),
+                    n_words=np.zeros(0, np.int64), n_bytes=np.zeros(0, np.int64), shard="<sample>", shard_index=-1)
+    tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
+    return Docs(tbl, text_column=batches[0].text_column, id_column=batches[0].id_column,
+                row=np.concatenate([b.row for b in batches]), n_words=np.concatenate([b.n_words for b in batches]),
+                n_bytes=np.concatenate([b.n_bytes for b in batches]), shard="<sample>", shard_index=-1)
+
+
+def read_corpus(spec, what: str = "target"):
+    """Stream another corpus (a target, say) as Docs; null texts are skipped."""
+    if _is_dataset(spec):
+        spec = {"path": spec}
+    inp = InputConfig.parse(spec, where=what)
+    if _is_dataset(inp.path):
+        ds = inp.path
+        for start in range(0, len(ds), inp.batch_size):
+            tbl = ds.data.table.slice(start, inp.batch_size) if hasattr(ds, "data") else None
+            if tbl is None:
+                break
+            yield from _docs_from_table(tbl, None, inp, start, what)
+        return
+    shards = resolve_shards(inp.path, inp.format, inp.storage_options, what=what)
+    for i, sh in enumerate(shards):
+        start = 0
+        for tbl in iter_tables(sh, None, inp.batch_size):
+            yield from _docs_from_table(tbl, sh, inp, start, what, i)
+            start += tbl.num_rows
+
+
+def _docs_from_table(tbl, shard, inp, start, what, index=0):
+    from .io import Shard
+
+    sh = shard or Shard(uri=f"<{what} dataset>", path="", format="dataset", size=0, fingerprint="", name=what)
+    tbl, valid = normalize(tbl, sh, inp.text_column, inp.id_column, start)
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0:
+        return
+    if len(rows) != tbl.num_rows:
+        tbl = tbl.take(pa.array(rows))
+    text = tbl.column(inp.text_column).combine_chunks()
+    import pyarrow.compute as pc
+
+    nbytes = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+    yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
+               n_words=count_words(text), n_bytes=nbytes, shard=sh.name, shard_index=index)
+
+
+class _Decide(DecideContext):
+    def __init__(self, runner: "Runner", stage_dir: str, seed: int):
+        self.runner = runner
+        self.seed = seed
+        self.work_dir = os.path.join(stage_dir, "decide")
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.workers = runner.cfg.workers
+
+    def map(self, fn, items):
+        tasks = [CallTask(fn, it, i, f"decide task {i}") for i, it in enumerate(items)]
+        return self.runner.executor.map(run_call, tasks, desc="decide", progress=self.runner.progress)
+
+    def read_docs(self, shard_index: int, rows, columns: Sequence[str] = ()) -> Docs:
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        ctx = self.runner.shard_ctx(shard_index, None)
+        batches = list(ctx.iter_docs(columns, rows=rows[order]))
+        docs = concat_docs(batches, self.runner.cfg.input)
+        if len(docs) != len(rows):
+            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - len(docs)} rows")
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        return Docs(docs.table.take(pa.array(inv)), text_column=docs.text_column, id_column=docs.id_column,
+                    row=docs.row[inv], n_words=docs.n_words[inv], n_bytes=docs.n_bytes[inv],
+                    shard=ctx.shard.name, shard_index=shard_index)
+
+
+class Runner:
+    def __init__(self, cfg: Config, *, overwrite: bool = False, progress: Progress | None = None,
+                 executor: Executor | None = None):
+        self.cfg = cfg
+        self.overwrite = overwrite
+        self.progress = progress or Progress(enabled=False)
+        self.out = os.path.abspath(cfg.output.path)
+        self.work = os.path.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        self._executor = executor
+        self.t0 = time.perf_counter()
+        self.cpu0 = usage()["cpu_s"]
+        self.task_cpu = 0.0
+        self.task_rss = 0.0
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = make_executor(self.cfg)
+        return self._executor
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _account(self, stats: list[dict]) -> tuple[float, float]:
+        me = os.getpid()
+        cpu = sum(s.get("cpu_s", 0.0) for s in stats if s.get("pid") != me)
+        rss = max([s.get("rss_mb", 0.0) for s in stats] + [0.0])
+        self.task_cpu += cpu
+        self.task_rss = max(self.task_rss, rss)
+        return cpu, rss
+
+    def shard_ctx(self, j: int, alive_path: str | None) -> ShardContext:
+        inp = self.cfg.input
+        return ShardContext(self.shards[j], j, inp.text_column, inp.id_column, inp.batch_size,
+                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path)
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self._prepare_output()
+        self.shards = self._resolve_inputs()
+        self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                            self.cfg.input.id_column, __version__)
+        try:
+            scan = self._scan()
+            alive_path: list[str | None] = [None] * len(self.shards)
+            stage_reports = [scan["report"]]
+            prev_fp = self.input_fp + scan["fp"]
+            for i, st in enumerate(self.cfg.stages):
+                rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
+                stage_reports.append(rep)
+            manifest = self._write(stage_reports, alive_path)
+        finally:
+            if self._executor is not None:
+                self._executor.close()
+        return manifest
+
+    def _prepare_output(self):
+        out = self.out
+        if os.path.exists(os.path.join(out, MANIFEST)):
+            if not self.overwrite:
+                raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
+            for name in (MANIFEST, "data", "scores", "models", "report.html"):
+                workdir.remove(os.path.join(out, name))
+        elif os.path.isdir(out) and os.listdir(out):
+            known = {".work", "data", ".data.tmp", ".scores.tmp", ".models.tmp", "scores", "models", ".lock"}
+            other = [x for x in os.listdir(out) if x not in known and not x.startswith(".tmp-")]
+            if other and not self.overwrite:
+                raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
+        elif os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"{out}: output path exists and is not a directory")
+        os.makedirs(self.work, exist_ok=True)
+
+    def _resolve_inputs(self):
+        inp = self.cfg.input
+        if _is_dataset(inp.path):
+            return self._materialize_dataset(inp.path)
+        return resolve_shards(inp.path, inp.format, inp.storage_options)
+
+    def _materialize_dataset(self, ds):
+        fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
+        d = os.path.join(self.work, f"dataset-{fp}")
+        if not os.path.exists(os.path.join(d, "done")):
+            os.makedirs(d, exist_ok=True)
+            n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
+            for k in range(n_shards):
+                part = ds.shard(n_shards, k, contiguous=True)
+                tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
+                pq.write_table(part.data.table, tmp, compression="zstd")
+                os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
+            workdir.write_json(os.path.join(d, "done"), {"rows": len(ds)})
+        return resolve_shards(d, "parquet")
+
+    def _scan(self) -> dict:
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        os.makedirs(os.path.join(self.work, "scan"), exist_ok=True)
+        # a changed input invalidates the scan; remember whose scan this is
+        marker = os.path.join(self.work, "scan", "input.json")
+        if os.path.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
+            workdir.remove(os.path.join(self.work, "scan"))
+            os.makedirs(os.path.join(self.work, "scan"))
+        workdir.write_json(marker, {"fp": self.input_fp, "files": [s.uri for s in self.shards]})
+        tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
+        self.progress.line(f"scan: {len(tasks)} input shard(s)")
+        stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+        cpu, rss = self._account(stats)
+        self.scan_stats = stats
+        dup = self._duplicate_ids()
+        docs = sum(s["rows"] for s in stats)
+        null = sum(s["null_text"] for s in stats)
+        dropped = {"null_text": null} if null else {}
+        if dup:
+            dropped["duplicate_id"] = dup
+        rep = {"name": "read", "selector": "input", "docs_in": docs, "kept": docs - null - dup,
+               "dropped": dropped, "wall_s": time.perf_counter() - t0,
+               "cpu_s": usage()["cpu_s"] - c0 + cpu, "peak_rss_mb": rss, "metrics": {}}
+        return {"report": rep, "fp": _fp(self.cfg.on_duplicate_id)}
+
+    def _duplicate_ids(self) -> int:
+        """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``)."""
+        paths = [os.path.join(self.work, "scan", f"shard-{j:05d}.npz") for j in range(len(self.shards))]
+        scans = [workdir.read_npz(p) for p in paths]
+        h = np.concatenate([s["id_hash"] for s in scans]) if scans else np.zeros(0, np.uint64)
+        if len(h) == 0:
+            return 0
+        order = np.argsort(h, kind="stable")
+        sh = h[order]
+        dup_sorted = np.zeros(len(h), bool)
+        dup_sorted[1:] = sh[1:] == sh[:-1]
+        if not dup_sorted.any():
+            return 0
+        is_dup = np.zeros(len(h), bool)
+        is_dup[order] = dup_sorted  # later occurrences (stable order) are the duplicates
+        sizes = [len(s["id_hash"]) for s in scans]
+        offs = np.concatenate([[0], np.cumsum(sizes)])
+        if self.cfg.on_duplicate_id == "error":
+            g = int(np.flatnonzero(is_dup)[0])
+            j = int(np.searchsorted(offs, g, side="right") - 1)
+            row = g - offs[j]
+            tbl = take_rows(self.shards[j], np.array([row]), None, self.cfg.input.batch_size)
+            tbl, _ = normalize(tbl, self.shards[j], self.cfg.input.text_column, self.cfg.input.id_column,
+                               row, need_text=False) if tbl is not None else (None, None)
+            the_id = tbl.column(self.cfg.input.id_column)[0].as_py() if tbl is not None else "?"
+            raise DataError(
+                f"{self.shards[j].uri}: duplicate id {the_id!r} at row {row} ({int(is_dup.sum())} duplicate ids "
+                "in the input); set on_duplicate_id: keep_first to keep the first occurrence")
+        n = 0
+        for j, (s, p) in enumerate(zip(scans, paths)):
+            d = is_dup[offs[j]:offs[j + 1]] & s["valid"]
+            if d.any() and (s["alive"] & d).any():
+                s["alive"] = s["valid"] & ~d
+                workdir.write_npz(p, s)
+            n += int(d.sum())
+        return n
+
+    def _stage(self, i: int, st, alive_path: list, prev_fp: str):
+        sel = st.build()
+        sel.seed_ = stage_seed(self.cfg.seed, i)
+        name = sel.display_name()
+        label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
+        fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
+                 sel.seed_, getattr(sel, "version", 0))
+        safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
+        stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
+        os.makedirs(stage_dir, exist_ok=True)
+        keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
+        done = os.path.join(stage_dir, "done.json")
+        if os.path.exists(done):
+            self.progress.line(f"{label}: done (resumed)")
+            rep = workdir.read_json(done)
+            self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
+            return rep, keep_paths, fp
+
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(len(self.shards))]
+        n_in = sum(len(c.alive_rows()) for c in ctxs)
+        stats_all: list[dict] = []
+        sel_path = os.path.join(stage_dir, "selector.pkl")
+        if os.path.exists(sel_path):
+            sel = workdir.read_pickle(sel_path)
+        else:
+            if type(sel).fit is not Selector.fit:
+                self.progress.line(f"{label}: fit")
+            sel.fit(_Fit(self, stage_dir, ctxs, n_in, sel.seed_))
+            workdir.write_pickle(sel_path, sel)
+            faults.point(f"fit:{i:02d}")
+        self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")
+        tasks = [ScoreTask(c, stage_dir, sel_path, f"{label}") for c in ctxs]
+        stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
+        metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
+        if sel.scope == "global":
+            self.progress.line(f"{label}: decide")
+            metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
+        dropped: dict[str, int] = {}
+        kept = 0
+        for p in keep_paths:
+            z = workdir.read_npz(p)
+            kept += int(z["keep"].sum())
+            for k, v in drop_counts(z).items():
+                dropped[k] = dropped.get(k, 0) + v
+        cpu, rss = self._account(stats_all)
+        if kept + sum(dropped.values()) != n_in:
+            raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
+        rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
+               "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
+               "wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0 + cpu,
+               "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
+               "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
+        workdir.write_json(done, rep)
+        faults.point(f"stage:{i:02d}")
+        self.progress.line(f"{label}: kept {kept} of {n_in}")
+        return rep, keep_paths, fp
+
+    def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
+        parts = [workdir.read_npz(t.scores_path) for t in tasks]
+        keys = [k for k in parts[0]] if parts else ["score", "row", "n_words", "n_bytes"]
+        for p in parts:
+            for k in keys:
+                p.setdefault(k, np.zeros((0,) + parts[0][k].shape[1:], parts[0][k].dtype) if parts else None)
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+        sizes = [len(p["row"]) for p in parts]
+        offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        scores = Scores(cols, offs, [s.name for s in self.shards])
+        dec = sel.decide(scores, _Decide(self, stage_dir, sel.seed_))
+        arrays = decision_arrays(cols, dec, sel.display_name(), name)
+        for j, p in enumerate(keep_paths):
+            write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
+            faults.point(f"decide:{os.path.basename(stage_dir)[:2]}:{j}")
+        return dict(getattr(dec, "metrics", {}) or {})
+
+    # -- output --------------------------------------------------------------------------------
+    def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        self.progress.line("write: output shards")
+        inp = self.cfg.input
+        tmp = os.path.join(self.out, ".data.tmp")
+        final = os.path.join(self.out, "data")
+        workdir.remove(tmp)
+        workdir.remove(final)  # a data/ without manifest.json is an unfinished earlier write
+        os.makedirs(tmp)
+        schema = self._output_schema()
+        writer = BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
+        kept_rows = 0
+        kept_bytes = kept_words = 0
+        for j, sh in enumerate(self.shards):
+            ctx = self.shard_ctx(j, alive_path[j])
+            rows = ctx.alive_rows()
+            if len(rows) == 0:
+                continue
+            scan = ctx.stats()
+            kept_bytes += int(scan["n_bytes"][rows].sum())
+            kept_words += int(scan["n_words"][rows].sum())
+            start = 0
+            for tbl in iter_tables(sh, None, inp.batch_size):
+                n = tbl.num_rows
+                lo, hi = np.searchsorted(rows, [start, start + n])
+                if hi > lo:
+                    if inp.id_column not in tbl.column_names:
+                        tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
+                    if hi - lo != n:
+                        tbl = tbl.take(pa.array(rows[lo:hi] - start))
+                    writer.write(tbl.select(schema.names))
+                    kept_rows += int(hi - lo)
+                start += n
+                if hi == len(rows):
+                    break
+            faults.point(f"write:{j}")
+        files = writer.close()
+        if not files:  # an empty selection is still a readable dataset
+            pq.write_table(schema.empty_table(), os.path.join(tmp, "part-00000.parquet"),
+                           compression=self.cfg.output.compression)
+            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
+        out_files = []
+        for f in files:
+            name = os.path.basename(f["path"])
+            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": os.path.getsize(f["path"])})
+        if self.cfg.output.scores:
+            self._write_scores(stage_reports)
+        models = self._copy_models(stage_reports)
+        faults.point("write:before-rename")
+        os.replace(tmp, final)
+        faults.point("write:renamed")
+        for name in ("scores", "models"):
+            if os.path.exists(os.path.join(self.out, f".{name}.tmp")):
+                workdir.remove(os.path.join(self.out, name))
+                os.replace(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
+        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        faults.point("manifest")
+        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
+        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
+        return manifest
+
+    def _output_schema(self) -> pa.Schema:
+        inp = self.cfg.input
+        schemas = []
+        for sh in self.shards:
+            s = shard_schema(sh)
+            if inp.id_column not in s.names:
+                s = s.append(pa.field(inp.id_column, pa.string()))
+            schemas.append(s)
+        try:
+            return pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            first = schemas[0]
+            for sh, s in zip(self.shards, schemas):
+                for f in s:
+                    if f.name in first.names and first.field(f.name).type != f.type:
+                        raise DataError(
+                            f"{sh.uri}: column {f.name!r} is {f.type} but {first.field(f.name).type} in "
+                            f"{self.shards[0].uri}") from None
+            raise DataError(f"inputs have incompatible schemas ({err})") from None
+
+    def _write_scores(self, stage_reports):
+        tmp = os.path.join(self.out, ".scores.tmp")
+        workdir.remove(tmp)
+        os.makedirs(tmp)
+        inp = self.cfg.input
+        ids = {}
+        for i, rep in enumerate(stage_reports[1:]):
+            tables = []
+            for j, sh in enumerate(self.shards):
+                z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
+                if len(z["row"]) == 0:
+                    continue
+                if j not in ids:
+                    ids[j] = self._ids(j)
+                names = np.concatenate([z["reason_names"].astype(object), [None]])
+                reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
+                cols = {"id": ids[j].take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
+                        "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
+                for k in z:
+                    if k.startswith("extra_"):
+                        v = z[k]
+                        cols[k[6:]] = pa.array(list(v)) if v.ndim > 1 else pa.array(v)
+                tables.append(pa.table(cols))
+            if tables:
+                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
+                pq.write_table(pa.concat_tables(tables, promote_options="permissive"),
+                               os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"), compression="zstd")
+
+    def _ids(self, j: int) -> pa.Array:
+        inp = self.cfg.input
+        sh = self.shards[j]
+        parts, start = [], 0
+        for tbl in iter_tables(sh, [inp.id_column], inp.batch_size):
+            tbl, _ = normalize(tbl, sh, inp.text_column, inp.id_column, start, need_text=False)
+            parts.append(tbl.column(inp.id_column).combine_chunks().cast(pa.string()))
+            start += tbl.num_rows
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+    def _copy_models(self, stage_reports) -> dict:
+        import shutil
+
+        out = {}
+        tmp = os.path.join(self.out, ".models.tmp")
+        workdir.remove(tmp)
+        for i, rep in enumerate(stage_reports[1:]):
+            for key, path in (rep.get("models") or {}).items():
+                if not os.path.exists(path):
+                    continue
+                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
+                d = os.path.join(tmp, f"stage-{i + 1:02d}-{safe}")
+                os.makedirs(d, exist_ok=True)
+                dest = os.path.join(d, os.path.basename(path))
+                (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                out.setdefault(rep["name"], {})[key] = f"models/{os.path.relpath(dest, tmp)}"
+        return out
+
+    def _manifest(self, stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models) -> dict:
+        docs_in = stage_reports[0]["docs_in"]
+        dropped_total = sum(sum(r["dropped"].values()) for r in stage_reports)
+        if docs_in != kept_rows + dropped_total:
+            raise RuntimeError(f"accounting error: {docs_in} in, {kept_rows} kept, {dropped_total} dropped")
+        for r in stage_reports:
+            r.pop("dir", None)
+            r.pop("models", None)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "shardsift_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(),
+            "config": self.cfg.resolved(),
+            "inputs": [{"path": s.uri, "bytes": s.size, "fingerprint": s.fingerprint, "rows": st["rows"]}
+                       for s, st in zip(self.shards, self.scan_stats)],
+            "docs_in": docs_in,
+            "docs_kept": kept_rows,
+            "docs_dropped": dropped_total,
+            "bytes_in": sum(st["bytes"] for st in self.scan_stats),
+            "bytes_kept": kept_bytes,
+            "tokens_in": sum(st["words"] for st in self.scan_stats),
+            "tokens_kept": kept_words,
+            "stages": stage_reports,
+            "write": write_rep,
+            "output": {"files": out_files, "models": models, "scores": bool(self.cfg.output.scores)},
+            "wall_s": time.perf_counter() - self.t0,
+            "cpu_s": usage()["cpu_s"] - self.cpu0 + self.task_cpu,
+            "peak_rss_mb": max(ru.ru_maxrss / 1024.0, self.task_rss),
+        }
+
+
+def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | bool | None = None,
+                 executor: Executor | None = None) -> dict:
+    """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
+    cfg = config if isinstance(config, Config) else parse_config(config)
+    if isinstance(progress, bool):
+        progress = Progress(enabled=progress)
+    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor).run()

@@ -1,0 +1,322 @@
+"""Per-shard tasks: scan an input shard, score a stage, run a fit map; plus reading surviving docs.
+
+Everything here is picklable and runs in worker processes (or Ray tasks): a task reads its shard
+from storage, writes its result to the work dir atomically and returns a small summary.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..selectors.base import Decision, Docs, Scores
+from ..text import count_words, hash_strings
+from . import faults, workdir
+from .io import Shard, iter_tables, normalize, take_rows
+
+RESERVED = ("row", "n_words", "n_bytes")
+
+
+def usage() -> dict:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024.0, "pid": os.getpid()}
+
+
+def task_stats(before: dict, t0: float) -> dict:
+    after = usage()
+    return {"cpu_s": after["cpu_s"] - before["cpu_s"], "rss_mb": after["rss_mb"],
+            "wall_s": time.perf_counter() - t0, "pid": after["pid"]}
+
+
+@dataclass
+class ShardContext:
+    """Everything needed to read one shard's documents that reach a stage."""
+
+    shard: Shard
+    index: int
+    text_column: str
+    id_column: str
+    batch_size: int
+    scan_path: str
+    alive_path: str | None = None   # previous stage's keep file; None: the scan's alive rows
+
+    @property
+    def label(self) -> str:
+        return self.shard.uri
+
+    def alive_rows(self) -> np.ndarray:
+        if self.alive_path is None:
+            z = workdir.read_npz(self.scan_path)
+            return np.flatnonzero(z["alive"]).astype(np.int64)
+        z = workdir.read_npz(self.alive_path)
+        return z["row"][z["keep"]]
+
+    def stats(self) -> dict:
+        return workdir.read_npz(self.scan_path)
+
+    def iter_docs(self, columns: Sequence[str] = (), need_text: bool = True,
+                  rows: np.ndarray | None = None) -> Iterator[Docs]:
+        """Stream the alive documents (or the given sorted rows) as Docs batches."""
+        rows = self.alive_rows() if rows is None else np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return
+        scan = self.stats()
+        cols = [self.id_column, *columns]
+        if need_text:
+            cols = [self.text_column, *cols]
+        cols = list(dict.fromkeys(cols))
+        start = 0
+        for tbl in iter_tables(self.shard, cols, self.batch_size):
+            n = tbl.num_rows
+            lo, hi = np.searchsorted(rows, [start, start + n])
+            if hi > lo:
+                r = rows[lo:hi]
+                tbl, _ = normalize(tbl, self.shard, self.text_column, self.id_column, start, need_text)
+                missing = [c for c in columns if c not in tbl.column_names]
+                if missing:
+                    from ..errors import DataError
+
+                    raise DataError(f"{self.shard.uri}: no column {missing[0]!r} (needed by a selector)")
+                if hi - lo != n:
+                    tbl = tbl.take(pa.array(r - start))
+                yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
+                           n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
+                           shard=self.shard.name, shard_index=self.index)
+            start += n
+            if hi == len(rows):
+                break
+
+
+# -- scan --------------------------------------------------------------------------------------
+
+@dataclass
+class ScanTask:
+    ctx: ShardContext
+
+    @property
+    def label(self):
+        return self.ctx.shard.uri
+
+
+def run_scan(task: ScanTask) -> dict:
+    """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early."""
+    ctx = task.ctx
+    summary_path = ctx.scan_path[:-4] + ".json"
+    if os.path.exists(ctx.scan_path) and os.path.exists(summary_path):
+        return workdir.read_json(summary_path)
+    t0, before = time.perf_counter(), usage()
+    valid, words, nbytes, idh = [], [], [], []
+    start = 0
+    for tbl in iter_tables(ctx.shard, [ctx.text_column, ctx.id_column], ctx.batch_size):
+        tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
+        text = tbl.column(ctx.text_column).combine_chunks()
+        valid.append(ok)
+        words.append(count_words(text))
+        blen = pc.binary_length(text).to_numpy(zero_copy_only=False)
+        nbytes.append(np.nan_to_num(blen.astype(np.float64), nan=0).astype(np.int64))
+        idh.append(hash_strings(tbl.column(ctx.id_column).combine_chunks()))
+        start += tbl.num_rows
+    if start == 0:
+        # still validates the text column on a zero-row shard
+        from .io import shard_schema
+        from ..errors import DataError
+
+        names = shard_schema(ctx.shard).names
+        if names and ctx.text_column not in names:
+            raise DataError(f"{ctx.shard.uri}: no text column {ctx.text_column!r} (columns: {', '.join(names)})")
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    arrays = {"valid": cat(valid, bool), "n_words": cat(words, np.int64),
+              "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64)}
+    arrays["alive"] = arrays["valid"].copy()
+    workdir.write_npz(ctx.scan_path, arrays)
+    summary = {"rows": start, "null_text": int((~arrays["valid"]).sum()),
+               "bytes": int(arrays["n_bytes"].sum()), "words": int(arrays["n_words"].sum()),
+               **task_stats(before, t0)}
+    workdir.write_json(summary_path, summary)
+    faults.point(f"scan:{ctx.index}")
+    return summary
+
+
+# -- score -------------------------------------------------------------------------------------
+
+_SELECTOR_CACHE: dict[str, Any] = {}
+
+
+def load_selector(path: str):
+    sel = _SELECTOR_CACHE.get(path)
+    if sel is None:
+        sel = workdir.read_pickle(path)
+        _SELECTOR_CACHE.clear()
+        _SELECTOR_CACHE[path] = sel
+    return sel
+
+
+@dataclass
+class ScoreTask:
+    ctx: ShardContext
+    stage_dir: str
+    selector_path: str
+    stage_label: str
+
+    @property
+    def label(self):
+        return f"{self.stage_label}: {self.ctx.shard.uri}"
+
+    @property
+    def scores_path(self):
+        return os.path.join(self.stage_dir, f"scores-{self.ctx.index:05d}.npz")
+
+    @property
+    def keep_path(self):
+        return os.path.join(self.stage_dir, f"keep-{self.ctx.index:05d}.npz")
+
+    @property
+    def stats_path(self):
+        return os.path.join(self.stage_dir, f"task-{self.ctx.index:05d}.json")
+
+
+def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
+    if isinstance(out, dict):
+        cols = {str(k): np.asarray(v) for k, v in out.items()}
+    else:
+        cols = {"score": np.asarray(out)}
+    for k, v in cols.items():
+        if k in RESERVED:
+            raise ValueError(f"{where}: score column name {k!r} is reserved")
+        if v.ndim == 0 or v.shape[0] != n:
+            raise ValueError(f"{where}: score column {k!r} has {v.shape[0] if v.ndim else 0} rows for {n} documents")
+        if v.dtype == object:
+            raise ValueError(f"{where}: score column {k!r} must be numeric, not object")
+    return cols
+
+
+def run_score(task: ScoreTask) -> dict:
+    """Score one shard's surviving documents; for document-scope selectors also decide here."""
+    if os.path.exists(task.stats_path):
+        return workdir.read_json(task.stats_path)
+    t0, before = time.perf_counter(), usage()
+    sel = load_selector(task.selector_path)
+    parts: dict[str, list] = {}
+    rows, words, nbytes = [], [], []
+    for docs in task.ctx.iter_docs(sel.columns, need_text=sel.needs_text):
+        cols = normalize_scores(sel.score(docs), len(docs), task.stage_label)
+        for k, v in cols.items():
+            parts.setdefault(k, []).append(v)
+        rows.append(docs.row)
+        words.append(docs.n_words)
+        nbytes.append(docs.n_bytes)
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    arrays["row"] = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    arrays["n_words"] = np.concatenate(words) if words else np.zeros(0, np.int64)
+    arrays["n_bytes"] = np.concatenate(nbytes) if nbytes else np.zeros(0, np.int64)
+    if not parts:  # no surviving docs: still record the expected columns as empty
+        arrays["score"] = np.zeros(0, np.float64)
+    workdir.write_npz(task.scores_path, arrays)
+    if sel.scope == "document":
+        scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
+        dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
+        write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
+    stats = task_stats(before, t0)
+    workdir.write_json(task.stats_path, stats)
+    faults.point(f"score:{os.path.basename(task.stage_dir)[:2]}:{task.ctx.index}")
+    return stats
+
+
+def as_decision(out, n: int, where: str) -> Decision:
+    dec = out if isinstance(out, Decision) else Decision(keep=np.asarray(out))
+    dec.keep = np.asarray(dec.keep)
+    if dec.keep.dtype != bool or dec.keep.shape != (n,):
+        raise ValueError(f"{where}: decide must return {n} booleans, got {dec.keep.dtype} {dec.keep.shape}")
+    return dec
+
+
+def decision_arrays(scores: dict, dec, default_reason: str, where: str) -> dict:
+    """Encode a Decision as arrays aligned with ``scores["row"]``: keep, reason codes, sidecar columns."""
+    n = len(scores["row"])
+    dec = as_decision(dec, n, where)
+    keep = dec.keep
+    if dec.reason is None or isinstance(dec.reason, str):
+        names = [dec.reason or default_reason]
+        codes = np.where(keep, -1, 0).astype(np.int16)
+    else:
+        r = np.asarray(dec.reason, dtype=object)
+        if r.shape != (n,):
+            raise ValueError(f"{where}: decide returned {r.shape} reasons for {n} documents")
+        dropped = r[~keep]
+        dropped = np.array([str(x) if x else default_reason for x in dropped], dtype=object)
+        names, inv = np.unique(dropped.astype(str), return_inverse=True)
+        names = [str(x) for x in names]
+        codes = np.full(n, -1, np.int16)
+        codes[~keep] = inv.astype(np.int16)
+    if dec.score is not None:
+        score = np.asarray(dec.score, dtype=np.float64)
+    elif "score" in scores and scores["score"].ndim == 1:
+        score = scores["score"].astype(np.float64)
+    else:
+        score = np.full(n, np.nan)
+    arrays = {"row": scores["row"], "keep": keep.astype(bool), "reason_code": codes, "score": score,
+              "reason_names": np.array(names, dtype=str)}
+    for k, v in (dec.extra or {}).items():
+        v = np.asarray(v)
+        if v.shape[:1] != (n,):
+            raise ValueError(f"{where}: Decision.extra[{k!r}] has {v.shape[:1]} rows for {n} documents")
+        arrays[f"extra_{k}"] = v
+    return arrays
+
+
+def write_keep(path: str, arrays: dict, lo: int = 0, hi: int | None = None) -> dict:
+    """Write rows lo:hi of a decision as one shard's keep file; return its drop counts by reason."""
+    hi = len(arrays["row"]) if hi is None else hi
+    part = {k: (v if k == "reason_names" else v[lo:hi]) for k, v in arrays.items()}
+    workdir.write_npz(path, part)
+    return drop_counts(part)
+
+
+def drop_counts(part: dict) -> dict:
+    codes = part["reason_code"]
+    counts = np.bincount(codes[codes >= 0], minlength=len(part["reason_names"]))
+    return {str(nm): int(c) for nm, c in zip(part["reason_names"], counts) if c}
+
+
+# -- fit map -----------------------------------------------------------------------------------
+
+@dataclass
+class FitTask:
+    fn: Callable
+    ctx: ShardContext
+    columns: tuple
+    out_path: str
+    need_text: bool = True
+
+    @property
+    def label(self):
+        return f"fit: {self.ctx.shard.uri}"
+
+
+def run_fit(task: FitTask):
+    if os.path.exists(task.out_path):
+        return workdir.read_pickle(task.out_path)
+    result = task.fn(task.ctx.iter_docs(task.columns, need_text=task.need_text))
+    workdir.write_pickle(task.out_path, result)
+    faults.point(f"fitmap:{task.ctx.index}")
+    return result
+
+
+@dataclass
+class CallTask:
+    """A plain function call as a task (DecideContext.map)."""
+
+    fn: Callable
+    item: Any
+    index: int = 0
+    label: str = field(default="")
+
+
+def run_call(task: CallTask):
+    return task.fn(task.item)

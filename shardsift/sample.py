@@ -1,0 +1,130 @@
+"""A deterministic generated sample corpus, so `make select` runs with no download.
+
+The pool mixes topical documents (each topic has its own vocabulary), low-quality junk (too short,
+symbol soup, repeated boilerplate), exact duplicates and near-duplicates spread across shards. The
+target is a separate set of documents of one topic (``astronomy``). The ``domain`` column is the
+ground truth for evaluation; no selector reads it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TOPICS = {
+    "astronomy": "star planet orbit galaxy telescope comet nebula gravity moon solar eclipse astronomer "
+                 "asteroid cosmic light years spectrum supernova crater observatory celestial universe "
+                 "meteor jupiter saturn mars venus rotation axis dwarf cluster quasar pulsar radiation",
+    "cooking": "recipe oven flour butter sugar salt pepper garlic onion simmer boil bake roast sauce "
+               "dough knead whisk spoon pan skillet tomato basil olive oil broth stew flavor taste "
+               "kitchen chef dinner lunch season grill slice chop",
+    "law": "court judge contract plaintiff defendant statute clause agreement liability attorney "
+           "appeal verdict jury evidence witness testimony lawsuit damages breach party tenant "
+           "landlord license property deed settlement ruling precedent jurisdiction counsel",
+    "sports": "team player coach match goal score season league ball stadium referee tournament "
+              "championship victory defeat pitch field training sprint marathon fans penalty "
+              "striker keeper inning basket racket medal athlete record",
+    "computing": "software compiler memory processor kernel thread function variable database "
+                 "server network protocol packet algorithm binary cache disk file system program "
+                 "debug code module library interface query index array pointer",
+    "medicine": "patient doctor nurse hospital clinic symptom diagnosis treatment therapy dose "
+                "vaccine infection virus bacteria fever blood pressure heart lung surgery recovery "
+                "medicine prescription chronic acute immune cell tissue",
+    "finance": "market stock bond investor interest rate inflation bank loan credit debt equity "
+               "dividend portfolio fund asset price trade currency profit revenue budget tax "
+               "capital risk yield broker",
+}
+FUNCTION = ("the a of and to in is was for on with as by at from that this it are be "
+            "which their its an or not but have has had were they he she we").split()
+BOILER = ("click here to subscribe", "all rights reserved", "cookie policy accept",
+          "share on social media", "buy now limited offer", "sign up for our newsletter")
+
+
+def _sentence(rng, vocab, n_words):
+    topic_share = 0.45
+    words = np.where(rng.random(n_words) < topic_share,
+                     rng.choice(vocab, n_words), rng.choice(FUNCTION, n_words))
+    s = " ".join(words)
+    return s[:1].upper() + s[1:] + "."
+
+
+def _document(rng, vocab, n_sent):
+    sents = [_sentence(rng, vocab, int(rng.integers(8, 20))) for _ in range(n_sent)]
+    paras, k = [], 0
+    while k < len(sents):
+        step = int(rng.integers(2, 6))
+        paras.append(" ".join(sents[k:k + step]))
+        k += step
+    return "\n\n".join(paras)
+
+
+def _junk(rng):
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        return " ".join(rng.choice(FUNCTION, int(rng.integers(1, 6))))  # too short
+    if kind == 1:
+        return "".join(rng.choice(list("#$%&*@!~^=+|<>"), int(rng.integers(30, 200))))  # symbol soup
+    if kind == 2:
+        return " ".join([str(rng.choice(BOILER))] * int(rng.integers(3, 15)))  # boilerplate
+    return "x" * int(rng.integers(20, 400))
+
+
+def _edit(rng, text, rate):
+    words = text.split(" ")
+    n = len(words)
+    k = max(1, int(round(rate * n)))
+    idx = rng.choice(n, size=min(k, n), replace=False)
+    for i in idx:
+        words[i] = str(rng.choice(FUNCTION))
+    return " ".join(words)
+
+
+def generate(n_docs: int = 4000, seed: int = 0):
+    """Returns (pool rows, target rows) as dicts of lists."""
+    rng = np.random.default_rng(seed)
+    vocabs = {k: np.array(v.split()) for k, v in TOPICS.items()}
+    names = list(TOPICS)
+    n_junk = int(0.10 * n_docs)
+    n_dup = int(0.08 * n_docs)
+    n_topic = n_docs - n_junk - n_dup
+    texts, domains = [], []
+    weights = np.array([0.08, 0.2, 0.14, 0.18, 0.16, 0.12, 0.12])  # astronomy is rare in the pool
+    topic_of = rng.choice(len(names), size=n_topic, p=weights / weights.sum())
+    for t in topic_of:
+        texts.append(_document(rng, vocabs[names[t]], int(rng.integers(3, 30))))
+        domains.append(names[t])
+    for _ in range(n_junk):
+        texts.append(_junk(rng))
+        domains.append("junk")
+    sources = rng.choice(n_topic, size=n_dup, replace=False)
+    for j, s in enumerate(sources):
+        if j % 4 == 0:
+            texts.append(texts[s])  # exact duplicate
+        else:
+            texts.append(_edit(rng, texts[s], rate=float(rng.choice([0.01, 0.02, 0.03]))))
+        domains.append(domains[s])
+    order = rng.permutation(len(texts))
+    pool = {"id": [f"doc-{i:06d}" for i in range(len(texts))],
+            "text": [texts[i] for i in order], "domain": [domains[i] for i in order]}
+    trng = np.random.default_rng(seed + 1)
+    n_target = max(50, n_docs // 12)
+    target = {"id": [f"target-{i:05d}" for i in range(n_target)],
+              "text": [_document(trng, vocabs["astronomy"], int(trng.integers(3, 30))) for _ in range(n_target)],
+              "domain": ["astronomy"] * n_target}
+    return pool, target
+
+
+def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> dict:
+    """Write OUT/pool/part-0000k.parquet, OUT/target/target.parquet and example inputs."""
+    pool, target = generate(n_docs, seed)
+    os.makedirs(os.path.join(out, "pool"), exist_ok=True)
+    os.makedirs(os.path.join(out, "target"), exist_ok=True)
+    tbl = pa.table(pool)
+    bounds = np.linspace(0, tbl.num_rows, n_shards + 1).astype(int)
+    for k in range(n_shards):
+        pq.write_table(tbl.slice(bounds[k], bounds[k + 1] - bounds[k]),
+                       os.path.join(out, "pool", f"part-{k:05d}.parquet"), compression="zstd")
+    pq.write_table(pa.table(target), os.path.join(out, "target", "target.parquet"), compression="zstd")
+    return {"docs": tbl.num_rows, "shards": n_shards, "target_docs": len(target["id"])}
