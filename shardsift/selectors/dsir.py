@@ -272,11 +272,11 @@ class DSIRSelector(Selector):
             if not spec:
                 raise ConfigError(f"{where}: empty path")
         elif isinstance(spec, dict):
-            if not spec.get("path"):
+            if spec.get("path") is None or spec.get("path") == "":
                 raise ConfigError(f"{where}: a mapping needs a path key (got keys {sorted(spec)})")
-        elif type(spec).__name__ not in ("Dataset", "IterableDataset"):
+        elif spec is None or isinstance(spec, (bool, int, float, list, tuple)):
             raise ConfigError(f"{where}: expected a path, a mapping with path, or a datasets.Dataset; "
-                              f"got {type(spec).__name__}")
+                              f"got {type(spec).__name__} {spec!r}")
 
     def _target_specs(self):
         """[(name, read_input spec, weight or None)]"""
@@ -297,8 +297,8 @@ class DSIRSelector(Selector):
     def _spec_name(spec):
         if isinstance(spec, str):
             return spec
-        if isinstance(spec, dict):
-            return str(spec.get("path"))
+        if isinstance(spec, dict) and isinstance(spec.get("path"), str):
+            return spec["path"]
         return f"<{type(spec).__name__}>"
 
     def _feature_kw(self, chunk=False):
@@ -328,9 +328,12 @@ class DSIRSelector(Selector):
             weights.append(w if w is not None else float(res["counts"].sum()))
             tstats.append({"docs": res["docs"], "tokens": res["tokens"]})
         rate = 1.0
-        total_words = None
         if self.raw_tokens is not None:
-            total_words = int(sum(ctx.map_shards(_shard_words)))
+            try:
+                words = ctx.map_shards(_shard_words, need_text=False)
+            except TypeError:  # a context without need_text
+                words = ctx.map_shards(_shard_words)
+            total_words = int(sum(words))
             rate = min(1.0, self.raw_tokens / max(total_words, 1))
         shard_res = ctx.map_shards(partial(_count_docs, **kw, rate=rate, seed=self.seed_,
                                            return_lengths=True))
@@ -461,7 +464,7 @@ class DSIRSelector(Selector):
             for t, q in enumerate(quotas):
                 key = lw[:, t].copy()
                 if self.mode == "resample":
-                    key += gumbel_from_hash(idhash, self.seed_, _TARGET_SALT * np.uint64(t + 1))
+                    key += gumbel_from_hash(idhash, self.seed_, np.uint64(int(_TARGET_SALT) * (t + 1) % (1 << 64)))
                 idx = _top_k(key, idhash, avail, q)
                 keep[idx] = True
                 avail[idx] = False
@@ -504,12 +507,11 @@ class DSIRSelector(Selector):
             sets = [rows[a:b][mk[a:b]] for mk in masks]
             if any(len(x) for x in sets):
                 items.append((s, sets))
+        # On the driver: the documents are a fraction of the pool, and the context's reader holds
+        # the runner, which does not travel to worker processes.
         fn = partial(_recount_rows, read_docs=ctx.read_docs,
                      feature_kw={**self._feature_kw(), "min_tokens": 0})
-        try:
-            results = ctx.map(fn, items)
-        except Exception:  # noqa: BLE001 - a context whose read_docs cannot travel: count here
-            results = [fn(it) for it in items]
+        results = [fn(it) for it in items]
         totals = [np.zeros(self.buckets, dtype=np.int64) for _ in masks]
         for res in results:
             for tot, c in zip(totals, res):
