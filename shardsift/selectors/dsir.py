@@ -356,10 +356,13 @@ class DSIRSelector(Selector):
         self.raw_counts_ = raw
         self.median_length_ = float(np.median(lengths)) if len(lengths) else 1.0
         self.fit_metrics_ = {
-            "targets": [{"name": nm, "weight": float(wt), **st}
-                        for nm, wt, st in zip(names, self.target_weights_, tstats)],
+            "target_docs": sum(st["docs"] for st in tstats),
+            "target_tokens": sum(st["tokens"] for st in tstats),
             "raw_docs": raw_docs, "raw_tokens": raw_tok, "raw_sample_rate": rate,
         }
+        if len(names) > 1:
+            self.fit_metrics_["targets"] = {nm: {"weight": float(wt), **st}
+                                            for nm, wt, st in zip(names, self.target_weights_, tstats)}
         self._finish_fit(save=True)
 
     def _finish_fit(self, save: bool):
@@ -368,7 +371,8 @@ class DSIRSelector(Selector):
         self.log_ratio_ = self.target_log_ - self.raw_log_[None, :]
         self.norm_length_ = float(self.norm_length or max(self.median_length_, 1.0))
         self.fit_metrics_ = dict(getattr(self, "fit_metrics_", {}) or {})
-        self.fit_metrics_["norm_length"] = self.norm_length_ if self.length_normalize else None
+        if self.length_normalize:
+            self.fit_metrics_["norm_length"] = self.norm_length_
         self.estimator_path_ = None
         if save and self.work_dir_:
             os.makedirs(self.work_dir_, exist_ok=True)
@@ -479,7 +483,7 @@ class DSIRSelector(Selector):
         m = {"mode": self.mode, "selected": int(keep.sum()), "eligible": int(eligible.sum()),
              "too_short": int((~eligible).sum()),
              "mean_log_weight_all": _mean(score[eligible]), "mean_log_weight_selected": _mean(score[keep])}
-        if per_target:
+        if len(per_target) > 1:
             m["selected_per_target"] = dict(zip(self.target_names_, per_target))
         m.update({k: v for k, v in (getattr(self, "fit_metrics_", {}) or {}).items()})
         if not self.metrics or keep.sum() == 0:
