@@ -202,7 +202,8 @@ def quality_real(shards, domain, wiki_texts, target_tbl, tmp, fractions=(0.04, 0
     ref_t, ref_raw = ref_counts(wiki_texts), ref_counts(pool_texts)
     out = {"pool_docs": n, "target_docs": len(wiki_texts), "ref_fit_weights_cpu_s": r["cpu_s"],
            "seeds": list(seeds), "by_keep": {}}
-    variants = {"ours_default": {}, "ours_length_normalize": {"length_normalize": True},
+    variants = {"ours_default": {}, "ours_length_normalize_sqrt": {"length_normalize": "sqrt"},
+                "ours_length_normalize": {"length_normalize": True},
                 "ours_chunk128": {"chunk_tokens": 128},
                 "ours_length_normalize_chunk128": {"length_normalize": True, "chunk_tokens": 128}}
     fitted = {}
@@ -229,6 +230,8 @@ def quality_real(shards, domain, wiki_texts, target_tbl, tmp, fractions=(0.04, 0
         rows = {}
         per_seed = {"reference": [evaluate(r["picks"][k, s]) for s in seeds],
                     "ours_default": [evaluate(ours_mask("ours_default", k, s)) for s in seeds],
+                    "ours_length_normalize_sqrt": [evaluate(ours_mask("ours_length_normalize_sqrt", k, s))
+                                                   for s in seeds],
                     "random": [evaluate(random_mask(n, k, s)) for s in seeds]}
         for name, evs in per_seed.items():
             row = dict(evs[0])
@@ -238,8 +241,9 @@ def quality_real(shards, domain, wiki_texts, target_tbl, tmp, fractions=(0.04, 0
                 row[key + "_sd"] = float(np.std(vals))
             row["encyclopedia_docs"] = float(np.mean([e["encyclopedia_docs"] for e in evs]))
             rows[name] = row
-        for name in list(variants)[1:]:
-            rows[name] = evaluate(ours_mask(name, k, 0))
+        for name in variants:
+            if name not in rows:
+                rows[name] = evaluate(ours_mask(name, k, 0))
         for name in variants:
             rows[name]["fit_weights_cpu_s"] = fitted[name][2]
         out["by_keep"][f"{f:g}"] = rows

@@ -144,6 +144,10 @@ def test_weights_equal_direct_numpy_formula():
     sel2 = fitted(shards_of(table(pool), 2), table(target, "t"), buckets=B, smoothing=a, min_tokens=0,
                   length_normalize=True, norm_length=10)
     np.testing.assert_allclose(score_all(sel2, [table(pool)])["score"], want / cp.sum(1) * 10, rtol=1e-10)
+    sel3 = fitted(shards_of(table(pool), 2), table(target, "t"), buckets=B, smoothing=a, min_tokens=0,
+                  length_normalize="sqrt", norm_length=10)
+    np.testing.assert_allclose(score_all(sel3, [table(pool)])["score"], want * np.sqrt(10 / cp.sum(1)),
+                               rtol=1e-10)
 
 
 def _scores(logw, ids=None, shards=1):
@@ -287,6 +291,8 @@ def test_config_errors():
         DSIRSelector(target="x", estimator="y", keep=0.1)
     with pytest.raises(ConfigError, match="threshold"):
         DSIRSelector(target="x", mode="threshold", keep=0.1)
+    with pytest.raises(ConfigError, match="length_normalize"):
+        DSIRSelector(target="x", keep=0.1, length_normalize="log")
     with pytest.raises(ConfigError, match="weight"):
         DSIRSelector(targets=[{"path": "a", "weight": 1}, {"path": "b"}], keep=0.1)
     pool = [table(corpus(10, seed=17))]
@@ -406,3 +412,15 @@ def test_matches_reference_package(tmp_path, monkeypatch):
     from scipy.stats import spearmanr
     assert spearmanr(ours, ref_w).statistic > 0.99
     np.testing.assert_allclose(ours, ref_w, rtol=1e-9, atol=1e-9)
+
+
+def test_raw_token_budget_is_layout_free():
+    pool = table(corpus(400, seed=27))
+    target = table(corpus(40, seed=28), "t")
+    a = fitted([pool], target, raw_tokens=3000)
+    b = fitted(shards_of(pool, 4), target, raw_tokens=3000)
+    assert 0 < a.fit_metrics_["raw_sample_rate"] < 1
+    assert a.fit_metrics_["raw_docs"] < 400
+    np.testing.assert_array_equal(a.raw_counts_, b.raw_counts_)
+    full = fitted([pool], target)
+    assert full.raw_counts_.sum() > a.raw_counts_.sum()

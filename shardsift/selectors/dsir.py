@@ -222,10 +222,13 @@ class DSIRSelector(Selector):
                          "do not cross cuts)", ge=2)
     min_tokens = Param(int, 32, "documents with fewer tokens are never selected (reason too_short) and "
                        "are left out of the raw fit", ge=0)
-    length_normalize = Param(bool, False, "divide the log weight by the document's feature count and "
-                             "scale it to norm_length, so long documents are not favoured")
+    length_normalize = Param((bool, str), False, "false/none: the paper's sum over features (favours long "
+                             "documents); mean (or true): the mean per feature; sqrt: divided by the square "
+                             "root of the feature count (in between); normalised weights are scaled to "
+                             "norm_length", choices=(False, True, "none", "mean", "sqrt"))
     norm_length = Param(int, None, "with length_normalize: the feature count a normalised weight is "
-                        "scaled to; default the median of the pool's documents", gt=0)
+                        "scaled to, so that one of that length keeps its plain weight; default the median "
+                        "of the pool's documents", gt=0)
     metrics = Param(bool, True, "compute the KL-reduction metrics (re-reads the selected documents and "
                     "a random selection of the same size)")
 
@@ -301,6 +304,10 @@ class DSIRSelector(Selector):
             return spec["path"]
         return f"<{type(spec).__name__}>"
 
+    def _norm_power(self) -> float:
+        """Exponent of the length normalisation: weight * (norm_length / n_features) ** power."""
+        return {False: 0.0, "none": 0.0, True: 1.0, "mean": 1.0, "sqrt": 0.5}[self.length_normalize]
+
     def _feature_kw(self, chunk=False):
         return dict(buckets=self.buckets, ngram_order=self.ngrams, tokenizer=self.tokenizer,
                     lowercase=self.lowercase, chunk_tokens=self.chunk_tokens if chunk else None,
@@ -371,7 +378,7 @@ class DSIRSelector(Selector):
         self.log_ratio_ = self.target_log_ - self.raw_log_[None, :]
         self.norm_length_ = float(self.norm_length or max(self.median_length_, 1.0))
         self.fit_metrics_ = dict(getattr(self, "fit_metrics_", {}) or {})
-        if self.length_normalize:
+        if self._norm_power():
             self.fit_metrics_["norm_length"] = self.norm_length_
         self.estimator_path_ = None
         if save and self.work_dir_:
@@ -425,8 +432,9 @@ class DSIRSelector(Selector):
                                                if k not in ("buckets", "min_tokens")})
         lw = _segment_sums(feats, foff, self.log_ratio_, self.buckets)
         nfeat = np.diff(foff)
-        if self.length_normalize:
-            lw *= (self.norm_length_ / np.maximum(nfeat, 1))[:, None]
+        power = self._norm_power()
+        if power:
+            lw *= ((self.norm_length_ / np.maximum(nfeat, 1)) ** power)[:, None]
         return lw, ntok, nfeat
 
     def score(self, docs):
