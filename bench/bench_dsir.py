@@ -247,7 +247,7 @@ def quality_real(shards, domain, wiki_texts, target_tbl, tmp, fractions=(0.04, 0
         for name in variants:
             rows[name]["fit_weights_cpu_s"] = fitted[name][2]
         out["by_keep"][f"{f:g}"] = rows
-        print(f"  keep {f:g} ({k} docs); mean (sd) over seeds {list(seeds)} for the first three rows:")
+        print(f"  keep {f:g} ({k} docs); mean (sd) over seeds {list(seeds)} where an sd is shown:")
         for name, row in rows.items():
             sd = (lambda key: f" ({row[key + '_sd']:.4f})" if key + "_sd" in row else "")
             print(f"    {name:31s} encyclopedia {row['encyclopedia_docs']:6.1f} ({row['encyclopedia_share']:.3f})"

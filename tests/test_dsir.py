@@ -305,8 +305,12 @@ def test_data_errors(tmp_path):
     pool = [table(corpus(10, seed=19))]
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), empty)
-    with pytest.raises(DataError, match="has no documents"):
+    with pytest.raises(DataError, match="is empty"):
         fitted(pool, None, target={"path": str(empty)}, keep=0.5)
+    short = tmp_path / "short.parquet"
+    pq.write_table(pa.table({"id": ["s"], "text": ["two words"]}), short)
+    with pytest.raises(DataError, match="none of the 1 documents"):
+        fitted(pool, None, target={"path": str(short)}, keep=0.5, min_tokens=5)
     with pytest.raises(DataError, match="no files match"):
         fitted(pool, None, target={"path": str(tmp_path / "missing-*.parquet")}, keep=0.5)
 
@@ -356,6 +360,21 @@ def test_pipeline_end_to_end_workers(tmp_path):
         ids = pq.read_table(str(out / "data")).column("id").to_pylist()
         kept.append(sorted(ids))
     assert kept[0] == kept[1]
+
+
+def test_pipeline_errors_are_one_line(tmp_path):
+    run_pipeline = pytest.importorskip("shardsift.pipeline.runner").run_pipeline
+    _write_parquet(tmp_path / "pool", table(corpus(20, seed=29)), 1)
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}),
+                   tmp_path / "empty.parquet")
+    base = {"input": {"path": str(tmp_path / "pool")}, "output": {"path": str(tmp_path / "out")}}
+    cases = [({"target": {"path": str(tmp_path / "none-*.parquet")}, "keep": 0.5}, DataError, "dsir.target"),
+             ({"target": {"path": str(tmp_path / "empty.parquet")}, "keep": 0.5}, DataError, "is empty"),
+             ({"target": str(tmp_path / "pool"), "n": 21}, ConfigError, "larger than the 20")]
+    for stage, err, text in cases:
+        with pytest.raises(err, match=text) as info:
+            run_pipeline({**base, "stages": [{"dsir": stage}]}, overwrite=True, progress=False)
+        assert "\n" not in str(info.value)
 
 
 # -- real corpus -------------------------------------------------------------------------------------

@@ -156,9 +156,10 @@ def _count_docs(batches, *, buckets, ngram_order, tokenizer, lowercase, chunk_to
     document id picks a subsample of about that fraction (the raw-distribution token budget).
     """
     counts = np.zeros(buckets, dtype=np.int64)
-    n_docs = n_tok = 0
+    n_docs = n_tok = n_seen = 0
     lengths = []
     for docs in batches:
+        n_seen += len(docs)
         if len(docs) == 0:
             continue
         feats, foff, ntok = featurize(docs.text, ngram_order=ngram_order, tokenizer=tokenizer,
@@ -171,7 +172,7 @@ def _count_docs(batches, *, buckets, ngram_order, tokenizer, lowercase, chunk_to
         n_tok += int(ntok[use].sum())
         if return_lengths:
             lengths.append(np.diff(foff)[use].astype(np.int32))
-    out = {"counts": counts, "docs": n_docs, "tokens": n_tok}
+    out = {"counts": counts, "docs": n_docs, "tokens": n_tok, "seen": n_seen}
     if return_lengths:
         out["lengths"] = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
     return out
@@ -327,9 +328,11 @@ class DSIRSelector(Selector):
         for name, spec, w in self._target_specs():
             where = "dsir.target" if self.target is not None else f"dsir.targets[{len(names)}]"
             res = _count_docs(ctx.read_input(spec, what=where), **kw)
+            if res["seen"] == 0:
+                raise DataError(f"{where}: the target {name} is empty (no documents with text)")
             if res["docs"] == 0 or res["counts"].sum() == 0:
-                raise DataError(f"{where}: the target {name} has no documents with at least "
-                                f"{max(self.min_tokens, 1)} tokens")
+                raise DataError(f"{where}: none of the {res['seen']} documents of the target {name} has at "
+                                f"least {max(self.min_tokens, 1)} tokens (min_tokens)")
             names.append(name)
             tcounts.append(res["counts"])
             weights.append(w if w is not None else float(res["counts"].sum()))
