@@ -290,12 +290,46 @@ def quality_generated(tmp, n_docs):
     return out
 
 
+def length_sweep(files, wiki_texts, fracs=(0.04, 0.1, 0.3)):
+    """Ours only, fast: length_normalize none/sqrt/mean on the whole pool toward the whole target and on
+    two generated corpora; mode topk (the Gumbel noise changes nothing at these weight gaps)."""
+    from shardsift.sample import generate
+
+    shards = [pq.read_table(f, columns=["id", "text", "domain"]) for f in files]
+    cases = [("shared_corpora", [t for s in shards for t in s["text"].to_pylist()],
+              np.concatenate([s["domain"].to_numpy(zero_copy_only=False) for s in shards]), wiki_texts,
+              "encyclopedia")]
+    for seed in (0, 1):
+        pool, target = generate(4000, seed=seed)
+        cases.append((f"generated_seed{seed}", pool["text"], np.array(pool["domain"]), target["text"],
+                       "astronomy"))
+    out = {}
+    for name, texts, domain, target, want in cases:
+        our_t, our_raw = our_counts(target), our_counts(texts)
+        pool_tbl = tbl(texts)
+        out[name] = {}
+        for ln in ("none", "sqrt", "mean"):
+            sel, sc, _ = ours_fit_weights([pool_tbl], tbl(target, prefix="t"), length_normalize=ln)
+            for f in fracs:
+                k = int(round(f * len(texts)))
+                sel.keep, sel.n, sel.mode, sel.metrics = None, k, "topk", False
+                m = sel.decide(sc, None).keep
+                row = {"kl_reduction": kl_reduction(our_t, our_raw, our_counts([texts[i] for i in np.flatnonzero(m)])),
+                       f"{want}_share": float((domain[m] == want).mean())}
+                out[name][f"{ln}@{f:g}"] = row
+                print(f"  {name:18s} length_normalize {ln:4s} keep {f:<4g} KL red. {row['kl_reduction']:.4f}  "
+                      f"{want} share {row[want + '_share']:.3f}", flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     ap.add_argument("--pool-shards", type=int, default=None, help="pool shards for the quality run")
     ap.add_argument("--target-docs", type=int, default=None, help="Wikipedia articles for the quality run")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "dsir.json"))
+    ap.add_argument("--sweep", action="store_true",
+                    help="only the length_normalize sweep (ours, whole pool and generated corpora; fast)")
     args = ap.parse_args()
     try:
         import data_selection  # noqa: F401
@@ -305,6 +339,15 @@ def main():
     wiki_path = os.path.join(CORPORA, "target", "wikipedia.parquet")
     if not files or not os.path.exists(wiki_path):
         sys.exit(f"bench_dsir: shared corpora not found at {CORPORA}")
+    if args.sweep:
+        wiki_all = pq.read_table(wiki_path, columns=["text"])["text"].to_pylist()
+        res = {"command": " ".join(["python"] + sys.argv), "length_sweep": length_sweep(files, wiki_all)}
+        out = args.out.replace(".json", "_sweep.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(res, f, indent=2)
+        print(f"wrote {out}")
+        return
     n_shards = args.pool_shards or (1 if args.quick else 2)
     n_target = args.target_docs or (300 if args.quick else 1000)
     wiki = pq.read_table(wiki_path, columns=["id", "text"])
