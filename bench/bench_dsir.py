@@ -28,17 +28,17 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # the reference's progress bars
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from dsir_fakes import FakeDecide, FakeFit, score_all  # noqa: E402
+from dsir_fakes import FakeDecide, FakeFit, score_all
 
-from shardsift.selectors.dsir import DSIRSelector, featurize, kl, log_probs  # noqa: E402
+from shardsift.selectors.dsir import DSIRSelector, featurize, kl, log_probs
 
 CORPORA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "corpora"))
 if not os.path.isdir(CORPORA):
@@ -73,8 +73,7 @@ def tbl(texts, ids=None, prefix="d"):
 
 def write_jsonl(path, texts, ids=None):
     with open(path, "w") as f:
-        for i, t in enumerate(texts):
-            f.write(json.dumps({"id": ids[i] if ids else str(i), "text": t}) + "\n")
+        f.writelines(json.dumps({"id": ids[i] if ids else str(i), "text": t}) + "\n" for i, t in enumerate(texts))
 
 
 # -- the reference -------------------------------------------------------------------------------
@@ -249,7 +248,9 @@ def quality_real(shards, domain, wiki_texts, target_tbl, tmp, fractions=(0.04, 0
         out["by_keep"][f"{f:g}"] = rows
         print(f"  keep {f:g} ({k} docs); mean (sd) over seeds {list(seeds)} where an sd is shown:")
         for name, row in rows.items():
-            sd = (lambda key: f" ({row[key + '_sd']:.4f})" if key + "_sd" in row else "")
+            def sd(key, row=row):
+                return f" ({row[key + '_sd']:.4f})" if key + "_sd" in row else ""
+
             print(f"    {name:31s} encyclopedia {row['encyclopedia_docs']:6.1f} ({row['encyclopedia_share']:.3f})"
                   f"  KL red. ours {row['kl_reduction_our_space']:.4f}{sd('kl_reduction_our_space')}"
                   f" ref {row['kl_reduction_ref_space']:.4f}{sd('kl_reduction_ref_space')}"

@@ -14,21 +14,20 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dsir_fakes import FakeDecide, FakeFit, score_all  # noqa: E402
+from dsir_fakes import FakeDecide, FakeFit, score_all
 
-from shardsift.errors import ConfigError, DataError  # noqa: E402
-from shardsift.selectors import resolve  # noqa: E402
-from shardsift.selectors.base import Scores  # noqa: E402
-from shardsift.selectors.dsir import DSIRSelector, featurize, log_probs  # noqa: E402
-from shardsift.text import fnv1a64  # noqa: E402
+from shardsift.errors import ConfigError, DataError
+from shardsift.selectors import resolve
+from shardsift.selectors.base import Scores
+from shardsift.selectors.dsir import DSIRSelector, featurize, log_probs
+from shardsift.text import fnv1a64
 
 CORPORA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora")
 if not os.path.isdir(CORPORA):
     CORPORA = "/work/shared/corpora"
 
 M64 = (1 << 64) - 1
-WORDS = ("star planet orbit galaxy court judge contract team player goal recipe oven flour the a of and "
-         "to in is was").split()
+WORDS = ["star", "planet", "orbit", "galaxy", "court", "judge", "contract", "team", "player", "goal", "recipe", "oven", "flour", "the", "a", "of", "and", "to", "in", "is", "was"]
 
 
 def _mix64(h: int) -> int:
@@ -413,8 +412,7 @@ def test_matches_reference_package(tmp_path, monkeypatch):
     target = corpus(80, seed=26, topic_bias=[0, 5, 9])
     for name, texts in (("raw", pool), ("target", target)):
         with open(tmp_path / f"{name}.jsonl", "w") as f:
-            for t in texts:
-                f.write(json.dumps({"text": t}) + "\n")
+            f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
     monkeypatch.setattr(hd, "hash_buckets", lambda text, num_buckets=10000:
                         py_ngram_hash(text.split(" ")) % num_buckets)
     ref = hd.HashedNgramDSIR([str(tmp_path / "raw.jsonl")], [str(tmp_path / "target.jsonl")],

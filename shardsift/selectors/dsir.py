@@ -116,7 +116,10 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h
 
 
-def uniform_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = np.uint64(0)) -> np.ndarray:
+_NO_SALT = np.uint64(0)
+
+
+def uniform_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = _NO_SALT) -> np.ndarray:
     """A uniform number in (0, 1) per document from its id hash, the seed and a salt: stable anywhere."""
     with np.errstate(over="ignore"):
         s = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 64))
@@ -124,7 +127,7 @@ def uniform_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = np.uint64
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
 
 
-def gumbel_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = np.uint64(0)) -> np.ndarray:
+def gumbel_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = _NO_SALT) -> np.ndarray:
     return -np.log(-np.log(uniform_from_hash(idhash, seed, salt)))
 
 
@@ -310,9 +313,9 @@ class DSIRSelector(Selector):
         return {False: 0.0, "none": 0.0, True: 1.0, "mean": 1.0, "sqrt": 0.5}[self.length_normalize]
 
     def _feature_kw(self, chunk=False):
-        return dict(buckets=self.buckets, ngram_order=self.ngrams, tokenizer=self.tokenizer,
-                    lowercase=self.lowercase, chunk_tokens=self.chunk_tokens if chunk else None,
-                    min_tokens=self.min_tokens)
+        return {"buckets": self.buckets, "ngram_order": self.ngrams, "tokenizer": self.tokenizer,
+                "lowercase": self.lowercase, "chunk_tokens": self.chunk_tokens if chunk else None,
+                "min_tokens": self.min_tokens}
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, ctx):
