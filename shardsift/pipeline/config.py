@@ -82,7 +82,7 @@ class InputConfig:
             "storage_options": "fsspec options for remote URIs"}
 
     @classmethod
-    def parse(cls, raw, where: str = "input") -> "InputConfig":
+    def parse(cls, raw, where: str = "input") -> InputConfig:
         if isinstance(raw, (str, list)) or _is_dataset(raw):
             raw = {"path": raw}
         _check_keys(raw, cls.KEYS, where)
@@ -125,7 +125,7 @@ class OutputConfig:
             "storage_options": ""}
 
     @classmethod
-    def parse(cls, raw, where: str = "output") -> "OutputConfig":
+    def parse(cls, raw, where: str = "output") -> OutputConfig:
         if isinstance(raw, str):
             raw = {"path": raw}
         _check_keys(raw, cls.KEYS, where)

@@ -10,7 +10,9 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..errors import ShardsiftError, TaskError
 
@@ -115,7 +117,7 @@ class LocalExecutor(Executor):
                     f.cancel()
                 raise
             return results
-        except cf.process.BrokenProcessPool as err:
+        except BrokenProcessPool as err:
             self._pool = None
             raise TaskError(f"a worker process died during {desc or 'a task'} ({err}); rerun to resume") from None
         finally:
@@ -136,6 +138,10 @@ def _call(fn, item):
         raise
     except MemoryError:
         raise TaskError(f"{task_label(item)}: out of memory") from None
+    except OSError as err:
+        if err.filename and err.strerror:  # disk full, read-only work dir: name the file
+            raise TaskError(f"{task_label(item)}: {err.filename}: {err.strerror}") from None
+        raise TaskError(f"{task_label(item)}: {type(err).__name__}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every task failure becomes one line naming the shard
         import traceback
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -258,6 +258,10 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     names = table.column_names
     if need_text:
         if text_column not in names:
+            try:
+                names = shard_schema(shard).names if shard.path else names
+            except DataError:
+                pass
             raise DataError(
                 f"{shard.uri}: no text column {text_column!r} (columns: {', '.join(names) or 'none'}; "
                 "set input.text_column)"
@@ -265,6 +269,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
         col = table.column(text_column)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             col = col.cast(pa.large_string())
+            check_utf8(col, shard, text_column, row0)
             valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
                 if col.null_count else np.ones(n, dtype=bool)
         elif pa.types.is_null(col.type):
@@ -286,10 +291,36 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     return table, valid
 
 
+def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
+    """Arrow string data must be valid UTF-8; JSONL readers do not check it. Names the first bad row."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    try:
+        arr.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:  # binary search for the first invalid row
+        mid = (lo + hi) // 2
+        try:
+            arr.slice(lo, mid - lo).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    raise DataError(f"{shard.uri}: invalid UTF-8 in column {column!r} at row {row0 + lo}")
+
+
 def make_ids(name: str, row0: int, n: int) -> pa.Array:
     """``<shard file name>/<row index>`` ids, built column-wise."""
     rows = pc.cast(pa.array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
+
+
+def row_mask(rows: np.ndarray, n: int) -> pa.Array:
+    """A boolean mask of length n selecting the given sorted rows (filter is cheaper than take)."""
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return pa.array(mask)
 
 
 def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
@@ -301,7 +332,7 @@ def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_s
         end = start + tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, end])
         if hi > lo:
-            parts.append(tbl.take(pa.array(rows[lo:hi] - start)))
+            parts.append(tbl.filter(row_mask(rows[lo:hi] - start, tbl.num_rows)))
         start = end
         if hi == len(rows):
             break

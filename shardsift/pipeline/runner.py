@@ -14,22 +14,47 @@ import os
 import resource
 import socket
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..errors import ConfigError, DataError, UsageError
-from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
+from ..errors import DataError, ShardsiftError, UsageError
+from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
 from ..text import count_words
 from . import faults, workdir
+from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, shard_schema, take_rows
-from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
-                     run_call, run_fit, run_scan, run_score, usage, write_keep)
+from .io import (
+    BoundedParquetWriter,
+    iter_tables,
+    make_ids,
+    normalize,
+    resolve_shards,
+    row_mask,
+    shard_schema,
+    take_rows,
+)
+from .lock import OutputLock
+from .shards import (
+    CallTask,
+    FitTask,
+    ScanTask,
+    ScoreTask,
+    ShardContext,
+    decision_arrays,
+    drop_counts,
+    run_call,
+    run_fit,
+    run_scan,
+    run_score,
+    usage,
+    write_keep,
+)
 
 MANIFEST = "manifest.json"
 
@@ -47,7 +72,7 @@ def stage_seed(seed: int, index: int) -> int:
 
 
 class _Fit(FitContext):
-    def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
         self.work_dir = os.path.join(stage_dir, "fit")
         os.makedirs(self.work_dir, exist_ok=True)
@@ -137,7 +162,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
 
 
 class _Decide(DecideContext):
-    def __init__(self, runner: "Runner", stage_dir: str, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, seed: int):
         self.runner = runner
         self.seed = seed
         self.work_dir = os.path.join(stage_dir, "decide")
@@ -199,38 +224,51 @@ class Runner:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
-        self._prepare_output()
-        self.shards = self._resolve_inputs()
-        self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                            self.cfg.input.id_column, __version__)
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UsageError(f"{self.out}: output path exists and is not a directory")
+        created = not os.path.exists(self.out)
+        os.makedirs(self.out, exist_ok=True)
+        lock = OutputLock(self.out)
+        lock.acquire()
+        started = False
         try:
+            self._prepare_output()
+            self.shards = self._resolve_inputs()
+            self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                                self.cfg.input.id_column, __version__)
             scan = self._scan()
+            started = True
             alive_path: list[str | None] = [None] * len(self.shards)
             stage_reports = [scan["report"]]
             prev_fp = self.input_fp + scan["fp"]
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
-            manifest = self._write(stage_reports, alive_path)
+            return self._write(stage_reports, alive_path)
+        except ShardsiftError:
+            # bad input found before any stage ran: leave nothing behind in an output we created
+            if created and not started:
+                lock.release()
+                workdir.remove(self.out)
+            raise
         finally:
             if self._executor is not None:
                 self._executor.close()
-        return manifest
+            lock.release()
 
     def _prepare_output(self):
         out = self.out
         if os.path.exists(os.path.join(out, MANIFEST)):
             if not self.overwrite:
                 raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
-            for name in (MANIFEST, "data", "scores", "models", "report.html"):
+            for name in (MANIFEST, "data", "decisions", "scores", "models", "report.html"):
                 workdir.remove(os.path.join(out, name))
         elif os.path.isdir(out) and os.listdir(out):
-            known = {".work", "data", ".data.tmp", ".scores.tmp", ".models.tmp", "scores", "models", ".lock"}
+            known = {".work", "data", "decisions", "scores", "models", ".lock", ".data.tmp", ".decisions.tmp",
+                     ".scores.tmp", ".models.tmp"}
             other = [x for x in os.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
-        elif os.path.exists(out) and not os.path.isdir(out):
-            raise UsageError(f"{out}: output path exists and is not a directory")
         os.makedirs(self.work, exist_ok=True)
 
     def _resolve_inputs(self):
@@ -242,7 +280,7 @@ class Runner:
     def _materialize_dataset(self, ds):
         fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
         d = os.path.join(self.work, f"dataset-{fp}")
-        if not os.path.exists(os.path.join(d, "done")):
+        if not os.path.exists(os.path.join(d, ".done")):
             os.makedirs(d, exist_ok=True)
             n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
             for k in range(n_shards):
@@ -250,7 +288,7 @@ class Runner:
                 tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
                 pq.write_table(part.data.table, tmp, compression="zstd")
                 os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
-            workdir.write_json(os.path.join(d, "done"), {"rows": len(ds)})
+            workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
         return resolve_shards(d, "parquet")
 
     def _scan(self) -> dict:
@@ -318,7 +356,6 @@ class Runner:
     def _stage(self, i: int, st, alive_path: list, prev_fp: str):
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
-        name = sel.display_name()
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                  sel.seed_, getattr(sel, "version", 0))
@@ -354,17 +391,22 @@ class Runner:
             self.progress.line(f"{label}: decide")
             metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
         dropped: dict[str, int] = {}
-        kept = 0
-        for p in keep_paths:
+        kept = tokens_in = tokens_kept = bytes_kept = 0
+        for c, p in zip(ctxs, keep_paths):
             z = workdir.read_npz(p)
             kept += int(z["keep"].sum())
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
+            scan = c.stats()
+            tokens_in += int(scan["n_words"][z["row"]].sum())
+            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats_all)
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
                "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
+               "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
                "wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0 + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
                "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
@@ -375,15 +417,19 @@ class Runner:
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         parts = [workdir.read_npz(t.scores_path) for t in tasks]
-        keys = [k for k in parts[0]] if parts else ["score", "row", "n_words", "n_bytes"]
-        for p in parts:
-            for k in keys:
-                p.setdefault(k, np.zeros((0,) + parts[0][k].shape[1:], parts[0][k].dtype) if parts else None)
-        cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         sizes = [len(p["row"]) for p in parts]
         offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        scores = Scores(cols, offs, [s.name for s in self.shards])
-        dec = sel.decide(scores, _Decide(self, stage_dir, sel.seed_))
+        # a shard with no surviving documents has only the bookkeeping columns: take the selector's
+        # columns (dtype and trailing shape) from the shards that have documents
+        full = [p for p, n in zip(parts, sizes) if n]
+        keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "score"]
+        proto = full[0] if full else parts[0]
+        cols = {k: np.concatenate([p[k] if k in p else np.zeros((0,) + proto[k].shape[1:], proto[k].dtype)
+                                   for p in parts]) for k in keys}
+        if full:
+            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), _Decide(self, stage_dir, sel.seed_))
+        else:  # nothing reaches this stage: nothing to decide
+            dec = Decision(keep=np.zeros(0, bool))
         arrays = decision_arrays(cols, dec, sel.display_name(), name)
         for j, p in enumerate(keep_paths):
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
@@ -420,7 +466,7 @@ class Runner:
                     if inp.id_column not in tbl.column_names:
                         tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
                     if hi - lo != n:
-                        tbl = tbl.take(pa.array(rows[lo:hi] - start))
+                        tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
                     writer.write(tbl.select(schema.names))
                     kept_rows += int(hi - lo)
                 start += n
@@ -436,13 +482,15 @@ class Runner:
         for f in files:
             name = os.path.basename(f["path"])
             out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": os.path.getsize(f["path"])})
+        self._write_decisions(stage_reports)
+        faults.point("write:decisions")
         if self.cfg.output.scores:
             self._write_scores(stage_reports)
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
         os.replace(tmp, final)
         faults.point("write:renamed")
-        for name in ("scores", "models"):
+        for name in ("decisions", "scores", "models"):
             if os.path.exists(os.path.join(self.out, f".{name}.tmp")):
                 workdir.remove(os.path.join(self.out, name))
                 os.replace(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
@@ -456,8 +504,14 @@ class Runner:
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
         schemas = []
-        for sh in self.shards:
-            s = shard_schema(sh)
+        raw = [shard_schema(sh) for sh in self.shards]
+        text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
+        str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
+        for s in raw:
+            i = s.get_field_index(inp.text_column)
+            if i >= 0 and s.field(i).type != str_type:
+                # a shard whose texts are not strings has all its rows dropped as null_text
+                s = s.set(i, pa.field(inp.text_column, str_type))
             if inp.id_column not in s.names:
                 s = s.append(pa.field(inp.id_column, pa.string()))
             schemas.append(s)
@@ -473,23 +527,30 @@ class Runner:
                             f"{self.shards[0].uri}") from None
             raise DataError(f"inputs have incompatible schemas ({err})") from None
 
+    def _write_decisions(self, stage_reports):
+        tmp = os.path.join(self.out, ".decisions.tmp")
+        workdir.remove(tmp)
+        os.makedirs(tmp)
+        names = [r["name"] for r in stage_reports[1:]]
+        for j in range(len(self.shards)):
+            scan = workdir.read_npz(os.path.join(self.work, "scan", f"shard-{j:05d}.npz"))
+            keeps = [workdir.read_npz(os.path.join(r["dir"], f"keep-{j:05d}.npz")) for r in stage_reports[1:]]
+            tbl = shard_decisions(scan, keeps, names, self._ids(j))
+            pq.write_table(tbl, os.path.join(tmp, f"shard-{j:05d}.parquet"), compression="zstd")
+
     def _write_scores(self, stage_reports):
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
         os.makedirs(tmp)
-        inp = self.cfg.input
-        ids = {}
         for i, rep in enumerate(stage_reports[1:]):
             tables = []
-            for j, sh in enumerate(self.shards):
+            for j in range(len(self.shards)):
                 z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
                 if len(z["row"]) == 0:
                     continue
-                if j not in ids:
-                    ids[j] = self._ids(j)
                 names = np.concatenate([z["reason_names"].astype(object), [None]])
                 reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": ids[j].take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
+                cols = {"id": self._ids(j).take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
                         "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
                 for k in z:
                     if k.startswith("extra_"):
@@ -502,6 +563,13 @@ class Runner:
                                os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"), compression="zstd")
 
     def _ids(self, j: int) -> pa.Array:
+        cache = self.__dict__.setdefault("_id_cache", {})
+        if j not in cache:
+            cache.clear()
+            cache[j] = self._read_ids(j)
+        return cache[j]
+
+    def _read_ids(self, j: int) -> pa.Array:
         inp = self.cfg.input
         sh = self.shards[j]
         parts, start = [], 0

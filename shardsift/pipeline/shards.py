@@ -8,17 +8,17 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..selectors.base import Decision, Docs, Scores
 from ..text import count_words, hash_strings
 from . import faults, workdir
-from .io import Shard, iter_tables, normalize, take_rows
+from .io import Shard, iter_tables, normalize, row_mask
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -84,7 +84,7 @@ class ShardContext:
 
                     raise DataError(f"{self.shard.uri}: no column {missing[0]!r} (needed by a selector)")
                 if hi - lo != n:
-                    tbl = tbl.take(pa.array(r - start))
+                    tbl = tbl.filter(row_mask(r - start, n))
                 yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                            n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
                            shard=self.shard.name, shard_index=self.index)
@@ -124,13 +124,13 @@ def run_scan(task: ScanTask) -> dict:
         start += tbl.num_rows
     if start == 0:
         # still validates the text column on a zero-row shard
-        from .io import shard_schema
         from ..errors import DataError
+        from .io import shard_schema
 
         names = shard_schema(ctx.shard).names
         if names and ctx.text_column not in names:
             raise DataError(f"{ctx.shard.uri}: no text column {ctx.text_column!r} (columns: {', '.join(names)})")
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
     arrays = {"valid": cat(valid, bool), "n_words": cat(words, np.int64),
               "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64)}
     arrays["alive"] = arrays["valid"].copy()

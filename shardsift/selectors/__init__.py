@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "shardsift.selectors"
 BUILTINS: dict[str, str] = {
     "length": "shardsift.selectors.basic:LengthSelector",
     "random": "shardsift.selectors.basic:RandomSelector",
+    "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
     "dsir": "shardsift.selectors.dsir:DSIRSelector",
 }
 

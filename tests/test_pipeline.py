@@ -1,0 +1,314 @@
+"""End-to-end runs of the staged pipeline through the CLI and the Python API, on real Parquet files."""
+import gzip
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import file_digests, run_cli
+
+from shardsift.errors import ConfigError, DataError, UsageError
+from shardsift.pipeline.runner import run_pipeline
+
+
+def write_cfg(tmp_path, name="c.yaml", **cfg):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def basic(sample_dir, out, workers=1, **extra):
+    cfg = {"input": {"path": str(sample_dir / "pool")}, "output": {"path": str(out), "scores": True},
+           "workers": workers, "seed": 3,
+           "stages": [{"length": {"min_words": 20}}, {"random": {"keep": 0.5}}]}
+    cfg.update(extra)
+    return cfg
+
+
+def read_out(out):
+    return pq.read_table(os.path.join(out, "data"))
+
+
+def test_select_cli_summary_manifest_and_datasets_load(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    cfg = write_cfg(tmp_path, **basic(sample_dir, out, workers=2))
+    proc = run_cli("select", cfg)
+    assert "length" in proc.stdout and "random" in proc.stdout and "kept" in proc.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["docs_in"] == 1200
+    assert m["docs_in"] == m["docs_kept"] + sum(sum(s["dropped"].values()) for s in m["stages"])
+    st = {s["name"]: s for s in m["stages"]}
+    assert st["length"]["dropped"] == {"too_short": st["length"]["docs_in"] - st["length"]["kept"]}
+    assert st["random"]["kept"] == round(0.5 * st["random"]["docs_in"])
+    tbl = read_out(out)
+    assert tbl.num_rows == m["docs_kept"]
+    assert set(tbl.column_names) == {"id", "text", "domain"}
+    assert len(set(tbl.column("id").to_pylist())) == tbl.num_rows
+    assert m["tokens_kept"] == sum(len(t.split()) for t in tbl.column("text").to_pylist())
+    datasets = pytest.importorskip("datasets", reason="datasets is a core dependency")
+    ds = datasets.load_dataset("parquet", data_dir=str(out / "data"), split="train")
+    assert len(ds) == m["docs_kept"] and ds.column_names == tbl.column_names
+    # inspect prints the same table
+    insp = run_cli("inspect", out)
+    assert "random" in insp.stdout and f"{m['docs_kept']:,} kept" in insp.stdout
+
+
+def test_workers_1_and_2_give_identical_bytes(sample_dir, tmp_path):
+    run_pipeline(basic(sample_dir, tmp_path / "w1", workers=1))
+    run_pipeline(basic(sample_dir, tmp_path / "w2", workers=2))
+    d1, d2 = file_digests(tmp_path / "w1" / "data"), file_digests(tmp_path / "w2" / "data")
+    assert d1 and d1 == d2
+    assert file_digests(tmp_path / "w1" / "scores") == file_digests(tmp_path / "w2" / "scores")
+
+
+@pytest.mark.parametrize("kill_at", ["scan:1", "score:00:2", "stage:00", "decide:01:1", "write:0",
+                                     "write:renamed", "manifest"])
+def test_sigkill_then_rerun_is_byte_identical(sample_dir, tmp_path, kill_at):
+    ref = tmp_path / "ref"
+    run_pipeline(basic(sample_dir, ref, workers=2))
+    out = tmp_path / "out"
+    cfg = write_cfg(tmp_path, **basic(sample_dir, out, workers=2))
+    proc = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": kill_at}, check=False)
+    assert proc.returncode != 0, "the kill point was never reached"
+    assert not (out / "manifest.json").exists()
+    log = tmp_path / "points.log"
+    proc = run_cli("select", cfg, env={"SHARDSIFT_LIST_POINTS": str(log)})
+    points = log.read_text().split()
+    # the task that finished at the kill point is not redone (others may have been mid-flight)
+    if kill_at.startswith(("scan:", "score:")):
+        assert kill_at not in points and len([p for p in points if p.startswith("scan:")]) < 3
+    if kill_at == "stage:00" or kill_at.startswith("decide:"):
+        assert not any(p.startswith("score:00") for p in points)
+    if kill_at.startswith("decide:"):
+        assert not any(p.startswith("score:01") for p in points)
+    assert file_digests(out / "data") == file_digests(ref / "data")
+    assert file_digests(out / "scores") == file_digests(ref / "scores")
+
+
+def test_output_exists_refused_unless_overwrite(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    run_pipeline(basic(sample_dir, out))
+    with pytest.raises(UsageError, match="output exists"):
+        run_pipeline(basic(sample_dir, out))
+    cfg = write_cfg(tmp_path, **basic(sample_dir, out))
+    proc = run_cli("select", cfg, check=False)
+    assert proc.returncode == 2 and "use --overwrite" in proc.stderr and proc.stderr.count("\n") == 1
+    run_cli("select", cfg, "--overwrite", "--seed", "4")
+    assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 4
+
+
+def test_bounded_output_shards(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    m = run_pipeline(basic(sample_dir, out, output={"path": str(out), "max_shard_bytes": "200KB"}, stages=[]))
+    files = sorted(os.listdir(out / "data"))
+    assert len(files) > 3 and files[0] == "part-00000.parquet"
+    for f in files:
+        assert os.path.getsize(out / "data" / f) <= 200_000
+    assert read_out(out).num_rows == m["docs_in"] == 1200
+    # order and content are the input's
+    src = pq.read_table(sample_dir / "pool")
+    assert read_out(out).column("id").to_pylist() == src.column("id").to_pylist()
+
+
+def test_scores_sidecar_records_every_decision(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    m = run_pipeline(basic(sample_dir, out))
+    sc = pq.read_table(out / "scores" / "stage-02-random.parquet")
+    st = m["stages"][2]
+    assert sc.num_rows == st["docs_in"]
+    kept = sc.filter(sc.column("kept")).column("id").to_pylist()
+    assert sorted(kept) == sorted(read_out(out).column("id").to_pylist())
+    assert set(sc.filter(pa.compute.invert(sc.column("kept"))).column("reason").to_pylist()) == {"random"}
+    ln = pq.read_table(out / "scores" / "stage-01-length.parquet")
+    short = ln.filter(pa.compute.invert(ln.column("kept")))
+    assert set(short.column("reason").to_pylist()) == {"too_short"}
+    assert max(short.column("score").to_pylist()) < 20
+
+
+def test_jsonl_gz_zst_glob_and_generated_ids(tmp_path):
+    import zstandard
+
+    rows = [{"text": f"document number {i} " + "word " * (i % 7), "lang": "en", "n": i} for i in range(50)]
+    lines = "\n".join(json.dumps(r) for r in rows).encode()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(lines)
+    (tmp_path / "in" / "b.jsonl.gz").write_bytes(gzip.compress(lines))
+    (tmp_path / "in" / "c.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines))
+    out = tmp_path / "out"
+    m = run_pipeline({"input": str(tmp_path / "in" / "*.jsonl*"), "output": str(out), "workers": 1, "stages": []})
+    assert m["docs_in"] == 150 and len(m["inputs"]) == 3
+    t = read_out(out)
+    assert t.column("id").to_pylist()[:2] == ["a.jsonl/0", "a.jsonl/1"]
+    assert t.column("id").to_pylist()[-1] == "c.jsonl.zst/49"
+    assert t.column("n").to_pylist() == [r["n"] for r in rows] * 3
+
+
+def test_datasets_dataset_input(tmp_path):
+    datasets = pytest.importorskip("datasets", reason="datasets is a core dependency")
+    ds = datasets.Dataset.from_dict({"body": [f"text {i} " * (i % 5 + 1) for i in range(100)],
+                                     "uid": [f"u{i}" for i in range(100)]})
+    m = run_pipeline({"input": {"path": ds, "text_column": "body", "id_column": "uid"},
+                      "output": str(tmp_path / "o"), "workers": 1,
+                      "stages": [{"length": {"min_words": 4}}]})
+    t = read_out(tmp_path / "o")
+    assert t.num_rows == m["docs_kept"] == sum(1 for i in range(100) if 2 * (i % 5 + 1) >= 4)
+    assert t.column("uid").to_pylist()[0] == "u1"
+
+
+def test_custom_selector_by_module_path_and_entry_point(tmp_path, sample_dir):
+    pkg = tmp_path / "plug"
+    pkg.mkdir()
+    (pkg / "myfilters.py").write_text(
+        "import numpy as np\nfrom shardsift import Selector, Param\n"
+        "class EvenWords(Selector):\n"
+        "    '''Keep documents with an even number of words.'''\n"
+        "    name = 'even_words'\n"
+        "    needs_text = False\n"
+        "    def score(self, docs):\n        return docs.n_words\n"
+        "    def decide(self, scores, ctx):\n        return scores['score'] % 2 == 0\n")
+    dist = pkg / "myfilters-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myfilters\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[shardsift.selectors]\neven_words = myfilters:EvenWords\n")
+    env = {"PYTHONPATH": f"{pkg}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for name in ("myfilters:EvenWords", "even_words"):
+        out = tmp_path / f"out-{name.replace(':', '_')}"
+        cfg = write_cfg(tmp_path, input={"path": str(sample_dir / "pool")}, output={"path": str(out)},
+                        workers=2, stages=[{name: {}}])
+        run_cli("select", cfg, env=env)
+        words = [len(t.split()) for t in read_out(out).column("text").to_pylist()]
+        assert words and all(w % 2 == 0 for w in words)
+    listing = run_cli("selectors", env=env).stdout
+    assert "even_words" in listing and "length" in listing and "min_words" in listing
+
+
+# -- bad input: one line, the right exit code, nothing partial ---------------------------------------
+
+def _expect_error(tmp_path, cfg, code, needle):
+    p = write_cfg(tmp_path, "bad.yaml", **cfg)
+    loud = run_cli("select", p, check=False)  # with progress lines: still no traceback
+    assert loud.returncode == code and "Traceback" not in loud.stderr, loud.stderr
+    proc = run_cli("select", p, "--quiet", check=False)
+    assert proc.returncode == code, proc.stderr
+    err = proc.stderr.strip()
+    assert needle in err and "\n" not in err and "Traceback" not in err, err
+    out = cfg.get("output", {}).get("path") if isinstance(cfg.get("output"), dict) else cfg.get("output")
+    if out:
+        assert not os.path.exists(os.path.join(out, "manifest.json"))
+        assert not os.path.exists(os.path.join(out, "data"))
+    return err
+
+
+def test_missing_file(tmp_path):
+    _expect_error(tmp_path, {"input": str(tmp_path / "nope.parquet"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "nope.parquet not found")
+
+
+def test_corrupt_parquet(tmp_path):
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"text": ["fine doc"]}), tmp_path / "in" / "a.parquet")
+    (tmp_path / "in" / "b.parquet").write_bytes(b"PAR1 this is not parquet at all")
+    _expect_error(tmp_path, {"input": str(tmp_path / "in"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "b.parquet: not a readable Parquet file")
+
+
+def test_truncated_parquet(tmp_path):
+    pq.write_table(pa.table({"text": ["some text here"] * 1000}), tmp_path / "a.parquet")
+    data = (tmp_path / "a.parquet").read_bytes()
+    (tmp_path / "a.parquet").write_bytes(data[: len(data) // 2])
+    _expect_error(tmp_path, {"input": str(tmp_path / "a.parquet"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "a.parquet: not a readable Parquet file")
+
+
+def test_missing_text_column(tmp_path):
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "a.parquet")
+    _expect_error(tmp_path, {"input": str(tmp_path / "a.parquet"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "a.parquet: no text column 'text' (columns: body")
+
+
+def test_null_and_non_string_texts_dropped_and_counted(tmp_path):
+    pq.write_table(pa.table({"text": ["good one", None, "another good", None]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "b.parquet")
+    m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1,
+                      "stages": []})
+    assert m["stages"][0]["dropped"] == {"null_text": 5}
+    assert m["docs_kept"] == 2 and read_out(tmp_path / "o").num_rows == 2
+
+
+def test_empty_shards(tmp_path):
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": ["one doc", "two doc"]}), tmp_path / "b.parquet")
+    m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1,
+                      "stages": [{"random": {"keep": 0.5}}]})
+    assert m["docs_in"] == 2 and m["docs_kept"] == 1
+    # every input empty: still a valid (empty) dataset
+    m = run_pipeline({"input": str(tmp_path / "a.parquet"), "output": str(tmp_path / "o2"), "workers": 1, "stages": []})
+    assert m["docs_in"] == 0 and read_out(tmp_path / "o2").num_rows == 0
+
+
+def test_twenty_megabyte_document(tmp_path):
+    big = ("lorem ipsum " * (20 * 2**20 // 12 + 1))[: 20 * 2**20]
+    pq.write_table(pa.table({"text": [big, "small doc here"]}), tmp_path / "a.parquet")
+    lines = json.dumps({"text": big}) + "\n" + json.dumps({"text": "tiny"}) + "\n"
+    (tmp_path / "b.jsonl").write_text(lines)
+    m = run_pipeline({"input": str(tmp_path / "in*") if False else [str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl")],
+                      "output": {"path": str(tmp_path / "o"), "max_shard_bytes": "8MB"}, "workers": 1,
+                      "stages": [{"length": {"max_bytes": 10 * 2**20}}]})
+    assert m["docs_in"] == 4 and m["stages"][1]["dropped"] == {"too_long": 2}
+    m = run_pipeline({"input": str(tmp_path / "a.parquet"), "output": {"path": str(tmp_path / "o2"),
+                      "max_shard_bytes": "8MB"}, "workers": 1, "stages": []})
+    assert read_out(tmp_path / "o2").column("text")[0].as_py() == big
+
+
+def test_invalid_utf8_jsonl(tmp_path):
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "bad \xff\xfe bytes"}\n')
+    _expect_error(tmp_path, {"input": str(tmp_path / "bad.jsonl"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "bad.jsonl: invalid UTF-8")
+
+
+def test_config_errors_exit_2(tmp_path, sample_dir):
+    err = _expect_error(tmp_path, {"input": str(sample_dir / "pool"), "output": str(tmp_path / "o"),
+                                   "stages": [{"random": {"keep": 1.5}}]}, 2, "stages[0].random.keep")
+    assert "out of range" in err
+    _expect_error(tmp_path, {"input": str(sample_dir / "pool"), "output": str(tmp_path / "o"), "wrokers": 2,
+                             "stages": []}, 2, "did you mean 'workers'")
+
+
+def test_duplicate_ids_refused_or_first_kept(tmp_path):
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "y z"]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"id": ["c", "a"], "text": ["z w", "dup"]}), tmp_path / "2.parquet")
+    with pytest.raises(DataError, match="2.parquet: duplicate id 'a' at row 1"):
+        run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1, "stages": []})
+    m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o2"), "workers": 1,
+                      "on_duplicate_id": "keep_first", "stages": []})
+    assert m["stages"][0]["dropped"] == {"duplicate_id": 1}
+    assert read_out(tmp_path / "o2").column("text").to_pylist() == ["x y", "y z", "z w"]
+
+
+def test_unknown_selector_in_python_api_raises_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'random'"):
+        run_pipeline({"input": "x", "output": str(tmp_path / "o"), "stages": [{"randon": {}}]})
+
+
+def test_global_stage_after_a_shard_is_emptied_keeps_selector_columns(tmp_path):
+    # shard a loses every document in stage 1; stage 2 is global and needs its own 'key' column
+    pq.write_table(pa.table({"text": ["x"] * 5}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": ["long enough words here"] * 6}), tmp_path / "b.parquet")
+    mod = tmp_path / "twocol.py"
+    mod.write_text("import numpy as np\nfrom shardsift import Selector\n"
+                   "class TwoCol(Selector):\n    scope = 'global'\n    needs_text = False\n"
+                   "    def score(self, docs):\n        return {'score': docs.n_words * 1.0, 'key': docs.row % 2}\n"
+                   "    def decide(self, scores, ctx):\n        return scores['key'] == 0\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1,
+                          "stages": [{"length": {"min_words": 2}}, {"twocol:TwoCol": {}},
+                                     {"length": {"min_words": 100}}, {"twocol:TwoCol": {}}]})
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert [s["kept"] for s in m["stages"]] == [11, 6, 3, 0, 0]
+    assert m["stages"][1]["tokens_in"] == 5 + 24 and m["stages"][1]["tokens_kept"] == 24
