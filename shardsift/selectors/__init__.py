@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "minhash_dedup": "shardsift.selectors.dedup:MinHashDedup",
     "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
     "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
+    "dsir": "shardsift.selectors.dsir:DSIRSelector",
 }
 
 
