@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
-from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
+from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
 from ..text import count_words
 from . import faults, storage, workdir
 from .accounting import shard_decisions
@@ -397,17 +397,22 @@ class Runner:
             self.progress.line(f"{label}: decide")
             metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
         dropped: dict[str, int] = {}
-        kept = 0
-        for p in keep_paths:
+        kept = tokens_in = tokens_kept = bytes_kept = 0
+        for c, p in zip(ctxs, keep_paths):
             z = workdir.read_npz(p)
             kept += int(z["keep"].sum())
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
+            scan = c.stats()
+            tokens_in += int(scan["n_words"][z["row"]].sum())
+            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats_all)
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
                "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
+               "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
                "wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0 + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
                "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
@@ -418,15 +423,19 @@ class Runner:
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         parts = [workdir.read_npz(t.scores_path) for t in tasks]
-        keys = [k for k in parts[0]] if parts else ["score", "row", "n_words", "n_bytes"]
-        for p in parts:
-            for k in keys:
-                p.setdefault(k, np.zeros((0,) + parts[0][k].shape[1:], parts[0][k].dtype) if parts else None)
-        cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         sizes = [len(p["row"]) for p in parts]
         offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        scores = Scores(cols, offs, [s.name for s in self.shards])
-        dec = sel.decide(scores, _Decide(self, stage_dir, sel.seed_))
+        # a shard with no surviving documents has only the bookkeeping columns: take the selector's
+        # columns (dtype and trailing shape) from the shards that have documents
+        full = [p for p, n in zip(parts, sizes) if n]
+        keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "score"]
+        proto = full[0] if full else parts[0]
+        cols = {k: np.concatenate([p[k] if k in p else np.zeros((0,) + proto[k].shape[1:], proto[k].dtype)
+                                   for p in parts]) for k in keys}
+        if full:
+            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), _Decide(self, stage_dir, sel.seed_))
+        else:  # nothing reaches this stage: nothing to decide
+            dec = Decision(keep=np.zeros(0, bool))
         arrays = decision_arrays(cols, dec, sel.display_name(), name)
         for j, p in enumerate(keep_paths):
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
