@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .pipeline.accounting import read_parts
 
 REPORT = "report.html"
 KEPT_C, DROP_C = "#2a9d4b", "#d1495b"
@@ -165,13 +166,11 @@ def load_sidecars(output_dir: str) -> dict[int, pa.Table]:
 
 def load_decisions(output_dir: str) -> pa.Table | None:
     """OUTPUT/decisions/ (id, stage that dropped the document or -1 for kept), when the output has one."""
-    d = os.path.join(output_dir, "decisions")
-    files = sorted(glob.glob(os.path.join(d, "*.parquet")))
-    if not files:
-        return None
     try:
-        t = pa.concat_tables([pq.read_table(f, columns=["id", "stage"]) for f in files])
+        t = read_parts(os.path.join(output_dir, "decisions"), columns=["id", "stage"])
     except (pa.ArrowException, OSError, KeyError):
+        return None
+    if t is None:
         return None
     return pa.table({"id": t.column("id").combine_chunks().cast(pa.string()),
                      "stage": t.column("stage").combine_chunks().cast(pa.int32())})

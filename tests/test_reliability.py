@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import ROOT, file_digests, run_cli
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shardsift.errors import ConfigError, ShardsiftError, UsageError
@@ -154,6 +154,7 @@ VALUES = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats
 
 @settings(max_examples=400 if TORTURE else 60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=6))
+@example({"workers": None})  # found by hypothesis: a key written with no value means its default
 def test_fuzz_configs(raw):
     try:
         parse_config(raw)
@@ -193,6 +194,8 @@ def _column(kind, n, rng):
                           st.sampled_from(["parquet", "truncated", "jsonl", "badutf8", "noid", "dupid", "notext"])),
                 min_size=1, max_size=3),
        st.integers(0, 2**16))
+# found by hypothesis: shards whose decisions use different drop reasons (different dictionaries)
+@example(files=[("null", 6, "parquet"), ("str", 8, "noid")], seed=1)
 def test_fuzz_input_files(tmp_path_factory, files, seed):
     rng = np.random.default_rng(seed)
     d = tmp_path_factory.mktemp("fz")

@@ -12,7 +12,6 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from ..errors import DataError
@@ -55,6 +54,22 @@ def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], 
                      "stage_name": stage_name, "reason": reason_arr})
 
 
+def read_parts(folder: str, columns=None, filter=None) -> pa.Table | None:
+    """Every Parquet file of a folder as one table. Files are read one by one (their dictionaries and
+    extra columns may differ) and dictionary columns become plain strings."""
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".parquet")) if os.path.isdir(folder) else []
+    tables = []
+    for f in files:
+        t = pq.read_table(os.path.join(folder, f), columns=columns, filters=filter)
+        for i, field in enumerate(t.schema):
+            if pa.types.is_dictionary(field.type):
+                t = t.set_column(i, field.name, t.column(i).cast(field.type.value_type))
+        tables.append(t)
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
 def read_manifest(output: str) -> dict:
     path = os.path.join(output, "manifest.json")
     if not os.path.exists(path):
@@ -68,8 +83,8 @@ def explain(output: str, doc_id: str) -> list[str]:
     ddir = os.path.join(output, "decisions")
     if not os.path.isdir(ddir):
         raise DataError(f"{output}: no decisions/ record (written by shardsift >= 0.1)")
-    hit = pads.dataset(ddir, format="parquet").to_table(filter=pc.field("id") == doc_id)
-    if hit.num_rows == 0:
+    hit = read_parts(ddir, filter=pc.field("id") == doc_id)
+    if hit is None or hit.num_rows == 0:
         raise DataError(f"{output}: no input document has id {doc_id!r}")
     row = hit.slice(0, 1).to_pylist()[0]
     lines = []
@@ -79,8 +94,8 @@ def explain(output: str, doc_id: str) -> list[str]:
         lines.append(f"{doc_id}: dropped by stage {row['stage']} '{row['stage_name']}' (reason: {row['reason']})")
     sdir = os.path.join(output, "scores")
     if os.path.isdir(sdir):
-        sc = pads.dataset(sdir, format="parquet").to_table(filter=pc.field("id") == doc_id)
-        for r in sorted(sc.to_pylist(), key=lambda r: r["stage"]):
+        sc = read_parts(sdir, filter=pc.field("id") == doc_id)
+        for r in sorted(sc.to_pylist() if sc is not None else [], key=lambda r: r["stage"]):
             extra = {k: v for k, v in r.items() if k not in ("id", "stage", "score", "kept", "reason") and v is not None}
             more = "".join(f", {k} {v}" for k, v in extra.items())
             lines.append(f"  {r['stage']}: score {r['score']:.6g}, {'kept' if r['kept'] else 'dropped'}"
@@ -114,9 +129,10 @@ def verify_output(output: str) -> dict:
         raise DataError(f"{output}: {len(data_ids)} rows in data/, manifest says {m['docs_kept']} kept")
     if len(pc.unique(data_ids)) != len(data_ids):
         raise DataError(f"{output}: an id appears more than once in data/")
-    dec = pads.dataset(os.path.join(output, "decisions"), format="parquet").to_table()
-    if dec.num_rows != m["docs_in"]:
-        raise DataError(f"{output}: decisions/ has {dec.num_rows} rows for {m['docs_in']} input documents")
+    dec = read_parts(os.path.join(output, "decisions"))
+    if dec is None or dec.num_rows != m["docs_in"]:
+        raise DataError(f"{output}: decisions/ has {0 if dec is None else dec.num_rows} rows for "
+                        f"{m['docs_in']} input documents")
     kept_ids = dec.filter(dec.column("kept")).column("id").combine_chunks().cast(pa.string())
     if sorted(kept_ids.to_pylist()) != sorted(data_ids.to_pylist()):
         raise DataError(f"{output}: the ids in data/ are not exactly the kept ids in decisions/")

@@ -52,9 +52,9 @@ def _check_keys(mapping: dict, allowed: dict, where: str) -> None:
 
 
 def _typed(mapping: dict, key: str, types, where: str, default=None):
-    value = mapping.get(key, default)
-    if value is None:
-        return None
+    value = mapping.get(key)
+    if value is None:  # absent, or written with no value (`workers:`): the default
+        return default
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(f"{where}.{key}: expected {_tn(types)}, got bool {value!r}")
     if not isinstance(value, types):
