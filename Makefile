@@ -29,15 +29,14 @@ install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 install-bench: $(VENV)/.bench
 
-$(SAMPLE)/pool: | $(VENV)/.core
-	$(PY) -m shardsift sample $(SAMPLE)
+sample: $(VENV)/.core
+	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
-sample: $(SAMPLE)/pool
-
-# `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data.
+# `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data. Ends by writing
+# OUTPUT/report.html (plots of what was kept and dropped) and printing its path.
 select: $(VENV)/.core
-	@if [ -z "$(INPUT)" ] && [ ! -d $(SAMPLE)/pool ]; then $(PY) -m shardsift sample $(SAMPLE); fi
-	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite $(ARGS)
+	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
+	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite --report $(ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q $(ARGS)
@@ -46,7 +45,7 @@ bench: $(VENV)/.bench
 	$(PY) bench/run_all.py $(ARGS)
 
 torture: $(VENV)/.dev
-	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_torture.py $(ARGS)
+	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_reliability.py tests/test_pipeline.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check shardsift tests bench

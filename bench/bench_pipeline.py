@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, corpora, save  # noqa: E402
+from common import ROOT, corpora, save
 
 CHILD = r"""
 import json, os, resource, sys, time

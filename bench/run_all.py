@@ -28,7 +28,9 @@ def main():
         name = os.path.basename(s)
         print(f"\n=== {name}", flush=True)
         cmd = [sys.executable, s]
-        if args.quick and "--quick" in open(s, encoding="utf-8").read():
+        with open(s, encoding="utf-8") as fh:
+            takes_quick = "--quick" in fh.read()
+        if args.quick and takes_quick:
             cmd.append("--quick")
         t = time.perf_counter()
         rc = subprocess.call(cmd)

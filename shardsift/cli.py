@@ -27,23 +27,55 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace a finished output at the same path")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
+    s.add_argument("--report", action="store_true", help="then write OUTPUT/report.html and print its path")
+    s.add_argument("--label-column", help="with --report: input column to show the composition by")
 
     i = sub.add_parser("inspect", help="show an output's manifest as a table")
     i.add_argument("output")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
 
+    r = sub.add_parser("report", help="write OUTPUT/report.html: plots of what a run kept and dropped")
+    r.add_argument("output")
+    r.add_argument("--label-column", help="input column to show the composition by (default: a domain/label/"
+                   "source column when the output has one; '' for none)")
+    r.add_argument("--samples", type=int, default=3, help="kept and dropped example documents per stage")
+    r.add_argument("--path", help="write the page here instead of OUTPUT/report.html")
+
+    c = sub.add_parser("compare", help="compare two outputs: kept-id overlap, composition, metrics")
+    c.add_argument("output_a")
+    c.add_argument("output_b")
+    c.add_argument("--label-column", help="column to compare the composition by (default: detected)")
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
+
+    e = sub.add_parser("explain", help="say whether a document was kept and, if not, which stage dropped it and why")
+    e.add_argument("output")
+    e.add_argument("id", help="the document's id")
+
+    v = sub.add_parser("verify", help="check an output: accounting adds up, output ids are exactly the kept ids")
+    v.add_argument("output")
+
+    sub.add_parser("losses", add_help=False,
+                   help="compute the bits-per-byte loss matrix of local causal LMs (perplexity_correlation input;"
+                        " `shardsift losses --help`)")
 
     sm = sub.add_parser("sample", help="write the generated sample corpus")
     sm.add_argument("out", help="directory to write pool/, target/ and example inputs into")
     sm.add_argument("--docs", type=int, default=4000, help="pool documents (default 4000)")
     sm.add_argument("--shards", type=int, default=4, help="pool shards (default 4)")
     sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--if-stale", action="store_true",
+                    help="do nothing when OUT already holds a complete sample of this version")
     return p
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "losses":  # its own argparse lives beside the code (needs the lm extra)
+        from .lm_losses import main as losses_main
+
+        return losses_main(argv[1:])
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -58,10 +90,17 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample}[args.command](args)
+        commands = {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
+                    "explain": _explain, "verify": _verify, "report": _report, "compare": _compare}
+        return commands[args.command](args)
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # disk full, read-only output, permissions: one line naming the path
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("shardsift: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -82,6 +121,26 @@ def _select(args) -> int:
         print(json.dumps(manifest, indent=2))
     else:
         print(manifest_table(manifest, cfg.output.path))
+    if args.report:
+        from .report import write_report
+
+        path = write_report(cfg.output.path, label_column=args.label_column)
+        print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(write_report(args.output, label_column=args.label_column, samples=args.samples, path=args.path))
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare_outputs, format_compare
+
+    res = compare_outputs(args.output_a, args.output_b, label_column=args.label_column)
+    print(json.dumps(res, indent=2) if args.json else format_compare(res))
     return 0
 
 
@@ -95,6 +154,25 @@ def _inspect(args) -> int:
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
+    report = os.path.join(args.output, "report.html")
+    if not args.json:
+        print(f"report: {report}" if os.path.exists(report) else f"no report yet: shardsift report {args.output}")
+    return 0
+
+
+def _explain(args) -> int:
+    from .pipeline.accounting import explain
+
+    print("\n".join(explain(args.output, args.id)))
+    return 0
+
+
+def _verify(args) -> int:
+    from .pipeline.accounting import verify_output
+
+    r = verify_output(args.output)
+    print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "
+          "every input document accounted for, output ids = kept ids, each once)")
     return 0
 
 
@@ -115,8 +193,10 @@ def _selectors(args) -> int:
 
 
 def _sample(args) -> int:
-    from .sample import write_sample
+    from .sample import is_current, write_sample
 
+    if args.if_stale and is_current(args.out, args.docs, args.shards, args.seed):
+        return 0
     info = write_sample(args.out, n_docs=args.docs, n_shards=args.shards, seed=args.seed)
     print(f"wrote {info['docs']} pool documents in {info['shards']} shards and {info['target_docs']} "
           f"target documents to {args.out}")

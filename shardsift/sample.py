@@ -36,8 +36,7 @@ TOPICS = {
                "dividend portfolio fund asset price trade currency profit revenue budget tax "
                "capital risk yield broker",
 }
-FUNCTION = ("the a of and to in is was for on with as by at from that this it are be "
-            "which their its an or not but have has had were they he she we").split()
+FUNCTION = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that", "this", "it", "are", "be", "which", "their", "its", "an", "or", "not", "but", "have", "has", "had", "were", "they", "he", "she", "we"]
 BOILER = ("click here to subscribe", "all rights reserved", "cookie policy accept",
           "share on social media", "buy now limited offer", "sign up for our newsletter")
 
@@ -116,8 +115,24 @@ def generate(n_docs: int = 4000, seed: int = 0):
     return pool, target
 
 
+SAMPLE_VERSION = "3"  # bump when the generator or the example inputs change: `make select` regenerates
+
+
+def is_current(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> bool:
+    stamp = os.path.join(out, ".complete")
+    try:
+        with open(stamp, encoding="utf-8") as fh:
+            return fh.read().strip() == f"{SAMPLE_VERSION} {n_docs} {n_shards} {seed}"
+    except OSError:
+        return False
+
+
 def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> dict:
-    """Write OUT/pool/part-0000k.parquet, OUT/target/target.parquet and example inputs."""
+    """Write OUT/pool/part-0000k.parquet, OUT/target/target.parquet and example inputs.
+
+    ``OUT/.complete`` is written last and records the generator version, so a sample from an older
+    shardsift (or a half-written one) is regenerated rather than used.
+    """
     pool, target = generate(n_docs, seed)
     os.makedirs(os.path.join(out, "pool"), exist_ok=True)
     os.makedirs(os.path.join(out, "target"), exist_ok=True)
@@ -127,4 +142,10 @@ def write_sample(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0)
         pq.write_table(tbl.slice(bounds[k], bounds[k + 1] - bounds[k]),
                        os.path.join(out, "pool", f"part-{k:05d}.parquet"), compression="zstd")
     pq.write_table(pa.table(target), os.path.join(out, "target", "target.parquet"), compression="zstd")
+    from .selectors.perplexity import write_example_inputs
+
+    # a generated loss matrix + benchmark errors per domain, for configs/perplexity.yaml
+    write_example_inputs(os.path.join(out, "perplexity"), tbl, seed=seed)
+    with open(os.path.join(out, ".complete"), "w", encoding="utf-8") as fh:
+        fh.write(f"{SAMPLE_VERSION} {n_docs} {n_shards} {seed}\n")
     return {"docs": tbl.num_rows, "shards": n_shards, "target_docs": len(target["id"])}

@@ -3,13 +3,12 @@ import gzip
 import json
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import file_digests, run_cli
+
 from shardsift.errors import ConfigError, DataError, UsageError
 from shardsift.pipeline.runner import run_pipeline
 
@@ -291,3 +290,25 @@ def test_duplicate_ids_refused_or_first_kept(tmp_path):
 def test_unknown_selector_in_python_api_raises_config_error(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'random'"):
         run_pipeline({"input": "x", "output": str(tmp_path / "o"), "stages": [{"randon": {}}]})
+
+
+def test_global_stage_after_a_shard_is_emptied_keeps_selector_columns(tmp_path):
+    # shard a loses every document in stage 1; stage 2 is global and needs its own 'key' column
+    pq.write_table(pa.table({"text": ["x"] * 5}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": ["long enough words here"] * 6}), tmp_path / "b.parquet")
+    mod = tmp_path / "twocol.py"
+    mod.write_text("import numpy as np\nfrom shardsift import Selector\n"
+                   "class TwoCol(Selector):\n    scope = 'global'\n    needs_text = False\n"
+                   "    def score(self, docs):\n        return {'score': docs.n_words * 1.0, 'key': docs.row % 2}\n"
+                   "    def decide(self, scores, ctx):\n        return scores['key'] == 0\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1,
+                          "stages": [{"length": {"min_words": 2}}, {"twocol:TwoCol": {}},
+                                     {"length": {"min_words": 100}}, {"twocol:TwoCol": {}}]})
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert [s["kept"] for s in m["stages"]] == [11, 6, 3, 0, 0]
+    assert m["stages"][1]["tokens_in"] == 5 + 24 and m["stages"][1]["tokens_kept"] == 24

@@ -5,14 +5,14 @@ import re
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
-
 from conftest import ROOT, run_cli
 
 
 def test_readme_custom_selector_runs(tmp_path, sample_dir):
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
     block = readme.split("<!-- custom-selector-example -->", 1)[1]
-    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", block, re.DOTALL).group(1)
     assert len(code.strip().splitlines()) <= 25
     (tmp_path / "my_filters.py").write_text(code)
     out = tmp_path / "out"

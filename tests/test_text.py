@@ -2,7 +2,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pyarrow as pa
 import pytest
 

@@ -52,9 +52,9 @@ def _check_keys(mapping: dict, allowed: dict, where: str) -> None:
 
 
 def _typed(mapping: dict, key: str, types, where: str, default=None):
-    value = mapping.get(key, default)
-    if value is None:
-        return None
+    value = mapping.get(key)
+    if value is None:  # absent, or written with no value (`workers:`): the default
+        return default
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(f"{where}.{key}: expected {_tn(types)}, got bool {value!r}")
     if not isinstance(value, types):
@@ -82,7 +82,7 @@ class InputConfig:
             "storage_options": "fsspec options for remote URIs"}
 
     @classmethod
-    def parse(cls, raw, where: str = "input") -> "InputConfig":
+    def parse(cls, raw, where: str = "input") -> InputConfig:
         if isinstance(raw, (str, list)) or _is_dataset(raw):
             raw = {"path": raw}
         _check_keys(raw, cls.KEYS, where)
@@ -125,7 +125,7 @@ class OutputConfig:
             "storage_options": ""}
 
     @classmethod
-    def parse(cls, raw, where: str = "output") -> "OutputConfig":
+    def parse(cls, raw, where: str = "output") -> OutputConfig:
         if isinstance(raw, str):
             raw = {"path": raw}
         _check_keys(raw, cls.KEYS, where)

@@ -7,11 +7,12 @@ and a retried task can never leave half a result behind.
 from __future__ import annotations
 
 import concurrent.futures as cf
-from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from ..errors import ShardsiftError, TaskError
 
@@ -137,6 +138,10 @@ def _call(fn, item):
         raise
     except MemoryError:
         raise TaskError(f"{task_label(item)}: out of memory") from None
+    except OSError as err:
+        if err.filename and err.strerror:  # disk full, read-only work dir: name the file
+            raise TaskError(f"{task_label(item)}: {err.filename}: {err.strerror}") from None
+        raise TaskError(f"{task_label(item)}: {type(err).__name__}: {err}") from None
     except Exception as err:  # noqa: BLE001 - every task failure becomes one line naming the shard
         import traceback
 

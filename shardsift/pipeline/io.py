@@ -9,8 +9,8 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from . import storage
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -366,7 +367,8 @@ class BoundedParquetWriter:
 
     def _open(self):
         path = os.path.join(self.out_dir, f"part-{len(self.files):05d}.parquet")
-        self._writer = pq.ParquetWriter(path, self.schema, compression=self.compression,
+        fs, where = storage.arrow_fs(path)  # local: (None, path), as before; a URI: its fsspec filesystem
+        self._writer = pq.ParquetWriter(where, self.schema, filesystem=fs, compression=self.compression,
                                         use_dictionary=False, write_statistics=False)
         self.files.append({"path": path, "rows": 0})
         self._bytes = 0

@@ -14,23 +14,47 @@ import os
 import resource
 import socket
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..errors import ConfigError, DataError, UsageError
-from ..selectors.base import DecideContext, Docs, FitContext, Scores, Selector
+from ..errors import DataError, ShardsiftError, UsageError
+from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
 from ..text import count_words
-from . import faults, workdir
+from . import faults, storage, workdir
+from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, Progress, make_executor
-from .io import (BoundedParquetWriter, iter_tables, make_ids, normalize, resolve_shards, row_mask, shard_schema,
-                 take_rows)
-from .shards import (CallTask, FitTask, ScanTask, ScoreTask, ShardContext, decision_arrays, drop_counts,
-                     run_call, run_fit, run_scan, run_score, usage, write_keep)
+from .io import (
+    BoundedParquetWriter,
+    iter_tables,
+    make_ids,
+    normalize,
+    resolve_shards,
+    row_mask,
+    shard_schema,
+    take_rows,
+)
+from .lock import OutputLock
+from .shards import (
+    CallTask,
+    FitTask,
+    ScanTask,
+    ScoreTask,
+    ShardContext,
+    decision_arrays,
+    drop_counts,
+    run_call,
+    run_fit,
+    run_scan,
+    run_score,
+    usage,
+    write_keep,
+)
 
 MANIFEST = "manifest.json"
 
@@ -48,10 +72,9 @@ def stage_seed(seed: int, index: int) -> int:
 
 
 class _Fit(FitContext):
-    def __init__(self, runner: "Runner", stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
-        self.work_dir = os.path.join(stage_dir, "fit")
-        os.makedirs(self.work_dir, exist_ok=True)
+        self.work_dir = storage.local_dir(os.path.join(stage_dir, "fit"))
         self.ctxs = ctxs
         self.n_docs = n_docs
         self.seed = seed
@@ -138,11 +161,10 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
 
 
 class _Decide(DecideContext):
-    def __init__(self, runner: "Runner", stage_dir: str, seed: int):
+    def __init__(self, runner: Runner, stage_dir: str, seed: int):
         self.runner = runner
         self.seed = seed
-        self.work_dir = os.path.join(stage_dir, "decide")
-        os.makedirs(self.work_dir, exist_ok=True)
+        self.work_dir = storage.local_dir(os.path.join(stage_dir, "decide"))
         self.workers = runner.cfg.workers
 
     def map(self, fn, items):
@@ -170,8 +192,10 @@ class Runner:
         self.cfg = cfg
         self.overwrite = overwrite
         self.progress = progress or Progress(enabled=False)
-        self.out = os.path.abspath(cfg.output.path)
-        self.work = os.path.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        self.out = storage.abspath(cfg.output.path)
+        self.work = storage.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        for path in (self.out, self.work):  # remote URIs: the options reach the tasks too
+            storage.set_options(path, cfg.output.storage_options)
         self._executor = executor
         self.t0 = time.perf_counter()
         self.cpu0 = usage()["cpu_s"]
@@ -200,39 +224,53 @@ class Runner:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
-        self._prepare_output()
-        self.shards = self._resolve_inputs()
-        self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                            self.cfg.input.id_column, __version__)
+        if storage.exists(self.out) and not storage.isdir(self.out):
+            raise UsageError(f"{self.out}: output path exists and is not a directory")
+        created = not storage.exists(self.out)
+        storage.makedirs(self.out)
+        # object stores have no exclusive create: no output lock there (docs/ray.md)
+        lock = storage.NoLock() if storage.is_remote(self.out) else OutputLock(self.out)
+        lock.acquire()
+        started = False
         try:
+            self._prepare_output()
+            self.shards = self._resolve_inputs()
+            self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                                self.cfg.input.id_column, __version__)
             scan = self._scan()
+            started = True
             alive_path: list[str | None] = [None] * len(self.shards)
             stage_reports = [scan["report"]]
             prev_fp = self.input_fp + scan["fp"]
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
-            manifest = self._write(stage_reports, alive_path)
+            return self._write(stage_reports, alive_path)
+        except ShardsiftError:
+            # bad input found before any stage ran: leave nothing behind in an output we created
+            if created and not started:
+                lock.release()
+                workdir.remove(self.out)
+            raise
         finally:
             if self._executor is not None:
                 self._executor.close()
-        return manifest
+            lock.release()
 
     def _prepare_output(self):
         out = self.out
-        if os.path.exists(os.path.join(out, MANIFEST)):
+        if storage.exists(os.path.join(out, MANIFEST)):
             if not self.overwrite:
                 raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
-            for name in (MANIFEST, "data", "scores", "models", "report.html"):
+            for name in (MANIFEST, "data", "decisions", "scores", "models", "report.html"):
                 workdir.remove(os.path.join(out, name))
-        elif os.path.isdir(out) and os.listdir(out):
-            known = {".work", "data", ".data.tmp", ".scores.tmp", ".models.tmp", "scores", "models", ".lock"}
-            other = [x for x in os.listdir(out) if x not in known and not x.startswith(".tmp-")]
+        elif storage.isdir(out) and storage.listdir(out):
+            known = {".work", "data", "decisions", "scores", "models", ".lock", ".data.tmp", ".decisions.tmp",
+                     ".scores.tmp", ".models.tmp"}
+            other = [x for x in storage.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
-        elif os.path.exists(out) and not os.path.isdir(out):
-            raise UsageError(f"{out}: output path exists and is not a directory")
-        os.makedirs(self.work, exist_ok=True)
+        storage.makedirs(self.work)
 
     def _resolve_inputs(self):
         inp = self.cfg.input
@@ -243,25 +281,30 @@ class Runner:
     def _materialize_dataset(self, ds):
         fp = getattr(ds, "_fingerprint", None) or _fp(len(ds), ds.column_names)
         d = os.path.join(self.work, f"dataset-{fp}")
-        if not os.path.exists(os.path.join(d, ".done")):
-            os.makedirs(d, exist_ok=True)
+        if not storage.exists(os.path.join(d, ".done")):
+            storage.makedirs(d)
             n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
             for k in range(n_shards):
                 part = ds.shard(n_shards, k, contiguous=True)
+                final = os.path.join(d, f"part-{k:05d}.parquet")
+                if storage.is_remote(d):  # one PUT: whole or absent
+                    fs, where = storage.arrow_fs(final)
+                    pq.write_table(part.data.table, where, filesystem=fs, compression="zstd")
+                    continue
                 tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
                 pq.write_table(part.data.table, tmp, compression="zstd")
-                os.replace(tmp, os.path.join(d, f"part-{k:05d}.parquet"))
+                os.replace(tmp, final)
             workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
-        return resolve_shards(d, "parquet")
+        return resolve_shards(d, "parquet", storage.options_for(d))
 
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        os.makedirs(os.path.join(self.work, "scan"), exist_ok=True)
+        storage.makedirs(os.path.join(self.work, "scan"))
         # a changed input invalidates the scan; remember whose scan this is
         marker = os.path.join(self.work, "scan", "input.json")
-        if os.path.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
+        if storage.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
             workdir.remove(os.path.join(self.work, "scan"))
-            os.makedirs(os.path.join(self.work, "scan"))
+            storage.makedirs(os.path.join(self.work, "scan"))
         workdir.write_json(marker, {"fp": self.input_fp, "files": [s.uri for s in self.shards]})
         tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
         self.progress.line(f"scan: {len(tasks)} input shard(s)")
@@ -319,16 +362,15 @@ class Runner:
     def _stage(self, i: int, st, alive_path: list, prev_fp: str):
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
-        name = sel.display_name()
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                  sel.seed_, getattr(sel, "version", 0))
         safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
-        os.makedirs(stage_dir, exist_ok=True)
+        storage.makedirs(stage_dir)
         keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
         done = os.path.join(stage_dir, "done.json")
-        if os.path.exists(done):
+        if storage.exists(done):
             self.progress.line(f"{label}: done (resumed)")
             rep = workdir.read_json(done)
             self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
@@ -339,7 +381,7 @@ class Runner:
         n_in = sum(len(c.alive_rows()) for c in ctxs)
         stats_all: list[dict] = []
         sel_path = os.path.join(stage_dir, "selector.pkl")
-        if os.path.exists(sel_path):
+        if storage.exists(sel_path):
             sel = workdir.read_pickle(sel_path)
         else:
             if type(sel).fit is not Selector.fit:
@@ -355,17 +397,22 @@ class Runner:
             self.progress.line(f"{label}: decide")
             metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
         dropped: dict[str, int] = {}
-        kept = 0
-        for p in keep_paths:
+        kept = tokens_in = tokens_kept = bytes_kept = 0
+        for c, p in zip(ctxs, keep_paths):
             z = workdir.read_npz(p)
             kept += int(z["keep"].sum())
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
+            scan = c.stats()
+            tokens_in += int(scan["n_words"][z["row"]].sum())
+            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats_all)
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
                "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
+               "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
                "wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0 + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
                "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
@@ -376,15 +423,19 @@ class Runner:
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         parts = [workdir.read_npz(t.scores_path) for t in tasks]
-        keys = [k for k in parts[0]] if parts else ["score", "row", "n_words", "n_bytes"]
-        for p in parts:
-            for k in keys:
-                p.setdefault(k, np.zeros((0,) + parts[0][k].shape[1:], parts[0][k].dtype) if parts else None)
-        cols = {k: np.concatenate([p[k] for p in parts]) for k in keys}
         sizes = [len(p["row"]) for p in parts]
         offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        scores = Scores(cols, offs, [s.name for s in self.shards])
-        dec = sel.decide(scores, _Decide(self, stage_dir, sel.seed_))
+        # a shard with no surviving documents has only the bookkeeping columns: take the selector's
+        # columns (dtype and trailing shape) from the shards that have documents
+        full = [p for p, n in zip(parts, sizes) if n]
+        keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "score"]
+        proto = full[0] if full else parts[0]
+        cols = {k: np.concatenate([p[k] if k in p else np.zeros((0,) + proto[k].shape[1:], proto[k].dtype)
+                                   for p in parts]) for k in keys}
+        if full:
+            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), _Decide(self, stage_dir, sel.seed_))
+        else:  # nothing reaches this stage: nothing to decide
+            dec = Decision(keep=np.zeros(0, bool))
         arrays = decision_arrays(cols, dec, sel.display_name(), name)
         for j, p in enumerate(keep_paths):
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
@@ -395,13 +446,48 @@ class Runner:
     def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self.progress.line("write: output shards")
-        inp = self.cfg.input
         tmp = os.path.join(self.out, ".data.tmp")
         final = os.path.join(self.out, "data")
         workdir.remove(tmp)
         workdir.remove(final)  # a data/ without manifest.json is an unfinished earlier write
-        os.makedirs(tmp)
+        storage.makedirs(tmp)
         schema = self._output_schema()
+        if getattr(self.executor, "parallel_write", False):  # Ray: parts written by tasks, same bytes
+            from .parallel_write import write_data
+
+            files, kept_rows, kept_bytes, kept_words = write_data(self, tmp, schema, alive_path)
+        else:
+            files, kept_rows, kept_bytes, kept_words = self._write_data(tmp, schema, alive_path)
+        if not files:  # an empty selection is still a readable dataset
+            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
+            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
+            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
+        out_files = []
+        for f in files:
+            name = os.path.basename(f["path"])
+            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
+        self._write_decisions(stage_reports)
+        faults.point("write:decisions")
+        if self.cfg.output.scores:
+            self._write_scores(stage_reports)
+        models = self._copy_models(stage_reports)
+        faults.point("write:before-rename")
+        storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
+        faults.point("write:renamed")
+        for name in ("decisions", "scores", "models"):
+            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
+                workdir.remove(os.path.join(self.out, name))
+                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
+        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        faults.point("manifest")
+        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
+        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
+        return manifest
+
+    def _write_data(self, tmp: str, schema: pa.Schema, alive_path: list):
+        """Stream the kept rows of every shard, in order, into bounded parts under ``tmp``."""
+        inp = self.cfg.input
         writer = BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
         kept_rows = 0
         kept_bytes = kept_words = 0
@@ -428,31 +514,7 @@ class Runner:
                 if hi == len(rows):
                     break
             faults.point(f"write:{j}")
-        files = writer.close()
-        if not files:  # an empty selection is still a readable dataset
-            pq.write_table(schema.empty_table(), os.path.join(tmp, "part-00000.parquet"),
-                           compression=self.cfg.output.compression)
-            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
-        out_files = []
-        for f in files:
-            name = os.path.basename(f["path"])
-            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": os.path.getsize(f["path"])})
-        if self.cfg.output.scores:
-            self._write_scores(stage_reports)
-        models = self._copy_models(stage_reports)
-        faults.point("write:before-rename")
-        os.replace(tmp, final)
-        faults.point("write:renamed")
-        for name in ("scores", "models"):
-            if os.path.exists(os.path.join(self.out, f".{name}.tmp")):
-                workdir.remove(os.path.join(self.out, name))
-                os.replace(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
-        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
-        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
-        faults.point("manifest")
-        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
-        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
-        return manifest
+        return writer.close(), kept_rows, kept_bytes, kept_words
 
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
@@ -460,7 +522,7 @@ class Runner:
         raw = [shard_schema(sh) for sh in self.shards]
         text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
         str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
-        for sh, s in zip(self.shards, raw):
+        for s in raw:
             i = s.get_field_index(inp.text_column)
             if i >= 0 and s.field(i).type != str_type:
                 # a shard whose texts are not strings has all its rows dropped as null_text
@@ -480,23 +542,31 @@ class Runner:
                             f"{self.shards[0].uri}") from None
             raise DataError(f"inputs have incompatible schemas ({err})") from None
 
+    def _write_decisions(self, stage_reports):
+        tmp = os.path.join(self.out, ".decisions.tmp")
+        workdir.remove(tmp)
+        storage.makedirs(tmp)
+        names = [r["name"] for r in stage_reports[1:]]
+        for j in range(len(self.shards)):
+            scan = workdir.read_npz(os.path.join(self.work, "scan", f"shard-{j:05d}.npz"))
+            keeps = [workdir.read_npz(os.path.join(r["dir"], f"keep-{j:05d}.npz")) for r in stage_reports[1:]]
+            tbl = shard_decisions(scan, keeps, names, self._ids(j))
+            fs, where = storage.arrow_fs(os.path.join(tmp, f"shard-{j:05d}.parquet"))
+            pq.write_table(tbl, where, filesystem=fs, compression="zstd")
+
     def _write_scores(self, stage_reports):
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
-        os.makedirs(tmp)
-        inp = self.cfg.input
-        ids = {}
+        storage.makedirs(tmp)
         for i, rep in enumerate(stage_reports[1:]):
             tables = []
-            for j, sh in enumerate(self.shards):
+            for j in range(len(self.shards)):
                 z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
                 if len(z["row"]) == 0:
                     continue
-                if j not in ids:
-                    ids[j] = self._ids(j)
                 names = np.concatenate([z["reason_names"].astype(object), [None]])
                 reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": ids[j].take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
+                cols = {"id": self._ids(j).take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
                         "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
                 for k in z:
                     if k.startswith("extra_"):
@@ -505,10 +575,18 @@ class Runner:
                 tables.append(pa.table(cols))
             if tables:
                 safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
-                pq.write_table(pa.concat_tables(tables, promote_options="permissive"),
-                               os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"), compression="zstd")
+                fs, where = storage.arrow_fs(os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"))
+                pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
+                               compression="zstd")
 
     def _ids(self, j: int) -> pa.Array:
+        cache = self.__dict__.setdefault("_id_cache", {})
+        if j not in cache:
+            cache.clear()
+            cache[j] = self._read_ids(j)
+        return cache[j]
+
+    def _read_ids(self, j: int) -> pa.Array:
         inp = self.cfg.input
         sh = self.shards[j]
         parts, start = [], 0
@@ -519,8 +597,6 @@ class Runner:
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
     def _copy_models(self, stage_reports) -> dict:
-        import shutil
-
         out = {}
         tmp = os.path.join(self.out, ".models.tmp")
         workdir.remove(tmp)
@@ -530,9 +606,9 @@ class Runner:
                     continue
                 safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
                 d = os.path.join(tmp, f"stage-{i + 1:02d}-{safe}")
-                os.makedirs(d, exist_ok=True)
+                storage.makedirs(d)
                 dest = os.path.join(d, os.path.basename(path))
-                (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                storage.upload(path, dest)
                 out.setdefault(rep["name"], {})[key] = f"models/{os.path.relpath(dest, tmp)}"
         return out
 

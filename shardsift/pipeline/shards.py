@@ -8,16 +8,16 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..selectors.base import Decision, Docs, Scores
 from ..text import count_words, hash_strings
-from . import faults, workdir
+from . import faults, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
 
 RESERVED = ("row", "n_words", "n_bytes")
@@ -108,7 +108,7 @@ def run_scan(task: ScanTask) -> dict:
     """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early."""
     ctx = task.ctx
     summary_path = ctx.scan_path[:-4] + ".json"
-    if os.path.exists(ctx.scan_path) and os.path.exists(summary_path):
+    if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
@@ -124,13 +124,13 @@ def run_scan(task: ScanTask) -> dict:
         start += tbl.num_rows
     if start == 0:
         # still validates the text column on a zero-row shard
-        from .io import shard_schema
         from ..errors import DataError
+        from .io import shard_schema
 
         names = shard_schema(ctx.shard).names
         if names and ctx.text_column not in names:
             raise DataError(f"{ctx.shard.uri}: no text column {ctx.text_column!r} (columns: {', '.join(names)})")
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
     arrays = {"valid": cat(valid, bool), "n_words": cat(words, np.int64),
               "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64)}
     arrays["alive"] = arrays["valid"].copy()
@@ -198,7 +198,7 @@ def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
 
 def run_score(task: ScoreTask) -> dict:
     """Score one shard's surviving documents; for document-scope selectors also decide here."""
-    if os.path.exists(task.stats_path):
+    if storage.exists(task.stats_path):
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
     sel = load_selector(task.selector_path)
@@ -300,7 +300,7 @@ class FitTask:
 
 
 def run_fit(task: FitTask):
-    if os.path.exists(task.out_path):
+    if storage.exists(task.out_path):
         return workdir.read_pickle(task.out_path)
     result = task.fn(task.ctx.iter_docs(task.columns, need_text=task.need_text))
     workdir.write_pickle(task.out_path, result)

@@ -1,7 +1,8 @@
 """Atomic files in the work dir: a file either exists whole or not at all.
 
 Every task writes its result under a temporary name and renames it into place, so a crash at any
-point leaves the work dir consistent and a rerun skips exactly the finished tasks.
+point leaves the work dir consistent and a rerun skips exactly the finished tasks. On an object
+store (``s3://...``) a write is a single PUT, which is all-or-nothing in the same way.
 """
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import io
 import json
 import os
 import pickle
-import shutil
 import tempfile
 
 import numpy as np
 
+from . import storage
+
 
 def _atomic_write(path: str, data: bytes) -> None:
+    if storage.is_remote(path):  # an object PUT is already all-or-nothing
+        storage.put_bytes(path, data)
+        return
     d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
@@ -39,8 +44,8 @@ def write_json(path: str, obj) -> None:
 
 
 def read_json(path: str):
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    with storage.open_file(path, "rb") as fh:
+        return json.loads(fh.read().decode("utf-8"))
 
 
 def write_npz(path: str, arrays: dict) -> None:
@@ -50,7 +55,8 @@ def write_npz(path: str, arrays: dict) -> None:
 
 
 def read_npz(path: str) -> dict:
-    with np.load(path, allow_pickle=False) as z:
+    src = io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
+    with np.load(src, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -59,15 +65,12 @@ def write_pickle(path: str, obj) -> None:
 
 
 def read_pickle(path: str):
-    with open(path, "rb") as fh:
+    with storage.open_file(path, "rb") as fh:
         return pickle.load(fh)
 
 
 def remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path) or os.path.islink(path):
-        os.unlink(path)
+    storage.remove(path)
 
 
 def _json_default(o):

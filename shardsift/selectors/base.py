@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -194,13 +195,13 @@ class Selector:
         return f"{type(self).__name__}({args})"
 
     # -- the three steps ------------------------------------------------------------------------
-    def fit(self, ctx: "FitContext") -> None:
+    def fit(self, ctx: FitContext) -> None:
         """Learn global state before scoring (optional)."""
 
-    def score(self, docs: "Docs"):
+    def score(self, docs: Docs):
         raise NotImplementedError(f"{type(self).__name__} must implement score(docs)")
 
-    def decide(self, scores: "Scores", ctx: "DecideContext") -> "np.ndarray | Decision":
+    def decide(self, scores: Scores, ctx: DecideContext) -> np.ndarray | Decision:
         raise NotImplementedError(f"{type(self).__name__} must implement decide(scores, ctx)")
 
     def fitted_files(self) -> dict[str, str]:
@@ -310,7 +311,7 @@ class FitContext:
     n_docs: int            # documents reaching this stage
     workers: int
 
-    def map_shards(self, fn: Callable[["Iterator[Docs]"], Any], columns: Sequence[str] = ()) -> list:
+    def map_shards(self, fn: Callable[[Iterator[Docs]], Any], columns: Sequence[str] = ()) -> list:
         """Run ``fn(batches_of_one_shard)`` for every shard in parallel; results in shard order."""
         raise NotImplementedError
 

@@ -1,0 +1,856 @@
+"""Duplicate removal across all shards: ``minhash_dedup`` (near duplicates) and ``exact_dedup``.
+
+``minhash_dedup`` in four steps, every one columnar or compiled:
+
+1. shingles (score, per shard): word n-grams (5 by default) of the normalized text: Unicode
+   lowercase (Arrow), whitespace runs collapsed, ASCII punctuation dropped unless
+   ``strip_punctuation: false``; or character n-grams with ``shingle: char``. One 64-bit hash per
+   shingle (words hashed as :func:`shardsift.text.tokenize` does). A document shorter than n
+   tokens is one shingle (all of it).
+2. signatures (score): ``h_i(x) = (a_i * x + b_i) mod p`` with p the Mersenne prime 2^61 - 1,
+   exact 122-bit products folded modulo p, minimum over the shingles, for ``bands * rows``
+   seeded permutations (``hash_seed``), in a numba kernel. A signature depends only on the text
+   and the seed, never on shard layout or worker count. Each band of ``rows`` values is hashed
+   to one 64-bit band key; only the band keys leave the shard (``8 * bands`` bytes/document).
+3. candidates (decide, global): documents with identical signatures (all band keys equal) are
+   joined without reading them when a pair below the threshold could share all b*r values only
+   with probability t^(b*r) < 1e-9; then, for each band, the remaining documents with equal keys
+   form a bucket. The sort
+   runs in memory when ``40 * documents`` bytes fit in ``memory_budget``; otherwise the band's
+   (key, document) pairs are partitioned by the top bits of the key into files in the work dir
+   and each partition is sorted alone (same buckets, same order, same clusters).
+4. verification and clustering: the shingle sets of documents that share any bucket are read
+   back (``ctx.read_docs``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
+   similarity of its shingle sets before union-find joins it (``verify: true``, the default), so
+   LSH false positives never chain unrelated documents into one cluster. One survivor per
+   cluster by ``keep``.
+
+Bands and rows: by default the largest ``rows`` whose S-curve ``1 - (1 - t^rows)^bands`` (with
+``bands = num_perm // rows``) is at least ``min_candidate_prob`` at the threshold t; for
+t = 0.8, 128 permutations, 0.99: 21 bands x 6 rows, candidate probability 0.998 at J = 0.8.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ConfigError, DataError
+from ..text import _mix64, lower, spans
+from .base import Decision, Param, Selector
+
+MERSENNE61 = (1 << 61) - 1
+_P = np.uint64(MERSENNE61)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_KEEP_BUILTIN = ("first", "longest")
+_RE_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(value, where: str) -> int:
+    """``512MB`` / ``2GiB`` / 1000000 -> bytes (K/M/G/T are powers of 1024)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ConfigError(f"{where}: {value!r} must be positive")
+        return int(value)
+    m = _RE_SIZE.match(str(value))
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a size like 512MB or 2GB")
+    unit = (m.group(2) or "b")[0].lower()
+    mult = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    n = int(float(m.group(1)) * mult)
+    if n <= 0:
+        raise ConfigError(f"{where}: {value!r} must be positive")
+    return n
+
+
+def candidate_probability(jaccard, bands: int, rows: int):
+    """The LSH S-curve: probability that a pair with this Jaccard shares at least one band."""
+    j = np.asarray(jaccard, dtype=np.float64)
+    return 1.0 - (1.0 - j ** rows) ** bands
+
+
+def choose_bands(threshold: float, num_perm: int, min_prob: float = 0.99) -> tuple[int, int]:
+    """(bands, rows) for recall: the largest rows (fewest false candidates) whose S-curve is at
+    least ``min_prob`` at the threshold, with bands = num_perm // rows."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if candidate_probability(threshold, bands, rows) >= min_prob:
+            return bands, rows
+    return num_perm, 1
+
+
+# -- shingles ----------------------------------------------------------------------------------
+
+def _byte_classes() -> np.ndarray:
+    """0 whitespace, 1 word byte, 2 ASCII punctuation: the classes of text.tokenize, as a table."""
+    cls = np.full(256, 2, dtype=np.uint8)
+    for b in range(256):
+        if b == 32 or 9 <= b <= 13:
+            cls[b] = 0
+        elif 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128:
+            cls[b] = 1
+    return cls
+
+
+_CLASSES = _byte_classes()
+
+
+def _shingle_multipliers(n: int) -> np.ndarray:
+    """Distinct odd 64-bit multipliers, one per position in an n-gram (fixed: part of the hash)."""
+    rng = np.random.default_rng(0x5348494E)
+    return rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32
+
+
+@nb.njit(cache=True, nogil=True)
+def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
+    """Word n-gram hashes per document in one pass over the bytes.
+
+    Tokens are hashed exactly as text.tokenize does (mode "word", or "whitespace" with keep_punct);
+    an n-gram's hash is mix64(n * golden + sum_j token_j * mult_j) with distinct odd multipliers
+    (order-sensitive, one multiply per token instead of text.ngrams' chain of n mixers). A document
+    of 0 < m < n tokens gives one shingle of all m tokens."""
+    nd = starts.shape[0]
+    total = 0
+    maxlen = 0
+    for d in range(nd):
+        ln = ends[d] - starts[d]
+        total += (ln + 1) // 2 + 1
+        maxlen = max(maxlen, ln)
+    out = np.empty(total, dtype=np.uint64)
+    out_off = np.zeros(nd + 1, dtype=np.int64)
+    tok = np.empty((maxlen + 1) // 2 + 1, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    basis = np.uint64(0xCBF29CE484222325)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    k = 0
+    for d in range(nd):
+        m = 0
+        h = basis
+        inw = False
+        for i in range(starts[d], ends[d]):
+            b = data[i]
+            c = cls[b]
+            if c == 1 or (keep_punct and c == 2):
+                h = (h ^ np.uint64(low[b])) * prime
+                inw = True
+            elif inw:
+                tok[m] = _mix64(h)
+                m += 1
+                h = basis
+                inw = False
+        if inw:
+            tok[m] = _mix64(h)
+            m += 1
+        w = min(n, m)
+        for i in range(m - w + 1 if m > 0 else 0):
+            g = np.uint64(w) * golden
+            for j in range(w):
+                g += tok[i + j] * mult[j]
+            out[k] = _mix64(g)
+            k += 1
+        out_off[d + 1] = k
+    return out[:k].copy(), out_off
+
+
+@nb.njit(cache=True, nogil=True)
+def _char_shingles(starts, ends, data, n, strip_punct):
+    """Character (code point) n-gram hashes of the normalized bytes: whitespace runs -> one space,
+    leading/trailing whitespace dropped, ASCII punctuation dropped when strip_punct."""
+    nd = starts.shape[0]
+    total = 0
+    for d in range(nd):
+        total += ends[d] - starts[d]
+    out = np.empty(total, dtype=np.uint64)
+    out_off = np.zeros(nd + 1, dtype=np.int64)
+    k = 0
+    maxlen = 0
+    for d in range(nd):
+        maxlen = max(maxlen, ends[d] - starts[d])
+    buf = np.empty(maxlen + 1, dtype=np.uint8)
+    cps = np.empty(maxlen + 2, dtype=np.int64)
+    prime = np.uint64(0x100000001B3)
+    for d in range(nd):
+        m = 0
+        ncp = 0
+        pending = False
+        for i in range(starts[d], ends[d]):
+            b = data[i]
+            if b == 32 or (9 <= b <= 13):
+                pending = m > 0
+                continue
+            if strip_punct and b < 128 and not (
+                    (48 <= b <= 57) or (65 <= b <= 90) or (97 <= b <= 122) or b == 95):
+                continue
+            if pending:
+                cps[ncp] = m
+                ncp += 1
+                buf[m] = 32
+                m += 1
+                pending = False
+            if b < 0x80 or b >= 0xC0:  # not a UTF-8 continuation byte: a new code point
+                cps[ncp] = m
+                ncp += 1
+            buf[m] = b
+            m += 1
+        cps[ncp] = m
+        if ncp > 0:
+            w = min(n, ncp)
+            for i in range(ncp - w + 1):
+                h = np.uint64(0xCBF29CE484222325)
+                for j in range(cps[i], cps[i + w]):
+                    h = (h ^ np.uint64(buf[j])) * prime
+                out[k] = _mix64(h ^ np.uint64(w))
+                k += 1
+        out_off[d + 1] = k
+    return out[:k].copy(), out_off
+
+
+def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
+    """(hashes uint64[S], offsets int64[n+1]) of every document's shingles (with repeats)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    low = lower(texts)
+    if shingle == "char":
+        s, e, data = spans(low)
+        return _char_shingles(s, e, data, ngram, strip_punctuation)
+    s, e, data = spans(low)
+    return _word_shingles(s, e, data, _CLASSES, _LOWER, _shingle_multipliers(ngram), not strip_punctuation, ngram)
+
+
+@nb.njit(cache=True, nogil=True)
+def _sorted_sets(sh, off):
+    """Sort and deduplicate each document's shingle hashes; returns the compacted CSR.
+
+    The hashes are uniform, so a bucket pass on the top bits (next power of two >= the count)
+    leaves them nearly sorted and an insertion sort finishes in linear time; a document whose
+    repeats defeat that (many shifts) falls back to a comparison sort."""
+    nd = off.shape[0] - 1
+    out = np.empty_like(sh)
+    out_off = np.zeros(nd + 1, dtype=np.int64)
+    maxlen = 1
+    for d in range(nd):
+        maxlen = max(maxlen, off[d + 1] - off[d])
+    bits = 1
+    while (1 << bits) < maxlen:
+        bits += 1
+    counts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    tmp = np.empty(maxlen, dtype=np.uint64)
+    k = 0
+    for d in range(nd):
+        a, b = off[d], off[d + 1]
+        m = b - a
+        if m == 0:
+            out_off[d + 1] = k
+            continue
+        kb = 1
+        while (1 << kb) < m:
+            kb += 1
+        shift = np.uint64(64 - kb)
+        for i in range((1 << kb) + 1):
+            counts[i] = 0
+        for i in range(a, b):
+            counts[(sh[i] >> shift) + np.uint64(1)] += 1
+        for i in range(1 << kb):
+            counts[i + 1] += counts[i]
+        for i in range(a, b):
+            bk = sh[i] >> shift
+            tmp[counts[bk]] = sh[i]
+            counts[bk] += 1
+        shifts = 0
+        for i in range(1, m):
+            v = tmp[i]
+            j = i - 1
+            while j >= 0 and tmp[j] > v:
+                tmp[j + 1] = tmp[j]
+                j -= 1
+            tmp[j + 1] = v
+            shifts += i - 1 - j
+            if shifts > 16 * m:
+                tmp[:m] = np.sort(tmp[:m])
+                break
+        for i in range(m):
+            if i == 0 or tmp[i] != tmp[i - 1]:
+                out[k] = tmp[i]
+                k += 1
+        out_off[d + 1] = k
+    return out[:k].copy(), out_off
+
+
+# -- signatures --------------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def _minhash(sh, off, a_lo, a_hi, b):
+    """MinHash signatures: min over shingles x of (a*x + b) mod (2^61 - 1), exact.
+
+    a = a_hi * 2^32 + a_lo and x = x_hi * 2^32 + x_lo (both < 2^61) give the 122-bit product as
+    three 64-bit partial products, folded with 2^61 = 1 and 2^64 = 8 (mod p)."""
+    nd = off.shape[0] - 1
+    k = a_lo.shape[0]
+    P = np.uint64(0x1FFFFFFFFFFFFFFF)
+    M32 = np.uint64(0xFFFFFFFF)
+    M29 = np.uint64(0x1FFFFFFF)
+    out = np.empty((nd, k), dtype=np.uint64)
+    cur = np.empty(k, dtype=np.uint64)
+    for d in range(nd):
+        cur[:] = P
+        for s in range(off[d], off[d + 1]):
+            x = sh[s]
+            x = (x & P) + (x >> np.uint64(61))
+            x = x - P if x >= P else x
+            x_lo = x & M32
+            x_hi = x >> np.uint64(32)
+            for i in range(k):
+                lo = a_lo[i] * x_lo
+                mid = a_lo[i] * x_hi + a_hi[i] * x_lo
+                hi = a_hi[i] * x_hi
+                r = ((lo & P) + (lo >> np.uint64(61)) + (hi << np.uint64(3)) + (mid >> np.uint64(29))
+                     + ((mid & M29) << np.uint64(32)) + b[i])
+                r = (r & P) + (r >> np.uint64(61))
+                r = r - P if r >= P else r
+                cur[i] = min(cur[i], r)
+        out[d, :] = cur
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _band_keys(sig, bands, rows):
+    nd = sig.shape[0]
+    out = np.empty((nd, bands), dtype=np.uint64)
+    for d in range(nd):
+        for j in range(bands):
+            h = _mix64(np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15))
+            for r in range(rows):
+                h = _mix64(h * np.uint64(0x9E3779B97F4A7C15) + sig[d, j * rows + r])
+            out[d, j] = h
+    return out
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded (a, b) of the hash family: a in [1, p), b in [0, p)."""
+    rng = np.random.default_rng([int(seed), 0x4D48])
+    a = rng.integers(1, MERSENNE61, size=num_perm, dtype=np.uint64)
+    b = rng.integers(0, MERSENNE61, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def minhash_signatures(sh: np.ndarray, off: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """uint64[n, num_perm] MinHash signatures of documents given as shingle hashes (CSR).
+    A document with no shingle gets all values p (never equal to a real minimum)."""
+    a, b = permutations(num_perm, seed)
+    return _minhash(sh, off, a & np.uint64(0xFFFFFFFF), a >> np.uint64(32), b)
+
+
+# -- candidate buckets -------------------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def _row_hash(band_keys, idx):
+    """One 64-bit hash of all band keys of each listed document (its whole signature)."""
+    out = np.empty(idx.shape[0], dtype=np.uint64)
+    for t in range(idx.shape[0]):
+        h = np.uint64(0x51ED270B27A0D4F1)
+        for j in range(band_keys.shape[1]):
+            h = _mix64(h * np.uint64(0x9E3779B97F4A7C15) + band_keys[idx[t], j])
+        out[t] = h
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _runs(keys_sorted, idx_sorted):
+    """Members of runs of equal keys of length >= 2, and their run starts (CSR)."""
+    n = keys_sorted.shape[0]
+    members = np.empty(n, dtype=idx_sorted.dtype)
+    starts = np.empty(n // 2 + 2, dtype=np.int64)
+    m = 0
+    r = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and keys_sorted[j] == keys_sorted[i]:
+            j += 1
+        if j - i >= 2:
+            starts[r] = m
+            r += 1
+            for t in range(i, j):
+                members[m] = idx_sorted[t]
+                m += 1
+        i = j
+    starts[r] = m
+    return members[:m].copy(), starts[:r + 1].copy()
+
+
+def _sort_runs(keys: np.ndarray, idx: np.ndarray):
+    order = np.argsort(keys, kind="stable")
+    return _runs(keys[order], idx[order])
+
+
+def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: str, band: int):
+    """The same runs as ``_sort_runs`` but with ~budget bytes of memory: the (key, doc) pairs go to
+    partition files by the top bits of the key (so equal keys meet in one partition and partitions
+    in order are in key order), then each partition is sorted alone."""
+    n = len(keys)
+    per_entry = 40
+    bits = max(1, math.ceil(math.log2(max(2.0, 2.0 * n * per_entry / budget))))
+    bits = min(bits, 16)
+    nparts = 1 << bits
+    shift = np.uint64(64 - bits)
+    chunk = max(1024, budget // per_entry)
+    d = os.path.join(folder, f"band-{band:03d}")
+    os.makedirs(d, exist_ok=True)
+    fk = [os.path.join(d, f"k{p:05d}") for p in range(nparts)]
+    fi = [os.path.join(d, f"i{p:05d}") for p in range(nparts)]
+    used = set()
+    for lo in range(0, n, chunk):
+        k = np.ascontiguousarray(keys[lo:lo + chunk])
+        i = idx[lo:lo + chunk]
+        part = (k >> shift).astype(np.int64)
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(nparts + 1))
+        ks, is_ = k[order], i[order]
+        for p in np.flatnonzero(np.diff(bounds)):
+            a, b = bounds[p], bounds[p + 1]
+            used.add(int(p))
+            # opened per write: a file handle per partition could exceed the process's limit
+            with open(fk[p], "ab") as fh:
+                fh.write(ks[a:b].tobytes())
+            with open(fi[p], "ab") as fh:
+                fh.write(is_[a:b].tobytes())
+    members, starts = [], []
+    total = 0
+    for p in sorted(used):
+        pk = np.fromfile(fk[p], dtype=np.uint64)
+        pi = np.fromfile(fi[p], dtype=idx.dtype)
+        m, s = _sort_runs(pk, pi)
+        if len(m):
+            members.append(m)
+            starts.append(s[:-1] + total)
+            total += len(m)
+    shutil.rmtree(d, ignore_errors=True)
+    if not members:
+        return np.zeros(0, idx.dtype), np.zeros(1, np.int64)
+    return np.concatenate(members), np.concatenate(starts + [np.array([total], np.int64)])
+
+
+# -- verification and union-find ---------------------------------------------------------------
+
+@nb.njit(cache=True, nogil=True)
+def _find(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@nb.njit(cache=True, nogil=True)
+def _union(parent, x, y):
+    rx = _find(parent, x)
+    ry = _find(parent, y)
+    if rx == ry:
+        return
+    if rx < ry:
+        parent[ry] = rx
+    else:
+        parent[rx] = ry
+
+
+@nb.njit(cache=True, nogil=True)
+def _jaccard(data, off, x, y, threshold):
+    """Exact Jaccard of two sorted unique sets; -1.0 when the sizes alone rule out the threshold."""
+    a0, a1 = off[x], off[x + 1]
+    b0, b1 = off[y], off[y + 1]
+    na = a1 - a0
+    nb_ = b1 - b0
+    if na == 0 or nb_ == 0:
+        return 0.0
+    if min(na, nb_) < threshold * max(na, nb_):
+        return -1.0
+    i, j, inter = a0, b0, 0
+    while i < a1 and j < b1:
+        u, v = data[i], data[j]
+        if u == v:
+            inter += 1
+            i += 1
+            j += 1
+        elif u < v:
+            i += 1
+        else:
+            j += 1
+    return inter / (na + nb_ - inter)
+
+
+@nb.njit(cache=True, nogil=True)
+def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_per_cluster, best, counts):
+    """Join the documents of each bucket of one band.
+
+    With verify, each member is compared with representatives of the bucket's clusters seen so
+    far (up to ``reps_per_cluster`` each, so a bucket of k copies costs O(k)), skipping those
+    already in its cluster; a pair joins when its exact Jaccard >= threshold. counts: [checked,
+    accepted, rejected by Jaccard, skipped as already joined]."""
+    nruns = starts.shape[0] - 1
+    reps = np.empty(members.shape[0], dtype=members.dtype)
+    for r in range(nruns):
+        a, b = starts[r], starts[r + 1]
+        if not verify:
+            for t in range(a + 1, b):
+                if _find(parent, members[t]) != _find(parent, members[a]):
+                    counts[1] += 1
+                    _union(parent, members[t], members[a])
+                else:
+                    counts[3] += 1
+            continue
+        nrep = 0
+        for t in range(a, b):
+            m = members[t]
+            for q in range(nrep):
+                h = reps[q]
+                if _find(parent, h) == _find(parent, m):
+                    counts[3] += 1
+                    continue
+                counts[0] += 1
+                jac = _jaccard(data, off, m, h, threshold)
+                if jac >= threshold:
+                    counts[1] += 1
+                    _union(parent, m, h)
+                    best[m] = max(best[m], jac)
+                    best[h] = max(best[h], jac)
+                else:
+                    counts[2] += 1
+            rm = _find(parent, m)
+            same = 0
+            for q in range(nrep):
+                if _find(parent, reps[q]) == rm:
+                    same += 1
+            if same < reps_per_cluster:
+                reps[nrep] = m
+                nrep += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _roots(parent):
+    n = parent.shape[0]
+    out = np.empty(n, dtype=parent.dtype)
+    for i in range(n):
+        out[i] = _find(parent, i)
+    return out
+
+
+# -- survivors and metrics (shared by both selectors) ------------------------------------------
+
+def size_histogram(sizes: np.ndarray) -> dict:
+    """Cluster sizes (>= 2) in power-of-two bins: {"2": n, "3-4": n, "5-8": n, ...}."""
+    out = {}
+    sizes = np.asarray(sizes)
+    sizes = sizes[sizes >= 2]
+    if len(sizes) == 0:
+        return out
+    top = int(sizes.max())
+    lo, hi = 2, 2
+    while lo <= top:
+        c = int(((sizes >= lo) & (sizes <= hi)).sum())
+        if c:
+            out[str(lo) if lo == hi else f"{lo}-{hi}"] = c
+        lo, hi = hi + 1, hi * 2
+    return out
+
+
+def survivors(cluster: np.ndarray, keep: str, scores) -> np.ndarray:
+    """One survivor per cluster: the first document, the longest (most bytes), or the largest value
+    of a score column; ties go to the first. ``cluster`` ids are each cluster's first document."""
+    n = len(cluster)
+    pos = np.arange(n, dtype=cluster.dtype)
+    if keep == "first":
+        return cluster == pos
+    if keep == "longest":
+        value = np.asarray(scores["n_bytes"], dtype=np.float64)
+    else:
+        value = np.asarray(scores["keep_by"], dtype=np.float64)
+    value = np.where(np.isnan(value), -np.inf, value)
+    order = np.lexsort((pos, -value, cluster))
+    first = np.ones(n, dtype=bool)
+    first[1:] = cluster[order][1:] != cluster[order][:-1]
+    mask = np.zeros(n, dtype=bool)
+    mask[order[first]] = True
+    return mask
+
+
+def _keep_by(docs, column: str, where: str) -> np.ndarray:
+    col = docs.column(column)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type)):
+        raise DataError(f"{where}.keep: column {column!r} of {docs.shard} is {col.type}, not numeric")
+    return np.asarray(col.cast(pa.float64()).fill_null(float("nan")).to_numpy(zero_copy_only=False))
+
+
+class _KeepPolicy:
+    """``keep: first | longest | <numeric input column>``; a column is read at score time."""
+
+    def _set_keep_columns(self):
+        if self.keep not in _KEEP_BUILTIN:
+            if not self.keep:
+                raise ConfigError(f"{self.name}.keep: give first, longest or a numeric column name")
+            self.columns = (self.keep,)
+        else:
+            self.columns = ()
+
+
+# -- the selectors -----------------------------------------------------------------------------
+
+class MinHashDedup(_KeepPolicy, Selector):
+    """MinHash LSH near-duplicate removal, with exact Jaccard verification, across all shards."""
+
+    name = "minhash_dedup"
+    scope = "global"
+
+    threshold = Param(float, 0.8, "Jaccard similarity of shingle sets at which two documents are duplicates",
+                      gt=0, le=1)
+    ngram = Param(int, 5, "shingle length in words (or characters with shingle: char)", ge=1)
+    shingle = Param(str, "word", "shingles: word n-grams or character n-grams", choices=("word", "char"))
+    strip_punctuation = Param(bool, True, "drop ASCII punctuation before shingling")
+    num_perm = Param(int, 128, "MinHash permutations available to the bands", ge=2, le=4096)
+    bands = Param(int, None, "LSH bands (default: from threshold and min_candidate_prob)", ge=1)
+    rows = Param(int, None, "signature values per band (default: from threshold and min_candidate_prob)", ge=1)
+    min_candidate_prob = Param(float, 0.99, "when choosing bands/rows: candidate probability wanted at "
+                               "the threshold", gt=0, lt=1)
+    verify = Param(bool, True, "check each candidate pair's exact Jaccard before joining clusters")
+    keep = Param(str, "first", "survivor of each cluster: first | longest | a numeric input column (largest)")
+    memory_budget = Param((str, int), "512MB", "memory for sorting one band's keys; more spills to the work dir")
+    hash_seed = Param(int, 1, "seed of the MinHash permutations (fixed so signatures compare across runs)", ge=0)
+
+    def validate(self):
+        where = self.name
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            raise ConfigError(f"{where}: bands * rows = {self.bands * self.rows} exceeds num_perm "
+                              f"({self.num_perm})")
+        for key in ("bands", "rows"):
+            v = getattr(self, key)
+            if v is not None and v > self.num_perm:
+                raise ConfigError(f"{where}.{key}: {v} exceeds num_perm ({self.num_perm})")
+        parse_bytes(self.memory_budget, f"{where}.memory_budget")
+        self._set_keep_columns()
+
+    # -- parameters derived once -----------------------------------------------------------
+    def band_shape(self) -> tuple[int, int]:
+        if self.bands is not None and self.rows is not None:
+            return self.bands, self.rows
+        if self.bands is not None:
+            return self.bands, self.num_perm // self.bands
+        if self.rows is not None:
+            return self.num_perm // self.rows, self.rows
+        return choose_bands(self.threshold, self.num_perm, self.min_candidate_prob)
+
+    def shingles(self, texts):
+        return shingle_hashes(texts, shingle=self.shingle, ngram=self.ngram,
+                              strip_punctuation=self.strip_punctuation)
+
+    def signatures(self, texts) -> np.ndarray:
+        """uint64[n, bands*rows] signatures of a string array (for inspection and tests)."""
+        b, r = self.band_shape()
+        sh, off = self.shingles(texts)
+        return minhash_signatures(sh, off, b * r, self.hash_seed)
+
+    # -- score -------------------------------------------------------------------------------
+    def score(self, docs):
+        b, r = self.band_shape()
+        sh, off = self.shingles(docs.text)
+        sig = minhash_signatures(sh, off, b * r, self.hash_seed)
+        out = {"bands": _band_keys(sig, b, r), "n_shingles": np.diff(off).astype(np.int32)}
+        if self.keep not in _KEEP_BUILTIN:
+            out["keep_by"] = _keep_by(docs, self.keep, self.name)
+        return out
+
+    # -- decide ------------------------------------------------------------------------------
+    def decide(self, scores, ctx):
+        n = len(scores)
+        b, r = self.band_shape()
+        if n == 0:  # nothing reached the stage (an emptied shard records no score columns)
+            return Decision(keep=np.zeros(0, dtype=bool), metrics={"bands": b, "rows": r, "clusters": 0,
+                                                                   "docs_removed": 0})
+        budget = parse_bytes(self.memory_budget, f"{self.name}.memory_budget")
+        band_keys = scores["bands"]
+        idx_dtype = np.int32 if n < 2**31 - 1 else np.int64
+        active = np.flatnonzero(scores["n_shingles"] > 0).astype(idx_dtype)
+        spill = len(active) * 40 > budget
+        spill_dir = os.path.join(ctx.work_dir, "minhash-spill") if spill else None
+
+        def runs(keys, idx, tag):
+            if spill:
+                return _band_runs_spilled(keys, idx, budget, spill_dir, tag)
+            return _sort_runs(keys, idx)
+
+        # 0. identical signatures: joined without reading the texts when a pair below the threshold
+        #    could share all b*r values only with probability t^(b*r) (< 1e-9); one representative each
+        rep = np.arange(n, dtype=idx_dtype)
+        shortcut = self.threshold ** (b * r) < 1e-9 or not self.verify
+        if shortcut and len(active):
+            members, starts = runs(_row_hash(band_keys, active), active, b)
+            lens = np.diff(starts)
+            rep[members] = np.repeat(members[starts[:-1]], lens)
+            reps = active[rep[active] == active]
+        else:
+            reps = active
+        n_identical = int(len(active) - len(reps))
+
+        # 1. candidate buckets per band among the representatives (members as global positions)
+        per_band = []
+        for j in range(b):
+            per_band.append(runs(np.ascontiguousarray(band_keys[reps, j]), reps, j))
+        if spill_dir:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+        cand = np.unique(np.concatenate([m for m, _ in per_band])) if per_band else np.zeros(0, idx_dtype)
+        nc = len(cand)
+        slot_dtype = np.int32 if nc < 2**31 - 1 else np.int64
+
+        # 2. shingle sets of the candidates, read back from their shards
+        sets_path = None
+        if self.verify and nc:
+            data, off, sets_path = self._candidate_sets(scores, cand, ctx, budget)
+        else:
+            data, off = np.zeros(0, np.uint64), np.zeros(nc + 1, np.int64)
+
+        # 3. verify and union, band by band
+        parent = np.arange(nc, dtype=slot_dtype)
+        best = np.zeros(nc, dtype=np.float32)
+        counts = np.zeros(4, dtype=np.int64)
+        n_bucket_entries = 0
+        for members, starts in per_band:
+            slots = np.searchsorted(cand, members).astype(slot_dtype)
+            n_bucket_entries += len(members)
+            _cluster_band(slots, starts, parent, data, off, float(self.threshold), bool(self.verify), 4,
+                          best, counts)
+        root = _roots(parent)
+
+        # 4. clusters (id = the cluster's first document), survivors, sidecar columns
+        del per_band, data, off, parent
+        if sets_path:
+            os.remove(sets_path)
+        rep_cluster = np.arange(n, dtype=idx_dtype)
+        rep_cluster[cand] = cand[root]  # root slot = smallest slot = first representative
+        if self.verify:
+            sim = np.zeros(n, dtype=np.float32)
+            sim[cand] = best
+            sim[np.bincount(rep, minlength=n)[rep] >= 2] = 1.0  # has an identical-signature mate
+        else:
+            sim = np.full(n, np.nan, dtype=np.float32)
+        cluster = rep_cluster[rep]
+        del rep_cluster, rep, root
+        size = np.bincount(cluster, minlength=n).astype(idx_dtype)
+        cluster_size = size[cluster]
+        keep = survivors(cluster, self.keep, scores)
+        sizes = size[size >= 2]
+        metrics = {
+            "bands": b, "rows": r, "perms_used": b * r,
+            "candidate_prob_at_threshold": round(float(candidate_probability(self.threshold, b, r)), 4),
+            "clusters": len(sizes),
+            "docs_in_clusters": int(sizes.sum()),
+            "docs_removed": int((~keep).sum()),
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "cluster_sizes": size_histogram(sizes),
+            "docs_without_shingles": int(n - len(active)),
+            "identical_signature_docs": n_identical,
+            "candidate_docs": int(nc),
+            "bucket_entries": int(n_bucket_entries),
+            "pairs_checked": int(counts[0]),
+            "pairs_joined": int(counts[1]),
+            "pairs_rejected": int(counts[2]),
+            "spilled": bool(spill),
+            "candidate_shingles_on_disk": bool(sets_path),
+            "index_bytes_per_doc": int(8 * b + 4 + 40 * (not spill)),
+        }
+        return Decision(keep=keep, reason="near_duplicate", score=sim,
+                        extra={"cluster": cluster, "cluster_size": cluster_size}, metrics=metrics)
+
+    def _candidate_sets(self, scores, cand, ctx, budget):
+        """Sorted unique shingle hashes (CSR, in ``cand`` order) of the candidate documents.
+
+        Their size is known from the score step (``n_shingles``), so the array is allocated once:
+        in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
+        OS pages it; resident memory stays bounded). Documents are read back in chunks."""
+        shard_of = np.searchsorted(scores.shard_offsets, cand, side="right") - 1
+        rows = np.asarray(scores["row"])[cand]
+        total = int(np.asarray(scores["n_shingles"])[cand].sum())
+        path = None
+        if total * 8 > budget:
+            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u64")
+            data = np.memmap(path, dtype=np.uint64, mode="w+", shape=(max(total, 1),))
+        else:
+            data = np.empty(total, dtype=np.uint64)
+        off = np.zeros(len(cand) + 1, dtype=np.int64)
+        avg = max(1, total // max(1, len(cand)))
+        chunk = int(min(8192, max(64, budget // (24 * avg))))
+        k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
+        for s in np.unique(shard_of):
+            sel = np.flatnonzero(shard_of == s)
+            for lo in range(0, len(sel), chunk):
+                part = sel[lo:lo + chunk]
+                text = ctx.read_docs(int(s), rows[part]).text
+                for sub in range(0, len(part), 1024):  # bounded transient arrays while shingling
+                    sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)))
+                    m = len(so) - 1
+                    data[off[k]:off[k] + len(sh)] = sh
+                    off[k + 1:k + 1 + m] = off[k] + so[1:]
+                    k += m
+        return data, off, path
+
+class ExactDedup(_KeepPolicy, Selector):
+    """Exact duplicate removal across all shards: one 64-bit hash (plus length) of normalized text."""
+
+    name = "exact_dedup"
+    scope = "global"
+
+    lowercase = Param(bool, True, "compare texts lowercased (Unicode)")
+    collapse_whitespace = Param(bool, True, "treat every whitespace run as one space and trim the ends")
+    strip_punctuation = Param(bool, False, "drop punctuation (Unicode) before comparing")
+    keep = Param(str, "first", "survivor of each group: first | longest | a numeric input column (largest)")
+
+    def validate(self):
+        self._set_keep_columns()
+
+    def normalize(self, texts):
+        t = texts
+        if self.lowercase:
+            t = pc.utf8_lower(t)
+        if self.strip_punctuation:
+            t = pc.replace_substring_regex(t, r"[\p{P}\p{S}]+", "")
+        if self.collapse_whitespace:
+            t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " "))
+        return t
+
+    def score(self, docs):
+        from ..text import hash_strings
+
+        norm = self.normalize(docs.text)
+        out = {"hash": hash_strings(norm),
+               "norm_bytes": pc.binary_length(norm).to_numpy(zero_copy_only=False).astype(np.int64)}
+        if self.keep not in _KEEP_BUILTIN:
+            out["keep_by"] = _keep_by(docs, self.keep, self.name)
+        return out
+
+    def decide(self, scores, ctx):
+        n = len(scores)
+        if n == 0:
+            return Decision(keep=np.zeros(0, dtype=bool), metrics={"groups": 0, "docs_removed": 0})
+        h, ln = scores["hash"], scores["norm_bytes"]
+        order = np.lexsort((np.arange(n), ln, h))
+        hs, ls = h[order], ln[order]
+        new = np.ones(n, dtype=bool)
+        new[1:] = (hs[1:] != hs[:-1]) | (ls[1:] != ls[:-1])
+        group_first = order[np.flatnonzero(new)]  # the first position of each group (stable order)
+        gid = np.cumsum(new) - 1
+        cluster = np.empty(n, dtype=np.int64)
+        cluster[order] = group_first[gid]
+        size = np.bincount(cluster, minlength=n)
+        keep = survivors(cluster, self.keep, scores)
+        sizes = size[size >= 2]
+        metrics = {"groups": len(sizes), "docs_in_groups": int(sizes.sum()),
+                   "docs_removed": int((~keep).sum()), "largest_group": int(sizes.max()) if len(sizes) else 0,
+                   "group_sizes": size_histogram(sizes), "index_bytes_per_doc": 16 + 24}
+        return Decision(keep=keep, reason="exact_duplicate",
+                        score=size[cluster].astype(np.float64),
+                        extra={"cluster": cluster, "cluster_size": size[cluster].astype(np.int64)},
+                        metrics=metrics)

@@ -1,0 +1,101 @@
+"""Selectors used by tests/test_ray.py; importable by Ray workers (the tests put this folder on PYTHONPATH)."""
+import os
+import signal
+
+import numpy as np
+
+from shardsift import Decision, Param, Selector
+
+
+def _log(path: str, shard: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"{shard} {os.getpid()}\n")
+
+
+class KillOnce(Selector):
+    """Keeps even word counts; the first task to score SIGKILLs its own worker process mid-task."""
+
+    name = "kill_once"
+    marker = Param(str, doc="file created by the task that kills itself")
+    log = Param(str, doc="file each scoring attempt appends 'shard pid' to")
+
+    def score(self, docs):
+        _log(self.log, docs.shard)
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return docs.n_words.astype(np.float64)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-task: nothing of this task is written yet
+
+    def decide(self, scores, ctx=None):
+        return Decision(keep=scores["score"] % 2 == 0, reason="odd")
+
+
+class KillAlways(Selector):
+    """The task of one shard SIGKILLs its worker every time it runs."""
+
+    name = "kill_always"
+    shard = Param(str, doc="shard name whose task kills its worker")
+
+    def score(self, docs):
+        if docs.shard == self.shard:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx=None):
+        return scores["score"] > 0
+
+
+class FailSome(Selector):
+    """Raises in the task of one shard the first ``fails`` times it runs (counted in ``log``)."""
+
+    name = "fail_some"
+    shard = Param(str, doc="shard name whose task raises")
+    fails = Param(int, 1, "how many attempts raise")
+    log = Param(str, doc="attempt log")
+
+    def score(self, docs):
+        if docs.shard == self.shard:
+            _log(self.log, docs.shard)
+            with open(self.log, encoding="utf-8") as fh:
+                attempts = sum(1 for line in fh if line.startswith(self.shard + " "))
+            if attempts <= self.fails:
+                raise RuntimeError(f"boom {attempts}")
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx=None):
+        return scores["score"] > 30
+
+
+def _count_docs(batches):
+    return sum(len(d) for d in batches)
+
+
+def _double(x):
+    return 2 * x
+
+
+class FitAndMap(Selector):
+    """A global selector with a fit map over shards and a decide-time map: exercises every task kind."""
+
+    name = "fit_and_map"
+    scope = "global"
+    keep = Param(float, 0.5, "fraction kept (the longest documents)", gt=0, le=1)
+
+    def fit(self, ctx):
+        counts = ctx.map_shards(_count_docs, need_text=False)
+        self.n_fit_ = sum(counts)
+        self.fit_metrics_ = {"fit_docs": self.n_fit_}
+
+    def score(self, docs):
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx):
+        assert ctx.map(_double, [1, 2, 3]) == [2, 4, 6]
+        s = scores["score"]
+        k = round(self.keep * len(s))
+        order = np.lexsort((np.arange(len(s)), -s))
+        keep = np.zeros(len(s), bool)
+        keep[order[:k]] = True
+        return Decision(keep=keep, reason="short", metrics={"fit_docs": self.n_fit_})

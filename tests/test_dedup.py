@@ -1,0 +1,422 @@
+"""minhash_dedup and exact_dedup: signatures, S-curve, clusters across shards, spill path, runner."""
+import glob
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shardsift.errors import ConfigError, DataError
+from shardsift.selectors import resolve
+from shardsift.selectors.base import Docs, Scores
+from shardsift.selectors.dedup import (
+    MERSENNE61,
+    ExactDedup,
+    MinHashDedup,
+    _sorted_sets,
+    candidate_probability,
+    choose_bands,
+    permutations,
+    shingle_hashes,
+    size_histogram,
+)
+from shardsift.text import count_words, tokenize
+
+VOCAB = np.array([f"w{i}" for i in range(5000)])
+
+
+def random_doc(rng, n_words=300):
+    return list(VOCAB[rng.integers(0, len(VOCAB), n_words)])
+
+
+def edit(rng, words, rate):
+    """Substitute a fraction of the words."""
+    words = list(words)
+    for i in rng.choice(len(words), size=round(rate * len(words)), replace=False):
+        words[i] = VOCAB[rng.integers(0, len(VOCAB))] + "x"
+    return words
+
+
+def shingle_set(text, n=5):
+    toks = text.lower().split()
+    return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
+
+
+def jaccard(a, b):
+    sa, sb = shingle_set(a), shingle_set(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def make_docs(texts, shard_index=0, start=0, extra=None):
+    arr = pa.array(texts, pa.large_string())
+    cols = {"text": arr, "id": pa.array([f"s{shard_index}-{i}" for i in range(start, start + len(texts))])}
+    cols.update(extra or {})
+    tbl = pa.table(cols)
+    return Docs(tbl, text_column="text", id_column="id", row=np.arange(start, start + len(texts)),
+                n_words=count_words(arr), n_bytes=np.array([len(t.encode()) for t in texts], np.int64),
+                shard=f"shard{shard_index}", shard_index=shard_index)
+
+
+class FakeCtx:
+    """The parts of the runner's DecideContext a global decide uses."""
+
+    def __init__(self, shards, work_dir):
+        self.shards = shards  # list of lists of texts
+        self.work_dir = str(work_dir)
+        self.seed = 0
+        self.workers = 1
+        self.reads = 0
+
+    def read_docs(self, shard_index, rows, columns=()):
+        self.reads += len(rows)
+        texts = [self.shards[shard_index][r] for r in rows]
+        d = make_docs(texts, shard_index)
+        d.row = np.asarray(rows)
+        return d
+
+
+def run_global(sel, shards, work_dir, batch=7, extra=None):
+    """Score every shard in batches, concatenate as the runner does, decide."""
+    parts, offs = [], [0]
+    for s, texts in enumerate(shards):
+        cols = {}
+        for lo in range(0, len(texts), batch):
+            ex = {k: v[s][lo:lo + batch] for k, v in (extra or {}).items()}
+            docs = make_docs(texts[lo:lo + batch], s, lo, {k: pa.array(v) for k, v in ex.items()})
+            out = sel.score(docs)
+            out = dict(out, row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
+            for k, v in out.items():
+                cols.setdefault(k, []).append(np.asarray(v))
+        parts.append({k: np.concatenate(v) for k, v in cols.items()})
+        offs.append(offs[-1] + len(texts))
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    scores = Scores(cols, np.array(offs), [f"shard{i}" for i in range(len(shards))])
+    ctx = FakeCtx(shards, work_dir)
+    return sel.decide(scores, ctx), scores, ctx
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """Three shards: originals, near duplicates of them at known Jaccard in other shards, noise."""
+    rng = np.random.default_rng(42)
+    origs = [" ".join(random_doc(rng)) for _ in range(60)]
+    shard0 = list(origs[:30]) + [" ".join(random_doc(rng)) for _ in range(20)]
+    shard1 = list(origs[30:])
+    shard2 = []
+    pairs_dup, pairs_far = [], []
+    for k, o in enumerate(origs):
+        w = o.split()
+        if k % 3 == 0:
+            d = " ".join(edit(rng, w, 0.01))         # J ~ 0.9
+        elif k % 3 == 1:
+            d = " ".join(edit(rng, w, 0.005)).upper()  # J ~ 0.95, case changed
+        else:
+            d = " ".join(edit(rng, w, 0.12))         # J ~ 0.3: not a duplicate
+        shard = shard2 if k % 2 else shard1
+        shard.append(d)
+        (pairs_dup if jaccard(o, d) >= 0.8 else pairs_far).append((o, d))
+    shard2 += [" ".join(random_doc(rng)) for _ in range(15)]
+    shard2.append("short doc")
+    shard2.append("")
+    return [shard0, shard1, shard2], pairs_dup, pairs_far
+
+
+def positions(shards):
+    pos, p = {}, 0
+    for texts in shards:
+        for t in texts:
+            pos.setdefault(t, p)
+            p += 1
+    return pos
+
+
+# -- signatures ----------------------------------------------------------------------------
+
+def test_word_shingles():
+    texts = pa.array(["The quick, brown fox jumps over the lazy dog again",
+                      "the QUICK brown\n\n fox   jumps over the lazy dog again!", "a b", "", "b a"],
+                     pa.large_string())
+    sh, off = shingle_hashes(texts, ngram=3)
+    assert np.diff(off).tolist() == [8, 8, 1, 0, 1]  # m - n + 1; 2 tokens < n: one shingle of all
+    assert np.array_equal(sh[off[0]:off[1]], sh[off[1]:off[2]])  # case, whitespace, punctuation
+    assert sh[off[2]] != sh[off[4]]  # order matters
+    assert len(set(sh[off[0]:off[1]].tolist())) == 8
+    # with punctuation kept, tokens are whitespace-separated runs: "quick," differs from "quick"
+    sk, ok = shingle_hashes(texts, ngram=3, strip_punctuation=False)
+    assert np.diff(ok).tolist() == [8, 8, 1, 0, 1]
+    assert sk[0] != sh[0] and np.array_equal(sk[ok[0] + 2:ok[1]], sh[off[0] + 2:off[1]])
+    # tokens are text.tokenize's: one-word shingles are the token hashes, mixed
+    one, _ = shingle_hashes(texts[:1], ngram=1)
+    tok, _ = tokenize(texts[:1], mode="word")
+    assert len(set(one.tolist())) == len(set(tok.tolist())) == 9
+
+
+def test_sorted_sets_match_numpy_unique():
+    rng = np.random.default_rng(5)
+    lens = rng.integers(0, 900, 300)
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    sh = rng.integers(0, 2**64 - 1, off[-1], dtype=np.uint64, endpoint=True)
+    sh[off[7]:off[7] + 50] = 9                                  # repeats
+    sh[off[9]:off[10]] = np.tile(rng.integers(0, 2**63, 3, dtype=np.uint64), lens[9])[:lens[9]]  # periodic
+    # two values in one bucket, interleaved: the insertion sort gives up and falls back to a full sort
+    sh[off[11]:off[12]] = np.tile(np.array([2**40 + 1, 2**40], np.uint64), lens[11])[:lens[11]]
+    data, doff = _sorted_sets(sh, off)
+    for d in range(300):
+        assert np.array_equal(data[doff[d]:doff[d + 1]], np.unique(sh[off[d]:off[d + 1]]))
+
+
+def test_signature_is_exact_minhash_mod_mersenne():
+    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3)
+    text = "one two three four five six seven eight nine ten"
+    sig = sel.signatures(pa.array([text]))[0]
+    sh, _ = shingle_hashes(pa.array([text]))
+    a, b = permutations(8, 3)
+    ref = [min((int(a[i]) * (int(x) % MERSENNE61) + int(b[i])) % MERSENNE61 for x in sh) for i in range(8)]
+    assert [int(v) for v in sig] == ref
+
+
+def test_signature_independent_of_layout_and_batches(planted):
+    shards, _, _ = planted
+    texts = [t for s in shards for t in s]
+    sel = MinHashDedup()
+    whole = sel.signatures(pa.array(texts, pa.large_string()))
+    pieces = np.concatenate([sel.signatures(pa.array(texts[lo:lo + 13], pa.large_string()))
+                             for lo in range(0, len(texts), 13)])
+    assert np.array_equal(whole, pieces)
+    # a copy of the selector (as a worker process would load it) gives the same values
+    import pickle
+
+    again = pickle.loads(pickle.dumps(sel)).signatures(pa.array(texts[:5], pa.large_string()))
+    assert np.array_equal(again, whole[:5])
+    assert not np.array_equal(MinHashDedup(hash_seed=2).signatures(pa.array(texts[:5])), whole[:5])
+
+
+def test_estimated_jaccard_tracks_true():
+    rng = np.random.default_rng(7)
+    sel = MinHashDedup(num_perm=256, bands=256, rows=1)
+    errs, z = [], []
+    for _ in range(150):
+        w = random_doc(rng, 200)
+        rate = rng.uniform(0.0, 0.15)
+        a, b = " ".join(w), " ".join(edit(rng, w, rate))
+        true = jaccard(a, b)
+        sig = sel.signatures(pa.array([a, b]))
+        est = float(np.mean(sig[0] == sig[1]))
+        errs.append(est - true)
+        sd = max(np.sqrt(true * (1 - true) / 256), 1e-3)
+        z.append(abs(est - true) / sd)
+    errs, z = np.array(errs), np.array(z)
+    assert abs(errs.mean()) < 0.01          # unbiased
+    assert np.mean(np.abs(errs)) < 0.03     # ~ sqrt(J(1-J)/256)
+    assert np.mean(z < 3) > 0.95            # binomial spread
+
+
+def test_s_curve_of_default_bands():
+    b, r = MinHashDedup().band_shape()
+    assert b * r <= 128
+    assert candidate_probability(0.8, b, r) > 0.95
+    assert candidate_probability(0.8, b, r) >= 0.99  # the default target
+    assert candidate_probability(0.3, b, r) < 0.05
+    assert choose_bands(0.8, 128, 0.95) == (18, 7)
+    p = candidate_probability(np.linspace(0, 1, 11), 16, 8)
+    assert np.all(np.diff(p) >= 0) and p[0] == 0 and p[-1] == 1
+
+
+# -- clusters ------------------------------------------------------------------------------
+
+def test_planted_near_duplicates_found_across_shards(planted, tmp_path):
+    shards, pairs_dup, pairs_far = planted
+    assert len(pairs_dup) >= 30 and len(pairs_far) >= 15
+    dec, _, ctx = run_global(MinHashDedup(), shards, tmp_path)
+    pos = positions(shards)
+    cluster = dec.extra["cluster"]
+    for o, d in pairs_dup:
+        assert cluster[pos[o]] == cluster[pos[d]], "near duplicate missed"
+    for o, d in pairs_far:
+        assert cluster[pos[o]] != cluster[pos[d]], "dissimilar pair merged"
+    # exactly one survivor per cluster, and it is the first document
+    for c in np.unique(cluster):
+        members = np.flatnonzero(cluster == c)
+        assert dec.keep[members].sum() == 1
+        assert dec.keep[members[0]]
+    assert np.array_equal(dec.extra["cluster_size"], np.bincount(cluster)[cluster])
+    m = dec.metrics
+    assert m["clusters"] == len(pairs_dup) and m["docs_removed"] == len(pairs_dup)
+    assert m["cluster_sizes"] == {"2": len(pairs_dup)}
+    assert m["docs_without_shingles"] == 1
+    assert ctx.reads == m["candidate_docs"] <= 2 * len(pairs_dup) + 10
+    assert np.all(dec.score[~dec.keep] >= 0.8)
+
+
+def test_exact_copies_cluster_cheaply_and_keep_policies(tmp_path):
+    rng = np.random.default_rng(1)
+    base = " ".join(random_doc(rng))
+    copies = [base] * 50
+    longer = base + " and a tail of five more words here"
+    shards = [copies[:25], copies[25:] + [longer]]
+    dec, _, ctx = run_global(MinHashDedup(), shards, tmp_path)
+    assert len(np.unique(dec.extra["cluster"])) == 1 and dec.keep.sum() == 1 and dec.keep[0]
+    # identical signatures join without reading texts: only the copy representative and the longer doc
+    assert dec.metrics["identical_signature_docs"] == 49 and ctx.reads == 2
+    assert dec.score.tolist() == [1.0] * 50 + [pytest.approx(dec.score[50])] and 0.8 < dec.score[50] < 1
+    # without the shortcut (t^(b*r) not negligible) copies are verified, with O(k) checks, not O(k^2)
+    dec, _, ctx = run_global(MinHashDedup(num_perm=16, bands=4, rows=4), shards, tmp_path)
+    assert dec.metrics["identical_signature_docs"] == 0 and ctx.reads == 51
+    assert len(np.unique(dec.extra["cluster"])) == 1 and dec.keep.sum() == 1
+    assert dec.metrics["pairs_checked"] <= 4 * 5 * 51
+    dec, _, _ = run_global(MinHashDedup(keep="longest"), shards, tmp_path)
+    assert dec.keep.sum() == 1 and dec.keep[50]
+    quality = [np.arange(25, dtype=np.float64), np.r_[np.arange(25.0), -1.0]]
+    sel = MinHashDedup(keep="quality")
+    assert sel.columns == ("quality",)
+    dec, _, _ = run_global(sel, shards, tmp_path, extra={"quality": quality})
+    assert dec.keep.sum() == 1 and dec.keep[24]  # value 24 first appears at position 24
+
+
+def test_verify_stops_false_chains(tmp_path):
+    """With 1-row bands almost every pair of small-vocabulary docs collides; verification keeps
+    them apart, plain LSH chains them into one cluster."""
+    rng = np.random.default_rng(3)
+    small = VOCAB[:30]
+    texts = [" ".join(small[rng.integers(0, 30, 40)]) for _ in range(60)]
+    sel = MinHashDedup(ngram=1, bands=32, rows=1, num_perm=32)
+    dec, _, _ = run_global(sel, [texts], tmp_path)
+    assert dec.metrics["pairs_rejected"] > 0
+    loose = MinHashDedup(ngram=1, bands=32, rows=1, num_perm=32, verify=False)
+    dec2, _, _ = run_global(loose, [texts], tmp_path)
+    assert dec2.metrics["largest_cluster"] > 30 > dec.metrics["largest_cluster"]
+
+
+def test_spill_path_gives_same_clusters(planted, tmp_path):
+    shards, _, _ = planted
+    mem, _, _ = run_global(MinHashDedup(), shards, tmp_path)
+    spilled, _, _ = run_global(MinHashDedup(memory_budget=1000), shards, tmp_path)
+    assert not mem.metrics["spilled"] and spilled.metrics["spilled"]
+    assert not mem.metrics["candidate_shingles_on_disk"] and spilled.metrics["candidate_shingles_on_disk"]
+    assert np.array_equal(mem.keep, spilled.keep)
+    assert np.array_equal(mem.extra["cluster"], spilled.extra["cluster"])
+    assert mem.metrics["pairs_checked"] == spilled.metrics["pairs_checked"]
+    assert os.listdir(tmp_path) == []  # spill files and mapped shingle sets are removed
+
+
+def test_char_shingles(tmp_path):
+    sel = MinHashDedup(shingle="char", ngram=5)
+    a = "Hello,   world! This is a test of character shingles for near duplicates."
+    b = "hello world this is a test of character shingles for near duplicates"
+    c = "Something else entirely, with other words in a different order."
+    dec, _, _ = run_global(sel, [[a, c], [b]], tmp_path)
+    assert dec.extra["cluster"][2] == 0 and dec.keep.tolist() == [True, True, False]
+    _, off = shingle_hashes(pa.array(["héllo wörld", "abc"]), shingle="char", ngram=3)
+    assert off[1] - off[0] == 9 and off[2] - off[1] == 1  # 11 code points -> 9 trigrams
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="bands"):
+        MinHashDedup(bands=20, rows=8)
+    with pytest.raises(ConfigError, match="memory_budget"):
+        MinHashDedup(memory_budget="lots")
+    with pytest.raises(ConfigError, match="threshold"):
+        MinHashDedup(threshold=1.5)
+    with pytest.raises(ConfigError, match="shingle"):
+        MinHashDedup(shingle="sentence")
+    assert resolve("minhash_dedup") is MinHashDedup and resolve("exact_dedup") is ExactDedup
+    sel = MinHashDedup(keep="label")
+    with pytest.raises(DataError, match="label"):
+        sel.score(make_docs(["a b c"], extra={"label": pa.array(["x"])}))
+
+
+def test_size_histogram():
+    assert size_histogram(np.array([1, 2, 2, 3, 4, 5, 9, 17])) == {"2": 2, "3-4": 2, "5-8": 1, "9-16": 1,
+                                                                   "17-32": 1}
+
+
+# -- exact_dedup ---------------------------------------------------------------------------
+
+def test_exact_dedup_normalized(tmp_path):
+    shards = [["Hello  World", "other text", "x"], ["hello world ", "Other text!", "HELLO\nWORLD"]]
+    dec, _, _ = run_global(ExactDedup(), shards, tmp_path)
+    assert dec.keep.tolist() == [True, True, True, False, True, False]
+    assert dec.extra["cluster"].tolist() == [0, 1, 2, 0, 4, 0]
+    assert dec.metrics["groups"] == 1 and dec.metrics["docs_removed"] == 2
+    dec, _, _ = run_global(ExactDedup(strip_punctuation=True, keep="longest"), shards, tmp_path)
+    assert dec.keep.tolist() == [True, False, True, False, True, False]  # byte-length tie: first
+    dec, _, _ = run_global(ExactDedup(lowercase=False, collapse_whitespace=False), shards, tmp_path)
+    assert dec.keep.all()
+
+
+# -- through the runner --------------------------------------------------------------------
+
+def _write_corpus(folder, shards):
+    os.makedirs(folder, exist_ok=True)
+    for i, texts in enumerate(shards):
+        pq.write_table(pa.table({"id": [f"d{i}-{k}" for k in range(len(texts))], "text": texts}),
+                       os.path.join(folder, f"part-{i:05d}.parquet"))
+
+
+def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
+    from shardsift.pipeline.runner import run_pipeline
+
+    shards, pairs_dup, _ = planted
+    _write_corpus(tmp_path / "in", [s for s in shards])
+    outs = []
+    for w in (1, 2):
+        cfg = {"input": {"path": str(tmp_path / "in"), "text_column": "text"},
+               "output": {"path": str(tmp_path / f"out{w}"), "scores": True}, "workers": w, "seed": 0,
+               "stages": [{"exact_dedup": {}}, {"minhash_dedup": {"threshold": 0.8}}]}
+        man = run_pipeline(cfg)
+        st = man["stages"][2]
+        assert st["name"] == "minhash_dedup" and st["dropped"] == {"near_duplicate": len(pairs_dup)}
+        assert st["metrics"]["clusters"] == len(pairs_dup)
+        data = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "data" / "*.parquet"))).sort_by("id")
+        side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "scores" / "*minhash*.parquet"))[0])
+        outs.append((data.column("id").to_pylist(), side.sort_by("id").to_pydict()))
+    assert outs[0] == outs[1]
+    side = outs[0][1]
+    assert {"cluster", "cluster_size"} <= set(side)
+    assert sum(1 for s, k in zip(side["cluster_size"], side["kept"]) if s > 1 and not k) == len(pairs_dup)
+
+
+def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
+    """A global stage still sees every score column when the first shard has no surviving docs."""
+    from shardsift.pipeline.runner import run_pipeline
+
+    words = " ".join(f"w{i}" for i in range(50))
+    _write_corpus(tmp_path / "in", [["x", "y"], [words, words, words + " z", "unrelated " * 9]])
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
+           "stages": [{"length": {"min_words": 5}}, {"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    assert man["stages"][2]["dropped"] == {"near_duplicate": 2}
+    assert man["stages"][2]["metrics"]["clusters"] == 1
+
+
+@pytest.mark.slow
+def test_real_pool_shards(tmp_path):
+    """Two shards of the real pool: duplicates are found, every removed document is within the
+    threshold of a cluster mate (exact Jaccard), one survivor per cluster."""
+    from conftest import corpora_path
+
+    from shardsift.pipeline.runner import run_pipeline
+
+    pool = corpora_path("pool")
+    files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[:2]
+    cfg = {"input": {"path": files}, "output": {"path": str(tmp_path / "out"), "scores": True},
+           "workers": 2, "stages": [{"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    m = man["stages"][1]["metrics"]
+    assert m["clusters"] > 50 and m["docs_removed"] > 100 and m["pairs_rejected"] > 0
+    side = pq.read_table(glob.glob(str(tmp_path / "out" / "scores" / "*.parquet"))[0]).to_pandas()
+    removed = side[~side.kept]
+    assert len(removed) == m["docs_removed"] and (removed.score >= 0.8).all()
+    in_clusters = side[side.cluster_size > 1]
+    assert (in_clusters.groupby("cluster").kept.sum() == 1).all()
+
+
+def test_nothing_reaches_the_stage(tmp_path):
+    from shardsift.pipeline.runner import run_pipeline
+
+    _write_corpus(tmp_path / "in", [["a b", "c d"], ["e f"]])
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
+           "stages": [{"length": {"min_words": 5}}, {"exact_dedup": {}}, {"minhash_dedup": {}}]}
+    man = run_pipeline(cfg)
+    assert man["docs_kept"] == 0 and man["stages"][3]["docs_in"] == 0

@@ -1,0 +1,230 @@
+"""The HTML report, `shardsift report`, `shardsift compare` and `select --report` on real pipeline runs of
+the generated sample corpus. Stages that stand in for the built-in selectors (tests/report_fakes.py) emit
+the same sidecar columns and metrics, so every section is drawn."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+def cli(capsys, *args):
+    """`shardsift ...` in-process (the subprocess path is covered by the pipeline tests): (code, out, err)."""
+    from shardsift.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+STAGES = [{"length": {"min_words": 20}}, {"report_fakes:FakeDedup": {}},
+          {"report_fakes:FakeImportance": {"keep": 0.8}}, {"report_fakes:FakeKMeans": {}},
+          {"random": {"keep": 0.9}}, {"report_fakes:FakePerplexity": {}}]
+
+
+def _run(pool, out, seed=0, stages=STAGES, scores=True):
+    from shardsift.pipeline.runner import run_pipeline
+
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    return run_pipeline({"input": {"path": str(pool)}, "output": {"path": str(out), "scores": scores},
+                         "workers": 1, "seed": seed, "stages": stages}, overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from shardsift.sample import write_sample
+
+    d = tmp_path_factory.mktemp("report")
+    write_sample(str(d / "sample"), n_docs=600, n_shards=3, seed=0)
+    outs = {}
+    for seed in (0, 1):
+        _run(d / "sample" / "pool", d / f"out{seed}", seed=seed)
+        outs[seed] = str(d / f"out{seed}")
+    return d, outs
+
+
+@pytest.fixture(scope="module")
+def page(runs):
+    from shardsift.report import write_report
+
+    path = write_report(runs[1][0], label_column="domain")
+    with open(path, encoding="utf-8") as fh:
+        return path, fh.read()
+
+
+def _read(path) -> str:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'<img[^>]*src="data:image/png;base64,([^"]+)"', html)]
+
+
+def test_report_is_self_contained(page):
+    path, html = page
+    assert os.path.basename(path) == "report.html"
+    assert html.startswith("<!DOCTYPE html>")
+    # nothing is fetched: no external src/href, no scripts, no stylesheets, no url() in the CSS
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', html, re.IGNORECASE)
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "url(" not in html
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    imgs = _images(html)
+    assert len(imgs) == len(srcs) >= 15
+    import io
+
+    from PIL import Image
+
+    for data in imgs:
+        assert data.startswith(PNG_MAGIC)
+        im = Image.open(io.BytesIO(data))
+        im.verify()
+        assert im.size[0] > 100 and im.size[1] > 100
+
+
+def test_report_has_funnel_and_every_stage(page, runs):
+    _, html = page
+    with open(os.path.join(runs[1][0], "manifest.json")) as fh:
+        m = json.load(fh)
+    assert '<section id="funnel">' in html and '<section id="summary">' in html
+    for i, st in enumerate(m["stages"][1:], start=1):
+        sec = re.search(rf'<section id="stage-{i}">(.*?)</section>', html, re.DOTALL)
+        assert sec, f"no section for stage {i}"
+        body = sec.group(1)
+        assert f"{st['kept']:,} kept" in body
+        assert "sample kept documents" in body and "sample dropped documents" in body
+        assert "score distribution" not in body or "<img" in body
+    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.DOTALL).group(1)
+    # documents and tokens after every stage, as in the manifest
+    for st in m["stages"][1:]:
+        assert f"<td>after {st['name']}</td><td>{st['kept']:,}</td>" in funnel
+    assert f"<td>{m['tokens_kept']:,}</td>" in funnel and "<img" in funnel
+    # the per-stage error note never appears: every section drew
+    assert "could not be drawn" not in html and "plot not drawn" not in html
+
+
+def test_report_selector_sections(page, runs):
+    _, html = page
+    sec = {int(k): v for k, v in re.findall(r'<section id="stage-(\d+)">(.*?)</section>', html, re.DOTALL)}
+    # duplicates: cluster-size histogram and pairs side by side with a recomputed Jaccard
+    assert "duplicate clusters" in html
+    assert "sample duplicate pairs" in sec[2]
+    jac = [float(x) for x in re.findall(r'<td class="num">([01]\.\d{3})</td>', sec[2])]
+    assert jac and all(0.5 <= j <= 1.0 for j in jac)
+    # k-means: sizes before/after and a projection of the stage's own embeddings (work dir)
+    assert "<img" in sec[4] and sec[4].count("<img") >= 4
+    # perplexity: top keys table and classifier quality
+    assert "domain0" in sec[6] and "holdout_precision" in sec[6]
+    # a threshold metric marks the cut
+    assert sec[6].count("<img") >= 4
+    # composition by the label column, before and after
+    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
+    assert "<img" in comp and "astronomy" in comp and "<th>output</th>" in comp
+
+
+def test_report_text_is_escaped_and_truncated(tmp_path):
+    from shardsift.report import write_report
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    texts = ["<script>alert('x')</script> & " + "word " * 100, "plain " * 30 + "<b>bold</b>", "tiny"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": texts}), pool / "p.parquet")
+    _run(pool, tmp_path / "out", stages=[{"length": {"min_words": 5}}])
+    html = _read(write_report(str(tmp_path / "out"), samples=10))
+    assert "<script>" not in html and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp;" in html
+    assert "<b>bold</b>" not in html
+    # the first 300 characters only
+    shown = re.search(r"&lt;script&gt;alert.*?</td>", html, re.DOTALL).group(0)
+    assert "..." in shown and shown.count("word") < 300 // 5 + 1
+
+
+def test_report_without_sidecar_or_input(tmp_path, runs):
+    from shardsift.report import write_report
+
+    d, _ = runs
+    pool = tmp_path / "pool"
+    shutil.copytree(d / "sample" / "pool", pool)
+    m = _run(pool, tmp_path / "out", stages=STAGES[:2], scores=False)
+    # no sidecar: the decisions/ record still gives composition and tokens after every stage
+    html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
+    assert "<th>after report_fakes:FakeDedup</th>" in comp and "<th>output</th>" in comp
+    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.DOTALL).group(1)
+    assert f"<td>{m['docs_kept']:,}</td><td>{100 * m['docs_kept'] / m['docs_in']:.1f}%</td>" \
+        f"<td>{m['tokens_kept']:,}</td>" in funnel
+    shutil.rmtree(pool)  # the input is gone: the page still draws from the manifest
+    html = _read(write_report(str(tmp_path / "out")))
+    assert '<section id="funnel">' in html and "<img" in html
+    assert "No scores/ sidecar" in html and "not readable" in html
+    assert "could not be drawn" not in html
+
+
+def test_report_cli_and_select_flag(tmp_path, runs, capsys):
+    d, outs = runs
+    code, out, _ = cli(capsys, "report", outs[0], "--label-column", "domain", "--path", tmp_path / "r.html")
+    assert code == 0 and out.strip() == str(tmp_path / "r.html") and (tmp_path / "r.html").stat().st_size > 10_000
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"input: {{path: {d / 'sample' / 'pool'}}}\noutput: {{path: {tmp_path / 'o'}, scores: true}}\n"
+                   "workers: 1\nstages:\n  - length: {min_words: 20}\n")
+    code, out, _ = cli(capsys, "select", cfg, "--quiet", "--report")
+    path = str(tmp_path / "o" / "report.html")
+    assert code == 0 and f"report: {path}" in out and os.path.exists(path)
+    code, _, err = cli(capsys, "report", tmp_path / "nothing")
+    assert code == 1 and "no manifest.json" in err and err.count("\n") == 1
+
+
+def test_compare_two_seeds(runs, capsys):
+    from shardsift.compare import compare_outputs, format_compare
+
+    _, outs = runs
+    res = compare_outputs(outs[0], outs[1])
+    k = res["kept"]
+    assert k["a"] == k["both"] + k["a_only"] and k["b"] == k["both"] + k["b_only"]
+    assert 0 < k["both"] < k["a"] and 0 < k["jaccard"] < 1  # the random stage differs by seed
+    assert abs(k["jaccard"] - k["both"] / (k["a"] + k["b"] - k["both"])) < 1e-12
+    assert {"key": "seed", "a": "0", "b": "1"} in res["config"]
+    assert res["label_column"] == "domain"
+    comp = {c["label"]: c for c in res["composition"]}
+    assert sum(c["a"] for c in comp.values()) == k["a"] and sum(c["b"] for c in comp.values()) == k["b"]
+    same = compare_outputs(outs[0], outs[0])
+    assert same["kept"]["jaccard"] == 1.0 and same["kept"]["a_only"] == 0 and not same["config"]
+    assert all(not s["metrics"] or all(m["key"] for m in s["metrics"]) for s in same["stages"])
+    text = format_compare(res)
+    assert f"Jaccard {k['jaccard']:.4f}" in text and "seed: A 0  B 1" in text and "astronomy" in text
+    code, out, _ = cli(capsys, "compare", outs[0], outs[1])
+    assert code == 0 and f"A only {k['a_only']:,}" in out and "composition by domain" in out
+    code, out, _ = cli(capsys, "compare", outs[0], outs[1], "--json")
+    assert code == 0 and json.loads(out)["kept"] == k
+
+
+def test_inspect_prints_timings_and_memory(runs, capsys):
+    _, outs = runs
+    code, out, _ = cli(capsys, "inspect", outs[0])
+    assert code == 0
+    assert "wall s" in out and "cpu s" in out and "peak MB" in out and "peak memory" in out
+
+
+def test_report_when_a_stage_drops_everything(tmp_path, runs, capsys):
+    from shardsift.report import write_report
+
+    d, _ = runs
+    m = _run(d / "sample" / "pool", tmp_path / "out",
+             stages=[{"length": {"min_words": 10}}, {"length": {"min_words": 10**6}}, {"random": {"keep": 0.5}}])
+    assert m["docs_kept"] == 0
+    html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    assert "could not be drawn" not in html and "plot not drawn" not in html
+    assert '<section id="stage-3">' in html and "no scores sidecar for this stage" in html
+    code, out, _ = cli(capsys, "inspect", tmp_path / "out")
+    assert code == 0 and f"report: {tmp_path / 'out' / 'report.html'}" in out

@@ -1,0 +1,81 @@
+"""Input, output and work dir on a real local S3-compatible server (moto server mode)."""
+import json
+
+import pytest
+import yaml
+from conftest import file_digests, run_cli
+from s3_server import moto_s3, s3_digests, upload_dir
+
+from shardsift.errors import UsageError
+from shardsift.pipeline.runner import run_pipeline
+
+pytest.importorskip("s3fs", reason="object-store tests need s3fs (the ray and dev extras)")
+pytest.importorskip("moto.server", reason="object-store tests need moto[server] (the dev extra)")
+
+BUCKET = "shardsift-test"
+STAGES = [{"length": {"min_words": 20}}, {"random": {"keep": 0.5}}]
+
+
+@pytest.fixture(scope="module")
+def s3(sample_dir):
+    with moto_s3(BUCKET) as (opts, fs):
+        upload_dir(fs, str(sample_dir / "pool"), f"{BUCKET}/pool")
+        yield opts, fs
+
+
+def cfg(opts, out, **extra):
+    c = {"input": {"path": f"s3://{BUCKET}/pool", "storage_options": opts},
+         "output": {"path": out, "storage_options": opts, "scores": True},
+         "workers": 2, "seed": 3, "stages": STAGES}
+    c.update(extra)
+    return c
+
+
+@pytest.fixture(scope="module")
+def reference(sample_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("s3ref") / "out"
+    run_pipeline({"input": str(sample_dir / "pool"), "output": {"path": str(out), "scores": True},
+                  "workers": 1, "seed": 3, "stages": STAGES})
+    return out
+
+
+def test_input_output_and_work_dir_on_s3(s3, reference):
+    opts, fs = s3
+    out = f"s3://{BUCKET}/run1"
+    m = run_pipeline(cfg(opts, out))  # two local worker processes read and write S3 themselves
+    assert s3_digests(fs, f"{BUCKET}/run1/data") == file_digests(reference / "data")
+    assert s3_digests(fs, f"{BUCKET}/run1/scores") == file_digests(reference / "scores")
+    names = {k.rsplit("/", 1)[-1] for k in fs.ls(f"{BUCKET}/run1", detail=False)}
+    assert {"manifest.json", "data", "scores", ".work"} <= names and ".data.tmp" not in names
+    man = json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))
+    assert man["docs_kept"] == m["docs_kept"] and man["inputs"][0]["path"].startswith("s3://")
+    assert [f["path"] for f in man["output"]["files"]] == ["data/part-00000.parquet"]
+    assert fs.exists(f"{BUCKET}/run1/.work/scan/shard-00000.npz")
+    with pytest.raises(UsageError, match="output exists"):
+        run_pipeline(cfg(opts, out))
+    run_pipeline(cfg(opts, out, seed=4, workers=1), overwrite=True)
+    assert json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))["config"]["seed"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["score:01:1", "write:renamed"])
+def test_sigkill_on_s3_then_resume(s3, reference, tmp_path, kill_at):
+    opts, fs = s3
+    out = f"s3://{BUCKET}/kill-{kill_at.replace(':', '-')}"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg(opts, out, workers=1)))
+    proc = run_cli("select", path, "--quiet", env={"SHARDSIFT_KILL_AT": kill_at}, check=False)
+    assert proc.returncode != 0, proc.stderr
+    key = out[len("s3://"):]
+    assert not fs.exists(f"{key}/manifest.json")  # never before every data part is in place
+    if kill_at == "write:renamed":
+        assert s3_digests(fs, f"{key}/data") == file_digests(reference / "data")
+    points = tmp_path / "points.log"
+    run_cli("select", path, "--quiet", env={"SHARDSIFT_LIST_POINTS": str(points)})
+    reached = points.read_text().split()
+    assert not any(p.startswith("scan:") for p in reached), reached
+    if kill_at.startswith("score:"):
+        assert "score:01:1" not in reached and "score:00:0" not in reached
+    assert s3_digests(fs, f"{key}/data") == file_digests(reference / "data")
+    assert s3_digests(fs, f"{key}/scores") == file_digests(reference / "scores")
+    assert fs.exists(f"{key}/manifest.json")
