@@ -483,7 +483,7 @@ class PerplexityCorrelationSelector(Selector):
                    "projection": self.projection, "target_ratio": ratio,
                    "include_keys": int(include.sum()),
                    "include_word_share": float(key_words[include_present].sum() / key_words.sum()),
-                   "train_docs": int(train.sum()), "train_include": int(labels[train].sum()),
+                   "train_docs": int(train.sum()), "lr_used": self.lr_used_, "train_include": int(labels[train].sum()),
                    "holdout_docs": int(hold.sum())}
         if hold.any():
             p = _predict_include(model, lines.filter(pa.array(hold)))
@@ -526,11 +526,40 @@ class PerplexityCorrelationSelector(Selector):
         return float(min(1.0, max(self.n, 1) / max(pool_docs, 1)))
 
     def _train(self, path: str):
+        """Train in a fresh process and load the result.
+
+        fastText's training result was seen to depend on the state of the process it runs in (the
+        same file, seed and one thread diverged to NaN after unrelated work in the same process), so
+        it runs where nothing else has: the model is then a function of its inputs only. Should it
+        still diverge, the learning rate is halved (at most three times) and the rate used is reported.
+        """
+        import subprocess
+        import sys
+
         import fasttext
 
-        return fasttext.train_supervised(
-            input=path, wordNgrams=self.word_ngrams, dim=self.dim, epoch=self.epoch, lr=self.lr,
-            bucket=self.bucket, minCount=self.min_count, thread=1, seed=int(self.seed_), verbose=0)
+        out = path + ".bin"
+        lr = float(self.lr)
+        for _ in range(4):
+            args = {"input": path, "wordNgrams": self.word_ngrams, "dim": self.dim, "epoch": self.epoch,
+                    "lr": lr, "bucket": self.bucket, "minCount": self.min_count, "thread": 1,
+                    "seed": int(self.seed_), "verbose": 0}
+            code = ("import json, sys, fasttext\n"
+                    "a = json.loads(sys.argv[1])\n"
+                    "fasttext.train_supervised(**a).save_model(sys.argv[2])\n")
+            proc = subprocess.run([sys.executable, "-c", code, json.dumps(args), out],
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                self.lr_used_ = lr
+                model = fasttext.load_model(out)
+                os.remove(out)
+                return model
+            if "NaN" not in proc.stderr:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise RuntimeError(f"perplexity_correlation: fastText training failed: {tail}")
+            lr /= 2
+        raise DataError(f"{self.losses}: fastText training diverged (NaN) even at lr {lr * 2:g}; "
+                        "lower lr or add training documents")
 
     def _load_model(self):
         model = getattr(self, "_model_cache", None)
