@@ -44,7 +44,7 @@ def topic_corpus(n_docs=600, n_topics=8, seed=0, length=(40, 160)):
     zipf = 1.0 / np.arange(1, 401) ** 1.05
     zipf /= zipf.sum()
     texts, labels = [], []
-    for i in range(n_docs):
+    for _ in range(n_docs):
         t = int(rng.integers(n_topics))
         m = int(rng.integers(*length))
         own = rng.choice(400, m, p=zipf)
