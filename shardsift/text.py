@@ -35,11 +35,15 @@ def spans(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        width, dtype = 4, np.int32  # read the int32 offsets as they are: no copy of the text
+    else:
+        if not (pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)):
+            arr = arr.cast(pa.large_string())
+        width, dtype = 8, np.int64
     bufs = arr.buffers()
     n = len(arr)
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    offsets = np.frombuffer(bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * width).astype(np.int64, copy=False)
     data = np.zeros(0, dtype=np.uint8) if bufs[2] is None else np.frombuffer(bufs[2], dtype=np.uint8)
     starts, ends = offsets[:-1], offsets[1:]
     if arr.null_count:
@@ -80,6 +84,11 @@ def _mix64(h):
     return h
 
 
+def mix64(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser of the token hash, over a uint64 array (returns a new array)."""
+    return _mix64(np.array(h, dtype=np.uint64, copy=True))
+
+
 @nb.njit(cache=True, nogil=True)
 def _count_words(starts, ends, data):
     n = starts.shape[0]
@@ -94,6 +103,12 @@ def _count_words(starts, ends, data):
             in_word = not sp
         out[d] = c
     return out
+
+
+def byte_lengths(arr) -> np.ndarray:
+    """UTF-8 byte length per string (0 for nulls), from the offsets alone."""
+    s, e, _ = spans(arr)
+    return (e - s).astype(np.int64)
 
 
 def count_words(arr) -> np.ndarray:

@@ -252,7 +252,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
               need_text: bool = True) -> tuple[pa.Table, np.ndarray]:
     """Check the text column, make ids when the id column is missing, mark non-string texts.
 
-    Returns (table with the text column as large_string and an id column, valid mask) where
+    Returns (table with the text column (string or large_string, as read) and an id column, valid mask) where
     ``valid`` is False for null or non-string texts (dropped later with reason ``null_text``).
     """
     n = table.num_rows
@@ -269,8 +269,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
             )
         col = table.column(text_column)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            col = col.cast(pa.large_string())
-            check_utf8(col, shard, text_column, row0)
+            check_utf8(col, shard, text_column, row0)  # the column keeps its type: no copy
             valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
                 if col.null_count else np.ones(n, dtype=bool)
         elif pa.types.is_null(col.type):

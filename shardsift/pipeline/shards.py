@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ..selectors.base import Decision, Docs, Scores
-from ..text import count_words, hash_strings
+from ..text import byte_lengths, count_words, hash_strings
 from . import faults, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
 
@@ -118,8 +117,7 @@ def run_scan(task: ScanTask) -> dict:
         text = tbl.column(ctx.text_column).combine_chunks()
         valid.append(ok)
         words.append(count_words(text))
-        blen = pc.binary_length(text).to_numpy(zero_copy_only=False)
-        nbytes.append(np.nan_to_num(blen.astype(np.float64), nan=0).astype(np.int64))
+        nbytes.append(byte_lengths(text))
         idh.append(hash_strings(tbl.column(ctx.id_column).combine_chunks()))
         start += tbl.num_rows
     if start == 0:

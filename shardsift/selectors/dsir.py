@@ -23,7 +23,7 @@ import numba as nb
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..text import MODES, hash_strings, lower, ngrams, tokenize
+from ..text import MODES, hash_strings, lower, mix64, ngrams, tokenize
 from .base import Decision, Param, Selector, check_keep_n, count_to_keep
 
 ESTIMATOR_FILE = "dsir_estimator.npz"
@@ -105,17 +105,6 @@ def featurize(text, *, ngram_order: int, tokenizer: str = "wordpunct", lowercase
     return feats, foff, n_tokens
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser over a uint64 array."""
-    h = h.copy()
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
-
-
 _NO_SALT = np.uint64(0)
 
 
@@ -123,7 +112,7 @@ def uniform_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = _NO_SALT)
     """A uniform number in (0, 1) per document from its id hash, the seed and a salt: stable anywhere."""
     with np.errstate(over="ignore"):
         s = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 64))
-        h = _mix(np.asarray(idhash, dtype=np.uint64) ^ s ^ salt)
+        h = mix64(np.asarray(idhash, dtype=np.uint64) ^ s ^ salt)
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
 
 

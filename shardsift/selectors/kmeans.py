@@ -739,22 +739,30 @@ class KMeansDiversity(Selector):
         eff = float(1.0 - dropped.min()) if len(dropped) else None
         return keep, {"eps_effective": eff, "duplicates": int((~keep).sum())}
 
+    @staticmethod
+    def _per_cluster(cluster, quotas, order):
+        """Walk the clusters in ``order`` (a permutation grouped by cluster): yields (members, quota)
+        for each cluster that must choose, after keeping whole clusters whose quota covers them."""
+        n = len(cluster)
+        keep = np.zeros(n, dtype=bool)
+        g = cluster[order]
+        bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
+        choices = []
+        for s, e in itertools.pairwise(bounds):
+            idx = order[s:e]
+            q = int(quotas[cluster[idx[0]]])
+            if q >= len(idx):
+                keep[idx] = True
+            elif q > 0:
+                choices.append((idx, q))
+        return keep, choices
+
     def _farthest_first(self, emb, cluster, dist, quotas):
         """Greedy k-center inside each cluster: start at the member nearest the centroid, then
         repeatedly add the member farthest (cosine) from everything picked so far."""
         n = len(cluster)
-        keep = np.zeros(n, dtype=bool)
-        order = np.lexsort((np.arange(n), dist, cluster))
-        g = cluster[order]
-        bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-        for s, e in itertools.pairwise(bounds):
-            idx = order[s:e]
-            q = int(quotas[cluster[idx[0]]])
-            if q <= 0:
-                continue
-            if q >= len(idx):
-                keep[idx] = True
-                continue
+        keep, choices = self._per_cluster(cluster, quotas, np.lexsort((np.arange(n), dist, cluster)))
+        for idx, q in choices:
             x = emb[idx]
             picked = [0]
             best = x @ x[0]
@@ -774,18 +782,8 @@ class KMeansDiversity(Selector):
         Cost O(quota x size^2) per cluster; clusters larger than FACILITY_MAX members fall back to
         random members (seeded), so memory stays bounded."""
         n = len(cluster)
-        keep = np.zeros(n, dtype=bool)
-        order = np.lexsort((np.arange(n), cluster))
-        g = cluster[order]
-        bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-        for s, e in itertools.pairwise(bounds):
-            idx = order[s:e]
-            q = int(quotas[cluster[idx[0]]])
-            if q <= 0:
-                continue
-            if q >= len(idx):
-                keep[idx] = True
-                continue
+        keep, choices = self._per_cluster(cluster, quotas, np.lexsort((np.arange(n), cluster)))
+        for idx, q in choices:
             if len(idx) > FACILITY_MAX:
                 keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
                 continue
