@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import platform
@@ -42,12 +41,9 @@ def tree_cpu() -> float:
 
 
 def digests(folder: str) -> dict:
-    out = {}
-    for p in sorted(glob.glob(os.path.join(folder, "**", "*"), recursive=True)):
-        if os.path.isfile(p):
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+    from shardsift.pipeline.accounting import folder_digests
+
+    return folder_digests(folder)
 
 
 def main() -> int:

@@ -1,5 +1,3 @@
-import glob
-import hashlib
 import os
 import subprocess
 import sys
@@ -31,13 +29,10 @@ def run_cli(*args, env=None, check=True, **kw):
     return proc
 
 
-def file_digests(folder: str) -> dict:
-    out = {}
-    for p in sorted(glob.glob(os.path.join(folder, "**", "*"), recursive=True)):
-        if os.path.isfile(p):
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+def file_digests(folder) -> dict:
+    from shardsift.pipeline.accounting import folder_digests
+
+    return folder_digests(str(folder))
 
 
 @pytest.fixture(scope="session")

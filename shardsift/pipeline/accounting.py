@@ -70,6 +70,19 @@ def read_parts(folder: str, columns=None, filter=None) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+def folder_digests(folder: str) -> dict[str, str]:
+    """sha256 of every file below a folder, by relative path: how runs are compared byte for byte."""
+    import hashlib
+
+    out = {}
+    for root, _, files in sorted(os.walk(folder)):
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return dict(sorted(out.items()))
+
+
 def read_manifest(output: str) -> dict:
     path = os.path.join(output, "manifest.json")
     if not os.path.exists(path):

@@ -54,6 +54,21 @@ def _doc_freq(grams, off, shift, n_buckets):
     return df
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _count_terms(grams, lo, hi, shift, lut, cnt, touched):
+    """Count one document's vocabulary terms into ``cnt``; their ids go to ``touched[:nt]``.
+    Callers reset ``cnt`` at those ids when done with the document."""
+    nt = 0
+    for i in range(lo, hi):
+        c = lut[grams[i] >> shift]
+        if c >= 0:
+            if cnt[c] == 0:
+                touched[nt] = c
+                nt += 1
+            cnt[c] += 1
+    return nt
+
+
 @nb.njit(cache=True, nogil=True)
 def _tfidf_csr(grams, off, shift, lut, idf):
     """Sublinear TF-IDF rows (CSR) over the vocabulary columns ``lut`` maps buckets to (-1: out)."""
@@ -67,14 +82,7 @@ def _tfidf_csr(grams, off, shift, lut, idf):
     data = np.empty(cap, dtype=np.float32)
     k = 0
     for d in range(nd):
-        nt = 0
-        for i in range(off[d], off[d + 1]):
-            c = lut[grams[i] >> shift]
-            if c >= 0:
-                if cnt[c] == 0:
-                    touched[nt] = c
-                    nt += 1
-                cnt[c] += 1
+        nt = _count_terms(grams, off[d], off[d + 1], shift, lut, cnt, touched)
         norm = 0.0
         for t in range(nt):
             c = touched[t]
@@ -104,14 +112,7 @@ def _tfidf_project(grams, off, shift, lut, idf, comp):
     out = np.zeros((nd, dim), dtype=np.float32)
     acc = np.zeros(dim, dtype=np.float32)
     for d in range(nd):
-        nt = 0
-        for i in range(off[d], off[d + 1]):
-            c = lut[grams[i] >> shift]
-            if c >= 0:
-                if cnt[c] == 0:
-                    touched[nt] = c
-                    nt += 1
-                cnt[c] += 1
+        nt = _count_terms(grams, off[d], off[d + 1], shift, lut, cnt, touched)
         acc[:] = 0.0
         for t in range(nt):
             c = touched[t]
