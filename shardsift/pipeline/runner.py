@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
-from ..text import count_words
+from ..text import byte_lengths, count_words
 from . import faults, storage, workdir
 from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
@@ -153,9 +153,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
     if len(rows) != tbl.num_rows:
         tbl = tbl.take(pa.array(rows))
     text = tbl.column(inp.text_column).combine_chunks()
-    import pyarrow.compute as pc
-
-    nbytes = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+    nbytes = byte_lengths(text)
     yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
                n_words=count_words(text), n_bytes=nbytes, shard=sh.name, shard_index=index)
 
