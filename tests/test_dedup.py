@@ -17,6 +17,7 @@ from shardsift.selectors.dedup import (
     _sorted_sets,
     candidate_probability,
     choose_bands,
+    minhash_signatures,
     permutations,
     shingle_hashes,
     size_histogram,
@@ -167,13 +168,30 @@ def test_sorted_sets_match_numpy_unique():
 
 
 def test_signature_is_exact_minhash_mod_mersenne():
-    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3)
+    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3, hash_family="mersenne")
     text = "one two three four five six seven eight nine ten"
     sig = sel.signatures(pa.array([text]))[0]
     sh, _ = shingle_hashes(pa.array([text]))
-    a, b = permutations(8, 3)
+    a, b = permutations(8, 3, "mersenne")
     ref = [min((int(a[i]) * (int(x) % MERSENNE61) + int(b[i])) % MERSENNE61 for x in sh) for i in range(8)]
     assert [int(v) for v in sig] == ref
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_signature_is_exact_minhash_multiply_shift(strip):
+    # the fused word kernel gives exactly min over shingles of ((a*x + b) mod 2^64) >> 32
+    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3, strip_punctuation=strip)
+    texts = ["One two, three four five six seven eight nine ten.", "short one", "", "x " * 40,
+             "Ünïcode wörds ÀND more of them here"]
+    sig = sel.signatures(pa.array(texts))
+    sh, off = shingle_hashes(pa.array(texts), strip_punctuation=strip)
+    a, b = permutations(8, 3)
+    for d, text in enumerate(texts):
+        xs = [int(x) for x in sh[off[d]:off[d + 1]]]
+        ref = [min([((int(a[i]) * x + int(b[i])) % 2**64) >> 32 for x in xs], default=2**32) for i in range(8)]
+        assert [int(v) for v in sig[d]] == ref, text
+    # and the CSR kernel (used for char shingles) agrees with the fused one
+    assert np.array_equal(minhash_signatures(sh, off, 8, 3), sig)
 
 
 def test_signature_independent_of_layout_and_batches(planted):
@@ -192,9 +210,10 @@ def test_signature_independent_of_layout_and_batches(planted):
     assert not np.array_equal(MinHashDedup(hash_seed=2).signatures(pa.array(texts[:5])), whole[:5])
 
 
-def test_estimated_jaccard_tracks_true():
+@pytest.mark.parametrize("family", ["multiply_shift", "mersenne"])
+def test_estimated_jaccard_tracks_true(family):
     rng = np.random.default_rng(7)
-    sel = MinHashDedup(num_perm=256, bands=256, rows=1)
+    sel = MinHashDedup(num_perm=256, bands=256, rows=1, hash_family=family)
     errs, z = [], []
     for _ in range(150):
         w = random_doc(rng, 200)
