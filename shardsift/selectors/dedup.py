@@ -7,11 +7,13 @@
    ``strip_punctuation: false``; or character n-grams with ``shingle: char``. One 64-bit hash per
    shingle (words hashed as :func:`shardsift.text.tokenize` does). A document shorter than n
    tokens is one shingle (all of it).
-2. signatures (score): ``h_i(x) = (a_i * x + b_i) mod p`` with p the Mersenne prime 2^61 - 1,
-   exact 122-bit products folded modulo p, minimum over the shingles, for ``bands * rows``
-   seeded permutations (``hash_seed``), in a numba kernel. A signature depends only on the text
-   and the seed, never on shard layout or worker count. Each band of ``rows`` values is hashed
-   to one 64-bit band key; only the band keys leave the shard (``8 * bands`` bytes/document).
+2. signatures (score): ``h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32`` (multiply-add-shift, the
+   default ``hash_family``) or ``(a_i * x + b_i) mod p`` with p the Mersenne prime 2^61 - 1
+   (exact 122-bit products folded modulo p), minimum over the shingles, for ``bands * rows``
+   seeded permutations (``hash_seed``), in a numba kernel (fused with the word shingling for the
+   default). A signature depends only on the text and the seed, never on shard layout or worker
+   count. Each band of ``rows`` values is hashed to one 64-bit band key; only the band keys leave
+   the shard (``8 * bands`` bytes/document).
 3. candidates (decide, global): documents with identical signatures (all band keys equal) are
    joined without reading them when a pair below the threshold could share all b*r values only
    with probability t^(b*r) < 1e-9; then, for each band, the remaining documents with equal keys
