@@ -138,6 +138,24 @@ def test_semdedup_max_similarity_matches_brute_force():
             assert got[i] == pytest.approx(want, abs=1e-5)
 
 
+def test_facility_lazy_greedy_matches_plain_greedy():
+    from shardsift.selectors.kmeans import _facility_greedy
+
+    rng = np.random.default_rng(5)
+    for m, dim, q in ((1, 4, 1), (40, 3, 7), (300, 16, 60), (200, 8, 200)):
+        x = rng.standard_normal((m, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        sim = np.maximum(x @ x.T, np.float32(0.0))
+        cover, plain = np.zeros(m), []
+        for _ in range(q):
+            gain = np.maximum(sim.astype(np.float64) - cover[:, None], 0.0).sum(axis=0)
+            gain[plain] = -1.0
+            j = int(np.argmax(gain))
+            plain.append(j)
+            cover = np.maximum(cover, sim[:, j])
+        assert _facility_greedy(sim, q).tolist() == sorted(plain)
+
+
 def test_nearest_similarity_blockwise():
     rng = np.random.default_rng(1)
     q = rng.standard_normal((50, 5)).astype(np.float32)

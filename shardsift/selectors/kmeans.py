@@ -179,6 +179,44 @@ def _assign(emb, centroids):
     return cluster, dist
 
 
+@nb.njit(cache=True, nogil=True)
+def _facility_greedy(sim, q):
+    """Greedy facility location on a symmetric non-negative similarity matrix: ``q`` items, each
+    maximising the gain sum_i max(0, sim[i, j] - cover[i]). Lazy evaluation (Minoux 1978): gains
+    only shrink as items are picked (submodularity), so a stale gain is an upper bound and only the
+    item on top is re-evaluated; the picks equal the plain greedy's (ties: lowest index)."""
+    m = sim.shape[0]
+    cover = np.zeros(m, dtype=np.float64)
+    bound = np.empty(m, dtype=np.float64)
+    fresh = np.ones(m, dtype=np.int64)  # the step at which bound[j] was last exact (all: step 1)
+    for j in range(m):
+        g = 0.0
+        for i in range(m):
+            g += sim[j, i]
+        bound[j] = g
+    picked = np.zeros(m, dtype=np.bool_)
+    for step in range(1, min(q, m) + 1):
+        while True:
+            j = int(np.argmax(bound))
+            if fresh[j] == step:
+                break
+            g = 0.0
+            row = sim[j]
+            for i in range(m):
+                d = row[i] - cover[i]
+                if d > 0:
+                    g += d
+            bound[j] = g
+            fresh[j] = step
+        picked[j] = True
+        bound[j] = -np.inf
+        row = sim[j]
+        for i in range(m):
+            if row[i] > cover[i]:
+                cover[i] = row[i]
+    return np.flatnonzero(picked)
+
+
 def randomized_svd_components(x, k: int, n_iter: int, rng, oversample: int = 16) -> np.ndarray:
     """Top-k right singular vectors (V x k) of a sparse (s x V) matrix with s << V.
 
@@ -849,16 +887,8 @@ class KMeansDiversity(Selector):
                 keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
                 continue
             x = emb[idx]
-            sim = np.maximum(x @ x.T, 0.0)
-            cur = np.zeros(len(idx), dtype=np.float32)
-            picked = np.zeros(len(idx), dtype=bool)
-            for _ in range(q):
-                gain = np.maximum(sim - cur[:, None], 0.0).sum(axis=0)
-                gain[picked] = -1.0
-                j = int(np.argmax(gain))
-                picked[j] = True
-                np.maximum(cur, sim[:, j], out=cur)
-            keep[idx[picked]] = True
+            sim = np.maximum(x @ x.T, np.float32(0.0))
+            keep[idx[_facility_greedy(sim, q)]] = True
         return keep
 
     def _density_quotas(self, emb, cluster, dist, sizes, budget, tiebreak):
