@@ -129,10 +129,12 @@ def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
     import pyarrow.compute as pc
 
     sys.path.insert(0, ROOT)
+    from shardsift.pipeline.runner import stage_seed
     from shardsift.selectors.base import Docs
     from shardsift.selectors.kmeans import KMeansDiversity, _normalize
     from shardsift.text import count_words
 
+    seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
     text = tbl.column("text").combine_chunks()
     n = tbl.num_rows
     docs = Docs(tbl.select(["id", "text"]), text_column="text", id_column="id", row=np.arange(n),
