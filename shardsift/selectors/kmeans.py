@@ -887,7 +887,8 @@ class KMeansDiversity(Selector):
                 keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
                 continue
             x = emb[idx]
-            sim = np.maximum(x @ x.T, np.float32(0.0))
+            sim = x @ x.T
+            np.maximum(sim, np.float32(0.0), out=sim)
             keep[idx[_facility_greedy(sim, q)]] = True
         return keep
 
