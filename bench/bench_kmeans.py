@@ -1,14 +1,18 @@
 """kmeans_diversity: embed + cluster + select of the 160 MB pool, against scikit-learn TF-IDF + SVD.
 
-Usage: python bench/bench_kmeans.py [--quick] [--workers N] [--keep F] [--strategy S]
+Usage: python bench/bench_kmeans.py [--quick] [--workers N] [--keep F] [--strategy S] [--seed N]
+       [--stage JSON] [--no-reference]
 
 Two measurements, each in a fresh subprocess so that CPU time and peak memory are its own:
 - shardsift: run_pipeline with one kmeans_diversity stage (default hashed TF-IDF embedding) on the pool;
   docs per CPU-second of the whole run (read, embed, cluster, select, write), and of the stage alone.
 - reference: scikit-learn TfidfVectorizer(1-2 grams) + TruncatedSVD(256) on all documents + MiniBatchKMeans,
   the usual way to do this in Python (fit on everything).
-Quality: the stage's coverage metrics against a random selection of the same size (from the manifest),
-and the evenness (entropy) of the selection's domain mix against random's (the domain column is read here only).
+Quality: the stage's coverage metrics against a random selection of the same size (from the manifest, in
+the stage's own embedding), the same distances measured in session 1's embedding (hashed TF-IDF + SVD with
+no smoothing, fitted on the same sample: so a change of embedding cannot make the metric look better by
+itself), and the evenness (entropy) and per-domain shares of the selection's domain mix against random's
+(the domain column is read here only, after the run).
 Goal (issue 5): >= 2,000 docs per CPU-second with the default embedding; peak memory < 2 GB.
 """
 from __future__ import annotations
@@ -26,11 +30,11 @@ from common import ROOT, corpora, save
 CHILD_SHARDSIFT = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
-src, out, workers, stage = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+src, out, workers, stage, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 from shardsift.pipeline.runner import run_pipeline
 t0 = time.perf_counter()
 man = run_pipeline({{"input": {{"path": src, "text_column": "text", "id_column": "id"}},
-                     "output": {{"path": out, "scores": False}}, "workers": workers, "seed": 0,
+                     "output": {{"path": out, "scores": False}}, "workers": workers, "seed": seed,
                      "stages": [{{"kmeans_diversity": stage}}]}})
 wall = time.perf_counter() - t0
 s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -73,29 +77,84 @@ def child(code, *args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def domain_evenness(pool: str, out: str) -> dict:
-    import collections
+def read_pool(pool: str):
     import glob
 
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tbl = pa.concat_tables([pq.read_table(f, columns=["id", "domain"]) for f in sorted(glob.glob(pool + "/*.parquet"))])
-    ids = np.array(tbl.column("id").to_pylist())
+    return pa.concat_tables([pq.read_table(f, columns=["id", "text", "domain"]) for f in sorted(glob.glob(pool + "/*.parquet"))])
+
+
+def chosen_mask(tbl, out: str):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    kept = pq.read_table(os.path.join(out, "data"), columns=["id"]).column("id").to_pylist()
+    return np.isin(np.array(tbl.column("id").to_pylist()), kept)
+
+
+def domain_evenness(tbl, chosen, seed: int = 0) -> dict:
+    """Entropy and per-domain shares of the selection's domain mix, against 10 random selections."""
+    import collections
+
+    import numpy as np
+
     dom = np.array(tbl.column("domain").to_pylist())
-    kept = set(pq.read_table(os.path.join(out, "data"), columns=["id"]).column("id").to_pylist())
-    chosen = np.isin(ids, list(kept))
+    names = sorted(set(dom))
 
     def entropy(x):
         c = np.array(list(collections.Counter(x).values()), float)
         p = c / c.sum()
         return float(-(p * np.log(p)).sum())
 
-    rng = np.random.default_rng(0)
-    rand = [entropy(dom[rng.choice(len(dom), int(chosen.sum()), replace=False)]) for _ in range(10)]
+    def shares(x):
+        c = collections.Counter(x)
+        return np.array([c[d] / len(x) for d in names])
+
+    rng = np.random.default_rng(seed)
+    draws = [dom[rng.choice(len(dom), int(chosen.sum()), replace=False)] for _ in range(10)]
+    rand = [entropy(d) for d in draws]
+    rshare = np.mean([shares(d) for d in draws], axis=0)
     return {"domain_entropy": round(entropy(dom[chosen]), 4), "random_domain_entropy_mean": round(float(np.mean(rand)), 4),
-            "random_domain_entropy_max": round(float(np.max(rand)), 4), "pool_domain_entropy": round(entropy(dom), 4)}
+            "random_domain_entropy_max": round(float(np.max(rand)), 4), "pool_domain_entropy": round(entropy(dom), 4),
+            "share": {d: [round(float(a), 4), round(float(b), 4)] for d, a, b in zip(names, shares(dom[chosen]), rshare)}}
+
+
+def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
+    """Coverage of the selection against random, in session 1's default embedding (hashed TF-IDF + SVD
+    to 256, no smoothing) fitted with the same seed on the same sample as the run's: the metric cannot be
+    moved by the embedding change alone. Same query sample and random-selection rule as the manifest."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    sys.path.insert(0, ROOT)
+    from shardsift.pipeline.runner import stage_seed
+    from shardsift.selectors.base import Docs
+    from shardsift.selectors.kmeans import KMeansDiversity, _normalize
+    from shardsift.text import count_words
+
+    seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
+    text = tbl.column("text").combine_chunks()
+    n = tbl.num_rows
+    docs = Docs(tbl.select(["id", "text"]), text_column="text", id_column="id", row=np.arange(n),
+                n_words=count_words(text), n_bytes=pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64),
+                shard="pool", shard_index=0)
+
+    class Ctx:  # the runner's sampling rule (no earlier stage: every row alive)
+        work_dir, workers, n_docs = None, 1, n
+
+        def sample(self, k, columns=()):
+            idx = np.sort(np.random.default_rng([seed, 7]).choice(n, min(k, n), replace=False))
+            return Docs(docs.table.take(idx), text_column="text", id_column="id", row=idx, n_words=docs.n_words[idx],
+                        n_bytes=docs.n_bytes[idx], shard="<sample>", shard_index=-1)
+
+    old = KMeansDiversity(strategy="balanced", keep=0.2, k=64, member="random", smoothing=0.0)
+    old.seed_ = seed
+    old.fit(Ctx())
+    emb = _normalize(old.embedder_.transform(text))
+    cov = old._coverage(emb, np.zeros(n, np.int64), chosen, 1, np.random.default_rng([seed, 0x636F76]))
+    return {key: cov[key] for key in ("mean_distance", "random_mean_distance", "p95_distance", "random_p95_distance")}
 
 
 def main():
@@ -106,23 +165,27 @@ def main():
     ap.add_argument("--strategy", default="balanced")
     ap.add_argument("--stage", default="{}", help="extra kmeans_diversity params as JSON")
     ap.add_argument("--no-reference", action="store_true", help="skip the scikit-learn reference")
+    ap.add_argument("--seed", type=int, default=0, help="pipeline seed")
     args = ap.parse_args()
     pool = corpora("pool")
     stage = {"strategy": args.strategy, "keep": args.keep, **json.loads(args.stage)}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
-        ours = child(CHILD_SHARDSIFT.format(root=ROOT), pool, out, args.workers, json.dumps(stage))
-        even = domain_evenness(pool, out)
+        ours = child(CHILD_SHARDSIFT.format(root=ROOT), pool, out, args.workers, json.dumps(stage), args.seed)
+        tbl = read_pool(pool)
+        chosen = chosen_mask(tbl, out)
+    even = domain_evenness(tbl, chosen, args.seed)
+    old_cov = old_embedding_coverage(tbl, chosen, args.seed)
     ref = None if args.no_reference else child(CHILD_SKLEARN.format(), pool, 8000 if args.quick else 0)
     n = ours["docs"]
     cov = ours["metrics"].get("coverage", {})
     res = {
-        "stage": stage, "workers": args.workers, "docs": n,
+        "stage": stage, "seed": args.seed, "workers": args.workers, "docs": n,
         "shardsift_docs_per_cpu_s": round(n / ours["cpu_s"], 1),
         "shardsift_stage_docs_per_cpu_s": round(n / ours["stage_cpu_s"], 1),
         "shardsift_cpu_s": round(ours["cpu_s"], 2), "shardsift_stage_cpu_s": round(ours["stage_cpu_s"], 2),
         "shardsift_wall_s": round(ours["wall_s"], 2), "shardsift_peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "coverage": cov, "domain": even,
+        "coverage": cov, "coverage_session1_embedding": old_cov, "domain": even,
         "fit_sample": ours["metrics"].get("fit_sample"), "k": ours["metrics"].get("k"),
     }
     if ref is not None:
@@ -142,11 +205,16 @@ def main():
         print(f"  coverage mean dist  : {cov['mean_distance']} (random {cov['random_mean_distance']})")
         print(f"  coverage p95 dist   : {cov['p95_distance']} (random {cov['random_p95_distance']})")
         print(f"  cluster entropy     : {cov['cluster_entropy']} (random {cov['random_cluster_entropy']})")
+    print(f"  session-1 embedding : mean {old_cov['mean_distance']} (random {old_cov['random_mean_distance']}), "
+          f"p95 {old_cov['p95_distance']} (random {old_cov['random_p95_distance']})")
     print(f"  domain entropy      : {even['domain_entropy']} (random mean {even['random_domain_entropy_mean']}, "
           f"max of 10 {even['random_domain_entropy_max']})")
+    print("  domain share        : selected / random (mean of 10)")
+    for d, (a, b) in even["share"].items():
+        print(f"    {d:<24}{a:>7.3f} / {b:.3f}")
     tag = "".join(ch if ch.isalnum() else "_" for ch in json.dumps(stage, sort_keys=True)).strip("_")
-    print("saved", save("bench_kmeans" if args.stage == "{}" and args.strategy == "balanced" and not args.no_reference
-                        else f"bench_kmeans_{tag}"[:120], res))
+    default = args.stage == "{}" and args.strategy == "balanced" and not args.no_reference and args.seed == 0
+    print("saved", save("bench_kmeans" if default else f"bench_kmeans_{tag}_seed{args.seed}"[:120], res))
 
 
 if __name__ == "__main__":

@@ -100,8 +100,9 @@ def _tfidf_csr(grams, off, shift, lut, idf):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _tfidf_project(grams, off, shift, lut, idf, comp):
-    """Dense L2-normalised projection of each document's TF-IDF vector onto ``comp`` (V x dim).
+def _tfidf_project(grams, off, shift, lut, idf, comp, prior):
+    """Dense L2-normalised projection of each document's TF-IDF vector onto ``comp`` (V x dim), with
+    ``prior`` (dim) added before normalising (smoothing; zeros: none).
 
     Per document and in a fixed order, so a document's embedding never depends on its batch.
     """
@@ -123,12 +124,37 @@ def _tfidf_project(grams, off, shift, lut, idf, comp):
                 acc[j] += w * row[j]
         norm = np.float32(0.0)
         for j in range(dim):
+            acc[j] += prior[j]
             norm += acc[j] * acc[j]
         if norm > 0:
             inv = np.float32(1.0) / np.sqrt(norm)
             for j in range(dim):
                 out[d, j] = acc[j] * inv
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _tfidf_project_sums(grams, off, shift, lut, idf, comp):
+    """Sums over documents of the un-normalised projected TF-IDF vectors and of their term mass
+    (sublinear term frequencies): their ratio is the projection of one average term occurrence."""
+    nd = off.shape[0] - 1
+    v, dim = comp.shape
+    cnt = np.zeros(v, dtype=np.int32)
+    touched = np.empty(v, dtype=np.int64)
+    acc = np.zeros(dim, dtype=np.float64)
+    mass = 0.0
+    for d in range(nd):
+        nt = _count_terms(grams, off[d], off[d + 1], shift, lut, cnt, touched)
+        for t in range(nt):
+            c = touched[t]
+            tf = 1.0 + math.log(cnt[c])
+            cnt[c] = 0
+            mass += tf
+            w = tf * idf[c]
+            row = comp[c]
+            for j in range(dim):
+                acc[j] += w * row[j]
+    return acc, mass
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -151,6 +177,44 @@ def _assign(emb, centroids):
         cluster[i] = arg
         dist[i] = min(max(np.float32(1.0) - best, np.float32(0.0)), np.float32(2.0))
     return cluster, dist
+
+
+@nb.njit(cache=True, nogil=True)
+def _facility_greedy(sim, q):
+    """Greedy facility location on a symmetric non-negative similarity matrix: ``q`` items, each
+    maximising the gain sum_i max(0, sim[i, j] - cover[i]). Lazy evaluation (Minoux 1978): gains
+    only shrink as items are picked (submodularity), so a stale gain is an upper bound and only the
+    item on top is re-evaluated; the picks equal the plain greedy's (ties: lowest index)."""
+    m = sim.shape[0]
+    cover = np.zeros(m, dtype=np.float64)
+    bound = np.empty(m, dtype=np.float64)
+    fresh = np.ones(m, dtype=np.int64)  # the step at which bound[j] was last exact (all: step 1)
+    for j in range(m):
+        g = 0.0
+        for i in range(m):
+            g += sim[j, i]
+        bound[j] = g
+    picked = np.zeros(m, dtype=np.bool_)
+    for step in range(1, min(q, m) + 1):
+        while True:
+            j = int(np.argmax(bound))
+            if fresh[j] == step:
+                break
+            g = 0.0
+            row = sim[j]
+            for i in range(m):
+                d = row[i] - cover[i]
+                if d > 0:
+                    g += d
+            bound[j] = g
+            fresh[j] = step
+        picked[j] = True
+        bound[j] = -np.inf
+        row = sim[j]
+        for i in range(m):
+            if row[i] > cover[i]:
+                cover[i] = row[i]
+    return np.flatnonzero(picked)
 
 
 def randomized_svd_components(x, k: int, n_iter: int, rng, oversample: int = 16) -> np.ndarray:
@@ -201,15 +265,22 @@ class HashedTfidfEmbedder:
     Hash buckets are the top bits of the 64-bit n-gram hashes of :mod:`shardsift.text`; the
     vocabulary is the ``max_features`` buckets with the highest document frequency in the sample
     (at least 2 documents), so the projection matrix stays small and hot in cache.
+
+    ``smoothing`` (Dirichlet-prior style, as in language-model retrieval): before normalising, every
+    document's projected TF-IDF vector gets ``smoothing`` times the projection of one average term
+    occurrence of the fit sample added, i.e. ``smoothing`` pseudo-terms of the corpus mean. A long
+    document barely moves; a document of a few words, whose direction rests on a handful of terms,
+    is pulled toward the corpus mean; a document with no vocabulary term gets the mean direction.
     """
 
-    def __init__(self, dim, bucket_bits, max_features, ngram_max, projection, seed):
+    def __init__(self, dim, bucket_bits, max_features, ngram_max, projection, seed, smoothing=0.0):
         self.dim = dim
         self.bucket_bits = bucket_bits
         self.max_features = max_features
         self.ngram_max = ngram_max
         self.projection = projection
         self.seed = seed
+        self.smoothing = float(smoothing)
 
     def _grams(self, text):
         tok, off = tokenize(text, "word", lowercase=True)
@@ -248,21 +319,31 @@ class HashedTfidfEmbedder:
             comp = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(v, dim)) / math.sqrt(dim)
         self.components_ = np.ascontiguousarray(comp, dtype=np.float32)
         self.dim_ = self.components_.shape[1]
+        self.prior_ = np.zeros(self.dim_, dtype=np.float32)
+        if self.smoothing > 0:
+            acc, mass = _tfidf_project_sums(grams, off, self._shift, self.lut_, self.idf_, self.components_)
+            if mass > 0:
+                self.prior_ = (self.smoothing * acc / mass).astype(np.float32)
 
     svd_iter = 2
 
     def transform(self, text) -> np.ndarray:
         grams, off = self._grams(text)
-        return _tfidf_project(grams, off, self._shift, self.lut_, self.idf_, self.components_)
+        return _tfidf_project(grams, off, self._shift, self.lut_, self.idf_, self.components_, self.prior_)
 
     def state(self) -> dict:
-        return {"lut": self.lut_, "idf": self.idf_, "components": self.components_}
+        return {"lut": self.lut_, "idf": self.idf_, "components": self.components_, "prior": self.prior_}
 
     def load_state(self, st) -> None:
         self.lut_ = np.asarray(st["lut"], dtype=np.int32)
         self.idf_ = np.asarray(st["idf"], dtype=np.float32)
         self.components_ = np.ascontiguousarray(st["components"], dtype=np.float32)
         self.dim_ = self.components_.shape[1]
+        # model dirs written before smoothing existed have no prior: no smoothing
+        self.prior_ = (np.asarray(st["prior"], dtype=np.float32) if "prior" in st
+                       else np.zeros(self.dim_, dtype=np.float32))
+        if self.prior_.shape != (self.dim_,):
+            raise ConfigError(f"embedder state: prior has shape {self.prior_.shape}, expected ({self.dim_},)")
 
 
 _ST_MODELS: dict = {}
@@ -400,6 +481,7 @@ def _take_by_quota(group, key, quotas):
 
 _BLOCK = 2048
 FACILITY_MAX = 4096
+SMOOTHING_BALANCED = 100.0  # pseudo-terms of the corpus mean: a short paragraph
 
 
 def nearest_similarity(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -464,7 +546,7 @@ class KMeansDiversity(Selector):
     strategy = Param(str, "balanced", "balanced | semdedup | prototypes | density | d4", choices=STRATEGIES)
     keep = Param(float, None, "fraction of documents to keep", gt=0, le=1)
     n = Param(int, None, "number of documents to keep", ge=0)
-    k = Param(int, 64, "number of k-means clusters", ge=1)
+    k = Param(int, 128, "number of k-means clusters", ge=1)
     embedding = Param(str, "hashed_tfidf", "how documents are embedded",
                       choices=("hashed_tfidf", "sentence_transformers", "column"))
     dim = Param(int, 256, "hashed_tfidf: embedding dimension after SVD / random projection", ge=2)
@@ -473,6 +555,9 @@ class KMeansDiversity(Selector):
     max_features = Param(int, 32768, "hashed_tfidf: vocabulary of the most frequent hashed n-grams", ge=2)
     bucket_bits = Param(int, 22, "hashed_tfidf: log2 of the number of n-gram hash buckets", ge=8, le=28)
     ngram_max = Param(int, 2, "hashed_tfidf: longest word n-gram (1: unigrams, 2: +bigrams)", ge=1, le=3)
+    smoothing = Param(float, None, "hashed_tfidf: pseudo-terms of the corpus mean added to every document "
+                                   "before normalising, so short documents lean toward the mean (0: off; "
+                                   "default: 100 for balanced, 0 otherwise)", ge=0)
     svd_sample = Param(int, 4000, "hashed_tfidf: documents of the fit sample the SVD/idf is fitted on",
                        ge=2)
     model = Param(str, None, "sentence_transformers: local model path (default: the model of the "
@@ -487,8 +572,9 @@ class KMeansDiversity(Selector):
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
     model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
-    member = Param(str, "random", "balanced: members at random (seeded), farthest-first (greedy k-center) "
-                                  "or facility (greedy facility location: most representative)", choices=("random", "farthest", "facility"))
+    member = Param(str, "facility", "balanced: greedy facility location (most representative), members at "
+                                    "random (seeded) or farthest-first (greedy k-center)",
+                   choices=("facility", "random", "farthest"))
     eps = Param(float, None, "semdedup: drop docs with cosine similarity > 1 - eps to an earlier one",
                 gt=0, lt=2)
     dedup_keep = Param(float, 0.8, "d4: fraction of the documents semdedup keeps before prototypes",
@@ -521,6 +607,16 @@ class KMeansDiversity(Selector):
             self.needs_text = False
         elif self.embedding_column:
             raise ConfigError(f"{where}.embedding_column: only used when embedding is 'column'")
+        if self.smoothing and self.embedding != "hashed_tfidf":
+            raise ConfigError(f"{where}.smoothing: only used with embedding 'hashed_tfidf'")
+
+    @property
+    def smoothing_effective(self) -> float:
+        """``smoothing``, or its default: SMOOTHING_BALANCED for balanced, none for the others
+        (semdedup and d4 compare documents at near-duplicate level, where the raw geometry counts)."""
+        if self.smoothing is not None:
+            return float(self.smoothing)
+        return SMOOTHING_BALANCED if self.strategy == "balanced" else 0.0
 
     # -- fit ------------------------------------------------------------------------------------
     def _seed(self, ctx=None) -> int:
@@ -558,7 +654,7 @@ class KMeansDiversity(Selector):
                 raise DataError(f"{self.display_name()}: no documents reach this stage")
             if self.embedding == "hashed_tfidf":
                 emb = HashedTfidfEmbedder(self.dim, self.bucket_bits, self.max_features, self.ngram_max,
-                                          self.projection, seed)
+                                          self.projection, seed, self.smoothing_effective)
                 text = sample.text
                 if len(sample) > self.svd_sample:  # a seeded subset (the sample is in shard order)
                     pick = np.random.default_rng([seed, 1]).choice(len(sample), self.svd_sample, replace=False)
@@ -572,6 +668,8 @@ class KMeansDiversity(Selector):
                 w = np.log1p(np.asarray(sample.n_words, dtype=np.float64))
             self.centroids_ = self._kmeans(x, self.k, seed, w)
             self.fit_metrics_.update({"fit_sample": len(sample)})
+            if self.embedding == "hashed_tfidf":
+                self.fit_metrics_["smoothing"] = self.smoothing_effective
         self.fit_metrics_.update({"k": len(self.centroids_), "dim": int(self.dim_),
                                   "embedding": self.embedding})
         self._save(ctx.work_dir)
@@ -789,16 +887,9 @@ class KMeansDiversity(Selector):
                 keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
                 continue
             x = emb[idx]
-            sim = np.maximum(x @ x.T, 0.0)
-            cur = np.zeros(len(idx), dtype=np.float32)
-            picked = np.zeros(len(idx), dtype=bool)
-            for _ in range(q):
-                gain = np.maximum(sim - cur[:, None], 0.0).sum(axis=0)
-                gain[picked] = -1.0
-                j = int(np.argmax(gain))
-                picked[j] = True
-                np.maximum(cur, sim[:, j], out=cur)
-            keep[idx[picked]] = True
+            sim = x @ x.T
+            np.maximum(sim, np.float32(0.0), out=sim)
+            keep[idx[_facility_greedy(sim, q)]] = True
         return keep
 
     def _density_quotas(self, emb, cluster, dist, sizes, budget, tiebreak):
