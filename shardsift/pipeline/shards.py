@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..selectors.base import Decision, Docs, Scores
-from ..text import byte_lengths, count_words, hash_strings
+from .kernels import byte_lengths, count_words, hash_strings
 from . import faults, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
 
