@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
-from .kernels import byte_lengths, count_words
 from . import faults, storage, workdir
 from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
@@ -39,6 +38,7 @@ from .io import (
     shard_schema,
     take_rows,
 )
+from .kernels import byte_lengths, count_words
 from .lock import OutputLock
 from .shards import (
     CallTask,

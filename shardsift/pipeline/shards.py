@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..selectors.base import Decision, Docs, Scores
-from .kernels import byte_lengths, count_words, hash_strings
 from . import faults, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
+from .kernels import byte_lengths, count_words, hash_strings
 
 RESERVED = ("row", "n_words", "n_bytes")
 
