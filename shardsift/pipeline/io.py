@@ -190,8 +190,45 @@ def _first_line(err) -> str:
     return text[0] if text else type(err).__name__
 
 
+# One shard's batches kept in memory while the runner's one-pass mode scans, scores and writes it,
+# so that its text is decoded once (see Runner._one_pass). Holds at most one shard at a time.
+_HELD: dict = {}
+HOLD_MAX_BYTES = 256 * 2**20
+
+
+def shard_data_bytes(shard: Shard) -> int:
+    """Estimated in-memory size of a shard's columns: Parquet from its footer, JSONL from its size."""
+    if shard.format == "parquet":
+        try:
+            with shard.fs().open_input_file(shard.path) as fh:
+                md = pq.ParquetFile(fh).metadata
+                return sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        except Exception:  # unreadable: reported by the read itself
+            return 0
+    return shard.size * (1 if shard.compression is None else 10)
+
+
+def hold(shard: Shard, batch_size: int) -> bool:
+    """Read a shard's batches (all columns) into memory for the next reads of it, if it is small
+    enough; ``release`` drops them. Returns whether the shard is held."""
+    release()
+    if shard_data_bytes(shard) > HOLD_MAX_BYTES:
+        return False
+    tables = list(iter_tables(shard, None, batch_size))
+    _HELD.update(shard=shard, batch_size=batch_size, tables=tables)
+    return True
+
+
+def release() -> None:
+    _HELD.clear()
+
+
 def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Iterator[pa.Table]:
     """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
+    if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] == batch_size:
+        for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
+            yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
+        return
     if shard.format == "parquet":
         yield from _iter_parquet(shard, columns, batch_size)
     else:

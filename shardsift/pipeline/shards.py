@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..selectors.base import Decision, Docs, Scores
-from . import faults, storage, workdir
+from . import faults, io, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
 from .kernels import byte_lengths, count_words, hash_strings
 
@@ -139,6 +139,15 @@ def run_scan(task: ScanTask) -> dict:
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
     return summary
+
+
+def hold_shard(task: ScanTask) -> bool:
+    """Keep the task's shard in memory for the reads that follow (the runner's one pass)."""
+    return io.hold(task.ctx.shard, task.ctx.batch_size)
+
+
+def release_shard() -> None:
+    io.release()
 
 
 # -- score -------------------------------------------------------------------------------------
