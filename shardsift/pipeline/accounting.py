@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import workdir
+from .kernels import arrow_array, arrow_strings
 
 
 def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], ids: pa.Array) -> pa.Table:
@@ -46,11 +47,14 @@ def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], 
         stage[rows] = i
         reason[rows] = remap[codes]
     kept = stage == -1
-    names_all = ["read", *stage_names]
+    # a dictionary of distinct names: two stages may share one (Parquet writes a dictionary with
+    # repeated values with undefined bytes in its page, so the file would differ from run to run)
+    names_all = list(dict.fromkeys(["read", *stage_names]))
+    name_of_stage = np.array([names_all.index(x) for x in ["read", *stage_names]], dtype=np.int32)
     stage_name = pa.DictionaryArray.from_arrays(
-        pa.array(np.where(kept, 0, stage).astype(np.int32), mask=kept), pa.array(names_all, pa.string()))
-    reason_arr = pa.DictionaryArray.from_arrays(pa.array(reason, mask=kept), pa.array(vocab or [""], pa.string()))
-    return pa.table({"id": ids, "kept": pa.array(kept), "stage": pa.array(stage),
+        arrow_array(name_of_stage[np.where(kept, 0, stage)], mask=kept), arrow_strings(names_all))
+    reason_arr = pa.DictionaryArray.from_arrays(arrow_array(reason, mask=kept), arrow_strings(vocab or [""]))
+    return pa.table({"id": ids, "kept": arrow_array(kept), "stage": arrow_array(stage),
                      "stage_name": stage_name, "reason": reason_arr})
 
 

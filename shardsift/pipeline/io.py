@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import storage
+from .kernels import arrow_array, byte_lengths
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -349,7 +350,7 @@ def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
 
 def make_ids(name: str, row0: int, n: int) -> pa.Array:
     """``<shard file name>/<row index>`` ids, built column-wise."""
-    rows = pc.cast(pa.array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
+    rows = pc.cast(arrow_array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
 
 
@@ -357,7 +358,7 @@ def row_mask(rows: np.ndarray, n: int) -> pa.Array:
     """A boolean mask of length n selecting the given sorted rows (filter is cheaper than take)."""
     mask = np.zeros(n, dtype=bool)
     mask[rows] = True
-    return pa.array(mask)
+    return arrow_array(mask)
 
 
 def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
@@ -468,8 +469,8 @@ def _row_bytes(table: pa.Table) -> np.ndarray:
         t = col.type
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
                 or pa.types.is_large_binary(t):
-            lens = pc.binary_length(col).to_numpy(zero_copy_only=False)
-            out += np.nan_to_num(lens.astype(np.float64), nan=0).astype(np.int64) + 8
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+            out += (np.concatenate([byte_lengths(c) for c in chunks]) if chunks else 0) + 8  # nulls: 0
         else:
             try:
                 fixed += max(1, t.bit_width // 8)

@@ -38,7 +38,7 @@ from .io import (
     shard_schema,
     take_rows,
 )
-from .kernels import byte_lengths, count_words
+from .kernels import arrow_array, arrow_strings, byte_lengths, count_words
 from .lock import OutputLock
 from .shards import (
     CallTask,
@@ -597,7 +597,8 @@ class Runner:
         final = os.path.join(self.out, "data")
         if not files:  # an empty selection is still a readable dataset
             fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
-            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
+            empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)  # no pandas import
+            pq.write_table(empty, where, filesystem=fs, compression=self.cfg.output.compression)
             files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
         out_files = []
         for f in files:
@@ -712,8 +713,10 @@ class Runner:
                     continue
                 names = np.concatenate([z["reason_names"].astype(object), [None]])
                 reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": self._ids(j).take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
-                        "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
+                cols = {"id": self._ids(j).take(arrow_array(z["row"])),
+                        "stage": arrow_strings([rep["name"]]).take(arrow_array(np.zeros(len(z["row"]), np.int32))),
+                        "score": arrow_array(z["score"]), "kept": arrow_array(z["keep"]),
+                        "reason": arrow_strings(reason)}
                 for k in z:
                     if k.startswith("extra_"):
                         v = z[k]
@@ -740,7 +743,7 @@ class Runner:
             tbl, _ = normalize(tbl, sh, inp.text_column, inp.id_column, start, need_text=False)
             parts.append(tbl.column(inp.id_column).combine_chunks().cast(pa.string()))
             start += tbl.num_rows
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        return pa.concat_arrays(parts) if parts else pa.nulls(0, pa.string())
 
     def _copy_models(self, stage_reports) -> dict:
         out = {}
