@@ -520,6 +520,7 @@ class Runner:
                 at = np.minimum(np.searchsorted(seen, ids), max(len(seen) - 1, 0))
                 if (ids[1:] == ids[:-1]).any() or (len(seen) and (seen[at] == ids).any()):
                     writer.close()
+                    workdir.remove(tmp)
                     self.progress.line("duplicate ids: continuing stage by stage")
                     return None
                 seen = np.concatenate([seen, ids])
