@@ -11,7 +11,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError
@@ -96,6 +95,8 @@ def read_manifest(output: str) -> dict:
 
 def explain(output: str, doc_id: str) -> list[str]:
     """Lines saying what happened to one document: kept, or dropped by which stage and why."""
+    import pyarrow.compute as pc
+
     m = read_manifest(output)
     ddir = os.path.join(output, "decisions")
     if not os.path.isdir(ddir):
@@ -123,6 +124,8 @@ def explain(output: str, doc_id: str) -> list[str]:
 def verify_output(output: str) -> dict:
     """Check a finished output: docs_in = kept + dropped, and the output ids are exactly the kept ids,
     each once, with row counts and file list matching the manifest. Raises DataError on any mismatch."""
+    import pyarrow.compute as pc
+
     m = read_manifest(output)
     if m["docs_in"] != m["docs_kept"] + sum(sum(s["dropped"].values()) for s in m["stages"]):
         raise DataError(f"{output}: manifest accounting does not add up")

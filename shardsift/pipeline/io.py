@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -322,7 +321,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     if id_column in names:
         ids = table.column(id_column)
         if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
-            ids = pc.cast(ids, pa.string())
+            ids = ids.cast(pa.string())
             table = table.set_column(names.index(id_column), id_column, ids)
     else:
         table = table.append_column(id_column, make_ids(shard.name, row0, n))
@@ -350,8 +349,28 @@ def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
 
 def make_ids(name: str, row0: int, n: int) -> pa.Array:
     """``<shard file name>/<row index>`` ids, built column-wise."""
+    import pyarrow.compute as pc  # imported when needed: ~0.05 CPU-s
+
     rows = pc.cast(arrow_array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
+
+
+def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The given sorted rows of a table, for the output. Runs of consecutive rows become slices of
+    the table (no copy of the text; the result has one chunk per run) unless the runs are short, 32
+    rows on average or fewer, when one filter copies the rows instead. The choice depends on the rows
+    alone, so every write of the same rows (sequential or parallel_write) gets the same chunks."""
+    n = table.num_rows
+    if len(rows) == n:
+        return table
+    if len(rows) == 0:
+        return table.slice(0, 0)
+    cut = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate([[0], cut])]
+    ends = rows[np.concatenate([cut - 1, [len(rows) - 1]])] + 1
+    if len(starts) * 32 >= len(rows):
+        return table.filter(row_mask(rows, n))
+    return pa.concat_tables([table.slice(int(a), int(b - a)) for a, b in zip(starts, ends)])
 
 
 def row_mask(rows: np.ndarray, n: int) -> pa.Array:

@@ -34,7 +34,7 @@ from .io import (
     make_ids,
     normalize,
     resolve_shards,
-    row_mask,
+    select_rows,
     shard_schema,
     take_rows,
 )
@@ -654,9 +654,7 @@ class Runner:
                 if hi > lo:
                     if inp.id_column not in tbl.column_names:
                         tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
-                    if hi - lo != n:
-                        tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
-                    writer.write(tbl.select(schema.names))
+                    writer.write(select_rows(tbl, rows[lo:hi] - start).select(schema.names))
                     kept_rows += int(hi - lo)
                 start += n
                 if hi == len(rows):
@@ -742,7 +740,8 @@ class Runner:
         parts, start = [], 0
         for tbl in iter_tables(sh, [inp.id_column], inp.batch_size):
             tbl, _ = normalize(tbl, sh, inp.text_column, inp.id_column, start, need_text=False)
-            parts.append(tbl.column(inp.id_column).combine_chunks().cast(pa.string()))
+            ids = tbl.column(inp.id_column).combine_chunks()
+            parts.append(ids if ids.type == pa.string() else ids.cast(pa.string()))
             start += tbl.num_rows
         return pa.concat_arrays(parts) if parts else pa.nulls(0, pa.string())
 
