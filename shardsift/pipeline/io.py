@@ -356,10 +356,11 @@ def make_ids(name: str, row0: int, n: int) -> pa.Array:
 
 
 def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """The given sorted rows of a table, for the output. Runs of consecutive rows become slices of
-    the table (no copy of the text; the result has one chunk per run) unless the runs are short, 32
-    rows on average or fewer, when one filter copies the rows instead. The choice depends on the rows
-    alone, so every write of the same rows (sequential or parallel_write) gets the same chunks."""
+    """The given sorted rows of a table, for the output. When at least half the rows are kept, in runs
+    of more than 32 consecutive rows on average, the runs become slices of the table: no copy of the
+    text, one chunk per run, and the writer's buffer keeps at most twice the kept bytes alive.
+    Otherwise one filter copies the rows. The choice depends on the rows alone, so every write of
+    the same rows (sequential or parallel_write) gets the same chunks and the same bytes."""
     n = table.num_rows
     if len(rows) == n:
         return table
@@ -368,7 +369,7 @@ def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
     cut = np.flatnonzero(np.diff(rows) != 1) + 1
     starts = rows[np.concatenate([[0], cut])]
     ends = rows[np.concatenate([cut - 1, [len(rows) - 1]])] + 1
-    if len(starts) * 32 >= len(rows):
+    if len(rows) * 2 < n or len(starts) * 32 >= len(rows):
         return table.filter(row_mask(rows, n))
     return pa.concat_tables([table.slice(int(a), int(b - a)) for a, b in zip(starts, ends)])
 
