@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import storage
-from .kernels import arrow_array, byte_lengths
+from .kernels import arrow_array, byte_lengths, one_array
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -330,7 +330,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
 
 def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
     """Arrow string data must be valid UTF-8; JSONL readers do not check it. Names the first bad row."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = one_array(col)
     try:
         arr.validate(full=True)
         return

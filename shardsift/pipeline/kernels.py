@@ -19,10 +19,16 @@ _BLOCK = 1 << 18          # bytes of text per word-count block: the temporaries 
 _LONG_ID = 4096           # strings longer than this are hashed by the numba kernel
 
 
+def one_array(col) -> pa.Array:
+    """A column as one Arrow array: its only chunk as it is (combine_chunks copies even that one)."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
 def string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(offsets int64[n+1], data uint8, valid bool[n] or None) of a string array, without copying text."""
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    arr = one_array(arr)
     if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
         width, dtype = 4, np.int32
     else:

@@ -38,7 +38,7 @@ from .io import (
     shard_schema,
     take_rows,
 )
-from .kernels import arrow_array, arrow_strings, byte_lengths, count_words
+from .kernels import arrow_array, arrow_strings, byte_lengths, count_words, one_array
 from .lock import OutputLock
 from .shards import (
     CallTask,
@@ -154,7 +154,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
         return
     if len(rows) != tbl.num_rows:
         tbl = tbl.take(pa.array(rows))
-    text = tbl.column(inp.text_column).combine_chunks()
+    text = one_array(tbl.column(inp.text_column))
     nbytes = byte_lengths(text)
     yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
                n_words=count_words(text), n_bytes=nbytes, shard=sh.name, shard_index=index)
@@ -740,7 +740,7 @@ class Runner:
         parts, start = [], 0
         for tbl in iter_tables(sh, [inp.id_column], inp.batch_size):
             tbl, _ = normalize(tbl, sh, inp.text_column, inp.id_column, start, need_text=False)
-            ids = tbl.column(inp.id_column).combine_chunks()
+            ids = one_array(tbl.column(inp.id_column))
             parts.append(ids if ids.type == pa.string() else ids.cast(pa.string()))
             start += tbl.num_rows
         return pa.concat_arrays(parts) if parts else pa.nulls(0, pa.string())
