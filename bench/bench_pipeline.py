@@ -22,8 +22,13 @@ CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 mode, src, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c_start = cpu()  # the interpreter's own start-up is before this line in both modes
 import pyarrow.parquet as pq
 t0 = time.perf_counter()
+phases = {{}}
 if mode == "pyarrow":
     os.makedirs(out, exist_ok=True)
     for i, f in enumerate(sorted(os.listdir(src))):
@@ -31,12 +36,16 @@ if mode == "pyarrow":
                        compression="zstd")
 else:
     from shardsift.pipeline.runner import run_pipeline
-    run_pipeline({{"input": src, "output": out, "workers": workers,
-                   "stages": [{{"length": {{"min_words": 5}}}}]}})
+    phases["imports (pyarrow, shardsift)"] = cpu() - c_start
+    m = run_pipeline({{"input": src, "output": out, "workers": workers,
+                       "stages": [{{"length": {{"min_words": 5}}}}]}})
+    phases.update({{s["name"]: s["cpu_s"] for s in m["stages"]}})
+    phases["write"] = m["write"]["cpu_s"]
 wall = time.perf_counter() - t0
 s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({{"wall_s": wall, "cpu_s": s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime,
-                  "peak_rss_mb": max(s.ru_maxrss, c.ru_maxrss) / 1024}}))
+                  "sys_s": s.ru_stime + c.ru_stime, "peak_rss_mb": max(s.ru_maxrss, c.ru_maxrss) / 1024,
+                  "phases": phases}}))
 """
 
 
@@ -89,6 +98,10 @@ def main():
     print(f"fixed start-up CPU (one-document input): pyarrow {fixed['pyarrow']:.2f} s, shardsift "
           f"{fixed['shardsift']:.2f} s; per-MB (marginal) CPU: pyarrow {marginal['pyarrow'] / text_mb * 1e3:.2f} ms/MB, "
           f"shardsift {marginal['shardsift'] / text_mb * 1e3:.2f} ms/MB -> {mratio:.2f}x")
+    ph = best["shardsift"]["phases"]
+    print("shardsift phases, CPU s of its best run (manifest; tasks in worker processes included): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in ph.items())
+          + f"; system CPU in the total: shardsift {best['shardsift']['sys_s']:.2f} s, pyarrow {best['pyarrow']['sys_s']:.2f} s")
     path = save("pipeline", {"text_mb": text_mb, "runs": rows, "ratio_cpu": ratio, "fixed_cpu_s": fixed,
                              "marginal_ratio": mratio, "workers": args.workers})
     print(f"result: {path}")

@@ -2,6 +2,8 @@
 import gzip
 import json
 import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,7 +12,11 @@ import yaml
 from conftest import file_digests, run_cli
 
 from shardsift.errors import ConfigError, DataError, UsageError
+from shardsift.pipeline import io
+from shardsift.pipeline.accounting import verify_output
 from shardsift.pipeline.runner import run_pipeline
+
+TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 
 
 def write_cfg(tmp_path, name="c.yaml", **cfg):
@@ -312,3 +318,107 @@ def test_global_stage_after_a_shard_is_emptied_keeps_selector_columns(tmp_path):
         sys.path.remove(str(tmp_path))
     assert [s["kept"] for s in m["stages"]] == [11, 6, 3, 0, 0]
     assert m["stages"][1]["tokens_in"] == 5 + 24 and m["stages"][1]["tokens_kept"] == 24
+
+
+# -- one pass per shard (document-scope stages without fit, one worker) ----------------------------
+
+def doc_stages(sample_dir, out, workers=1, **extra):
+    """Two document-scope stages with one name, a bounded output that spans shards, and scores."""
+    cfg = {"input": {"path": str(sample_dir / "pool")},
+           "output": {"path": str(out), "scores": True, "max_shard_bytes": "400KB"},
+           "workers": workers, "seed": 3,
+           "stages": [{"length": {"min_words": 150}}, {"length": {"max_words": 400}}]}
+    cfg.update(extra)
+    return cfg
+
+
+def outputs(out) -> dict:
+    return {d: file_digests(os.path.join(out, d)) for d in ("data", "decisions", "scores")}
+
+
+def test_one_pass_writes_the_staged_flows_bytes(sample_dir, tmp_path):
+    log = tmp_path / "points.log"
+    run_cli("select", write_cfg(tmp_path, **doc_stages(sample_dir, tmp_path / "one")),
+            env={"SHARDSIFT_LIST_POINTS": str(log)})
+    points = log.read_text().split()
+    assert points.index("write:0") < points.index("scan:1") < points.index("write:1")  # shard by shard
+    run_pipeline(doc_stages(sample_dir, tmp_path / "staged", workers=2))
+    one, staged = outputs(tmp_path / "one"), outputs(tmp_path / "staged")
+    assert len(one["data"]) > 1 and len(one["decisions"]) == 3 and one == staged
+    m1, m2 = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "staged"))
+    for key in ("docs_in", "docs_kept", "docs_dropped", "bytes_in", "bytes_kept", "tokens_in", "tokens_kept"):
+        assert m1[key] == m2[key], key
+    assert [(s["docs_in"], s["kept"], s["dropped"]) for s in m1["stages"]] == \
+           [(s["docs_in"], s["kept"], s["dropped"]) for s in m2["stages"]]
+    assert 0 < m1["stages"][1]["kept"] < m1["stages"][1]["docs_in"]
+    assert 0 < m1["stages"][2]["kept"] < m1["stages"][2]["docs_in"]
+    verify_output(str(tmp_path / "one"))
+
+
+def test_one_pass_without_holding_shards_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
+    run_pipeline(doc_stages(sample_dir, tmp_path / "held"))
+    monkeypatch.setattr(io, "HOLD_MAX_BYTES", 0)  # every shard is read again for its write
+    run_pipeline(doc_stages(sample_dir, tmp_path / "reread"))
+    assert outputs(tmp_path / "held") == outputs(tmp_path / "reread")
+
+
+def test_one_pass_sigkill_at_any_point_then_rerun_is_byte_identical(sample_dir, tmp_path):
+    ref, log = tmp_path / "ref", tmp_path / "points.log"
+    run_cli("select", write_cfg(tmp_path, "ref.yaml", **doc_stages(sample_dir, ref)),
+            env={"SHARDSIFT_LIST_POINTS": str(log)})
+    points = log.read_text().split()
+    assert len(points) == len(set(points)) == 2 + 3 * 4 + 6  # fit x2, per shard scan/score x2/write, the end
+    picks = points if TORTURE else sorted(set(points[1::3]) | {"stage:00", "write:1"}, key=points.index)  # 9
+    want = outputs(ref)
+    for k, point in enumerate(picks):
+        out = tmp_path / f"out{k}"
+        cfg = write_cfg(tmp_path, f"c{k}.yaml", **doc_stages(sample_dir, out))
+        killed = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": point}, check=False)
+        assert killed.returncode != 0 and not (out / "manifest.json").exists(), point
+        again = tmp_path / f"again{k}.log"
+        run_cli("select", cfg, env={"SHARDSIFT_LIST_POINTS": str(again)})
+        if point.startswith(("fit:", "scan:", "score:")):  # the task that finished is not redone
+            assert point not in again.read_text().split(), point
+        assert outputs(out) == want, point
+
+
+def test_one_pass_hands_over_to_the_staged_flow_at_a_duplicate_id(tmp_path):
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "y z"]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"id": ["c", "a"], "text": ["z w v", "dup"]}), tmp_path / "2.parquet")
+    cfg = {"input": str(tmp_path / "*.parquet"), "on_duplicate_id": "keep_first",
+           "stages": [{"length": {"min_words": 2}}]}
+    m1 = run_pipeline({**cfg, "output": str(tmp_path / "w1"), "workers": 1})
+    m2 = run_pipeline({**cfg, "output": str(tmp_path / "w2"), "workers": 2})
+    assert m1["stages"][0]["dropped"] == m2["stages"][0]["dropped"] == {"duplicate_id": 1}
+    assert outputs(tmp_path / "w1") == outputs(tmp_path / "w2")
+    assert not (tmp_path / "w1" / ".data.tmp").exists()
+
+
+def test_document_stage_run_imports_neither_numba_nor_pandas(sample_dir, tmp_path):
+    """numba's import and kernel load cost ~0.7 CPU-s and pandas' ~0.3 CPU-s per process: more than
+    the whole pipeline's work on a few hundred MB (bench/bench_pipeline.py)."""
+    for workers in (1, 2):
+        cfg = doc_stages(sample_dir, tmp_path / f"out{workers}", workers=workers,
+                         stages=[{"length": {"min_words": 150}}, {"random": {"keep": 0.5}}])
+        code = ("import json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
+                f"run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
+                "print(sorted(m for m in ('numba', 'pandas', 'sklearn', 'datasets') if m in sys.modules))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert proc.stdout.strip().splitlines()[-1] == "[]", (workers, proc.stdout)
+
+
+def test_select_rows_slices_long_runs_and_copies_sparse_rows():
+    import numpy as np
+
+    tbl = pa.table({"id": [f"d{i}" for i in range(1000)], "text": [f"text {i}" for i in range(1000)]})
+    rng = np.random.default_rng(0)
+    cases = {"all": np.arange(1000), "two long runs": np.r_[0:400, 500:1000], "sparse": np.arange(0, 1000, 7),
+             "long runs, few rows": np.r_[100:200], "random": np.flatnonzero(rng.random(1000) < 0.9)}
+    for name, rows in cases.items():
+        got = io.select_rows(tbl, rows)
+        assert got.equals(tbl.take(rows)), name
+        chunks = got.column("text").num_chunks
+        if name == "two long runs":
+            assert chunks == 2  # slices: no copy
+        elif name != "all":
+            assert chunks == 1, name  # one filter copy: short runs, or less than half the rows kept

@@ -11,11 +11,11 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import workdir
+from .kernels import arrow_array, arrow_strings
 
 
 def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], ids: pa.Array) -> pa.Table:
@@ -46,11 +46,14 @@ def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], 
         stage[rows] = i
         reason[rows] = remap[codes]
     kept = stage == -1
-    names_all = ["read", *stage_names]
+    # a dictionary of distinct names: two stages may share one (Parquet writes a dictionary with
+    # repeated values with undefined bytes in its page, so the file would differ from run to run)
+    names_all = list(dict.fromkeys(["read", *stage_names]))
+    name_of_stage = np.array([names_all.index(x) for x in ["read", *stage_names]], dtype=np.int32)
     stage_name = pa.DictionaryArray.from_arrays(
-        pa.array(np.where(kept, 0, stage).astype(np.int32), mask=kept), pa.array(names_all, pa.string()))
-    reason_arr = pa.DictionaryArray.from_arrays(pa.array(reason, mask=kept), pa.array(vocab or [""], pa.string()))
-    return pa.table({"id": ids, "kept": pa.array(kept), "stage": pa.array(stage),
+        arrow_array(name_of_stage[np.where(kept, 0, stage)], mask=kept), arrow_strings(names_all))
+    reason_arr = pa.DictionaryArray.from_arrays(arrow_array(reason, mask=kept), arrow_strings(vocab or [""]))
+    return pa.table({"id": ids, "kept": arrow_array(kept), "stage": arrow_array(stage),
                      "stage_name": stage_name, "reason": reason_arr})
 
 
@@ -92,6 +95,8 @@ def read_manifest(output: str) -> dict:
 
 def explain(output: str, doc_id: str) -> list[str]:
     """Lines saying what happened to one document: kept, or dropped by which stage and why."""
+    import pyarrow.compute as pc
+
     m = read_manifest(output)
     ddir = os.path.join(output, "decisions")
     if not os.path.isdir(ddir):
@@ -119,6 +124,8 @@ def explain(output: str, doc_id: str) -> list[str]:
 def verify_output(output: str) -> dict:
     """Check a finished output: docs_in = kept + dropped, and the output ids are exactly the kept ids,
     each once, with row counts and file list matching the manifest. Raises DataError on any mismatch."""
+    import pyarrow.compute as pc
+
     m = read_manifest(output)
     if m["docs_in"] != m["docs_kept"] + sum(sum(s["dropped"].values()) for s in m["stages"]):
         raise DataError(f"{output}: manifest accounting does not add up")

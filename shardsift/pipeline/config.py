@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
 from ..selectors import resolve
 from ..selectors.base import Selector
@@ -254,6 +252,8 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
 
 
 def load_yaml(path: str) -> dict:
+    import yaml  # here: a run from Python with a mapping needs no YAML parser
+
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)

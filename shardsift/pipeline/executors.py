@@ -6,12 +6,9 @@ and a retried task can never leave half a result behind.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..errors import ShardsiftError, TaskError
@@ -86,10 +83,13 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int = 1):
         self.workers = max(1, int(workers))
-        self._pool: cf.ProcessPoolExecutor | None = None
+        self._pool = None  # a concurrent.futures.ProcessPoolExecutor once needed (imported then)
 
-    def _get_pool(self) -> cf.ProcessPoolExecutor:
+    def _get_pool(self):
         if self._pool is None:
+            import concurrent.futures as cf
+            import multiprocessing as mp
+
             # spawn, not fork: the driver may hold Arrow/numba threads that a fork would copy mid-state
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
         return self._pool
@@ -105,6 +105,16 @@ class LocalExecutor(Executor):
                     if bar:
                         bar.update()
                 return results
+            return self._map_pool(fn, items, bar, results, desc)
+        finally:
+            if bar:
+                bar.close()
+
+    def _map_pool(self, fn, items, bar, results, desc):
+        import concurrent.futures as cf
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
             pool = self._get_pool()
             futures = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
             try:
@@ -120,9 +130,6 @@ class LocalExecutor(Executor):
         except BrokenProcessPool as err:
             self._pool = None
             raise TaskError(f"a worker process died during {desc or 'a task'} ({err}); rerun to resume") from None
-        finally:
-            if bar:
-                bar.close()
 
     def close(self):
         if self._pool is not None:

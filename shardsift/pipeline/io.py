@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import storage
+from .kernels import arrow_array, byte_lengths, one_array
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -190,8 +190,45 @@ def _first_line(err) -> str:
     return text[0] if text else type(err).__name__
 
 
+# One shard's batches kept in memory while the runner's one-pass mode scans, scores and writes it,
+# so that its text is decoded once (see Runner._one_pass). Holds at most one shard at a time.
+_HELD: dict = {}
+HOLD_MAX_BYTES = 256 * 2**20
+
+
+def shard_data_bytes(shard: Shard) -> int:
+    """Estimated in-memory size of a shard's columns: Parquet from its footer, JSONL from its size."""
+    if shard.format == "parquet":
+        try:
+            with shard.fs().open_input_file(shard.path) as fh:
+                md = pq.ParquetFile(fh).metadata
+                return sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        except Exception:  # unreadable: reported by the read itself
+            return 0
+    return shard.size * (1 if shard.compression is None else 10)
+
+
+def hold(shard: Shard, batch_size: int) -> bool:
+    """Read a shard's batches (all columns) into memory for the next reads of it, if it is small
+    enough; ``release`` drops them. Returns whether the shard is held."""
+    release()
+    if shard_data_bytes(shard) > HOLD_MAX_BYTES:
+        return False
+    tables = list(iter_tables(shard, None, batch_size))
+    _HELD.update(shard=shard, batch_size=batch_size, tables=tables)
+    return True
+
+
+def release() -> None:
+    _HELD.clear()
+
+
 def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Iterator[pa.Table]:
     """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
+    if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] == batch_size:
+        for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
+            yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
+        return
     if shard.format == "parquet":
         yield from _iter_parquet(shard, columns, batch_size)
     else:
@@ -284,7 +321,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     if id_column in names:
         ids = table.column(id_column)
         if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
-            ids = pc.cast(ids, pa.string())
+            ids = ids.cast(pa.string())
             table = table.set_column(names.index(id_column), id_column, ids)
     else:
         table = table.append_column(id_column, make_ids(shard.name, row0, n))
@@ -293,7 +330,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
 
 def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
     """Arrow string data must be valid UTF-8; JSONL readers do not check it. Names the first bad row."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = one_array(col)
     try:
         arr.validate(full=True)
         return
@@ -312,15 +349,36 @@ def check_utf8(col, shard: Shard, column: str, row0: int) -> None:
 
 def make_ids(name: str, row0: int, n: int) -> pa.Array:
     """``<shard file name>/<row index>`` ids, built column-wise."""
-    rows = pc.cast(pa.array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
+    import pyarrow.compute as pc  # imported when needed: ~0.05 CPU-s
+
+    rows = pc.cast(arrow_array(np.arange(row0, row0 + n, dtype=np.int64)), pa.string())
     return pc.binary_join_element_wise(pa.scalar(name + "/"), rows, "")
+
+
+def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The given sorted rows of a table, for the output. When at least half the rows are kept, in runs
+    of more than 32 consecutive rows on average, the runs become slices of the table: no copy of the
+    text, one chunk per run, and the writer's buffer keeps at most twice the kept bytes alive.
+    Otherwise one filter copies the rows. The choice depends on the rows alone, so every write of
+    the same rows (sequential or parallel_write) gets the same chunks and the same bytes."""
+    n = table.num_rows
+    if len(rows) == n:
+        return table
+    if len(rows) == 0:
+        return table.slice(0, 0)
+    cut = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = rows[np.concatenate([[0], cut])]
+    ends = rows[np.concatenate([cut - 1, [len(rows) - 1]])] + 1
+    if len(rows) * 2 < n or len(starts) * 32 >= len(rows):
+        return table.filter(row_mask(rows, n))
+    return pa.concat_tables([table.slice(int(a), int(b - a)) for a, b in zip(starts, ends)])
 
 
 def row_mask(rows: np.ndarray, n: int) -> pa.Array:
     """A boolean mask of length n selecting the given sorted rows (filter is cheaper than take)."""
     mask = np.zeros(n, dtype=bool)
     mask[rows] = True
-    return pa.array(mask)
+    return arrow_array(mask)
 
 
 def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
@@ -431,8 +489,8 @@ def _row_bytes(table: pa.Table) -> np.ndarray:
         t = col.type
         if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
                 or pa.types.is_large_binary(t):
-            lens = pc.binary_length(col).to_numpy(zero_copy_only=False)
-            out += np.nan_to_num(lens.astype(np.float64), nan=0).astype(np.int64) + 8
+            chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+            out += (np.concatenate([byte_lengths(c) for c in chunks]) if chunks else 0) + 8  # nulls: 0
         else:
             try:
                 fixed += max(1, t.bit_width // 8)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
-from .io import _row_bytes, iter_tables, make_ids, row_mask
+from .io import _row_bytes, iter_tables, make_ids, select_rows
 from .shards import ShardContext, task_stats, usage
 
 
@@ -50,9 +50,7 @@ def _shard_writes(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray, upto: 
         if hi > lo:
             if ctx.id_column not in tbl.column_names:
                 tbl = tbl.append_column(ctx.id_column, make_ids(sh.name, start, n))
-            if hi - lo != n:  # as Runner._write_data does
-                tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
-            tbl = tbl.select(schema.names)
+            tbl = select_rows(tbl, rows[lo:hi] - start).select(schema.names)  # as Runner._write_shard does
             yield k, (tbl.cast(schema) if tbl.schema != schema else tbl)
             k += 1
             if upto is not None and k > upto:

@@ -24,21 +24,21 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
-from ..text import byte_lengths, count_words
 from . import faults, storage, workdir
 from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
-from .executors import Executor, Progress, make_executor
+from .executors import Executor, LocalExecutor, Progress, _call, make_executor
 from .io import (
     BoundedParquetWriter,
     iter_tables,
     make_ids,
     normalize,
     resolve_shards,
-    row_mask,
+    select_rows,
     shard_schema,
     take_rows,
 )
+from .kernels import arrow_array, arrow_strings, byte_lengths, count_words, one_array
 from .lock import OutputLock
 from .shards import (
     CallTask,
@@ -48,6 +48,8 @@ from .shards import (
     ShardContext,
     decision_arrays,
     drop_counts,
+    hold_shard,
+    release_shard,
     run_call,
     run_fit,
     run_scan,
@@ -152,7 +154,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
         return
     if len(rows) != tbl.num_rows:
         tbl = tbl.take(pa.array(rows))
-    text = tbl.column(inp.text_column).combine_chunks()
+    text = one_array(tbl.column(inp.text_column))
     nbytes = byte_lengths(text)
     yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
                n_words=count_words(text), n_bytes=nbytes, shard=sh.name, shard_index=index)
@@ -235,6 +237,11 @@ class Runner:
             self.shards = self._resolve_inputs()
             self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
                                 self.cfg.input.id_column, __version__)
+            if self._one_pass_ok():
+                done = self._one_pass()
+                if done is not None:
+                    started = True
+                    return self._write_end(*done)
             scan = self._scan()
             started = True
             alive_path: list[str | None] = [None] * len(self.shards)
@@ -297,6 +304,14 @@ class Runner:
 
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        self._scan_prepare()
+        tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
+        self.progress.line(f"scan: {len(tasks)} input shard(s)")
+        stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+        dup = self._duplicate_ids()
+        return self._scan_report(stats, dup, time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _scan_prepare(self) -> None:
         storage.makedirs(os.path.join(self.work, "scan"))
         # a changed input invalidates the scan; remember whose scan this is
         marker = os.path.join(self.work, "scan", "input.json")
@@ -304,20 +319,17 @@ class Runner:
             workdir.remove(os.path.join(self.work, "scan"))
             storage.makedirs(os.path.join(self.work, "scan"))
         workdir.write_json(marker, {"fp": self.input_fp, "files": [s.uri for s in self.shards]})
-        tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
-        self.progress.line(f"scan: {len(tasks)} input shard(s)")
-        stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+
+    def _scan_report(self, stats: list[dict], dup: int, wall: float, cpu_here: float) -> dict:
         cpu, rss = self._account(stats)
         self.scan_stats = stats
-        dup = self._duplicate_ids()
         docs = sum(s["rows"] for s in stats)
         null = sum(s["null_text"] for s in stats)
         dropped = {"null_text": null} if null else {}
         if dup:
             dropped["duplicate_id"] = dup
         rep = {"name": "read", "selector": "input", "docs_in": docs, "kept": docs - null - dup,
-               "dropped": dropped, "wall_s": time.perf_counter() - t0,
-               "cpu_s": usage()["cpu_s"] - c0 + cpu, "peak_rss_mb": rss, "metrics": {}}
+               "dropped": dropped, "wall_s": wall, "cpu_s": cpu_here + cpu, "peak_rss_mb": rss, "metrics": {}}
         return {"report": rep, "fp": _fp(self.cfg.on_duplicate_id)}
 
     def _duplicate_ids(self) -> int:
@@ -357,7 +369,8 @@ class Runner:
             n += int(d.sum())
         return n
 
-    def _stage(self, i: int, st, alive_path: list, prev_fp: str):
+    def _stage_setup(self, i: int, st, prev_fp: str):
+        """The stage's selector (seeded), label, fingerprint, work folder and keep files."""
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
@@ -367,6 +380,10 @@ class Runner:
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
         storage.makedirs(stage_dir)
         keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
+        return sel, label, fp, stage_dir, keep_paths
+
+    def _stage(self, i: int, st, alive_path: list, prev_fp: str):
+        sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)
         done = os.path.join(stage_dir, "done.json")
         if storage.exists(done):
             self.progress.line(f"{label}: done (resumed)")
@@ -394,6 +411,12 @@ class Runner:
         if sel.scope == "global":
             self.progress.line(f"{label}: decide")
             metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
+        rep = self._stage_report(i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats_all, metrics,
+                                 time.perf_counter() - t0, usage()["cpu_s"] - c0)
+        return rep, keep_paths, fp
+
+    def _stage_report(self, i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats, metrics, wall, cpu_here):
+        """Count the stage's keep files, check docs_in = kept + dropped, record done.json."""
         dropped: dict[str, int] = {}
         kept = tokens_in = tokens_kept = bytes_kept = 0
         for c, p in zip(ctxs, keep_paths):
@@ -405,19 +428,19 @@ class Runner:
             tokens_in += int(scan["n_words"][z["row"]].sum())
             tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
             bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
-        cpu, rss = self._account(stats_all)
+        cpu, rss = self._account(stats)
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
                "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
                "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
-               "wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0 + cpu,
+               "wall_s": wall, "cpu_s": cpu_here + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
                "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
-        workdir.write_json(done, rep)
+        workdir.write_json(os.path.join(stage_dir, "done.json"), rep)
         faults.point(f"stage:{i:02d}")
         self.progress.line(f"{label}: kept {kept} of {n_in}")
-        return rep, keep_paths, fp
+        return rep
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         parts = [workdir.read_npz(t.scores_path) for t in tasks]
@@ -440,25 +463,143 @@ class Runner:
             faults.point(f"decide:{os.path.basename(stage_dir)[:2]}:{j}")
         return dict(getattr(dec, "metrics", {}) or {})
 
+    # -- one pass per shard --------------------------------------------------------------------
+    def _one_pass_ok(self) -> bool:
+        """Every stage is document-scope without fit and tasks run in this process (one worker)."""
+        if type(self.executor) is not LocalExecutor or self.executor.workers != 1:
+            return False
+        return all(st.cls.scope == "document" and st.cls.fit is Selector.fit for st in self.cfg.stages)
+
+    def _one_pass(self):
+        """Scan, every stage and the write of one shard after another, reading each file once.
+
+        No step of such a pipeline waits for other shards, so a shard's batches stay in memory
+        (io.hold, when under io.HOLD_MAX_BYTES) from its scan to its output rows and its text is
+        decoded once instead of twice. The work dir gets the same files as the staged flow (scan,
+        selector, scores, keep, done) and the writer gets the same tables in the same order, so a
+        rerun, in either flow, resumes from them and writes the same bytes. Duplicate ids need every
+        shard: at the first one this returns None and the staged flow takes over, reusing the
+        finished tasks, and refuses or drops exactly as it always does. Otherwise returns the
+        arguments of _write_end.
+        """
+        t_scan = [0.0, 0.0]  # wall, cpu of each part of the pass
+        t_write = [0.0, 0.0]
+        clock = lambda acc, t, c: (acc.__setitem__(0, acc[0] + time.perf_counter() - t),
+                                   acc.__setitem__(1, acc[1] + usage()["cpu_s"] - c))
+        t, c = time.perf_counter(), usage()["cpu_s"]
+        self._scan_prepare()
+        prev_fp = self.input_fp + _fp(self.cfg.on_duplicate_id)
+        stages = []
+        for i, st in enumerate(self.cfg.stages):
+            sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)
+            sel_path = os.path.join(stage_dir, "selector.pkl")
+            if not storage.exists(sel_path):
+                workdir.write_pickle(sel_path, sel)  # fit is Selector.fit: nothing to learn
+                faults.point(f"fit:{i:02d}")
+            stages.append({"st": st, "sel": sel, "label": label, "dir": stage_dir, "keep": keep_paths,
+                           "sel_path": sel_path, "stats": [], "clock": [0.0, 0.0]})
+            prev_fp = fp
+        clock(t_scan, t, c)
+        n = len(self.shards)
+        self.progress.line(f"one pass over {n} input shard(s): scan, {len(stages)} document stage(s), write")
+        t, c = time.perf_counter(), usage()["cpu_s"]
+        tmp, schema = self._write_begin()
+        writer = self._writer(tmp, schema)
+        clock(t_write, t, c)
+        scan_stats: list[dict] = []
+        seen = np.zeros(0, np.uint64)  # sorted id hashes of the shards before
+        kept_rows = kept_bytes = kept_words = 0
+        bar = self.progress.bar(n, "one pass") if n else None
+        try:
+            for j in range(n):
+                t, c = time.perf_counter(), usage()["cpu_s"]
+                task = ScanTask(self.shard_ctx(j, None))
+                _call(hold_shard, task)
+                scan_stats.append(_call(run_scan, task))
+                ids = np.sort(workdir.read_npz(task.ctx.scan_path)["id_hash"])
+                at = np.minimum(np.searchsorted(seen, ids), max(len(seen) - 1, 0))
+                if (ids[1:] == ids[:-1]).any() or (len(seen) and (seen[at] == ids).any()):
+                    writer.close()
+                    workdir.remove(tmp)
+                    self.progress.line("duplicate ids: continuing stage by stage")
+                    return None
+                seen = np.concatenate([seen, ids])
+                seen.sort(kind="stable")  # two sorted runs: a merge
+                clock(t_scan, t, c)
+                alive = None
+                for s in stages:
+                    t, c = time.perf_counter(), usage()["cpu_s"]
+                    ctx = self.shard_ctx(j, alive)
+                    s["stats"].append(_call(run_score, ScoreTask(ctx, s["dir"], s["sel_path"], s["label"])))
+                    alive = s["keep"][j]
+                    clock(s["clock"], t, c)
+                t, c = time.perf_counter(), usage()["cpu_s"]
+                rows, nbytes, words = self._write_shard(writer, schema, j, alive)
+                kept_rows, kept_bytes, kept_words = kept_rows + rows, kept_bytes + nbytes, kept_words + words
+                release_shard()
+                clock(t_write, t, c)
+                if bar:
+                    bar.update()
+        except BaseException:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
+        finally:
+            release_shard()
+            if bar:
+                bar.close()
+        reports = [self._scan_report(scan_stats, 0, t_scan[0], t_scan[1])["report"]]
+        alive_path: list[str | None] = [None] * n
+        for i, s in enumerate(stages):
+            done = os.path.join(s["dir"], "done.json")
+            ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(n)]
+            if storage.exists(done):
+                rep = workdir.read_json(done)
+                self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
+            else:
+                t, c = time.perf_counter(), usage()["cpu_s"]
+                n_in = sum(len(ctx.alive_rows()) for ctx in ctxs)
+                clock(s["clock"], t, c)
+                rep = self._stage_report(i, s["st"], s["sel"], s["label"], s["dir"], ctxs, s["keep"], n_in,
+                                         s["stats"], {}, s["clock"][0], s["clock"][1])
+            reports.append(rep)
+            alive_path = s["keep"]
+        t, c = time.perf_counter(), usage()["cpu_s"]
+        files = writer.close()
+        clock(t_write, t, c)
+        return reports, tmp, schema, files, kept_rows, kept_bytes, kept_words, t_write[0], t_write[1]
+
     # -- output --------------------------------------------------------------------------------
     def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self.progress.line("write: output shards")
-        tmp = os.path.join(self.out, ".data.tmp")
-        final = os.path.join(self.out, "data")
-        workdir.remove(tmp)
-        workdir.remove(final)  # a data/ without manifest.json is an unfinished earlier write
-        storage.makedirs(tmp)
-        schema = self._output_schema()
+        tmp, schema = self._write_begin()
         if getattr(self.executor, "parallel_write", False):  # Ray: parts written by tasks, same bytes
             from .parallel_write import write_data
 
             files, kept_rows, kept_bytes, kept_words = write_data(self, tmp, schema, alive_path)
         else:
             files, kept_rows, kept_bytes, kept_words = self._write_data(tmp, schema, alive_path)
+        return self._write_end(stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words,
+                               time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _write_begin(self) -> tuple[str, pa.Schema]:
+        tmp = os.path.join(self.out, ".data.tmp")
+        workdir.remove(tmp)
+        workdir.remove(os.path.join(self.out, "data"))  # a data/ without manifest.json is an unfinished write
+        storage.makedirs(tmp)
+        return tmp, self._output_schema()
+
+    def _write_end(self, stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words, wall, cpu) -> dict:
+        """Decisions, scores and models next to the data, the renames, then manifest.json last."""
+        t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
+        final = os.path.join(self.out, "data")
         if not files:  # an empty selection is still a readable dataset
             fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
-            pq.write_table(schema.empty_table(), where, filesystem=fs, compression=self.cfg.output.compression)
+            empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)  # no pandas import
+            pq.write_table(empty, where, filesystem=fs, compression=self.cfg.output.compression)
             files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
         out_files = []
         for f in files:
@@ -483,20 +624,29 @@ class Runner:
         self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
         return manifest
 
+    def _writer(self, tmp: str, schema: pa.Schema) -> BoundedParquetWriter:
+        return BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
+
     def _write_data(self, tmp: str, schema: pa.Schema, alive_path: list):
         """Stream the kept rows of every shard, in order, into bounded parts under ``tmp``."""
+        writer = self._writer(tmp, schema)
+        kept_rows = kept_bytes = kept_words = 0
+        for j in range(len(self.shards)):
+            r, b, w = self._write_shard(writer, schema, j, alive_path[j])
+            kept_rows, kept_bytes, kept_words = kept_rows + r, kept_bytes + b, kept_words + w
+        return writer.close(), kept_rows, kept_bytes, kept_words
+
+    def _write_shard(self, writer: BoundedParquetWriter, schema: pa.Schema, j: int, alive_path: str | None):
+        """Shard j's kept rows, in order, into the writer; returns (rows, bytes, words) kept."""
         inp = self.cfg.input
-        writer = BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
-        kept_rows = 0
-        kept_bytes = kept_words = 0
-        for j, sh in enumerate(self.shards):
-            ctx = self.shard_ctx(j, alive_path[j])
-            rows = ctx.alive_rows()
-            if len(rows) == 0:
-                continue
+        sh = self.shards[j]
+        ctx = self.shard_ctx(j, alive_path)
+        rows = ctx.alive_rows()
+        kept_rows = kept_bytes = kept_words = 0
+        if len(rows):
             scan = ctx.stats()
-            kept_bytes += int(scan["n_bytes"][rows].sum())
-            kept_words += int(scan["n_words"][rows].sum())
+            kept_bytes = int(scan["n_bytes"][rows].sum())
+            kept_words = int(scan["n_words"][rows].sum())
             start = 0
             for tbl in iter_tables(sh, None, inp.batch_size):
                 n = tbl.num_rows
@@ -504,15 +654,13 @@ class Runner:
                 if hi > lo:
                     if inp.id_column not in tbl.column_names:
                         tbl = tbl.append_column(inp.id_column, make_ids(sh.name, start, n))
-                    if hi - lo != n:
-                        tbl = tbl.filter(row_mask(rows[lo:hi] - start, n))
-                    writer.write(tbl.select(schema.names))
+                    writer.write(select_rows(tbl, rows[lo:hi] - start).select(schema.names))
                     kept_rows += int(hi - lo)
                 start += n
                 if hi == len(rows):
                     break
-            faults.point(f"write:{j}")
-        return writer.close(), kept_rows, kept_bytes, kept_words
+        faults.point(f"write:{j}")
+        return kept_rows, kept_bytes, kept_words
 
     def _output_schema(self) -> pa.Schema:
         inp = self.cfg.input
@@ -564,8 +712,10 @@ class Runner:
                     continue
                 names = np.concatenate([z["reason_names"].astype(object), [None]])
                 reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": self._ids(j).take(pa.array(z["row"])), "stage": pa.array([rep["name"]] * len(z["row"])),
-                        "score": pa.array(z["score"]), "kept": pa.array(z["keep"]), "reason": pa.array(reason, pa.string())}
+                cols = {"id": self._ids(j).take(arrow_array(z["row"])),
+                        "stage": arrow_strings([rep["name"]]).take(arrow_array(np.zeros(len(z["row"]), np.int32))),
+                        "score": arrow_array(z["score"]), "kept": arrow_array(z["keep"]),
+                        "reason": arrow_strings(reason)}
                 for k in z:
                     if k.startswith("extra_"):
                         v = z[k]
@@ -590,9 +740,10 @@ class Runner:
         parts, start = [], 0
         for tbl in iter_tables(sh, [inp.id_column], inp.batch_size):
             tbl, _ = normalize(tbl, sh, inp.text_column, inp.id_column, start, need_text=False)
-            parts.append(tbl.column(inp.id_column).combine_chunks().cast(pa.string()))
+            ids = one_array(tbl.column(inp.id_column))
+            parts.append(ids if ids.type == pa.string() else ids.cast(pa.string()))
             start += tbl.num_rows
-        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+        return pa.concat_arrays(parts) if parts else pa.nulls(0, pa.string())
 
     def _copy_models(self, stage_reports) -> dict:
         out = {}

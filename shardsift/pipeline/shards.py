@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from ..selectors.base import Decision, Docs, Scores
-from ..text import byte_lengths, count_words, hash_strings
-from . import faults, storage, workdir
+from . import faults, io, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
+from .kernels import byte_lengths, count_words, hash_strings, one_array
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -114,11 +114,11 @@ def run_scan(task: ScanTask) -> dict:
     start = 0
     for tbl in iter_tables(ctx.shard, [ctx.text_column, ctx.id_column], ctx.batch_size):
         tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
-        text = tbl.column(ctx.text_column).combine_chunks()
+        text = one_array(tbl.column(ctx.text_column))
         valid.append(ok)
         words.append(count_words(text))
         nbytes.append(byte_lengths(text))
-        idh.append(hash_strings(tbl.column(ctx.id_column).combine_chunks()))
+        idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
         start += tbl.num_rows
     if start == 0:
         # still validates the text column on a zero-row shard
@@ -139,6 +139,15 @@ def run_scan(task: ScanTask) -> dict:
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
     return summary
+
+
+def hold_shard(task: ScanTask) -> bool:
+    """Keep the task's shard in memory for the reads that follow (the runner's one pass)."""
+    return io.hold(task.ctx.shard, task.ctx.batch_size)
+
+
+def release_shard() -> None:
+    io.release()
 
 
 # -- score -------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from importlib.metadata import entry_points
 
 from ..errors import ConfigError
 from .base import Decision, Docs, Param, Scores, Selector, count_to_keep, top_k_mask
@@ -44,6 +43,8 @@ def _load_ref(ref: str, where: str) -> type[Selector]:
 
 
 def plugin_entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points  # scans installed packages: only when a name is not built in
+
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..text import hash_strings
+from ..pipeline.kernels import hash_strings  # the numba-free twin of text.hash_strings
 from .base import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
 
 

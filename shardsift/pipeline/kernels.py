@@ -1,0 +1,214 @@
+"""NumPy twins of the scan's text kernels: word counts, byte lengths and id hashes.
+
+The scan and the built-in ``length`` and ``random`` selectors need only these three, and they are
+columnar without numba: importing numba and loading its compiled kernels costs about 0.7 CPU-s per
+process, more than the scan itself on a few hundred MB. Results are identical to
+:func:`shardsift.text.count_words`, :func:`shardsift.text.byte_lengths` and
+:func:`shardsift.text.hash_strings` (tests/test_pipeline.py checks it), so work dirs and manifests
+do not depend on which one ran. Selectors that tokenize keep using the numba kernels of
+``shardsift.text``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_BLOCK = 1 << 18          # bytes of text per word-count block: the temporaries stay in cache
+_LONG_ID = 4096           # strings longer than this are hashed by the numba kernel
+
+
+def one_array(col) -> pa.Array:
+    """A column as one Arrow array: its only chunk as it is (combine_chunks copies even that one)."""
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(offsets int64[n+1], data uint8, valid bool[n] or None) of a string array, without copying text."""
+    arr = one_array(arr)
+    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
+        width, dtype = 4, np.int32
+    else:
+        if not (pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)):
+            arr = arr.cast(pa.large_string())
+        width, dtype = 8, np.int64
+    bufs = arr.buffers()
+    n = len(arr)
+    offsets = np.frombuffer(bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * width).astype(np.int64)
+    data = np.zeros(0, dtype=np.uint8) if bufs[2] is None else np.frombuffer(bufs[2], dtype=np.uint8)
+    valid = None
+    if arr.null_count:
+        valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return offsets, data, valid
+
+
+def byte_lengths(arr) -> np.ndarray:
+    """UTF-8 byte length per string (0 for nulls), from the offsets alone."""
+    off, _, valid = string_buffers(arr)
+    out = np.diff(off)
+    if valid is not None:
+        out[~valid] = 0
+    return out
+
+
+def _space(data: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = data[i] is ASCII whitespace (space, \\t \\n \\v \\f \\r), like text._is_space."""
+    np.equal(data, 32, out=out)
+    tmp = data - np.uint8(9)  # wraps below 9: only 9..13 land in 0..4
+    out |= tmp < 5
+
+
+def count_words(arr) -> np.ndarray:
+    """Whitespace-separated word count per string (0 for nulls), as text.count_words.
+
+    A word starts at a non-space byte whose previous byte is a space or which starts its string.
+    The starts are counted over the whole buffer with packed bits and a popcount prefix sum, then
+    read off at the string boundaries; strings that start mid-word of the previous string (no
+    space between them in the buffer) get their first word added back.
+    """
+    off, data, valid = string_buffers(arr)
+    n = len(off) - 1
+    if n == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = int(off[0]), int(off[-1])
+    total = hi - lo
+    # bit i of `bits` (little-endian, 64 per word): a word starts at byte lo + i
+    bits = np.zeros((total + 63) // 64 + 1, dtype=np.uint64)
+    as_bytes = bits.view(np.uint8)
+    size = min(total, _BLOCK)
+    space = np.empty(size + 1, dtype=bool)
+    start = np.empty(size, dtype=bool)
+    tmp = np.empty(size, dtype=np.uint8)
+    low = np.empty(size, dtype=bool)
+    for b0 in range(0, total, _BLOCK):  # _BLOCK is a multiple of 64: blocks fill whole words
+        b1 = min(total, b0 + _BLOCK)
+        m = b1 - b0
+        chunk = data[lo + b0:lo + b1]
+        space[0] = True if b0 == 0 else _is_space_byte(data[lo + b0 - 1])
+        sp = space[1:m + 1]
+        np.equal(chunk, 32, out=sp)
+        np.subtract(chunk, np.uint8(9), out=tmp[:m])  # wraps below 9: only 9..13 land in 0..4
+        np.less(tmp[:m], 5, out=low[:m])
+        sp |= low[:m]
+        np.greater(space[:m], sp, out=start[:m])       # a space, then a non-space: a word starts
+        packed = np.packbits(start[:m], bitorder="little")
+        as_bytes[b0 // 8:b0 // 8 + len(packed)] = packed
+    prefix = np.zeros(len(bits) + 1, np.int64)
+    np.cumsum(np.bitwise_count(bits), out=prefix[1:])
+    pos = off - lo  # word starts before pos: whole words, then the low bits of the partial word
+    w, r = pos >> 6, (pos & 63).astype(np.uint64)
+    low = bits[w] & ((np.uint64(1) << r) - np.uint64(1))
+    out = np.diff(prefix[w] + np.bitwise_count(low))
+    # a non-empty string whose first byte is a non-space preceded by a non-space byte of the
+    # previous string: its first word was not counted as a start
+    s0, e0 = off[:-1], off[1:]
+    cand = (e0 > s0) & (s0 > lo)
+    if cand.any():
+        idx = np.flatnonzero(cand)
+        first = data[s0[idx]]
+        prev = data[s0[idx] - 1]
+        fix = ~_space_array(first) & ~_space_array(prev)
+        out[idx[fix]] += 1
+    if valid is not None:
+        out[~valid] = 0
+    return out
+
+
+def _is_space_byte(b) -> bool:
+    b = int(b)
+    return b == 32 or 9 <= b <= 13
+
+
+def _space_array(b: np.ndarray) -> np.ndarray:
+    out = np.empty(len(b), dtype=bool)
+    _space(b, out)
+    return out
+
+
+def hash_strings(arr) -> np.ndarray:
+    """FNV-1a 64 + splitmix64 finaliser per string (nulls hash as empty), as text.hash_strings.
+
+    Vectorised across strings, one step per byte position: strings are taken longest first, so the
+    strings still going at position k are a prefix of that order.
+    """
+    off, data, valid = string_buffers(arr)
+    n = len(off) - 1
+    starts = off[:-1]
+    lens = np.diff(off)
+    if valid is not None:
+        lens[~valid] = 0
+    if n and int(lens.max()) > _LONG_ID:
+        from ..text import hash_strings as numba_hash
+
+        return numba_hash(arr)
+    order = np.argsort(-lens, kind="stable")
+    s_sorted = starts[order]
+    l_sorted = lens[order]
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    maxlen = int(l_sorted[0]) if n else 0
+    # alive[k] = how many strings are longer than k
+    alive = np.searchsorted(-l_sorted, -np.arange(maxlen), side="left")
+    for k in range(maxlen):
+        m = int(alive[k])
+        hk = h[:m]
+        hk ^= data[s_sorted[:m] + k].astype(np.uint64)
+        hk *= _FNV_PRIME
+    h = _mix64(h)
+    out = np.empty(n, dtype=np.uint64)
+    out[order] = h
+    return out
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(30))
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
+
+
+# -- NumPy to Arrow without pa.array ----------------------------------------------------------
+# pa.array() asks pyarrow's pandas shim whether its argument is a pandas object, and the shim
+# imports pandas to find out: about 0.3 CPU-s, the first time, in a process that never needs
+# pandas. These build the same arrays from buffers.
+
+_ARROW_TYPES = {np.dtype(np.int8): pa.int8(), np.dtype(np.int16): pa.int16(), np.dtype(np.int32): pa.int32(),
+                np.dtype(np.int64): pa.int64(), np.dtype(np.uint8): pa.uint8(), np.dtype(np.uint16): pa.uint16(),
+                np.dtype(np.uint32): pa.uint32(), np.dtype(np.uint64): pa.uint64(),
+                np.dtype(np.float32): pa.float32(), np.dtype(np.float64): pa.float64()}
+
+
+def _bitmap(values: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(np.asarray(values, dtype=bool), bitorder="little"))
+
+
+def arrow_array(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """A bool or numeric NumPy array as an Arrow array (null where ``mask`` is True), like pa.array."""
+    values = np.asarray(values)
+    n = len(values)
+    validity = None if mask is None or not np.asarray(mask).any() else _bitmap(~np.asarray(mask, dtype=bool))
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), n, [validity, _bitmap(values)])
+    typ = _ARROW_TYPES.get(values.dtype)
+    if typ is None:
+        raise TypeError(f"arrow_array: unsupported dtype {values.dtype}")
+    return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(np.ascontiguousarray(values))])
+
+
+def arrow_strings(values) -> pa.Array:
+    """Python strings (None: null) as an Arrow string array, like pa.array(values, pa.string()).
+
+    For short lists (dictionaries of reason and stage names); a column of many strings should come
+    from Arrow already."""
+    values = list(values)
+    nulls = np.array([v is None for v in values], dtype=bool)
+    encoded = [b"" if v is None else str(v).encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(np.array([len(b) for b in encoded], dtype=np.int64))
+    validity = _bitmap(~nulls) if nulls.any() else None
+    return pa.Array.from_buffers(pa.string(), len(encoded),
+                                 [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])

@@ -1,0 +1,70 @@
+"""The NumPy scan kernels (shardsift/pipeline/kernels.py) against the numba ones of shardsift.text.
+
+They must agree exactly: the scan's word counts feed the manifest and the `length` selector, and its
+id hashes find duplicate ids, whichever kernel computed them."""
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shardsift import text
+from shardsift.pipeline import kernels
+
+# bytes that matter to word splitting: every ASCII whitespace, its neighbours, and multi-byte UTF-8
+PIECES = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x08", "\x0e", "\x1f", "!", "a", "Zz", "é", "日本", "  ", "\u00a0"]
+doc = st.one_of(st.none(), st.lists(st.sampled_from(PIECES), max_size=40).map("".join), st.text(max_size=30))
+
+
+def as_array(docs, large, cut):
+    arr = pa.array(docs, pa.large_string() if large else pa.string())
+    if cut and len(arr) > 2:
+        arr = arr.slice(1, len(arr) - 2)  # a non-zero array offset, and bytes before and after it
+    return arr
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(doc, max_size=30), st.booleans(), st.booleans())
+def test_counts_lengths_and_hashes_match_the_numba_kernels(docs, large, cut):
+    arr = as_array(docs, large, cut)
+    for name in ("count_words", "byte_lengths", "hash_strings"):
+        want, got = getattr(text, name)(arr), getattr(kernels, name)(arr)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+
+
+@pytest.mark.parametrize("block", [64, 128, 192])
+def test_word_counts_across_block_boundaries(monkeypatch, block):
+    monkeypatch.setattr(kernels, "_BLOCK", block)
+    rng = np.random.default_rng(block)
+    for _ in range(50):
+        docs = ["".join(rng.choice(PIECES, int(rng.integers(0, 80)))) for _ in range(int(rng.integers(1, 20)))]
+        arr = pa.array(docs)
+        assert np.array_equal(kernels.count_words(arr), text.count_words(arr))
+
+
+def test_word_count_of_a_large_buffer_and_known_values():
+    arr = pa.array(["", " ", "one", " two  words ", "a\tb\nc\x0bd\x0ce\rf", "x" * 300_000 + " y"] * 40)
+    assert kernels.count_words(arr)[:6].tolist() == [0, 0, 1, 2, 6, 2]
+    assert np.array_equal(kernels.count_words(arr), text.count_words(arr))
+
+
+def test_long_strings_hash_like_the_numba_kernel():
+    arr = pa.array(["k" * (kernels._LONG_ID + 1), "short", None])
+    assert np.array_equal(kernels.hash_strings(arr), text.hash_strings(arr))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2**31, 2**31 - 1), st.booleans()), max_size=40),
+       st.sampled_from([np.int16, np.int32, np.int64, np.uint64, np.float64, bool]))
+def test_arrow_array_equals_pa_array(items, dtype):
+    values = np.array([v for v, _ in items], dtype=np.int64).astype(dtype)
+    mask = np.array([m for _, m in items], dtype=bool)
+    assert kernels.arrow_array(values).equals(pa.array(values))
+    assert kernels.arrow_array(values, mask=mask).equals(pa.array(values, mask=mask))
+
+
+def test_arrow_strings_equals_pa_array():
+    for values in ([], ["read", "length", "length"], ["é", None, ""], [None]):
+        got = kernels.arrow_strings(values)
+        got.validate(full=True)
+        assert got.equals(pa.array(values, pa.string()))
