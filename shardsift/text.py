@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
+
+from .pipeline.kernels import string_buffers
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}
 
@@ -33,23 +34,11 @@ def spans(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Null entries come out as empty spans; callers that care mask them with ``arr.is_valid()``.
     """
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_string(arr.type) or pa.types.is_binary(arr.type):
-        width, dtype = 4, np.int32  # read the int32 offsets as they are: no copy of the text
-    else:
-        if not (pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)):
-            arr = arr.cast(pa.large_string())
-        width, dtype = 8, np.int64
-    bufs = arr.buffers()
-    n = len(arr)
-    offsets = np.frombuffer(bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * width).astype(np.int64, copy=False)
-    data = np.zeros(0, dtype=np.uint8) if bufs[2] is None else np.frombuffer(bufs[2], dtype=np.uint8)
+    offsets, data, valid = string_buffers(arr)
     starts, ends = offsets[:-1], offsets[1:]
-    if arr.null_count:
-        invalid = ~np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if valid is not None:
         ends = ends.copy()
-        ends[invalid] = starts[invalid]
+        ends[~valid] = starts[~valid]
     return starts, ends, data
 
 

@@ -37,7 +37,8 @@ def string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         width, dtype = 8, np.int64
     bufs = arr.buffers()
     n = len(arr)
-    offsets = np.frombuffer(bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * width).astype(np.int64)
+    offsets = np.frombuffer(bufs[1], dtype=dtype, count=n + 1, offset=arr.offset * width).astype(
+        np.int64, copy=False)  # int32 offsets widen (a copy of the offsets, never of the text)
     data = np.zeros(0, dtype=np.uint8) if bufs[2] is None else np.frombuffer(bufs[2], dtype=np.uint8)
     valid = None
     if arr.null_count:

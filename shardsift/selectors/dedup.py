@@ -113,12 +113,9 @@ _LOWER[65:91] += 32
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _doc_word_shingles(data, lo, hi, cls, low, mult, keep_punct, n, tok, out):
-    """The word n-gram hashes of the bytes data[lo:hi] into ``out`` (uses ``tok`` as scratch);
-    returns how many. Tokens are hashed exactly as text.tokenize does (mode "word", or
-    "whitespace" with keep_punct); an n-gram's hash is mix64(n * golden + sum_j token_j * mult_j)
-    with distinct odd multipliers (order-sensitive, one multiply per token instead of
-    text.ngrams' chain of n mixers). A document of 0 < m < n tokens gives one shingle of all m."""
+def _doc_tokens(data, lo, hi, cls, low, keep_punct, tok):
+    """Hash the words of the bytes data[lo:hi] into ``tok`` exactly as text.tokenize does (mode
+    "word", or "whitespace" with keep_punct); returns how many."""
     prime = np.uint64(0x100000001B3)
     basis = np.uint64(0xCBF29CE484222325)
     m = 0
@@ -138,13 +135,28 @@ def _doc_word_shingles(data, lo, hi, cls, low, mult, keep_punct, n, tok, out):
     if inw:
         tok[m] = _mix64(h)
         m += 1
+    return m
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _shingle(tok, s, w, mult):
+    """Hash of the n-gram tok[s:s+w]: mix64(w * golden + sum_j token_j * mult_j) with distinct odd
+    multipliers (order-sensitive, one multiply per token instead of text.ngrams' chain of mixers)."""
+    g = np.uint64(w) * _GOLDEN
+    for j in range(w):
+        g += tok[s + j] * mult[j]
+    return _mix64(g)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _doc_word_shingles(data, lo, hi, cls, low, mult, keep_punct, n, tok, out):
+    """The word n-gram hashes of the bytes data[lo:hi] into ``out`` (``tok`` is scratch); returns
+    how many. A document of 0 < m < n tokens gives one shingle of all m."""
+    m = _doc_tokens(data, lo, hi, cls, low, keep_punct, tok)
     w = min(n, m)
     ns = m - w + 1 if m > 0 else 0
     for s in range(ns):
-        g = np.uint64(w) * _GOLDEN
-        for j in range(w):
-            g += tok[s + j] * mult[j]
-        out[s] = _mix64(g)
+        out[s] = _shingle(tok, s, w, mult)
     return ns
 
 
@@ -384,42 +396,20 @@ def _minhash_shift(sh, off, a, b):
 @nb.njit(cache=True, nogil=True)
 def _word_signatures(starts, ends, data, cls, low, mult, keep_punct, n, a, b):
     """Word shingles and multiply-shift signatures in one pass, document by document: each shingle
-    hash (exactly those of :func:`_doc_word_shingles`, written out here so that the compiler keeps
-    it in registers: 25% faster than calling it) goes straight into the permutations' minima.
+    hash (those of :func:`_doc_word_shingles`) goes straight into the permutations' minima.
     Returns (uint64[nd, k] signatures, int32[nd] shingle counts with repeats)."""
     nd = starts.shape[0]
     tok = np.empty((_max_len(starts, ends) + 1) // 2 + 1, dtype=np.uint64)
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
     count = np.zeros(nd, dtype=np.int32)
     cur = np.empty(a.shape[0], dtype=np.uint64)
-    prime = np.uint64(0x100000001B3)
-    basis = np.uint64(0xCBF29CE484222325)
     for d in range(nd):
-        m = 0
-        h = basis
-        inw = False
-        for i in range(starts[d], ends[d]):
-            c = data[i]
-            k = cls[c]
-            if k == 1 or (keep_punct and k == 2):
-                h = (h ^ np.uint64(low[c])) * prime
-                inw = True
-            elif inw:
-                tok[m] = _mix64(h)
-                m += 1
-                h = basis
-                inw = False
-        if inw:
-            tok[m] = _mix64(h)
-            m += 1
+        m = _doc_tokens(data, starts[d], ends[d], cls, low, keep_punct, tok)
         w = min(n, m)
         ns = m - w + 1 if m > 0 else 0
         cur[:] = _EMPTY32
         for s in range(ns):
-            g = np.uint64(w) * _GOLDEN
-            for j in range(w):
-                g += tok[s + j] * mult[j]
-            _min_shift(cur, a, b, _mix64(g))
+            _min_shift(cur, a, b, _shingle(tok, s, w, mult))
         out[d, :] = cur
         count[d] = ns
     return out, count
