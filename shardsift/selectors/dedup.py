@@ -238,16 +238,17 @@ def _char_shingles(starts, ends, data, n, strip_punct):
     return out[:k].copy(), out_off
 
 
+def _word_args(texts, ngram: int, strip_punctuation: bool) -> tuple:
+    """The leading arguments every word-shingle kernel takes: the lowercased text's spans and
+    bytes, the byte classes and ASCII lowercase table, the n-gram multipliers, keep_punct and n."""
+    return (*spans(lower(texts)), _CLASSES, _LOWER, _shingle_multipliers(ngram), not strip_punctuation, ngram)
+
+
 def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
     """(hashes uint64[S], offsets int64[n+1]) of every document's shingles (with repeats)."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    low = lower(texts)
     if shingle == "char":
-        s, e, data = spans(low)
-        return _char_shingles(s, e, data, ngram, strip_punctuation)
-    s, e, data = spans(low)
-    return _word_shingles(s, e, data, _CLASSES, _LOWER, _shingle_multipliers(ngram), not strip_punctuation, ngram)
+        return _char_shingles(*spans(lower(texts)), ngram, strip_punctuation)
+    return _word_shingles(*_word_args(texts, ngram, strip_punctuation))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -764,11 +765,8 @@ class MinHashDedup(_KeepPolicy, Selector):
         """(uint64[n, bands*rows] signatures, int32[n] shingle counts with repeats) of a string array."""
         b, r = self.band_shape()
         if self.shingle == "word" and self.hash_family == "multiply_shift":
-            if isinstance(texts, pa.ChunkedArray):
-                texts = texts.combine_chunks()
-            a, c = permutations(b * r, self.hash_seed)
-            return _word_signatures(*spans(lower(texts)), _CLASSES, _LOWER, _shingle_multipliers(self.ngram),
-                                    not self.strip_punctuation, self.ngram, a, c)
+            return _word_signatures(*_word_args(texts, self.ngram, self.strip_punctuation),
+                                    *permutations(b * r, self.hash_seed))
         sh, off = self.shingles(texts)
         return minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), np.diff(off).astype(np.int32)
 
@@ -907,10 +905,7 @@ class MinHashDedup(_KeepPolicy, Selector):
                 part = sel[lo:lo + chunk]
                 text = ctx.read_docs(int(s), rows[part]).text
                 if self.shingle == "word":  # straight into place, one kernel call
-                    if isinstance(text, pa.ChunkedArray):
-                        text = text.combine_chunks()
-                    _word_sets_into(*spans(lower(text)), _CLASSES, _LOWER, _shingle_multipliers(self.ngram),
-                                    not self.strip_punctuation, self.ngram, data, off, k)
+                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation), data, off, k)
                     k += len(part)
                     continue
                 for sub in range(0, len(part), 1024):  # bounded transient arrays while shingling
