@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 import pyarrow.compute as pc
 
-from .pipeline.kernels import string_buffers
+from .pipeline.kernels import byte_lengths, string_buffers  # noqa: F401 (byte_lengths: re-exported)
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}
 
@@ -92,12 +92,6 @@ def _count_words(starts, ends, data):
             in_word = not sp
         out[d] = c
     return out
-
-
-def byte_lengths(arr) -> np.ndarray:
-    """UTF-8 byte length per string (0 for nulls), from the offsets alone."""
-    s, e, _ = spans(arr)
-    return (e - s).astype(np.int64)
 
 
 def count_words(arr) -> np.ndarray:

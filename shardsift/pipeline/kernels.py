@@ -3,9 +3,9 @@
 The scan and the built-in ``length`` and ``random`` selectors need only these three, and they are
 columnar without numba: importing numba and loading its compiled kernels costs about 0.7 CPU-s per
 process, more than the scan itself on a few hundred MB. Results are identical to
-:func:`shardsift.text.count_words`, :func:`shardsift.text.byte_lengths` and
-:func:`shardsift.text.hash_strings` (tests/test_pipeline.py checks it), so work dirs and manifests
-do not depend on which one ran. Selectors that tokenize keep using the numba kernels of
+:func:`shardsift.text.count_words` and :func:`shardsift.text.hash_strings` (tests/test_kernels.py
+checks it), so work dirs and manifests do not depend on which one ran; byte lengths need no kernel,
+and ``shardsift.text`` re-exports this one. Selectors that tokenize keep using the numba kernels of
 ``shardsift.text``.
 """
 from __future__ import annotations
