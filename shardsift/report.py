@@ -80,8 +80,9 @@ def _plt():
 
 
 def _png(fig) -> str:
-    """The figure as an <img> with a base64 PNG data URI; closes the figure."""
+    """The figure, laid out tight, as an <img> with a base64 PNG data URI; closes the figure."""
     plt = _plt()
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -536,7 +537,6 @@ class _Page:
                 ax.text(v, yy, f" {v:,} ({_pct(v, vals[0])})", va="center", fontsize=8)
             ax.set_xlim(0, max(vals + [1]) * 1.35)
             ax.set_title(what)
-        fig.tight_layout()
         rows = []
         for j, n in enumerate(names):
             r = [n if j == 0 else f"after {n}", _num(docs[j]), _pct(docs[j], docs[0])]
@@ -597,7 +597,6 @@ class _Page:
             ax.invert_yaxis()
             ax.set_xlabel(what)
         axes[1].legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
         head = [lab] + [n for n, _ in series]
         rows = []
         for k in keys:
@@ -683,7 +682,6 @@ class _Page:
         ax.set_ylabel("documents")
         ax.set_title("score distribution")
         ax.legend(fontsize=8)
-        fig.tight_layout()
         return _png(fig)
 
     def _score_vs_length(self, i, st, t) -> str:
@@ -709,7 +707,6 @@ class _Page:
         r = np.corrcoef(np.log(np.maximum(words[ok], 1)), score[ok])[0, 1] if ok.sum() > 2 else np.nan
         ax.set_title(f"{_score_name(st)} vs length (r = {r:.2f})", fontsize=10)
         ax.legend(fontsize=8, markerscale=3)
-        fig.tight_layout()
         return _png(fig)
 
     def _top_keys(self, metrics) -> str:
@@ -726,7 +723,6 @@ class _Page:
         ax.invert_yaxis()
         ax.set_xlabel("correlation estimate")
         ax.set_title("top keys by correlation")
-        fig.tight_layout()
         cols = sorted({k for x in top for k in x if k != "key"})
         rows = [[x.get("key")] + [_num(x.get(c, "-")) for c in cols] for x in top]
         return _png(fig) + _table(rows, ["key"] + cols)
@@ -747,7 +743,6 @@ class _Page:
         for yy, v in zip(y, vals):
             ax.text(v, yy, f" {v:.3f}", va="center", fontsize=8)
         ax.set_title("classifier quality (held out)")
-        fig.tight_layout()
         return _png(fig)
 
     def _dup_hist(self, t, metrics) -> str:
@@ -770,7 +765,6 @@ class _Page:
         ax.set_ylabel("clusters (log)")
         summary = f"{len(dup):,} duplicate clusters, {int(dup.sum()):,} documents, largest {top:,}"
         ax.set_title(summary)
-        fig.tight_layout()
         return _png(fig) + f'<p class="small">{_esc(summary)}</p>'
 
 
@@ -800,7 +794,6 @@ class _Page:
         ax.set_ylabel("documents")
         ax.set_title("cluster sizes before / after")
         ax.legend(fontsize=8)
-        fig.tight_layout()
         return _png(fig)
 
     def _projection(self, i, st, t) -> str:
@@ -845,7 +838,6 @@ class _Page:
         axes[1].scatter(xy[:, 0], xy[:, 1], s=6, c=cl[rows] % 20, cmap="tab20", alpha=0.7, linewidths=0)
         axes[1].set_title("cluster")
         fig.suptitle(f"{st.get('name')}: {what}", fontsize=10)
-        fig.tight_layout()
         return _png(fig)
 
     def _text(self, doc_id: str) -> str:
