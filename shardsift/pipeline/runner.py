@@ -179,14 +179,13 @@ class _Decide(DecideContext):
         docs = concat_docs(batches, self.runner.cfg.input)
         if len(docs) != len(rows):
             raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - len(docs)} rows")
-        if len(rows) < 2 or bool((rows[1:] > rows[:-1]).all()):  # asked in file order: no reordering copy
-            return Docs(docs.table, text_column=docs.text_column, id_column=docs.id_column, row=docs.row,
-                        n_words=docs.n_words, n_bytes=docs.n_bytes, shard=ctx.shard.name, shard_index=shard_index)
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))
-        return Docs(docs.table.take(pa.array(inv)), text_column=docs.text_column, id_column=docs.id_column,
-                    row=docs.row[inv], n_words=docs.n_words[inv], n_bytes=docs.n_bytes[inv],
-                    shard=ctx.shard.name, shard_index=shard_index)
+        table, row, n_words, n_bytes = docs.table, docs.row, docs.n_words, docs.n_bytes
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():  # back to the order asked (in file order: as read)
+            inv = np.empty_like(order)
+            inv[order] = np.arange(len(order))
+            table, row, n_words, n_bytes = table.take(pa.array(inv)), row[inv], n_words[inv], n_bytes[inv]
+        return Docs(table, text_column=docs.text_column, id_column=docs.id_column, row=row, n_words=n_words,
+                    n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index)
 
 
 class Runner:
