@@ -161,11 +161,13 @@ def _doc_word_shingles(data, lo, hi, cls, low, mult, keep_punct, n, tok, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _max_len(starts, ends):
+def _word_buffer(starts, ends):
+    """Scratch for one document's tokens or shingles: a word takes at least one byte plus a
+    separator, so the longest document has at most (len + 1) // 2 + 1 of either."""
     m = 0
     for d in range(starts.shape[0]):
         m = max(m, ends[d] - starts[d])
-    return m
+    return np.empty((m + 1) // 2 + 1, dtype=np.uint64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -177,7 +179,7 @@ def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
         total += (ends[d] - starts[d] + 1) // 2 + 1
     out = np.empty(total, dtype=np.uint64)
     out_off = np.zeros(nd + 1, dtype=np.int64)
-    tok = np.empty((_max_len(starts, ends) + 1) // 2 + 1, dtype=np.uint64)
+    tok = _word_buffer(starts, ends)
     k = 0
     for d in range(nd):
         k += _doc_word_shingles(data, starts[d], ends[d], cls, low, mult, keep_punct, n, tok, out[k:])
@@ -322,9 +324,8 @@ def _word_sets_into(starts, ends, data, cls, low, mult, keep_punct, n, out, out_
     """Sorted distinct word shingles of each document written straight into the CSR arrays
     (out, out_off) from document slot d0 on: the verification sets, with no intermediate copy."""
     nd = starts.shape[0]
-    maxlen = _max_len(starts, ends)
-    tok = np.empty((maxlen + 1) // 2 + 1, dtype=np.uint64)
-    sh = np.empty((maxlen + 1) // 2 + 1, dtype=np.uint64)
+    tok = _word_buffer(starts, ends)
+    sh = _word_buffer(starts, ends)
     tmp, counts = _scratch(sh.shape[0])
     k = out_off[d0]
     for d in range(nd):
@@ -400,7 +401,7 @@ def _word_signatures(starts, ends, data, cls, low, mult, keep_punct, n, a, b):
     hash (those of :func:`_doc_word_shingles`) goes straight into the permutations' minima.
     Returns (uint64[nd, k] signatures, int32[nd] shingle counts with repeats)."""
     nd = starts.shape[0]
-    tok = np.empty((_max_len(starts, ends) + 1) // 2 + 1, dtype=np.uint64)
+    tok = _word_buffer(starts, ends)
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
     count = np.zeros(nd, dtype=np.int32)
     cur = np.empty(a.shape[0], dtype=np.uint64)
