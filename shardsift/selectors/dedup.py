@@ -112,29 +112,40 @@ _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[65:91] += 32
 
 
+def _word_tables(keep_punct: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per byte value: the byte as it enters a word's hash (ASCII lowercased; 0 outside words) and
+    an all-ones mask for word bytes (class 1, and class 2 when ``keep_punct``), zero otherwise."""
+    word = (_CLASSES == 1) | (keep_punct & (_CLASSES == 2))
+    val = np.where(word, _LOWER, 0).astype(np.uint64)
+    msk = np.where(word, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
+    return val, msk
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
-def _doc_tokens(data, lo, hi, cls, low, keep_punct, tok):
+def _doc_tokens(data, lo, hi, val, msk, tok):
     """Hash the words of the bytes data[lo:hi] into ``tok`` exactly as text.tokenize does (mode
-    "word", or "whitespace" with keep_punct); returns how many."""
+    "word", or "whitespace" with keep_punct: see _word_tables); returns how many.
+
+    Branch-free over the bytes (word boundaries are unpredictable): every byte stores the running
+    FNV-1a state at tok[m] and advances m by one where a word ends, the mask resets the state to
+    the basis outside words; the states of the m finished words are mixed afterwards."""
     prime = np.uint64(0x100000001B3)
     basis = np.uint64(0xCBF29CE484222325)
+    one = np.uint64(1)
     m = 0
     h = basis
-    inw = False
+    prev = np.uint64(0)
     for i in range(lo, hi):
         c = data[i]
-        k = cls[c]
-        if k == 1 or (keep_punct and k == 2):
-            h = (h ^ np.uint64(low[c])) * prime
-            inw = True
-        elif inw:
-            tok[m] = _mix64(h)
-            m += 1
-            h = basis
-            inw = False
-    if inw:
-        tok[m] = _mix64(h)
-        m += 1
+        mk = msk[c]
+        tok[m] = h
+        m += np.int64(prev & ~mk & one)
+        h = (((h ^ val[c]) * prime) & mk) | (basis & ~mk)
+        prev = mk
+    tok[m] = h
+    m += np.int64(prev & one)
+    for i in range(m):
+        tok[i] = _mix64(tok[i])
     return m
 
 
@@ -149,10 +160,10 @@ def _shingle(tok, s, w, mult):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _doc_word_shingles(data, lo, hi, cls, low, mult, keep_punct, n, tok, out):
+def _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, out):
     """The word n-gram hashes of the bytes data[lo:hi] into ``out`` (``tok`` is scratch); returns
     how many. A document of 0 < m < n tokens gives one shingle of all m."""
-    m = _doc_tokens(data, lo, hi, cls, low, keep_punct, tok)
+    m = _doc_tokens(data, lo, hi, val, msk, tok)
     w = min(n, m)
     ns = m - w + 1 if m > 0 else 0
     for s in range(ns):
@@ -171,7 +182,7 @@ def _word_buffer(starts, ends):
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
+def _word_shingles(starts, ends, data, val, msk, mult, n):
     """Word n-gram hashes of every document (CSR: hashes, offsets), see _doc_word_shingles."""
     nd = starts.shape[0]
     total = 0
@@ -182,7 +193,7 @@ def _word_shingles(starts, ends, data, cls, low, mult, keep_punct, n):
     tok = _word_buffer(starts, ends)
     k = 0
     for d in range(nd):
-        k += _doc_word_shingles(data, starts[d], ends[d], cls, low, mult, keep_punct, n, tok, out[k:])
+        k += _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, out[k:])
         out_off[d + 1] = k
     return out[:k].copy(), out_off
 
@@ -242,8 +253,8 @@ def _char_shingles(starts, ends, data, n, strip_punct):
 
 def _word_args(texts, ngram: int, strip_punctuation: bool) -> tuple:
     """The leading arguments every word-shingle kernel takes: the lowercased text's spans and
-    bytes, the byte classes and ASCII lowercase table, the n-gram multipliers, keep_punct and n."""
-    return (*spans(lower(texts)), _CLASSES, _LOWER, _shingle_multipliers(ngram), not strip_punctuation, ngram)
+    bytes, the word byte tables (_word_tables), the n-gram multipliers and n."""
+    return (*spans(lower(texts)), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
 
 
 def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
@@ -320,7 +331,7 @@ def _sorted_sets(sh, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_sets_into(starts, ends, data, cls, low, mult, keep_punct, n, out, out_off, d0):
+def _word_sets_into(starts, ends, data, val, msk, mult, n, out, out_off, d0):
     """Sorted distinct word shingles of each document written straight into the CSR arrays
     (out, out_off) from document slot d0 on: the verification sets, with no intermediate copy."""
     nd = starts.shape[0]
@@ -329,7 +340,7 @@ def _word_sets_into(starts, ends, data, cls, low, mult, keep_punct, n, out, out_
     tmp, counts = _scratch(sh.shape[0])
     k = out_off[d0]
     for d in range(nd):
-        m = _doc_word_shingles(data, starts[d], ends[d], cls, low, mult, keep_punct, n, tok, sh)
+        m = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
         k = _sort_unique(sh, m, tmp, counts, out, k)
         out_off[d0 + d + 1] = k
 
@@ -372,13 +383,26 @@ def _minhash(sh, off, a_lo, a_hi, b):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _min_shift(cur, a, b, x):
-    """cur[i] = min(cur[i], (a[i] * x + b[i]) mod 2^64 >> 32) for every permutation i (vectorised)."""
+def _min_shift(cur, a, b, sh, lo, hi):
+    """cur[i] = min(cur[i], min over x in sh[lo:hi] of (a[i] * x + b[i]) mod 2^64 >> 32) for every
+    permutation i. The inner loop over the permutations is vectorised; four shingles share each
+    pass over cur, a and b, which keeps the loads and stores of those arrays off the critical path."""
     sft = np.uint64(32)
-    for i in range(a.shape[0]):
-        v = (a[i] * x + b[i]) >> sft
-        if v < cur[i]:
-            cur[i] = v
+    s = lo
+    while s + 4 <= hi:
+        x0, x1, x2, x3 = sh[s], sh[s + 1], sh[s + 2], sh[s + 3]
+        for i in range(a.shape[0]):
+            v = min(min((a[i] * x0 + b[i]) >> sft, (a[i] * x1 + b[i]) >> sft),
+                    min((a[i] * x2 + b[i]) >> sft, (a[i] * x3 + b[i]) >> sft))
+            if v < cur[i]:
+                cur[i] = v
+        s += 4
+    for t in range(s, hi):
+        x = sh[t]
+        for i in range(a.shape[0]):
+            v = (a[i] * x + b[i]) >> sft
+            if v < cur[i]:
+                cur[i] = v
 
 
 @nb.njit(cache=True, nogil=True)
@@ -389,29 +413,26 @@ def _minhash_shift(sh, off, a, b):
     cur = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
         cur[:] = _EMPTY32
-        for s in range(off[d], off[d + 1]):
-            _min_shift(cur, a, b, sh[s])
+        _min_shift(cur, a, b, sh, off[d], off[d + 1])
         out[d, :] = cur
     return out
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_signatures(starts, ends, data, cls, low, mult, keep_punct, n, a, b):
-    """Word shingles and multiply-shift signatures in one pass, document by document: each shingle
-    hash (those of :func:`_doc_word_shingles`) goes straight into the permutations' minima.
-    Returns (uint64[nd, k] signatures, int32[nd] shingle counts with repeats)."""
+def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
+    """Word shingles and multiply-shift signatures, document by document: a document's shingle
+    hashes (those of :func:`_doc_word_shingles`) go from a scratch buffer straight into the
+    permutations' minima. Returns (uint64[nd, k] signatures, int32[nd] shingle counts with repeats)."""
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
+    sh = _word_buffer(starts, ends)
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
     count = np.zeros(nd, dtype=np.int32)
     cur = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
-        m = _doc_tokens(data, starts[d], ends[d], cls, low, keep_punct, tok)
-        w = min(n, m)
-        ns = m - w + 1 if m > 0 else 0
+        ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
         cur[:] = _EMPTY32
-        for s in range(ns):
-            _min_shift(cur, a, b, _shingle(tok, s, w, mult))
+        _min_shift(cur, a, b, sh, 0, ns)
         out[d, :] = cur
         count[d] = ns
     return out, count
