@@ -407,6 +407,22 @@ def test_document_stage_run_imports_neither_numba_nor_pandas(sample_dir, tmp_pat
         assert proc.stdout.strip().splitlines()[-1] == "[]", (workers, proc.stdout)
 
 
+def test_first_run_freezes_the_gc_once(sample_dir, tmp_path):
+    """After a process's first run its objects (numba's registries above all) go to the GC's
+    permanent generation, so the collection at exit skips them; a second run freezes nothing more
+    and still works."""
+    cfgs = [doc_stages(sample_dir, tmp_path / f"out{k}", stages=[{"length": {"min_words": 150}}]) for k in (1, 2)]
+    code = ("import gc, json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
+            f"cfgs = json.loads({json.dumps(json.dumps(cfgs))})\n"
+            "before = gc.get_freeze_count()\nm1 = run_pipeline(cfgs[0])\nfirst = gc.get_freeze_count()\n"
+            "junk = [[i] for i in range(50000)]\nm2 = run_pipeline(cfgs[1])\n"
+            "print(before, first, gc.get_freeze_count(), m1['docs_kept'] == m2['docs_kept'] > 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, first, second, same = proc.stdout.split()[-4:]
+    # objects frozen then freed by reference counting leave the count; the 50,000 new lists must not join it
+    assert int(before) == 0 and int(first) > 10000 and int(second) <= int(first) and same == "True", proc.stdout
+
+
 def test_select_rows_slices_long_runs_and_copies_sparse_rows():
     import numpy as np
 
