@@ -16,10 +16,10 @@ for full Unicode lowercasing (Arrow's vectorised ``utf8_lower``).
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import pyarrow.compute as pc
 
+from ._numba import nb
 from .pipeline.kernels import byte_lengths, string_buffers  # noqa: F401 (byte_lengths: re-exported)
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}

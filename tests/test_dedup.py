@@ -439,3 +439,24 @@ def test_nothing_reaches_the_stage(tmp_path):
            "stages": [{"length": {"min_words": 5}}, {"exact_dedup": {}}, {"minhash_dedup": {}}]}
     man = run_pipeline(cfg)
     assert man["docs_kept"] == 0 and man["stages"][3]["docs_in"] == 0
+
+
+def test_numba_kernels_load_without_scipy_linalg_and_blas_still_works():
+    """shardsift._numba imports numba's arraymath with a BLAS probe that only asks whether SciPy
+    is installed (SciPy's linalg import costs ~0.25 CPU-s a process); a function that does use
+    BLAS still compiles, importing SciPy's linalg then, and computes what NumPy does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nimport numpy as np\nimport pyarrow as pa\n"
+        "from shardsift.selectors.dedup import MinHashDedup\n"
+        "sig = MinHashDedup().signatures(pa.array(['one two three four five six seven']))\n"
+        "before = 'scipy.linalg' in sys.modules\n"
+        "from shardsift._numba import nb\n"
+        "dot = nb.njit(lambda a, b: np.dot(a, b))\n"
+        "a = np.arange(12.0).reshape(3, 4); b = np.arange(8.0).reshape(4, 2)\n"
+        "ok = np.allclose(dot(a, b), a @ b)\n"
+        "print(sig.shape[1] > 0, before, ok, 'scipy.linalg' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[-4:] == ["True", "False", "True", "True"], proc.stdout + proc.stderr

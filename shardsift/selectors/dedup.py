@@ -38,11 +38,11 @@ import os
 import re
 import shutil
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._numba import nb
 from ..errors import ConfigError, DataError
 from ..text import _mix64, lower, spans
 from .base import Decision, Param, Selector

@@ -19,9 +19,9 @@ import math
 import os
 from functools import partial
 
-import numba as nb
 import numpy as np
 
+from .._numba import nb
 from ..errors import ConfigError, DataError
 from ..text import MODES, hash_strings, lower, mix64, ngrams, tokenize
 from .base import Decision, Param, Selector, check_keep_n, count_to_keep

@@ -21,10 +21,10 @@ import json
 import math
 import os
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from .._numba import nb
 from ..errors import ConfigError, DataError
 from ..text import ngrams, tokenize
 from .base import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
