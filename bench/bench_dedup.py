@@ -14,6 +14,9 @@ subprocess on the same files (CPU seconds and peak RSS from wait4):
 - datatrove 0.10.1: the four MinHash stages (default 14 x 8 buckets, whitespace word tokenizer),
   Parquet in and out.
 
+- copy_floor (not a dedup): plain pyarrow reads the shards and writes the kept share of rows
+  with shardsift's writer settings; its docs/CPU-s bounds what any Parquet-to-Parquet tool reaches.
+
 Quality against the ground truth: recall per duplicate class (a pair is caught when one of its two
 documents is removed), false merges of below-threshold pairs, and precision (removed documents
 that are the duplicate of a pair with J >= threshold whose partner survives).
@@ -251,6 +254,22 @@ def tool_datatrove(inp, out, extra):
     return {"kept": kept, "metrics": {"bands_rows": [cfg.num_buckets, cfg.hashes_per_bucket]}}
 
 
+def tool_copy_floor(inp, out, extra):
+    """Not a dedup: plain pyarrow reads every shard and writes the rows of ``extra["drop_every"]``
+    kept as shardsift's writer would (zstd, no dictionary, no statistics). No tool that reads and
+    writes Parquet can be cheaper, so its docs/CPU-s over a reference's bounds the ratio any
+    such tool can reach on this data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(os.path.join(inp, "*.parquet")))])
+    keep = np.arange(table.num_rows) % int(extra.get("drop_every", 4)) != 0
+    os.makedirs(out, exist_ok=True)
+    pq.write_table(table.filter(pa.array(keep)), os.path.join(out, "part-00000.parquet"), compression="zstd",
+                   use_dictionary=False, write_statistics=False)
+    return {"kept": [], "rows_written": int(keep.sum())}
+
+
 def tool_index_memory(inp, out, extra):
     """Peak memory of minhash_dedup's global decide over N synthetic documents (21 band keys each):
     1% exact-signature copies, 1% sharing one band with another document (read back, rejected)."""
@@ -313,7 +332,7 @@ def tool_index_memory(inp, out, extra):
             "decide_cpu_s": cpu, "metrics": dec.metrics, "kept": []}
 
 
-TOOLS = {"shardsift": tool_shardsift, "index_memory": tool_index_memory, "datasketch": tool_datasketch, "datatrove": tool_datatrove}
+TOOLS = {"shardsift": tool_shardsift, "copy_floor": tool_copy_floor, "index_memory": tool_index_memory, "datasketch": tool_datasketch, "datatrove": tool_datatrove}
 
 
 def run_tool(name, inp, out, extra=None):
@@ -520,6 +539,19 @@ def main():
                 results["shardsift"][f"speedup_vs_{name}"] = ratio
                 results["shardsift"][f"marginal_speedup_vs_{name}"] = mratio
                 print(f"shardsift / {name}: {ratio:.1f}x docs per CPU-second end to end, {mratio:.1f}x marginal")
+        # the floor: read + write alone, with the share of rows shardsift kept
+        kept_share = 1 - results["shardsift"]["quality"]["removed"] / n_docs
+        floor = min((run_tool("copy_floor", inp, os.path.join(tmp, f"floor-{i}"),
+                              {"drop_every": max(2, round(1 / max(1e-9, 1 - kept_share)))}) for i in range(2)),
+                    key=lambda r: r["cpu_s"])
+        floor["docs_per_cpu_s"] = n_docs / floor["cpu_s"]
+        results["copy_floor"] = floor
+        line = (f"read + write floor (plain pyarrow, {floor['rows_written']} rows written, no dedup; best of 2): "
+                f"{floor['docs_per_cpu_s']:.0f} docs/CPU-s, {floor['cpu_s']:.2f} CPU-s; shardsift runs at "
+                f"{results['shardsift']['docs_per_cpu_s'] / floor['docs_per_cpu_s']:.2f} of it")
+        if "datatrove" in results:
+            line += f"; the floor is {floor['docs_per_cpu_s'] / results['datatrove']['docs_per_cpu_s']:.1f}x datatrove"
+        print(line)
         m = results["shardsift"]["metrics"]
         print(f"shardsift: bands x rows {m['bands']} x {m['rows']}, candidate prob at t {m['candidate_prob_at_threshold']}, "
               f"pairs checked {m['pairs_checked']} (rejected {m['pairs_rejected']}), "
