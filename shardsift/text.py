@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ._numba import nb
-from .pipeline.kernels import byte_lengths, string_buffers  # noqa: F401 (byte_lengths: re-exported)
+from .pipeline.kernels import byte_lengths, mix64, string_buffers  # noqa: F401 (byte_lengths, mix64: re-exported)
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}
 
@@ -71,11 +71,6 @@ def _mix64(h):
     h *= np.uint64(0x94D049BB133111EB)
     h ^= h >> np.uint64(31)
     return h
-
-
-def mix64(h: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser of the token hash, over a uint64 array (returns a new array)."""
-    return _mix64(np.array(h, dtype=np.uint64, copy=True))
 
 
 @nb.njit(cache=True, nogil=True)

@@ -55,11 +55,13 @@ def byte_lengths(arr) -> np.ndarray:
     return out
 
 
-def _space(data: np.ndarray, out: np.ndarray) -> None:
-    """out[i] = data[i] is ASCII whitespace (space, \\t \\n \\v \\f \\r), like text._is_space."""
+def _space(data: np.ndarray, out: np.ndarray, tmp: np.ndarray, low: np.ndarray) -> None:
+    """out[i] = data[i] is ASCII whitespace (space, \\t \\n \\v \\f \\r), like text._is_space.
+    ``tmp`` (uint8) and ``low`` (bool) are scratch of data's length."""
     np.equal(data, 32, out=out)
-    tmp = data - np.uint8(9)  # wraps below 9: only 9..13 land in 0..4
-    out |= tmp < 5
+    np.subtract(data, np.uint8(9), out=tmp)  # wraps below 9: only 9..13 land in 0..4
+    np.less(tmp, 5, out=low)
+    out |= low
 
 
 def count_words(arr) -> np.ndarray:
@@ -90,10 +92,7 @@ def count_words(arr) -> np.ndarray:
         chunk = data[lo + b0:lo + b1]
         space[0] = True if b0 == 0 else _is_space_byte(data[lo + b0 - 1])
         sp = space[1:m + 1]
-        np.equal(chunk, 32, out=sp)
-        np.subtract(chunk, np.uint8(9), out=tmp[:m])  # wraps below 9: only 9..13 land in 0..4
-        np.less(tmp[:m], 5, out=low[:m])
-        sp |= low[:m]
+        _space(chunk, sp, tmp[:m], low[:m])
         np.greater(space[:m], sp, out=start[:m])       # a space, then a non-space: a word starts
         packed = np.packbits(start[:m], bitorder="little")
         as_bytes[b0 // 8:b0 // 8 + len(packed)] = packed
@@ -125,7 +124,7 @@ def _is_space_byte(b) -> bool:
 
 def _space_array(b: np.ndarray) -> np.ndarray:
     out = np.empty(len(b), dtype=bool)
-    _space(b, out)
+    _space(b, out, np.empty(len(b), dtype=np.uint8), np.empty(len(b), dtype=bool))
     return out
 
 
@@ -157,13 +156,14 @@ def hash_strings(arr) -> np.ndarray:
         hk = h[:m]
         hk ^= data[s_sorted[:m] + k].astype(np.uint64)
         hk *= _FNV_PRIME
-    h = _mix64(h)
+    h = mix64(h)
     out = np.empty(n, dtype=np.uint64)
     out[order] = h
     return out
 
 
-def _mix64(h: np.ndarray) -> np.ndarray:
+def mix64(h: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser over a uint64 array (returns a new array; the input is left as is)."""
     h = h ^ (h >> np.uint64(30))
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(27)
