@@ -840,8 +840,9 @@ class KMeansDiversity(Selector):
 
     @staticmethod
     def _per_cluster(cluster, quotas, order):
-        """Walk the clusters in ``order`` (a permutation grouped by cluster): yields (members, quota)
-        for each cluster that must choose, after keeping whole clusters whose quota covers them."""
+        """Walk the clusters in ``order`` (a permutation grouped by cluster). Returns (keep, choices):
+        ``keep`` marks the whole clusters whose quota covers them, ``choices`` lists (members, quota)
+        for each cluster that must choose."""
         n = len(cluster)
         keep = np.zeros(n, dtype=bool)
         g = cluster[order]
