@@ -438,3 +438,66 @@ def test_select_rows_slices_long_runs_and_copies_sparse_rows():
             assert chunks == 2  # slices: no copy
         elif name != "all":
             assert chunks == 1, name  # one filter copy: short runs, or less than half the rows kept
+
+
+# -- decoded-shard cache (input.cache) ---------------------------------------------------------
+
+def test_cache_serves_every_pass_after_the_scan_and_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
+    """With a global stage the input is read by the scan, the score, the decide's read-back and the
+    write; with the cache only the scan decompresses Parquet. Same bytes either way, and the
+    copies are gone after the run."""
+    stages = [{"length": {"min_words": 20}}, {"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
+    reads = []
+    real = io._iter_parquet
+    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    outs = {}
+    for mode in (True, False):
+        reads.clear()
+        out = tmp_path / f"cache-{mode}"
+        run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": mode}))
+        outs[mode] = (outputs(out), sorted(reads))
+        assert not (out / ".work" / "cache").exists()
+    n_shards = len(set(outs[False][1]))
+    assert n_shards == 3 and outs[True][1] == sorted(set(outs[False][1]))  # one read per shard: the scan's
+    assert len(outs[False][1]) >= 4 * n_shards  # scan, two document scores, dedup score, write (and read-back)
+    assert outs[True][0] == outs[False][0] and outs[True][0]["data"]
+
+
+def test_cache_after_a_kill_is_reused_and_a_damaged_copy_is_ignored(sample_dir, tmp_path):
+    stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
+    ref = tmp_path / "ref"
+    run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
+    for damage in (False, True):
+        out = tmp_path / f"out-{damage}"
+        cfg = write_cfg(tmp_path, f"c{damage}.yaml", **basic(sample_dir, out, stages=stages))
+        killed = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": "stage:00"}, check=False)
+        assert killed.returncode != 0
+        copies = sorted((out / ".work" / "cache").glob("*.arrow"))
+        assert len(copies) == 3 and not list((out / ".work" / "cache").glob("*.tmp"))
+        rows = [pa.ipc.open_file(str(p)).read_all().num_rows for p in copies]
+        assert rows == [pq.ParquetFile(f).metadata.num_rows for f in sorted((sample_dir / "pool").glob("*.parquet"))]
+        if damage:  # a torn copy (a crash of the machine, not of the process): read the input instead
+            with open(copies[1], "r+b") as fh:
+                fh.truncate(os.path.getsize(copies[1]) // 2)
+        run_cli("select", cfg)
+        assert outputs(out) == outputs(ref), damage
+        assert not (out / ".work" / "cache").exists()
+
+
+def test_shard_cache_drops_a_copy_whose_batches_change_schema(tmp_path):
+    cache = io.ShardCache(str(tmp_path / "c" / "x.arrow"))
+    cache.add(pa.table({"text": ["a b"], "n": [1]}))
+    cache.add(pa.table({"text": ["c"], "n": [1.5]}))  # JSONL blocks can infer another type
+    assert cache.close() is False
+    assert os.listdir(tmp_path / "c") == []
+    ok = io.ShardCache(str(tmp_path / "c" / "y.arrow"))
+    for k in range(3):
+        ok.add(pa.table({"text": [f"t{k}"] * (k + 1)}))
+    assert ok.close() is True and io.cache_rows(ok.path) == 6
+    assert io.cache_rows(str(tmp_path / "c" / "absent.arrow")) is None
+
+
+def test_input_cache_key_is_validated(tmp_path, sample_dir):
+    cfg = basic(sample_dir, tmp_path / "o", input={"path": str(sample_dir / "pool"), "cache": "yes"})
+    with pytest.raises(ConfigError, match=r"input\.cache: 'yes'"):
+        run_pipeline(cfg)

@@ -74,10 +74,12 @@ class InputConfig:
     format: str = "auto"
     batch_size: int = 8192
     storage_options: dict = field(default_factory=dict)
+    cache: Any = "auto"  # auto | True | False: decoded shard copies in the work dir (io.ShardCache)
 
     KEYS = {"path": "files, globs, directories or URIs", "text_column": "default text",
             "id_column": "default id", "format": "auto|parquet|jsonl", "batch_size": "rows per batch",
-            "storage_options": "fsspec options for remote URIs"}
+            "storage_options": "fsspec options for remote URIs",
+            "cache": "auto|true|false: a decoded copy of each shard in the work dir for the passes after the scan"}
 
     @classmethod
     def parse(cls, raw, where: str = "input") -> InputConfig:
@@ -96,6 +98,9 @@ class InputConfig:
         bs = _typed(raw, "batch_size", int, where, 8192)
         if bs < 1:
             raise ConfigError(f"{where}.batch_size: {bs} is out of range (must be >= 1)")
+        cache = raw.get("cache", "auto")
+        if not (cache == "auto" or isinstance(cache, bool)):
+            raise ConfigError(f"{where}.cache: {cache!r} is not one of auto, true, false")
         return cls(
             path=path,
             text_column=_typed(raw, "text_column", str, where, "text"),
@@ -103,6 +108,7 @@ class InputConfig:
             format=fmt,
             batch_size=bs,
             storage_options=_typed(raw, "storage_options", dict, where, {}) or {},
+            cache=cache,
         )
 
 

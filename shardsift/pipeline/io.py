@@ -57,6 +57,7 @@ class Shard:
     fingerprint: str
     name: str           # short unique name, used in generated ids
     storage_options: dict = field(default_factory=dict, hash=False, compare=False)
+    cache: str | None = field(default=None, hash=False, compare=False)  # decoded copy (ShardCache)
 
     def fs(self) -> pafs.FileSystem:
         return filesystem(self.uri, self.storage_options)[0]
@@ -229,6 +230,9 @@ def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Ite
         for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
             yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
         return
+    if shard.cache is not None:
+        yield from _iter_cache(shard.cache, columns)
+        return
     if shard.format == "parquet":
         yield from _iter_parquet(shard, columns, batch_size)
     else:
@@ -236,6 +240,73 @@ def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Ite
             if columns is not None:
                 tbl = tbl.select([c for c in columns if c in tbl.column_names])
             yield tbl
+
+
+# -- decoded-shard cache -----------------------------------------------------------------------
+
+class ShardCache:
+    """A decoded copy of a shard in the work dir: its batches, all columns, as one uncompressed
+    Arrow IPC file, written while the scan reads the shard. The passes after the scan (every
+    stage's score, a global decide reading documents back, the write) map it into memory instead
+    of decompressing and decoding the input again: zero-copy, and shared by worker processes
+    through the page cache. Written under a temporary name and renamed whole; a shard whose
+    batches change schema (JSONL blocks may) is not cached."""
+
+    def __init__(self, path: str):
+        self.path, self.tmp = path, path + ".tmp"
+        self._writer = None
+        self._schema = None
+        self.ok = True
+
+    def add(self, tbl: pa.Table) -> None:
+        if not self.ok:
+            return
+        if self._writer is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._schema = tbl.schema
+            self._writer = pa.ipc.new_file(self.tmp, tbl.schema)
+        elif not tbl.schema.equals(self._schema):
+            self.abort()
+            return
+        self._writer.write_table(tbl)
+
+    def close(self) -> bool:
+        """Rename the finished copy into place; returns whether there is one."""
+        if not self.ok or self._writer is None:
+            self.abort()
+            return False
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+        return True
+
+    def abort(self) -> None:
+        self.ok = False
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - being thrown away
+                pass
+            self._writer = None
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def cache_rows(path: str) -> int | None:
+    """Rows in a cache file, or None when it is absent or unreadable (then it is not used)."""
+    try:
+        reader = pa.ipc.open_file(pa.memory_map(path))
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _iter_cache(path: str, columns):
+    reader = pa.ipc.open_file(pa.memory_map(path))  # the batches keep the mapping alive
+    for i in range(reader.num_record_batches):
+        tbl = pa.Table.from_batches([reader.get_batch(i)])
+        yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
 
 
 def _iter_parquet(shard: Shard, columns, batch_size):

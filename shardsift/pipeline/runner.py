@@ -8,11 +8,13 @@ manifest.json exists.
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import json
 import os
 import resource
+import shutil
 import socket
 import time
 from collections.abc import Sequence
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
-from . import faults, storage, workdir
+from . import faults, io, storage, workdir
 from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, LocalExecutor, Progress, _call, make_executor
@@ -253,7 +255,9 @@ class Runner:
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
-            return self._write(stage_reports, alive_path)
+            manifest = self._write(stage_reports, alive_path)
+            workdir.remove(os.path.join(self.work, "cache"))  # the decoded copies served this run only
+            return manifest
         except ShardsiftError:
             # bad input found before any stage ran: leave nothing behind in an output we created
             if created and not started:
@@ -308,11 +312,34 @@ class Runner:
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self._scan_prepare()
-        tasks = [ScanTask(self.shard_ctx(j, None)) for j in range(len(self.shards))]
+        cache = self._cache_dir()
+        tasks = [ScanTask(self.shard_ctx(j, None), cache and os.path.join(cache, f"{j:05d}-{sh.fingerprint}.arrow"))
+                 for j, sh in enumerate(self.shards)]
         self.progress.line(f"scan: {len(tasks)} input shard(s)")
         stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+        if cache:
+            for j, (task, st) in enumerate(zip(tasks, stats)):
+                if io.cache_rows(task.cache_path) == st["rows"]:  # absent (e.g. a resumed scan): read the input
+                    self.shards[j] = dataclasses.replace(self.shards[j], cache=task.cache_path)
         dup = self._duplicate_ids()
         return self._scan_report(stats, dup, time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _cache_dir(self) -> str | None:
+        """Where the scan leaves decoded copies of the shards (io.ShardCache), or None for no copies.
+
+        Only the staged flow reads the input more than twice (scan, each stage's score, a decide
+        reading documents back, the write), and only a local work dir can be mapped into memory.
+        ``input.cache: auto`` also wants the copies (uncompressed: ~3x zstd Parquet) to take at most
+        a quarter of the free space there."""
+        mode = self.cfg.input.cache
+        if mode is False or storage.is_remote(self.work):
+            return None
+        d = os.path.join(self.work, "cache")
+        if mode == "auto":
+            need = sum(io.shard_data_bytes(sh) for sh in self.shards)
+            if need > shutil.disk_usage(self.work).free // 4:
+                return None
+        return d
 
     def _scan_prepare(self) -> None:
         storage.makedirs(os.path.join(self.work, "scan"))

@@ -97,6 +97,7 @@ class ShardContext:
 @dataclass
 class ScanTask:
     ctx: ShardContext
+    cache_path: str | None = None  # write the shard's decoded copy here (io.ShardCache)
 
     @property
     def label(self):
@@ -111,15 +112,16 @@ def run_scan(task: ScanTask) -> dict:
         return workdir.read_json(summary_path)
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
-    start = 0
-    for tbl in iter_tables(ctx.shard, [ctx.text_column, ctx.id_column], ctx.batch_size):
-        tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
-        text = one_array(tbl.column(ctx.text_column))
-        valid.append(ok)
-        words.append(count_words(text))
-        nbytes.append(byte_lengths(text))
-        idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
-        start += tbl.num_rows
+    keys = [ctx.text_column, ctx.id_column]
+    cache = io.ShardCache(task.cache_path) if task.cache_path and ctx.shard.cache is None else None
+    try:
+        start = _scan_batches(ctx, keys, cache, valid, words, nbytes, idh)
+    except BaseException:
+        if cache is not None:
+            cache.abort()
+        raise
+    if cache is not None:
+        cache.close()
     if start == 0:
         # still validates the text column on a zero-row shard
         from ..errors import DataError
@@ -139,6 +141,23 @@ def run_scan(task: ScanTask) -> dict:
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
     return summary
+
+
+def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh) -> int:
+    """The scan's per-batch work; with a cache, every column is read and copied into it."""
+    start = 0
+    for tbl in iter_tables(ctx.shard, None if cache is not None else keys, ctx.batch_size):
+        if cache is not None:
+            cache.add(tbl)
+            tbl = tbl.select([c for c in keys if c in tbl.column_names])
+        tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
+        text = one_array(tbl.column(ctx.text_column))
+        valid.append(ok)
+        words.append(count_words(text))
+        nbytes.append(byte_lengths(text))
+        idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
+        start += tbl.num_rows
+    return start
 
 
 def hold_shard(task: ScanTask) -> bool:
