@@ -460,3 +460,205 @@ def test_numba_kernels_load_without_scipy_linalg_and_blas_still_works():
         "print(sig.shape[1] > 0, before, ok, 'scipy.linalg' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split()[-4:] == ["True", "False", "True", "True"], proc.stdout + proc.stderr
+
+
+# -- word tokenizer: two FNV chains per document, ASCII batches not Unicode-lowered --------------
+
+M64 = (1 << 64) - 1
+WORD_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") + [
+    "é", "É", "À", "ß", "ñ", "Ω", "Σ", "中", "文", "🙂", "İ", "\u212a"]  # Kelvin sign lowers to ASCII k
+PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~") + ["\x00", "\x7f", "—", "’"]
+SPACES = [" ", " ", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", " \n\t  "]
+
+
+def _py_mix64(h):
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & M64
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & M64
+    return h ^ (h >> 31)
+
+
+def _py_is_word(b, keep_punct):
+    if b == 32 or 9 <= b <= 13:
+        return False
+    return keep_punct or 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128
+
+
+def ref_tokens(raw: bytes, keep_punct: bool) -> list:
+    """The serial reference: FNV-1a 64 of each maximal run of word bytes (ASCII lowercased), mixed."""
+    toks, h = [], None
+    for b in raw:
+        if _py_is_word(b, keep_punct):
+            b = b + 32 if 65 <= b <= 90 else b
+            h = ((0xCBF29CE484222325 if h is None else h) ^ b) * 0x100000001B3 & M64
+        elif h is not None:
+            toks.append(_py_mix64(h))
+            h = None
+    if h is not None:
+        toks.append(_py_mix64(h))
+    return toks
+
+
+def ref_shingles(toks: list, n: int) -> list:
+    from shardsift.selectors.dedup import _shingle_multipliers
+
+    mult = [int(x) for x in _shingle_multipliers(n)]
+    w = min(n, len(toks))
+    return [_py_mix64((w * 0x9E3779B97F4A7C15 + sum(toks[s + j] * mult[j] for j in range(w))) & M64)
+            for s in range(len(toks) - w + 1 if toks else 0)]
+
+
+def ref_csr(texts, keep_punct: bool, n=None):
+    """Reference tokens (or n-gram shingles) of every document after Arrow's Unicode lowercase."""
+    import pyarrow.compute as pc
+
+    out, off = [], [0]
+    for t in pc.utf8_lower(texts).to_pylist():
+        toks = ref_tokens((t or "").encode(), keep_punct)
+        out += toks if n is None else ref_shingles(toks, n)
+        off.append(len(out))
+    return np.array(out, dtype=np.uint64), np.array(off, dtype=np.int64)
+
+
+def random_text(rng, nbytes, ascii_only=False):
+    chars = WORD_CHARS[:63] if ascii_only else WORD_CHARS
+    p = np.where(np.arange(len(chars)) < 63, 1.0, 0.5 if not ascii_only else 0.0)
+    punct = [c for c in PUNCT if not ascii_only or c.isascii()]
+    parts, size = [], 0
+    if rng.random() < 0.3:
+        parts.append(str(rng.choice(SPACES)))
+    while size < nbytes:
+        word = "".join(rng.choice(chars, size=int(rng.geometric(0.2)), p=p / p.sum()))
+        r = rng.random()
+        if r < 0.15:
+            word += "".join(rng.choice(punct, size=int(rng.integers(1, 4))))  # "word," "it's!?"
+        elif r < 0.2:
+            word = str(rng.choice(punct)) + word
+        sep = str(rng.choice(SPACES)) if rng.random() < 0.9 else "".join(rng.choice(punct, size=2))
+        parts += [word, sep]
+        size += len(word.encode()) + len(sep.encode())
+    if rng.random() < 0.5:
+        parts.pop()  # end inside a word
+    return "".join(parts)
+
+
+def cut_docs():
+    """Documents whose cut (at byte len // 2) falls inside a word, on a separator, just before or
+    after one, in a run of separators; single long words; the shortest two-chain lengths."""
+    docs = []
+    for n in (64, 65, 66, 101, 300):
+        q = n // 2
+        for p in range(q - 3, q + 4):
+            docs.append("a" * p + " " + "B" * (n - p - 1))
+            docs.append("a" * p + "  \t" + "b" * (n - p - 3))
+            docs.append("x " * (p // 2) + "y" * (n - 2 * (p // 2)))
+            docs.append("é" * (p // 2) + " " + "É" * ((n - p) // 2))
+        docs += ["w" * n, "W" * (n - 1) + " ", " " + "w" * (n - 1), " " * n, "!" * n, "a " * (n // 2),
+                 " a" * (n // 2), "a " * (n // 2) + "a", "É" * (n // 2), "ab," * (n // 3), "a\x00b " * (n // 4)]
+    docs += ["", " ", "a", "A", "ÉÀ", "a" * 63, "a" * 63 + " ", " " * 63 + "a",
+             "x" * 2000, "x" * 1000 + " tail", "head " + "y" * 1000, "ÉÀ" * 500]
+    return docs
+
+
+def tokens_of(texts, keep_punct, one_by_one=False):
+    """_doc_tokens over each document, run with bounds checks so a scratch overrun fails here."""
+    from shardsift._numba import nb
+    from shardsift.selectors.dedup import _doc_tokens, _word_buffer, _word_tables
+    from shardsift.text import spans
+
+    @nb.njit(boundscheck=True)
+    def run(starts, ends, data, val, msk):
+        tok = _word_buffer(starts, ends)  # the scratch size every kernel uses
+        out = np.empty(ends.shape[0] + (ends - starts).sum(), dtype=np.uint64)
+        off = np.zeros(starts.shape[0] + 1, dtype=np.int64)
+        for d in range(starts.shape[0]):
+            m = _doc_tokens(data, starts[d], ends[d], val, msk, tok)
+            out[off[d]:off[d] + m] = tok[:m]
+            off[d + 1] = off[d] + m
+        return out[:off[-1]], off
+
+    val, msk = _word_tables(keep_punct)
+    if not one_by_one:
+        return run(*spans(texts), val, msk)
+    parts = [run(*spans(texts.slice(i, 1)), val, msk)[0] for i in range(len(texts))]
+    return np.concatenate(parts), np.concatenate([[0], np.cumsum([len(p) for p in parts])])
+
+
+@pytest.fixture(scope="module")
+def token_texts():
+    rng = np.random.default_rng(11)
+    lens = np.concatenate([rng.integers(0, 64, 120), rng.integers(64, 400, 120), rng.integers(400, 4000, 40)])
+    docs = [random_text(rng, int(n)) for n in lens]
+    docs = cut_docs() + docs + [None, None]
+    return [docs[i] for i in rng.permutation(len(docs))]
+
+
+@pytest.mark.parametrize("keep_punct", [False, True])
+def test_doc_tokens_match_serial_reference(token_texts, keep_punct):
+    """The two-chain kernel gives the serial FNV tokens exactly, in order, on the raw bytes (upper
+    case ASCII, punctuation, NUL, non-ASCII, whitespace runs, cuts inside and between words)."""
+    arr = pa.array(token_texts, pa.large_string())
+    ref, ref_off = [], [0]
+    for t in token_texts:
+        ref += ref_tokens((t or "").encode(), keep_punct)
+        ref_off.append(len(ref))
+    for one_by_one in (False, True):
+        tok, off = tokens_of(arr, keep_punct, one_by_one)
+        assert np.array_equal(off, ref_off)
+        assert np.array_equal(tok, np.array(ref, dtype=np.uint64))
+    # and text.tokenize, the definition the docstrings point at
+    t2, o2 = tokenize(arr, mode="whitespace" if keep_punct else "word")
+    assert np.array_equal(t2, tok) and np.array_equal(o2, off)
+
+
+@pytest.mark.parametrize("strip", [True, False])
+@pytest.mark.parametrize("batch", ["mostly_ascii", "mostly_non_ascii"])
+def test_word_shingles_and_signatures_match_reference(token_texts, strip, batch):
+    """Public path (ASCII documents not Unicode-lowered, the others lowered by Arrow): shingles
+    and fused signatures equal the serial reference after utf8_lower, in a batch mixing ASCII and
+    non-ASCII documents (both lowering branches), sliced and chunked."""
+    rng = np.random.default_rng(5)
+    ascii_docs = [random_text(rng, int(n), ascii_only=True) for n in rng.integers(0, 3000, 60)]
+    if batch == "mostly_ascii":  # a few non-ASCII documents: lowered alone and spliced in
+        docs = ascii_docs + ["ÉCOLE ÀLA Carte İSTANBUL \u212aELVIN", None, "x"] + token_texts[:6]
+    else:
+        docs = ascii_docs[:5] + token_texts
+    docs = [docs[i] for i in rng.permutation(len(docs))]
+    arr = pa.array(["PAD"] * 3 + docs, pa.large_string()).slice(3)
+    for texts in (arr, pa.chunked_array([arr.slice(0, 10), arr.slice(10)])):
+        for n in (1, 5):
+            sh, off = shingle_hashes(texts, ngram=n, strip_punctuation=strip)
+            rsh, roff = ref_csr(arr, not strip, n)
+            assert np.array_equal(off, roff) and np.array_equal(sh, rsh), n
+        sel = MinHashDedup(bands=8, rows=4, num_perm=32, hash_seed=9, strip_punctuation=strip)
+        sig = sel.signatures(texts)
+        assert np.array_equal(sig, minhash_signatures(rsh, roff, 32, 9))
+
+
+def test_lower_spans_lowers_only_non_ascii_documents():
+    import pyarrow.compute as pc
+
+    from shardsift.selectors.dedup import _lower_spans
+    from shardsift.text import spans
+
+    def docs_of(s, e, d):
+        return [bytes(d[a:b]) for a, b in zip(s, e)]
+
+    def lowered(t, everything=False):
+        if t is None:
+            return b""
+        return pc.utf8_lower(pa.array([t]))[0].as_py().encode() if everything or not t.isascii() else t.encode()
+
+    texts = ["Hello WORLD", "ÉCOLE à Paris", None, "", "PLAIN ascii", "İstanbul \u212a", "tail TEXT " * 30]
+    low = [lowered(t) for t in texts]  # ASCII documents as they are, the rest lowered by Arrow
+    arr = pa.array(texts, pa.string())
+    assert docs_of(*_lower_spans(arr)) == low
+    assert docs_of(*_lower_spans(arr.slice(1, 6))) == low[1:7]
+    assert docs_of(*_lower_spans(pa.chunked_array([arr.slice(0, 2), arr.slice(2)]))) == low
+    # an all-ASCII batch is not copied at all
+    asc = pa.array(["Only ASCII", None, "HERE"], pa.large_string())
+    s, e, d = _lower_spans(asc)
+    assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE"]
+    # non-ASCII documents hold most bytes: the whole batch is lowered, ASCII documents too
+    assert docs_of(*_lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]

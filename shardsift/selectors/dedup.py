@@ -110,43 +110,104 @@ def _shingle_multipliers(n: int) -> np.ndarray:
     return rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[65:91] += 32
+_FNV_PRIME = 0x100000001B3
+_FNV_BASIS = 0xCBF29CE484222325
+# the value whose FNV step from a zeroed state gives the basis: (0 ^ v) * prime == basis (mod 2^64)
+_FNV_RESET = _FNV_BASIS * pow(_FNV_PRIME, -1, 1 << 64) % (1 << 64)
 
 
 def _word_tables(keep_punct: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per byte value: the byte as it enters a word's hash (ASCII lowercased; 0 outside words) and
-    an all-ones mask for word bytes (class 1, and class 2 when ``keep_punct``), zero otherwise."""
+    """Per byte value: an all-ones mask for word bytes (class 1, and class 2 when ``keep_punct``),
+    zero otherwise, and what enters the hash: the byte (ASCII lowercased) in a word, outside one
+    the value that turns the zeroed state into the FNV basis (so a reset is one and, one xor)."""
     word = (_CLASSES == 1) | (keep_punct & (_CLASSES == 2))
-    val = np.where(word, _LOWER, 0).astype(np.uint64)
+    val = np.where(word, _LOWER.astype(np.uint64), np.uint64(_FNV_RESET)).astype(np.uint64)
     msk = np.where(word, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
     return val, msk
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _doc_tokens(data, lo, hi, val, msk, tok):
-    """Hash the words of the bytes data[lo:hi] into ``tok`` exactly as text.tokenize does (mode
-    "word", or "whitespace" with keep_punct: see _word_tables); returns how many.
-
-    Branch-free over the bytes (word boundaries are unpredictable): every byte stores the running
-    FNV-1a state at tok[m] and advances m by one where a word ends, the mask resets the state to
-    the basis outside words; the states of the m finished words are mixed afterwards."""
-    prime = np.uint64(0x100000001B3)
-    basis = np.uint64(0xCBF29CE484222325)
-    one = np.uint64(1)
-    m = 0
-    h = basis
-    prev = np.uint64(0)
+def _fnv_run(data, lo, hi, val, msk, tok, m, h, prev):
+    """One FNV-1a chain over data[lo:hi], branch-free (word boundaries are unpredictable): every
+    byte stores the running state at tok[m] and m advances where a word ends (prev all-ones: the
+    previous byte was a word byte); outside words the mask zeroes the state and val resets it.
+    Returns (m, h, prev) to go on from."""
+    prime = np.uint64(_FNV_PRIME)
     for i in range(lo, hi):
         c = data[i]
         mk = msk[c]
         tok[m] = h
-        m += np.int64(prev & ~mk & one)
-        h = (((h ^ val[c]) * prime) & mk) | (basis & ~mk)
+        m -= prev & ~mk  # all-ones: m + 1
+        h = ((h & mk) ^ val[c]) * prime
         prev = mk
+    return m, h, prev
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fnv_close(data, s, hi, val, msk, tok, m, h, prev):
+    """End a chain at s: a word still open runs on to its last byte (past s, even past later
+    split points); returns the chain's end in ``tok`` (one past its last token)."""
+    e = s
+    if prev:
+        while e < hi and msk[data[e]]:
+            e += np.uint64(1)
+    m, h, prev = _fnv_run(data, s, e, val, msk, tok, m, h, prev)
     tok[m] = h
-    m += np.int64(prev & one)
+    return m - prev
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _doc_tokens(data, lo, hi, val, msk, tok):
+    """Hash the words of the bytes data[lo:hi] into ``tok`` exactly as text.tokenize does (mode
+    "word", or "whitespace" with keep_punct: see _word_tables); returns how many. ``tok`` holds
+    at least (hi - lo + 1) // 2 + 2 values (_word_buffer).
+
+    One FNV chain is latency-bound (one and, xor and multiply after another per byte), so a
+    document of 64 bytes or more is cut in half and the halves hashed in lockstep: the first chain
+    finishes the word that straddles the cut, the second drops its first token when the cut falls
+    inside a word. Two chains, not four: with two the loop is already bound by instruction
+    throughput, four spill registers and ran slower (Zen 5). The second half's tokens go to their
+    own region of ``tok`` and are moved up behind the first's, then all are mixed."""
+    basis = np.uint64(_FNV_BASIS)
+    prime = np.uint64(_FNV_PRIME)
+    zero = np.uint64(0)
+    one = np.uint64(1)
+    ulo = np.uint64(lo)
+    uhi = np.uint64(hi)
+    if hi - lo < 64:
+        m, h, p = _fnv_run(data, ulo, uhi, val, msk, tok, zero, basis, zero)
+        tok[m] = h
+        m -= p
+    else:
+        q = np.uint64((hi - lo) >> 1)
+        s = ulo + q
+        r = (q + np.uint64(3)) >> one  # past the first half's last state: it has <= (q + 1) // 2 words
+        m0, m1 = zero, r
+        h0, h1 = basis, basis
+        p0, p1 = zero, zero
+        for i in range(ulo, s):
+            c0 = data[i]
+            c1 = data[i + q]
+            k0 = msk[c0]
+            k1 = msk[c1]
+            tok[m0] = h0
+            tok[m1] = h1
+            m0 -= p0 & ~k0
+            m1 -= p1 & ~k1
+            h0 = ((h0 & k0) ^ val[c0]) * prime
+            h1 = ((h1 & k1) ^ val[c1]) * prime
+            p0 = k0
+            p1 = k1
+        m = _fnv_close(data, s, uhi, val, msk, tok, m0, h0, p0)
+        m1, h1, p1 = _fnv_run(data, s + q, uhi, val, msk, tok, m1, h1, p1)
+        tok[m1] = h1
+        m1 -= p1
+        for i in range(r + (msk[data[s - one]] & msk[data[s]] & one), m1):
+            tok[m] = tok[i]
+            m += one
     for i in range(m):
         tok[i] = _mix64(tok[i])
-    return m
+    return np.int64(m)
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -174,11 +235,12 @@ def _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, out):
 @nb.njit(cache=True, nogil=True)
 def _word_buffer(starts, ends):
     """Scratch for one document's tokens or shingles: a word takes at least one byte plus a
-    separator, so the longest document has at most (len + 1) // 2 + 1 of either."""
+    separator, so the longest document has at most (len + 1) // 2 of either; _doc_tokens needs
+    two more (its last running state, the gap before its second half's region), plus margin."""
     m = 0
     for d in range(starts.shape[0]):
         m = max(m, ends[d] - starts[d])
-    return np.empty((m + 1) // 2 + 1, dtype=np.uint64)
+    return np.empty((m + 1) // 2 + 4, dtype=np.uint64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -251,10 +313,57 @@ def _char_shingles(starts, ends, data, n, strip_punct):
     return out[:k].copy(), out_off
 
 
+@nb.njit(cache=True, nogil=True)
+def _ascii_docs(starts, ends, data):
+    """Per document: no byte >= 128. Blocks of 256 bytes, OR-reduced (vectorised), stop at the
+    first block with a high bit."""
+    out = np.empty(starts.shape[0], dtype=np.bool_)
+    for d in range(starts.shape[0]):
+        ok = True
+        for a in range(starts[d], ends[d], 256):
+            blk = data[a:min(a + 256, ends[d])]
+            acc = np.uint8(0)
+            for i in range(blk.shape[0]):
+                acc = acc | blk[i]
+            if acc >= np.uint8(128):
+                ok = False
+                break
+        out[d] = ok
+    return out
+
+
+def _lower_spans(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """spans() of the Unicode-lowercased texts, as the word kernels need them. The byte tables
+    already lowercase ASCII, so only documents with a non-ASCII byte go through Arrow's
+    utf8_lower (~0.4-0.9 ns/byte): they are taken, lowered and appended to a copy of the batch's
+    bytes (a copy is ~0.1 ns/byte), their spans pointed there. When they hold over half the
+    bytes, the whole batch is lowered as before."""
+    if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        texts = pa.array(texts, pa.large_string())
+    starts, ends, data = spans(texts)
+    asc = _ascii_docs(starts, ends, data)
+    if asc.all():
+        return starts, ends, data
+    sizes = ends - starts
+    other = np.flatnonzero(~asc)
+    if 2 * int(sizes[other].sum()) > int(sizes.sum()):
+        return spans(lower(texts))
+    ls, le, ld = spans(lower(texts.take(pa.array(other))))
+    base, top = int(starts[0]), int(ends.max())
+    buf = np.empty(top - base + int(le[-1] - ls[0]), dtype=np.uint8)
+    buf[:top - base] = data[base:top]
+    buf[top - base:] = ld[ls[0]:le[-1]]
+    starts = starts - base
+    ends = ends - base
+    starts[other] = ls - ls[0] + (top - base)
+    ends[other] = le - ls[0] + (top - base)
+    return starts, ends, buf
+
+
 def _word_args(texts, ngram: int, strip_punctuation: bool) -> tuple:
     """The leading arguments every word-shingle kernel takes: the lowercased text's spans and
-    bytes, the word byte tables (_word_tables), the n-gram multipliers and n."""
-    return (*spans(lower(texts)), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
+    bytes (_lower_spans), the word byte tables (_word_tables), the n-gram multipliers and n."""
+    return (*_lower_spans(texts), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
 
 
 def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
