@@ -165,6 +165,11 @@ def test_sorted_sets_match_numpy_unique():
     data, doff = _sorted_sets(sh, off)
     for d in range(300):
         assert np.array_equal(data[doff[d]:doff[d + 1]], np.unique(sh[off[d]:off[d + 1]]))
+    # the verification sets' 32-bit fingerprints: distinct high halves (the repeats above collapse too)
+    sh[off[13]:off[13] + 40] = (sh[off[13]:off[13] + 40] | np.uint64(0xFFFFFFFF)) ^ np.uint64(7)  # same high half
+    data, doff = _sorted_sets(sh, off, 32)
+    for d in range(300):
+        assert np.array_equal(data[doff[d]:doff[d + 1]], np.unique(sh[off[d]:off[d + 1]] >> np.uint64(32)))
 
 
 def test_signature_is_exact_minhash_mod_mersenne():

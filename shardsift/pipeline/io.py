@@ -377,7 +377,8 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
             )
         col = table.column(text_column)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            check_utf8(col, shard, text_column, row0)  # the column keeps its type: no copy
+            if shard.cache is None:  # a cached copy was checked by the scan that wrote it
+                check_utf8(col, shard, text_column, row0)  # the column keeps its type: no copy
             valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
                 if col.null_count else np.ones(n, dtype=bool)
         elif pa.types.is_null(col.type):

@@ -374,8 +374,10 @@ def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctu
 
 
 @nb.njit(cache=True, nogil=True)
-def _sort_unique(src, m, tmp, counts, out, k):
-    """Write the sorted distinct values of src[:m] to out[k:]; returns the new end. The hashes
+def _sort_unique(src, m, tmp, counts, out, k, drop):
+    """Write the sorted distinct values of src[:m] >> drop to out[k:]; returns the new end
+    (drop = 32: the 32-bit fingerprints of the verification sets, equal high halves adjacent
+    once sorted). The hashes
     are uniform, so a bucket pass on the top bits (next power of two >= m) leaves them nearly
     sorted and an insertion sort finishes in linear time; values whose repeats defeat that (many
     shifts) fall back to a comparison sort. tmp holds >= m values, counts >= 2^ceil(log2 m) + 1."""
@@ -407,10 +409,15 @@ def _sort_unique(src, m, tmp, counts, out, k):
         if shifts > 16 * m:
             tmp[:m] = np.sort(tmp[:m])
             break
-    for i in range(m):
-        if i == 0 or tmp[i] != tmp[i - 1]:
-            out[k] = tmp[i]
+    last = tmp[0] >> drop
+    out[k] = last
+    k += 1
+    for i in range(1, m):
+        v = tmp[i] >> drop
+        if v != last:
+            out[k] = v
             k += 1
+            last = v
     return k
 
 
@@ -423,8 +430,8 @@ def _scratch(maxlen):
 
 
 @nb.njit(cache=True, nogil=True)
-def _sorted_sets(sh, off):
-    """Sort and deduplicate each document's shingle hashes; returns the compacted CSR."""
+def _sorted_sets(sh, off, drop=0):
+    """Sort and deduplicate each document's shingle hashes (>> drop); returns the compacted CSR."""
     nd = off.shape[0] - 1
     out = np.empty_like(sh)
     out_off = np.zeros(nd + 1, dtype=np.int64)
@@ -434,15 +441,16 @@ def _sorted_sets(sh, off):
     tmp, counts = _scratch(maxlen)
     k = 0
     for d in range(nd):
-        k = _sort_unique(sh[off[d]:off[d + 1]], off[d + 1] - off[d], tmp, counts, out, k)
+        k = _sort_unique(sh[off[d]:off[d + 1]], off[d + 1] - off[d], tmp, counts, out, k, np.uint64(drop))
         out_off[d + 1] = k
     return out[:k].copy(), out_off
 
 
 @nb.njit(cache=True, nogil=True)
 def _word_sets_into(starts, ends, data, val, msk, mult, n, out, out_off, d0):
-    """Sorted distinct word shingles of each document written straight into the CSR arrays
-    (out, out_off) from document slot d0 on: the verification sets, with no intermediate copy."""
+    """Sorted distinct 32-bit fingerprints (high halves) of each document's word shingles written
+    straight into the CSR arrays (out: uint32, out_off) from document slot d0 on: the verification
+    sets, with no intermediate copy."""
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
     sh = _word_buffer(starts, ends)
@@ -450,7 +458,7 @@ def _word_sets_into(starts, ends, data, val, msk, mult, n, out, out_off, d0):
     k = out_off[d0]
     for d in range(nd):
         m = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
-        k = _sort_unique(sh, m, tmp, counts, out, k)
+        k = _sort_unique(sh, m, tmp, counts, out, k, np.uint64(32))
         out_off[d0 + d + 1] = k
 
 
@@ -957,7 +965,7 @@ class MinHashDedup(_KeepPolicy, Selector):
         if self.verify and nc:
             data, off, sets_path = self._candidate_sets(scores, cand, ctx, budget)
         else:
-            data, off = np.zeros(0, np.uint64), np.zeros(nc + 1, np.int64)
+            data, off = np.zeros(0, np.uint32), np.zeros(nc + 1, np.int64)
 
         # 3. verify and union, band by band
         parent = np.arange(nc, dtype=slot_dtype)
@@ -1012,7 +1020,10 @@ class MinHashDedup(_KeepPolicy, Selector):
                         extra={"cluster": cluster, "cluster_size": cluster_size}, metrics=metrics)
 
     def _candidate_sets(self, scores, cand, ctx, budget):
-        """Sorted unique shingle hashes (CSR, in ``cand`` order) of the candidate documents.
+        """Sorted unique 32-bit shingle fingerprints (CSR, in ``cand`` order) of the candidate documents.
+        32 bits, not the shingles' 64: half the memory (fresh memory is dear: ~1-3 ms per MB to
+        fault in on the bench machine), and two documents of ~340 shingles share a spurious
+        fingerprint with probability ~5e-5, which moves their Jaccard by ~1/340.
 
         Their size is known from the score step (``n_shingles``), so the array is allocated once:
         in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
@@ -1021,14 +1032,14 @@ class MinHashDedup(_KeepPolicy, Selector):
         rows = np.asarray(scores["row"])[cand]
         total = int(np.asarray(scores["n_shingles"])[cand].sum())
         path = None
-        if total * 8 > budget:
-            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u64")
-            data = np.memmap(path, dtype=np.uint64, mode="w+", shape=(max(total, 1),))
+        if total * 4 > budget:
+            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u32")
+            data = np.memmap(path, dtype=np.uint32, mode="w+", shape=(max(total, 1),))
         else:
-            data = np.empty(total, dtype=np.uint64)
+            data = np.empty(total, dtype=np.uint32)
         off = np.zeros(len(cand) + 1, dtype=np.int64)
         avg = max(1, total // max(1, len(cand)))
-        chunk = int(min(8192, max(64, budget // (24 * avg))))
+        chunk = int(min(8192, max(64, budget // (20 * avg))))
         k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         for s in np.unique(shard_of):
             sel = np.flatnonzero(shard_of == s)
@@ -1040,7 +1051,7 @@ class MinHashDedup(_KeepPolicy, Selector):
                     k += len(part)
                     continue
                 for sub in range(0, len(part), 1024):  # bounded transient arrays while shingling
-                    sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)))
+                    sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
                     m = len(so) - 1
                     data[off[k]:off[k] + len(sh)] = sh
                     off[k + 1:k + 1 + m] = off[k] + so[1:]
