@@ -228,7 +228,7 @@ def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Ite
     """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
     if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] == batch_size:
         for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
-            yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
+            yield select_columns(tbl, columns)
         return
     if shard.cache is not None:
         yield from _iter_cache(shard.cache, columns)
@@ -237,9 +237,13 @@ def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Ite
         yield from _iter_parquet(shard, columns, batch_size)
     else:
         for tbl in _iter_jsonl(shard, batch_size):
-            if columns is not None:
-                tbl = tbl.select([c for c in columns if c in tbl.column_names])
-            yield tbl
+            yield select_columns(tbl, columns)
+
+
+def select_columns(tbl: pa.Table, columns: list[str] | None) -> pa.Table:
+    """The named columns the table has, in the order asked (all of them for None): a missing one is
+    reported by whoever needs it (normalize, a selector's column check)."""
+    return tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
 
 
 # -- decoded-shard cache -----------------------------------------------------------------------
@@ -305,8 +309,7 @@ def cache_rows(path: str) -> int | None:
 def _iter_cache(path: str, columns):
     reader = pa.ipc.open_file(pa.memory_map(path))  # the batches keep the mapping alive
     for i in range(reader.num_record_batches):
-        tbl = pa.Table.from_batches([reader.get_batch(i)])
-        yield tbl if columns is None else tbl.select([c for c in columns if c in tbl.column_names])
+        yield select_columns(pa.Table.from_batches([reader.get_batch(i)]), columns)
 
 
 def _iter_parquet(shard: Shard, columns, batch_size):

@@ -113,7 +113,7 @@ def run_scan(task: ScanTask) -> dict:
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
     keys = [ctx.text_column, ctx.id_column]
-    cache = io.ShardCache(task.cache_path) if task.cache_path and ctx.shard.cache is None else None
+    cache = io.ShardCache(task.cache_path) if task.cache_path else None
     try:
         start = _scan_batches(ctx, keys, cache, valid, words, nbytes, idh)
     except BaseException:
@@ -149,7 +149,7 @@ def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh) -> 
     for tbl in iter_tables(ctx.shard, None if cache is not None else keys, ctx.batch_size):
         if cache is not None:
             cache.add(tbl)
-            tbl = tbl.select([c for c in keys if c in tbl.column_names])
+            tbl = io.select_columns(tbl, keys)
         tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
         text = one_array(tbl.column(ctx.text_column))
         valid.append(ok)
