@@ -501,3 +501,54 @@ def test_input_cache_key_is_validated(tmp_path, sample_dir):
     cfg = basic(sample_dir, tmp_path / "o", input={"path": str(sample_dir / "pool"), "cache": "yes"})
     with pytest.raises(ConfigError, match=r"input\.cache: 'yes'"):
         run_pipeline(cfg)
+
+
+# -- first stage scored inside the scan ----------------------------------------------------------
+
+def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_path, monkeypatch):
+    """A first stage with nothing to fit is scored by the scan tasks on the shard they decoded
+    (held in memory): one Parquet read per shard fewer, scored as each shard is scanned, and the
+    same data, decisions and scores as a run without it (on_duplicate_id: keep_first turns it off,
+    as a duplicate dropped later would change a scanned shard's documents)."""
+    stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
+    reads = []
+    real = io._iter_parquet
+    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    got = {}
+    for fused in (True, False):
+        reads.clear()
+        out, log = tmp_path / f"out-{fused}", tmp_path / f"points-{fused}.log"
+        monkeypatch.setenv("SHARDSIFT_LIST_POINTS", str(log))
+        extra = {} if fused else {"on_duplicate_id": "keep_first"}
+        m = run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False},
+                               **extra))
+        points = log.read_text().split()
+        got[fused] = (outputs(out), len(reads), points, m)
+    (o1, r1, p1, m1), (o0, r0, p0, m0) = got[True], got[False]
+    assert o1 == o0 and o1["data"] and o1["scores"]
+    assert r1 == r0 - 3  # three shards: the first stage's score read none
+    assert p1.index("score:00:0") < p1.index("scan:1") < p1.index("score:00:1") < p1.index("scan:2")
+    assert p0.index("scan:2") < p0.index("score:00:0")
+    assert m1["stages"][1]["cpu_s"] > 0 and m1["stages"][1]["metrics"] == m0["stages"][1]["metrics"]
+
+
+def test_a_failing_first_stage_score_is_reported_by_the_stage(sample_dir, tmp_path):
+    """The scan does not fail for a score that raises: the stage's own task runs it again and
+    reports it under the stage's name (so a score that fails once gets a second try)."""
+    from shardsift.errors import TaskError
+
+    log = tmp_path / "attempts.log"
+
+    def cfg(out, fails):
+        return basic(sample_dir, out, workers=2, stages=[{"ray_plugins:FailSome": {  # 2: the staged flow
+            "shard": "part-00001.parquet", "fails": fails, "log": str(log)}}])
+
+    run_pipeline(cfg(tmp_path / "ok", 1))
+    assert log.read_text().count("part-00001.parquet ") == 2  # in the scan, then in the stage
+    log.unlink()
+    with pytest.raises(TaskError) as exc:
+        run_pipeline(cfg(tmp_path / "bad", 99))
+    msg = str(exc.value)
+    assert msg.startswith("stage 1/1 ray_plugins:FailSome: ") and "part-00001.parquet" in msg and "boom 2" in msg, msg
+    assert (tmp_path / "bad" / ".work" / "scan" / "shard-00001.json").exists()  # the scan finished
+    assert not (tmp_path / "bad" / "manifest.json").exists()

@@ -190,6 +190,18 @@ class _Decide(DecideContext):
         return Docs(table, text_column=docs.text_column, id_column=docs.id_column, row=row, n_words=n_words,
                     n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index)
 
+    def read_batches(self, shard_index: int, rows, columns: Sequence[str] = ()):
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+            raise ValueError("read_batches: rows must be strictly ascending")
+        ctx = self.runner.shard_ctx(shard_index, None)
+        n = 0
+        for docs in ctx.iter_docs(columns, rows=rows):
+            n += len(docs)
+            yield docs
+        if n != len(rows):
+            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
+
 
 class Runner:
     def __init__(self, cfg: Config, *, overwrite: bool = False, progress: Progress | None = None,
@@ -206,6 +218,7 @@ class Runner:
         self.cpu0 = usage()["cpu_s"]
         self.task_cpu = 0.0
         self.task_rss = 0.0
+        self.fused_cpu = 0.0  # CPU seconds of first-stage scores run inside this process's scan tasks
 
     @property
     def executor(self) -> Executor:
@@ -313,16 +326,49 @@ class Runner:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self._scan_prepare()
         cache = self._cache_dir()
-        tasks = [ScanTask(self.shard_ctx(j, None), cache and os.path.join(cache, f"{j:05d}-{sh.fingerprint}.arrow"))
+        fused = self._fused_score()
+        tasks = [ScanTask(self.shard_ctx(j, None), cache and os.path.join(cache, f"{j:05d}-{sh.fingerprint}.arrow"),
+                          fused and ScoreTask(self.shard_ctx(j, None), *fused))
                  for j, sh in enumerate(self.shards)]
-        self.progress.line(f"scan: {len(tasks)} input shard(s)")
+        self.progress.line(f"scan: {len(tasks)} input shard(s)" + (f" (and {fused[2]}: score)" if fused else ""))
         stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+        # a first-stage score run inside a scan task of this process: its CPU goes to that stage
+        me = os.getpid()
+        self.fused_cpu = sum(st.get("fused_cpu_s", 0.0) for st in stats if st.get("pid") == me)
+        c0 += self.fused_cpu
         if cache:
             for j, (task, st) in enumerate(zip(tasks, stats)):
                 if io.cache_rows(task.cache_path) == st["rows"]:  # absent (e.g. a resumed scan): read the input
                     self.shards[j] = dataclasses.replace(self.shards[j], cache=task.cache_path)
         dup = self._duplicate_ids()
         return self._scan_report(stats, dup, time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _fused_score(self) -> tuple[str, str, str] | None:
+        """(stage dir, selector path, label) of the first stage when its score can run inside the
+        scan tasks (``run_scan``: the shard decoded once for both), else None.
+
+        That needs a first stage with nothing to fit, not finished before, and documents reaching
+        it that are known when its shard is scanned: ``on_duplicate_id: error`` (the default), as
+        dropping a later duplicate changes an earlier shard's alive rows only after every scan.
+        Local executors only: on Ray a failing score would spend the scan task's retries.
+        Its selector is written as the one pass writes it (fit is Selector.fit)."""
+        if not self.cfg.stages or self.cfg.on_duplicate_id != "error" or not isinstance(self.executor, LocalExecutor):
+            return None
+        st = self.cfg.stages[0]
+        if st.cls.fit is not Selector.fit:
+            return None
+        sel, label, _, stage_dir, _ = self._stage_setup(0, st, self.input_fp + self._scan_fp())
+        if storage.exists(os.path.join(stage_dir, "done.json")):
+            return None
+        sel_path = os.path.join(stage_dir, "selector.pkl")
+        if not storage.exists(sel_path):
+            workdir.write_pickle(sel_path, sel)
+            faults.point("fit:00")
+        return stage_dir, sel_path, label
+
+    def _scan_fp(self) -> str:
+        """What besides the input decides the documents reaching the first stage."""
+        return _fp(self.cfg.on_duplicate_id)
 
     def _cache_dir(self) -> str | None:
         """Where the scan leaves decoded copies of the shards (io.ShardCache), or None for no copies.
@@ -360,7 +406,7 @@ class Runner:
             dropped["duplicate_id"] = dup
         rep = {"name": "read", "selector": "input", "docs_in": docs, "kept": docs - null - dup,
                "dropped": dropped, "wall_s": wall, "cpu_s": cpu_here + cpu, "peak_rss_mb": rss, "metrics": {}}
-        return {"report": rep, "fp": _fp(self.cfg.on_duplicate_id)}
+        return {"report": rep, "fp": self._scan_fp()}
 
     def _duplicate_ids(self) -> int:
         """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``)."""
@@ -422,6 +468,8 @@ class Runner:
             return rep, keep_paths, fp
 
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        if i == 0:
+            c0 -= self.fused_cpu
         ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(len(self.shards))]
         n_in = sum(len(c.alive_rows()) for c in ctxs)
         stats_all: list[dict] = []
@@ -521,7 +569,7 @@ class Runner:
 
         t, c = time.perf_counter(), usage()["cpu_s"]
         self._scan_prepare()
-        prev_fp = self.input_fp + _fp(self.cfg.on_duplicate_id)
+        prev_fp = self.input_fp + self._scan_fp()
         stages = []
         for i, st in enumerate(self.cfg.stages):
             sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)

@@ -98,6 +98,7 @@ class ShardContext:
 class ScanTask:
     ctx: ShardContext
     cache_path: str | None = None  # write the shard's decoded copy here (io.ShardCache)
+    score: ScoreTask | None = None  # the first stage's score, run on the shard while it is in memory
 
     @property
     def label(self):
@@ -105,11 +106,35 @@ class ScanTask:
 
 
 def run_scan(task: ScanTask) -> dict:
-    """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early."""
+    """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early.
+
+    With ``task.score`` (the runner's choice: a first stage with nothing to fit), the shard is held
+    in memory (io.hold) and that stage's score task runs on it right after the scan, so the input
+    is decoded once for both; the score's files and fault point are those of ``run_score``, and its
+    CPU seconds come back as ``fused_cpu_s`` (not stored: a resumed scan skips both). A score
+    that fails leaves no file (run_score writes at its end) and does not fail the scan: the stage's
+    own score task runs it again, and reports it under the stage's name."""
     ctx = task.ctx
     summary_path = ctx.scan_path[:-4] + ".json"
     if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
+    if task.score is None:
+        return _scan_shard(task, summary_path)
+    held = io.hold(ctx.shard, ctx.batch_size)
+    try:
+        summary = _scan_shard(task, summary_path)
+        try:
+            stats = run_score(task.score)
+        except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
+            return summary
+    finally:
+        if held:
+            io.release()
+    return {**summary, "fused_cpu_s": stats["cpu_s"]}
+
+
+def _scan_shard(task: ScanTask, summary_path: str) -> dict:
+    ctx = task.ctx
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
     keys = [ctx.text_column, ctx.id_column]

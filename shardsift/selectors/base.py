@@ -343,6 +343,14 @@ class DecideContext:
         """The documents at the given row indices of one input shard (in the order given)."""
         raise NotImplementedError
 
+    def read_batches(self, shard_index: int, rows: np.ndarray, columns: Sequence[str] = ()) -> Iterator[Docs]:
+        """The documents at the given ascending row indices of one input shard, streamed in batches
+        in that order: one pass over the shard, memory bounded by a batch. The runner's context
+        reads each input batch once; this default calls ``read_docs`` in chunks."""
+        rows = np.asarray(rows, dtype=np.int64)
+        for lo in range(0, len(rows), 8192):
+            yield self.read_docs(shard_index, rows[lo:lo + 8192], columns)
+
 
 # -- helpers shared by selectors -------------------------------------------------------------
 
