@@ -9,11 +9,13 @@ import pytest
 
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.base import Docs, Scores
+from shardsift.selectors.base import DecideContext, Docs, Scores
 from shardsift.selectors.dedup import (
     MERSENNE61,
     ExactDedup,
     MinHashDedup,
+    _runs,
+    _sort_runs,
     _sorted_sets,
     candidate_probability,
     choose_bands,
@@ -59,7 +61,7 @@ def make_docs(texts, shard_index=0, start=0, extra=None):
                 shard=f"shard{shard_index}", shard_index=shard_index)
 
 
-class FakeCtx:
+class FakeCtx(DecideContext):
     """The parts of the runner's DecideContext a global decide uses."""
 
     def __init__(self, shards, work_dir):
@@ -310,6 +312,22 @@ def test_verify_stops_false_chains(tmp_path):
     loose = MinHashDedup(ngram=1, bands=32, rows=1, num_perm=32, verify=False)
     dec2, _, _ = run_global(loose, [texts], tmp_path)
     assert dec2.metrics["largest_cluster"] > 30 > dec.metrics["largest_cluster"]
+
+
+@pytest.mark.parametrize("n,distinct", [(0, 1), (1, 1), (2, 1), (9, 3), (5000, 4000), (5000, 7), (5000, 2**62)])
+def test_hash_grouping_gives_the_runs_of_a_stable_sort(n, distinct):
+    """The band buckets come from a hash table, not a sort: same runs, same run order (ascending
+    key), same member order (input order) as the stable argsort they replaced."""
+    rng = np.random.default_rng(n + distinct)
+    keys = rng.integers(0, distinct, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    keys[: n // 10] = np.uint64(2**64 - 1)  # a key at the table's last slot: probing wraps around
+    idx = rng.permutation(n).astype(np.int32)
+    order = np.argsort(keys, kind="stable")
+    want_members, want_starts = _runs(keys[order], idx[order])
+    members, starts = _sort_runs(keys, idx)
+    assert np.array_equal(members, want_members) and np.array_equal(starts, want_starts)
+    if n >= 9 and distinct < n:
+        assert len(starts) > 1  # the case has runs to find
 
 
 def test_spill_path_gives_same_clusters(planted, tmp_path):

@@ -22,7 +22,7 @@
    (key, document) pairs are partitioned by the top bits of the key into files in the work dir
    and each partition is sorted alone (same buckets, same order, same clusters).
 4. verification and clustering: the shingle sets of documents that share any bucket are read
-   back (``ctx.read_docs``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
+   back (``ctx.read_batches``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
    similarity of its shingle sets before union-find joins it (``verify: true``, the default), so
    LSH false positives never chain unrelated documents into one cluster. One survivor per
    cluster by ``keep``.
@@ -631,9 +631,69 @@ def _runs(keys_sorted, idx_sorted):
     return members[:m].copy(), starts[:r + 1].copy()
 
 
+@nb.njit(cache=True, nogil=True)
+def _hash_runs(keys, idx, first, count, slot):
+    """What _runs gives for the keys in stable sorted order, found by hashing instead of sorting:
+    an open-addressing table (``first``/``count``: a power of two >= 2n slots; the keys are uniform
+    hashes, so their top bits pick the slot) holds each key's first position and count; the keys
+    seen twice or more (few, and distinct) are sorted to order the runs; one pass in input order
+    drops each of their entries into its run. O(n) where argsort of every key is O(n log n), and
+    most keys occur once. ``slot`` (n) is scratch; all three are int32 below 2^31 entries."""
+    n = keys.shape[0]
+    size = first.shape[0]
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    mask = size - 1
+    shift = np.uint64(64 - bits)
+    nmulti = 0
+    for i in range(n):
+        k = keys[i]
+        s = np.int64(k >> shift) if bits else np.int64(0)
+        while count[s] != 0 and keys[first[s]] != k:
+            s = (s + 1) & mask
+        if count[s] == 0:
+            first[s] = i
+        count[s] += 1
+        nmulti += count[s] == 2
+        slot[i] = s
+    mslot = np.empty(nmulti, dtype=np.int64)
+    mkey = np.empty(nmulti, dtype=np.uint64)
+    r = 0
+    for s in range(size):
+        if count[s] >= 2:
+            mslot[r] = s
+            mkey[r] = keys[first[s]]
+            r += 1
+        elif count[s] == 1:
+            count[s] = -1  # a key seen once: no run
+    order = np.argsort(mkey)  # distinct keys: every sort gives this order
+    starts = np.empty(nmulti + 1, dtype=np.int64)
+    m = 0
+    for j in range(nmulti):
+        s = mslot[order[j]]
+        starts[j] = m
+        m += count[s]
+        count[s] = starts[j]  # from here on: the run's next free position
+    starts[nmulti] = m
+    members = np.empty(m, dtype=idx.dtype)
+    for i in range(n):
+        p = count[slot[i]]
+        if p >= 0:
+            members[p] = idx[i]
+            count[slot[i]] = p + 1
+    return members, starts
+
+
 def _sort_runs(keys: np.ndarray, idx: np.ndarray):
-    order = np.argsort(keys, kind="stable")
-    return _runs(keys[order], idx[order])
+    """Runs of equal keys of length >= 2 in ascending key order, members in input order (CSR);
+    ~16-32 bytes of table per key plus 4 of scratch (_hash_runs)."""
+    n = len(keys)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    it = np.int32 if size < 2**31 else np.int64
+    return _hash_runs(keys, idx, np.empty(size, it), np.zeros(size, it), np.empty(n, it))
 
 
 def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: str, band: int):
@@ -956,9 +1016,17 @@ class MinHashDedup(_KeepPolicy, Selector):
             per_band.append(runs(np.ascontiguousarray(band_keys[reps, j]), reps, j))
         if spill_dir:
             shutil.rmtree(spill_dir, ignore_errors=True)
-        cand = np.unique(np.concatenate([m for m, _ in per_band])) if per_band else np.zeros(0, idx_dtype)
+        # candidates (every bucket member, ascending) and each one's slot: a mask and a position
+        # map, O(n), where np.unique sorted all bucket entries
+        is_cand = np.zeros(n, dtype=bool)
+        for m, _ in per_band:
+            is_cand[m] = True
+        cand = np.flatnonzero(is_cand).astype(idx_dtype)
+        del is_cand
         nc = len(cand)
         slot_dtype = np.int32 if nc < 2**31 - 1 else np.int64
+        slot_of = np.zeros(n if nc else 0, dtype=slot_dtype)
+        slot_of[cand] = np.arange(nc, dtype=slot_dtype)
 
         # 2. shingle sets of the candidates, read back from their shards
         sets_path = None
@@ -973,14 +1041,14 @@ class MinHashDedup(_KeepPolicy, Selector):
         counts = np.zeros(4, dtype=np.int64)
         n_bucket_entries = 0
         for members, starts in per_band:
-            slots = np.searchsorted(cand, members).astype(slot_dtype)
+            slots = slot_of[members]
             n_bucket_entries += len(members)
             _cluster_band(slots, starts, parent, data, off, float(self.threshold), bool(self.verify), 4,
                           best, counts)
         root = _roots(parent)
 
         # 4. clusters (id = the cluster's first document), survivors, sidecar columns
-        del per_band, data, off, parent
+        del per_band, data, off, parent, slot_of
         if sets_path:
             os.remove(sets_path)
         rep_cluster = np.arange(n, dtype=idx_dtype)
@@ -1027,7 +1095,8 @@ class MinHashDedup(_KeepPolicy, Selector):
 
         Their size is known from the score step (``n_shingles``), so the array is allocated once:
         in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
-        OS pages it; resident memory stays bounded). Documents are read back in chunks."""
+        OS pages it; resident memory stays bounded). Documents are read back in one pass per shard
+        (``ctx.read_batches``): each input batch is decoded once."""
         shard_of = np.searchsorted(scores.shard_offsets, cand, side="right") - 1
         rows = np.asarray(scores["row"])[cand]
         total = int(np.asarray(scores["n_shingles"])[cand].sum())
@@ -1038,25 +1107,25 @@ class MinHashDedup(_KeepPolicy, Selector):
         else:
             data = np.empty(total, dtype=np.uint32)
         off = np.zeros(len(cand) + 1, dtype=np.int64)
-        avg = max(1, total // max(1, len(cand)))
-        chunk = int(min(8192, max(64, budget // (20 * avg))))
         k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         for s in np.unique(shard_of):
-            sel = np.flatnonzero(shard_of == s)
-            for lo in range(0, len(sel), chunk):
-                part = sel[lo:lo + chunk]
-                text = ctx.read_docs(int(s), rows[part]).text
+            # one pass over the shard: each input batch decoded once, its candidates filtered out
+            for docs in ctx.read_batches(int(s), rows[shard_of == s]):
+                text = docs.text
                 if self.shingle == "word":  # straight into place, one kernel call
                     _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation), data, off, k)
-                    k += len(part)
+                    k += len(docs)
                     continue
-                for sub in range(0, len(part), 1024):  # bounded transient arrays while shingling
+                for sub in range(0, len(text), 1024):  # bounded transient arrays while shingling
                     sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
                     m = len(so) - 1
                     data[off[k]:off[k] + len(sh)] = sh
                     off[k + 1:k + 1 + m] = off[k] + so[1:]
                     k += m
+        if k != len(cand):
+            raise RuntimeError(f"{self.name}: read back {k} of {len(cand)} candidate documents")
         return data, off, path
+
 
 class ExactDedup(_KeepPolicy, Selector):
     """Exact duplicate removal across all shards: one 64-bit hash (plus length) of normalized text."""
