@@ -635,8 +635,8 @@ def _runs(keys_sorted, idx_sorted):
 def _hash_runs(keys, idx, first, count, slot):
     """What _runs gives for the keys in stable sorted order, found by hashing instead of sorting:
     an open-addressing table (``first``/``count``: a power of two >= 2n slots; the top bits of the
-    key times an odd constant pick the slot, so keys that share their top bits, as the spill path's
-    partitions do, still spread) holds each key's first position and count; the keys
+    key's mix64 pick the slot, so keys that share their top bits, as the spill path's partitions
+    do, or any other regular keys still spread) holds each key's first position and count; the keys
     seen twice or more (few, and distinct) are sorted to order the runs; one pass in input order
     drops each of their entries into its run. O(n) where argsort of every key is O(n log n), and
     most keys occur once. ``slot`` (n) is scratch; all three are int32 below 2^31 entries."""
@@ -650,7 +650,7 @@ def _hash_runs(keys, idx, first, count, slot):
     nmulti = 0
     for i in range(n):
         k = keys[i]
-        s = np.int64((k * _GOLDEN) >> shift) if bits else np.int64(0)
+        s = np.int64(_mix64(k) >> shift) if bits else np.int64(0)
         while count[s] != 0 and keys[first[s]] != k:
             s = (s + 1) & mask
         if count[s] == 0:
