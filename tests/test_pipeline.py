@@ -442,14 +442,20 @@ def test_select_rows_slices_long_runs_and_copies_sparse_rows():
 
 # -- decoded-shard cache (input.cache) ---------------------------------------------------------
 
+def parquet_reads(monkeypatch) -> list:
+    """The names of the shards whose Parquet is decoded from now on, one entry per read."""
+    reads = []
+    real = io._iter_parquet
+    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    return reads
+
+
 def test_cache_serves_every_pass_after_the_scan_and_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
     """With a global stage the input is read by the scan, the score, the decide's read-back and the
     write; with the cache only the scan decompresses Parquet. Same bytes either way, and the
     copies are gone after the run."""
     stages = [{"length": {"min_words": 20}}, {"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
-    reads = []
-    real = io._iter_parquet
-    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    reads = parquet_reads(monkeypatch)
     outs = {}
     for mode in (True, False):
         reads.clear()
@@ -511,9 +517,7 @@ def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_p
     same data, decisions and scores as a run without it (on_duplicate_id: keep_first turns it off,
     as a duplicate dropped later would change a scanned shard's documents)."""
     stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
-    reads = []
-    real = io._iter_parquet
-    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    reads = parquet_reads(monkeypatch)
     got = {}
     for fused in (True, False):
         reads.clear()
