@@ -17,10 +17,10 @@
 3. candidates (decide, global): documents with identical signatures (all band keys equal) are
    joined without reading them when a pair below the threshold could share all b*r values only
    with probability t^(b*r) < 1e-9; then, for each band, the remaining documents with equal keys
-   form a bucket. The sort
-   runs in memory when ``40 * documents`` bytes fit in ``memory_budget``; otherwise the band's
-   (key, document) pairs are partitioned by the top bits of the key into files in the work dir
-   and each partition is sorted alone (same buckets, same order, same clusters).
+   form a bucket (grouped with a hash table, in the order a stable sort of the keys gives). The
+   grouping runs in memory when ``40 * documents`` bytes fit in ``memory_budget``; otherwise the
+   band's (key, document) pairs are partitioned by the top bits of the key into files in the work
+   dir and each partition is grouped alone (same buckets, same order, same clusters).
 4. verification and clustering: the shingle sets of documents that share any bucket are read
    back (``ctx.read_batches``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
    similarity of its shingle sets before union-find joins it (``verify: true``, the default), so
@@ -700,7 +700,7 @@ def _sort_runs(keys: np.ndarray, idx: np.ndarray):
 def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: str, band: int):
     """The same runs as ``_sort_runs`` but with ~budget bytes of memory: the (key, doc) pairs go to
     partition files by the top bits of the key (so equal keys meet in one partition and partitions
-    in order are in key order), then each partition is sorted alone."""
+    in order are in key order), then each partition is grouped alone."""
     n = len(keys)
     per_entry = 40
     bits = max(1, math.ceil(math.log2(max(2.0, 2.0 * n * per_entry / budget))))
@@ -925,7 +925,7 @@ class MinHashDedup(_KeepPolicy, Selector):
                                "the threshold", gt=0, lt=1)
     verify = Param(bool, True, "check each candidate pair's exact Jaccard before joining clusters")
     keep = Param(str, "first", "survivor of each cluster: first | longest | a numeric input column (largest)")
-    memory_budget = Param((str, int), "512MB", "memory for sorting one band's keys; more spills to the work dir")
+    memory_budget = Param((str, int), "512MB", "memory for grouping one band's keys; more spills to the work dir")
     hash_seed = Param(int, 1, "seed of the MinHash permutations (fixed so signatures compare across runs)", ge=0)
     hash_family = Param(str, "multiply_shift", "MinHash permutations: multiply_shift ((a*x + b) mod 2^64, top "
                         "32 bits: one multiply) or mersenne ((a*x + b) mod 2^61-1, exact: ~2.5x slower)",
