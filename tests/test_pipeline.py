@@ -556,3 +556,17 @@ def test_a_failing_first_stage_score_is_reported_by_the_stage(sample_dir, tmp_pa
     assert msg.startswith("stage 1/1 ray_plugins:FailSome: ") and "part-00001.parquet" in msg and "boom 2" in msg, msg
     assert (tmp_path / "bad" / ".work" / "scan" / "shard-00001.json").exists()  # the scan finished
     assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
+def test_a_shard_too_big_to_hold_is_scored_from_its_cached_copy(sample_dir, tmp_path, monkeypatch):
+    """When the scan cannot hold a shard (io.HOLD_MAX_BYTES), the first stage's score, still run by
+    the scan task, maps the decoded copy the scan just wrote: Parquet is decoded once per shard."""
+    monkeypatch.setattr(io, "HOLD_MAX_BYTES", 0)
+    reads = parquet_reads(monkeypatch)
+    stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
+    out = tmp_path / "out"
+    run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": True}))
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3
+    ref = tmp_path / "ref"
+    run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
+    assert outputs(out) == outputs(ref)

@@ -9,7 +9,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -123,8 +123,13 @@ def run_scan(task: ScanTask) -> dict:
     held = io.hold(ctx.shard, ctx.batch_size)
     try:
         summary = _scan_shard(task, summary_path)
+        score = task.score
+        if not held and task.cache_path and io.cache_rows(task.cache_path) == summary["rows"]:
+            # too big to hold: the score maps the decoded copy the scan just wrote
+            shard = replace(score.ctx.shard, cache=task.cache_path)
+            score = replace(score, ctx=replace(score.ctx, shard=shard))
         try:
-            stats = run_score(task.score)
+            stats = run_score(score)
         except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
             return summary
     finally:
