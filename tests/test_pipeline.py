@@ -475,7 +475,8 @@ def test_cache_after_a_kill_is_reused_and_a_damaged_copy_is_ignored(sample_dir, 
     run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
     for damage in (False, True):
         out = tmp_path / f"out-{damage}"
-        cfg = write_cfg(tmp_path, f"c{damage}.yaml", **basic(sample_dir, out, stages=stages))
+        cfg = write_cfg(tmp_path, f"c{damage}.yaml", **basic(sample_dir, out, stages=stages,
+                                                              input={"path": str(sample_dir / "pool"), "cache": True}))
         killed = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": "stage:00"}, check=False)
         assert killed.returncode != 0
         copies = sorted((out / ".work" / "cache").glob("*.arrow"))
@@ -570,3 +571,17 @@ def test_a_shard_too_big_to_hold_is_scored_from_its_cached_copy(sample_dir, tmp_
     ref = tmp_path / "ref"
     run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
     assert outputs(out) == outputs(ref)
+
+
+def test_auto_caches_when_three_reads_of_the_text_follow_the_scan(sample_dir, tmp_path, monkeypatch):
+    """input.cache: auto. A lone minhash_dedup (scored by the scan) reads the text twice more, its
+    candidates and the write: no copy, each shard decoded again. Add exact_dedup (a score and a
+    decide): four reads, so the scan leaves copies and decodes the only Parquet."""
+    reads = parquet_reads(monkeypatch)
+    pool = {"path": str(sample_dir / "pool")}
+    run_pipeline(basic(sample_dir, tmp_path / "one", input=pool, stages=[{"minhash_dedup": {"threshold": 0.8}}]))
+    assert len(reads) >= 6 and len(set(reads)) == 3  # scan and write of every shard, read-back of some
+    reads.clear()
+    run_pipeline(basic(sample_dir, tmp_path / "two", input=pool,
+                       stages=[{"minhash_dedup": {"threshold": 0.8}}, {"exact_dedup": {}}]))
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3

@@ -325,8 +325,8 @@ class Runner:
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self._scan_prepare()
-        cache = self._cache_dir()
         fused = self._fused_score()
+        cache = self._cache_dir(fused is not None)
         tasks = [ScanTask(self.shard_ctx(j, None), cache and os.path.join(cache, f"{j:05d}-{sh.fingerprint}.arrow"),
                           fused and ScoreTask(self.shard_ctx(j, None), *fused))
                  for j, sh in enumerate(self.shards)]
@@ -370,22 +370,33 @@ class Runner:
         """What besides the input decides the documents reaching the first stage."""
         return _fp(self.cfg.on_duplicate_id)
 
-    def _cache_dir(self) -> str | None:
+    def _cache_dir(self, fused: bool) -> str | None:
         """Where the scan leaves decoded copies of the shards (io.ShardCache), or None for no copies.
 
-        Only the staged flow reads the input more than twice (scan, each stage's score, a decide
-        reading documents back, the write), and only a local work dir can be mapped into memory.
-        ``input.cache: auto`` also wants the copies (uncompressed: ~3x zstd Parquet) to take at most
-        a quarter of the free space there."""
+        Only a local work dir can be mapped into memory. ``input.cache: auto`` wants at least three
+        reads of the text after the scan (``_reads_after_scan``): the copy costs about as much as
+        decoding twice where fresh memory is dear (the bench's VM), less elsewhere. It also wants
+        the copies (uncompressed: ~3x zstd Parquet) to take at most a quarter of the free space."""
         mode = self.cfg.input.cache
         if mode is False or storage.is_remote(self.work):
             return None
         d = os.path.join(self.work, "cache")
         if mode == "auto":
+            if self._reads_after_scan(fused) < 3:
+                return None
             need = sum(io.shard_data_bytes(sh) for sh in self.shards)
             if need > shutil.disk_usage(self.work).free // 4:
                 return None
         return d
+
+    def _reads_after_scan(self, fused: bool) -> int:
+        """Reads of the input's text the staged flow makes after the scan: each stage's score that
+        needs the text (not the first stage's when the scan runs it), each global stage's decide
+        (it may read documents back: minhash_dedup's candidates, dsir's checks), the write."""
+        n = 1
+        for i, st in enumerate(self.cfg.stages):
+            n += int(st.cls.needs_text and not (i == 0 and fused)) + int(st.cls.scope == "global")
+        return n
 
     def _scan_prepare(self) -> None:
         storage.makedirs(os.path.join(self.work, "scan"))
