@@ -14,7 +14,6 @@ from shardsift.selectors.dedup import (
     MERSENNE61,
     ExactDedup,
     MinHashDedup,
-    _runs,
     _sort_runs,
     _sorted_sets,
     candidate_probability,
@@ -327,7 +326,12 @@ def test_hash_grouping_gives_the_runs_of_a_stable_sort(n, distinct, top):
     keys[: n // 10] = np.uint64(2**64 - 1)  # a key at the table's last slot: probing wraps around
     idx = rng.permutation(n).astype(np.int32)
     order = np.argsort(keys, kind="stable")
-    want_members, want_starts = _runs(keys[order], idx[order])
+    ks, ids = keys[order], idx[order]
+    cut = np.flatnonzero(ks[1:] != ks[:-1]) + 1 if n else np.zeros(0, np.int64)
+    lo, hi = np.r_[0, cut][: len(cut) + (n > 0)], np.r_[cut, n][: len(cut) + (n > 0)]
+    runs = [ids[a:b] for a, b in zip(lo, hi) if b - a >= 2]  # in key order, members in input order
+    want_members = np.concatenate(runs) if runs else np.zeros(0, idx.dtype)
+    want_starts = np.r_[0, np.cumsum([len(r) for r in runs])]
     members, starts = _sort_runs(keys, idx)
     assert np.array_equal(members, want_members) and np.array_equal(starts, want_starts)
     if n >= 9 and distinct < n:

@@ -608,33 +608,9 @@ def _row_hash(band_keys, idx):
 
 
 @nb.njit(cache=True, nogil=True)
-def _runs(keys_sorted, idx_sorted):
-    """Members of runs of equal keys of length >= 2, and their run starts (CSR)."""
-    n = keys_sorted.shape[0]
-    members = np.empty(n, dtype=idx_sorted.dtype)
-    starts = np.empty(n // 2 + 2, dtype=np.int64)
-    m = 0
-    r = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and keys_sorted[j] == keys_sorted[i]:
-            j += 1
-        if j - i >= 2:
-            starts[r] = m
-            r += 1
-            for t in range(i, j):
-                members[m] = idx_sorted[t]
-                m += 1
-        i = j
-    starts[r] = m
-    return members[:m].copy(), starts[:r + 1].copy()
-
-
-@nb.njit(cache=True, nogil=True)
 def _hash_runs(keys, idx, first, count, slot):
-    """What _runs gives for the keys in stable sorted order, found by hashing instead of sorting:
-    an open-addressing table (``first``/``count``: a power of two >= 2n slots; the top bits of the
+    """The runs of equal keys of length >= 2 (members, and run starts as CSR) that a stable sort of
+    the keys gives, found by hashing instead of sorting: an open-addressing table (``first``/``count``: a power of two >= 2n slots; the top bits of the
     key's mix64 pick the slot, so keys that share their top bits, as the spill path's partitions
     do, or any other regular keys still spread) holds each key's first position and count; the keys
     seen twice or more (few, and distinct) are sorted to order the runs; one pass in input order
