@@ -350,8 +350,7 @@ class Runner:
         That needs a first stage with nothing to fit, not finished before, and documents reaching
         it that are known when its shard is scanned: ``on_duplicate_id: error`` (the default), as
         dropping a later duplicate changes an earlier shard's alive rows only after every scan.
-        Local executors only: on Ray a failing score would spend the scan task's retries.
-        Its selector is written as the one pass writes it (fit is Selector.fit)."""
+        Local executors only: on Ray a failing score would spend the scan task's retries."""
         if not self.cfg.stages or self.cfg.on_duplicate_id != "error" or not isinstance(self.executor, LocalExecutor):
             return None
         st = self.cfg.stages[0]
@@ -360,11 +359,17 @@ class Runner:
         sel, label, _, stage_dir, _ = self._stage_setup(0, st, self.input_fp + self._scan_fp())
         if storage.exists(os.path.join(stage_dir, "done.json")):
             return None
+        return stage_dir, self._unfitted_selector(0, sel, stage_dir), label
+
+    @staticmethod
+    def _unfitted_selector(i: int, sel, stage_dir: str) -> str:
+        """The selector file of stage i when its fit is Selector.fit (nothing to learn), written
+        once (kill point ``fit:SS``); returns its path."""
         sel_path = os.path.join(stage_dir, "selector.pkl")
         if not storage.exists(sel_path):
             workdir.write_pickle(sel_path, sel)
-            faults.point("fit:00")
-        return stage_dir, sel_path, label
+            faults.point(f"fit:{i:02d}")
+        return sel_path
 
     def _scan_fp(self) -> str:
         """What besides the input decides the documents reaching the first stage."""
@@ -584,10 +589,7 @@ class Runner:
         stages = []
         for i, st in enumerate(self.cfg.stages):
             sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)
-            sel_path = os.path.join(stage_dir, "selector.pkl")
-            if not storage.exists(sel_path):
-                workdir.write_pickle(sel_path, sel)  # fit is Selector.fit: nothing to learn
-                faults.point(f"fit:{i:02d}")
+            sel_path = self._unfitted_selector(i, sel, stage_dir)
             stages.append({"st": st, "sel": sel, "label": label, "dir": stage_dir, "keep": keep_paths,
                            "sel_path": sel_path, "stats": [], "clock": [0.0, 0.0]})
             prev_fp = fp
