@@ -119,12 +119,12 @@ def run_scan(task: ScanTask) -> dict:
     if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
     if task.score is None:
-        return _scan_shard(task, summary_path)
+        return _scan_shard(task, summary_path)[0]
     held = io.hold(ctx.shard, ctx.batch_size)
     try:
-        summary = _scan_shard(task, summary_path)
+        summary, cached = _scan_shard(task, summary_path)
         score = task.score
-        if not held and task.cache_path and io.cache_rows(task.cache_path) == summary["rows"]:
+        if not held and cached:
             # too big to hold: the score maps the decoded copy the scan just wrote
             shard = replace(score.ctx.shard, cache=task.cache_path)
             score = replace(score, ctx=replace(score.ctx, shard=shard))
@@ -138,7 +138,8 @@ def run_scan(task: ScanTask) -> dict:
     return {**summary, "fused_cpu_s": stats["cpu_s"]}
 
 
-def _scan_shard(task: ScanTask, summary_path: str) -> dict:
+def _scan_shard(task: ScanTask, summary_path: str) -> tuple[dict, bool]:
+    """The scan's result, and whether it wrote the shard's decoded copy (``task.cache_path``)."""
     ctx = task.ctx
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
@@ -150,8 +151,7 @@ def _scan_shard(task: ScanTask, summary_path: str) -> dict:
         if cache is not None:
             cache.abort()
         raise
-    if cache is not None:
-        cache.close()
+    cached = cache is not None and cache.close()
     if start == 0:
         # still validates the text column on a zero-row shard
         from ..errors import DataError
@@ -170,7 +170,7 @@ def _scan_shard(task: ScanTask, summary_path: str) -> dict:
                **task_stats(before, t0)}
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
-    return summary
+    return summary, cached
 
 
 def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh) -> int:
