@@ -274,6 +274,30 @@ def test_invalid_utf8_jsonl(tmp_path):
                   1, "bad.jsonl: invalid UTF-8")
 
 
+def test_utf8_checked_by_the_scan_only(tmp_path, monkeypatch):
+    """Parquet readers do not check UTF-8 either: the scan names the bad row of a Parquet shard.
+    Reads after the scan (the score, a decide's read-back) trust the scan of the same shard and do
+    not check the text again."""
+    raw = pa.array([b"fine text", b"bad \xff\xfe bytes"], pa.binary())
+    bad = pa.Array.from_buffers(pa.string(), 2, raw.buffers())  # a string column that is not UTF-8
+    pq.write_table(pa.table({"text": bad}), tmp_path / "bad.parquet")
+    _expect_error(tmp_path, {"input": str(tmp_path / "bad.parquet"), "output": str(tmp_path / "o"), "stages": []},
+                  1, "bad.parquet: invalid UTF-8")
+
+    from shardsift.pipeline import io as sio
+
+    calls = []
+    real = sio.check_utf8
+    monkeypatch.setattr(sio, "check_utf8", lambda col, *a: (calls.append(len(col)), real(col, *a)))
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(6)],
+                             "text": [f"doc {i} with some words in it" for i in range(6)]}), tmp_path / "ok.parquet")
+    m = run_pipeline({"input": {"path": str(tmp_path / "ok.parquet"), "cache": False},
+                      "output": str(tmp_path / "o2"), "workers": 1,
+                      "stages": [{"length": {"min_words": 1}}, {"minhash_dedup": {}}]})
+    assert m["docs_kept"] == 6
+    assert calls == [6]  # the scan's check only: the stages' scores read the shard again unchecked
+
+
 def test_config_errors_exit_2(tmp_path, sample_dir):
     err = _expect_error(tmp_path, {"input": str(sample_dir / "pool"), "output": str(tmp_path / "o"),
                                    "stages": [{"random": {"keep": 1.5}}]}, 2, "stages[0].random.keep")

@@ -76,7 +76,9 @@ class ShardContext:
             lo, hi = np.searchsorted(rows, [start, start + n])
             if hi > lo:
                 r = rows[lo:hi]
-                tbl, _ = normalize(tbl, self.shard, self.text_column, self.id_column, start, need_text)
+                # the scan checked every row of this shard (its fingerprint keys the work dir)
+                tbl, _ = normalize(tbl, self.shard, self.text_column, self.id_column, start, need_text,
+                                   checked=True)
                 missing = [c for c in columns if c not in tbl.column_names]
                 if missing:
                     from ..errors import DataError
