@@ -609,3 +609,38 @@ def test_auto_caches_when_three_reads_of_the_text_follow_the_scan(sample_dir, tm
     run_pipeline(basic(sample_dir, tmp_path / "two", input=pool,
                        stages=[{"minhash_dedup": {"threshold": 0.8}}, {"exact_dedup": {}}]))
     assert sorted(reads) == sorted(set(reads)) and len(reads) == 3
+
+
+def test_score_files_concatenated_from_their_headers(tmp_path):
+    """The global decide's score columns are allocated from the .npz headers and filled one shard at a
+    time: the same arrays as concatenating them all, with a dtype all shards promote to; a shard with
+    no surviving documents (bookkeeping columns only) takes no rows."""
+    import numpy as np
+
+    from shardsift.pipeline import workdir
+    from shardsift.pipeline.runner import _concat_scores
+
+    def part(name, n, by_dtype):
+        arrays = {"row": np.arange(n, dtype=np.int64), "n_words": np.full(n, 3, np.int64),
+                  "n_bytes": np.full(n, 9, np.int64)}
+        if n:
+            arrays["bands"] = np.arange(n * 2, dtype=np.uint64).reshape(n, 2) + 100 * len(name)
+            arrays["keep_by"] = np.arange(n).astype(by_dtype) + 0.5 * (by_dtype == np.float64)
+        else:
+            arrays["score"] = np.zeros(0)
+        path = str(tmp_path / f"{name}.npz")
+        workdir.write_npz(path, arrays)
+        return path, arrays
+
+    parts = [part("a", 3, np.int32), part("bb", 0, None), part("ccc", 2, np.float64)]
+    assert workdir.npz_headers(parts[0][0])["bands"] == ((3, 2), np.dtype(np.uint64))
+    cols, offs = _concat_scores([p for p, _ in parts])
+    assert offs.tolist() == [0, 3, 3, 5]
+    assert sorted(cols) == ["bands", "keep_by", "n_bytes", "n_words", "row"]
+    full = [a for _, a in parts if len(a["row"])]
+    for k in cols:
+        assert np.array_equal(cols[k], np.concatenate([a[k] for a in full])), k
+    assert cols["keep_by"].dtype == np.float64 and cols["keep_by"].tolist() == [0, 1, 2, 0.5, 1.5]
+    assert cols["bands"].shape == (5, 2) and cols["bands"].dtype == np.uint64
+    empty, offs = _concat_scores([parts[1][0]])
+    assert offs.tolist() == [0, 0] and sorted(empty) == ["n_bytes", "n_words", "row", "score"]

@@ -11,14 +11,21 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 
 import numpy as np
 
 from . import storage
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def _atomic_write(path: str, data: bytes | None = None, writer=None) -> None:
+    """Write ``data``, or what ``writer(fh)`` writes to a binary file handle, to ``path`` whole or
+    not at all. A writer streams into the file: no copy of the content is built in memory first."""
     if storage.is_remote(path):  # an object PUT is already all-or-nothing
+        if writer is not None:
+            buf = io.BytesIO()
+            writer(buf)
+            data = buf.getvalue()
         storage.put_bytes(path, data)
         return
     d = os.path.dirname(path) or "."
@@ -26,7 +33,10 @@ def _atomic_write(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if writer is not None:
+                writer(fh)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are ordinary readable files
@@ -49,15 +59,28 @@ def read_json(path: str):
 
 
 def write_npz(path: str, arrays: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    _atomic_write(path, buf.getvalue())
+    _atomic_write(path, writer=lambda fh: np.savez(fh, **arrays))
 
 
-def read_npz(path: str) -> dict:
+def read_npz(path: str, keys=None) -> dict:
+    """The arrays of an .npz file (only ``keys``, when given: the others are not read)."""
     src = io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
     with np.load(src, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        return {k: z[k] for k in (z.files if keys is None else keys)}
+
+
+def npz_headers(path: str) -> dict:
+    """{name: (shape, dtype)} of the arrays of an .npz file, from their headers alone."""
+    src = io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
+    out = {}
+    with zipfile.ZipFile(src) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as fh:
+                major, _ = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            out[name[:-4] if name.endswith(".npy") else name] = (shape, dtype)
+    return out
 
 
 def write_pickle(path: str, obj) -> None:
