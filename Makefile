@@ -9,7 +9,7 @@ INPUT ?=
 OUTPUT ?=
 ARGS ?=
 
-.PHONY: select test bench sample lint torture install install-dev install-bench clean
+.PHONY: select test bench sample lint torture install install-dev install-bench clean kernels
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,26 +29,33 @@ $(VENV)/.bench: $(VENV)/.dev
 	$(PY) -m pip install -q -e '.[bench]'
 	touch $@
 
+# minhash_dedup's kernels compiled ahead of time for this machine (shardsift/_aot.py): a run then
+# loads neither numba nor LLVM (~0.6 CPU-s and ~70 MB per process). Rebuilt when the sources change;
+# without a build numba compiles them when first used, with the same results.
+kernels: $(VENV)/.core
+	@$(PY) -m shardsift._aot build --if-stale \
+		|| echo "shardsift: kernels not compiled ahead of time; numba compiles them when first used (same results)"
+
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
-install-bench: $(VENV)/.bench
+install-bench: $(VENV)/.bench kernels
 
 sample: $(VENV)/.core
 	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
 # `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data. Ends by writing
 # OUTPUT/report.html (plots of what was kept and dropped) and printing its path.
-select: $(VENV)/.core
+select: $(VENV)/.core kernels
 	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
 	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite --report $(ARGS)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev kernels
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(VENV)/.bench
+bench: $(VENV)/.bench kernels
 	$(PY) bench/run_all.py $(ARGS)
 
-torture: $(VENV)/.dev
+torture: $(VENV)/.dev kernels
 	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_reliability.py tests/test_pipeline.py $(ARGS)
 
 lint: $(VENV)/.dev
