@@ -163,7 +163,8 @@ def tool_shardsift(inp, out, extra):
     import pyarrow.parquet as pq
 
     kept = pq.read_table(os.path.join(out, "data"), columns=["id"]).column("id").to_pylist()
-    return {"kept": kept, "metrics": man["stages"][1]["metrics"]}
+    # whether the kernels ran from the ahead-of-time build (`make kernels`) or under numba's JIT
+    return {"kept": kept, "metrics": man["stages"][1]["metrics"], "numba_loaded": "numba" in sys.modules}
 
 
 def tool_datasketch(inp, out, extra):
@@ -530,7 +531,9 @@ def main():
             res["fixed_cpu_s"] = fixed[name]
             res["marginal_docs_per_cpu_s"] = (n_docs - 60) / max(1e-9, res["cpu_s"] - fixed[name])
             if name == "shardsift":
-                print(f"shardsift: {n_docs / res['cpu_s']:.0f} docs/CPU-s")
+                print(f"shardsift: {n_docs / res['cpu_s']:.0f} docs/CPU-s; kernels "
+                      + ("under numba's JIT (no ahead-of-time build: make kernels)" if res.get("numba_loaded")
+                         else "from the ahead-of-time build (numba not imported)"))
             res["docs_per_cpu_s"] = n_docs / res["cpu_s"]
             res["quality"] = quality(truth, res.pop("kept"))
             results[name] = res
