@@ -354,7 +354,8 @@ def run_tool(name, inp, out, extra=None):
         raise RuntimeError(f"{name} failed:\n{stderr.decode()[-3000:]}")
     with open(res_path, "rb") as fh:
         res = pickle.load(fh)
-    res.update(cpu_s=ru.ru_utime + ru.ru_stime, wall_s=wall, peak_rss_mb=ru.ru_maxrss / 1024)
+    res.update(cpu_s=ru.ru_utime + ru.ru_stime, user_s=ru.ru_utime, sys_s=ru.ru_stime, wall_s=wall,
+               peak_rss_mb=ru.ru_maxrss / 1024)
     res.pop("kept", None) if name == "index_memory" else None
     return res
 
@@ -526,7 +527,8 @@ def main():
                 assert all(sorted(r["kept"]) == sorted(res["kept"]) for r in runs[name]), f"{name}: runs differ"
                 res.update(cpu_s=float(np.median(cpus)), cpu_s_runs=cpus,
                            peak_rss_mb=max(r["peak_rss_mb"] for r in runs[name]))
-                print(f"{name}: CPU s of {len(cpus)} runs {', '.join(f'{c:.2f}' for c in cpus)}; median "
+                system = ", ".join(f"{r['sys_s']:.2f}" for r in runs[name])
+                print(f"{name}: CPU s of {len(cpus)} runs {', '.join(f'{c:.2f}' for c in cpus)} (system {system}); median "
                       f"{res['cpu_s']:.2f} ({n_docs / res['cpu_s']:.0f} docs/CPU-s), best {n_docs / min(cpus):.0f}")
             res["fixed_cpu_s"] = fixed[name]
             res["marginal_docs_per_cpu_s"] = (n_docs - 60) / max(1e-9, res["cpu_s"] - fixed[name])

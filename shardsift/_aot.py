@@ -1,4 +1,4 @@
-"""Ahead-of-time builds of the kernels on ``minhash_dedup``'s default path.
+"""Ahead-of-time builds of the kernels on ``minhash_dedup``'s and ``exact_dedup``'s default paths.
 
 ``python -m shardsift._aot build`` compiles the kernels listed in :data:`EXPORTS` (numba's
 ``pycc``, for this machine's CPU) into one extension module. A process that finds it runs those
@@ -37,6 +37,8 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
     "shardsift.selectors.dedup:_cluster_band": [
         ("none", ["i4[::1]", "i8[::1]", "i4[::1]", "u4[::1]", "i8[::1]", "f8", "b1", "i8", "f4[::1]", "i8[::1]"])],
     "shardsift.selectors.dedup:_roots": [("i4[::1]", ["i4[::1]"])],
+    # exact_dedup's hash of the normalized text (and ids longer than the NumPy path takes)
+    "shardsift.text:_hash_bytes": [("u8[::1]", ["i8[::1]", "i8[::1]", "u1[::1]", "b1"])],
 }
 # the files whose code the build holds (the kernels, what they call, this list)
 SOURCES = ["selectors/dedup.py", "text.py", "pipeline/kernels.py", "_numba.py", "_aot.py"]

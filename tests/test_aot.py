@@ -47,10 +47,12 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
         from shardsift import _numba
         from shardsift.selectors import dedup
         # the kernels, taken before numba is loaded (then the module's names point at dispatchers)
+        import importlib
         class D:
             pass
         for q in _aot.EXPORTS:
-            setattr(D, q.split(":")[1], getattr(dedup, q.split(":")[1]))
+            mod, name = q.split(":")
+            setattr(D, name, getattr(importlib.import_module(mod), name))
         D._word_args, D.permutations, D._sort_runs = dedup._word_args, dedup.permutations, dedup._sort_runs
         assert all(isinstance(getattr(D, q.split(":")[1]), _numba.Kernel) for q in _aot.EXPORTS)
         rng = np.random.default_rng(3)
@@ -69,6 +71,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             "_row_hash": [(bands, np.arange(len(texts), dtype=np.int32)),
                           (bands, np.arange(0, len(texts), 2, dtype=np.int64))],
             "_roots": [(np.array([0, 0, 1, 2, 4, 4, 5], np.int32),)],
+            "_hash_bytes": [(*args[:3], False), (*args[:3], True)],
         }
         keys = np.ascontiguousarray(bands[:, 0])
         keys[::7] = keys[0]
@@ -113,10 +116,12 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
 
 
 def test_a_dedup_run_with_the_build_imports_no_numba_and_writes_the_same_bytes(aot_dir, tmp_path):
+    """exact_dedup then minhash_dedup, with the build and under the JIT: same data, decisions and scores."""
     rng = np.random.default_rng(5)
     vocab = np.array([f"w{i}" for i in range(3000)])
     docs = [" ".join(vocab[rng.integers(0, 3000, 200)]) for _ in range(300)]
     docs += [d.replace(d.split()[3], "changed", 1) for d in docs[:100]]  # near duplicates
+    docs += [d.upper() for d in docs[100:120]]  # exact duplicates once lowercased
     os.makedirs(tmp_path / "in")
     for s in range(3):
         part = docs[s::3]
@@ -125,13 +130,13 @@ def test_a_dedup_run_with_the_build_imports_no_numba_and_writes_the_same_bytes(a
     results = {}
     for mode, env in (("aot", {"SHARDSIFT_AOT_DIR": aot_dir}), ("jit", {"SHARDSIFT_AOT": "0"})):
         cfg = {"input": str(tmp_path / "in"), "output": {"path": str(tmp_path / mode), "scores": True},
-               "workers": 1, "stages": [{"minhash_dedup": {}}]}
+               "workers": 1, "stages": [{"exact_dedup": {}}, {"minhash_dedup": {}}]}
         out = _child("import json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
                      f"m = run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
-                     "print(m['stages'][1]['dropped'], 'numba' in sys.modules)\n", env)
+                     "print(m['stages'][1]['dropped'], m['stages'][2]['dropped'], 'numba' in sys.modules)\n", env)
         results[mode] = out.strip().splitlines()[-1]
-    assert results["aot"] == "{'near_duplicate': 100} False"
-    assert results["jit"] == "{'near_duplicate': 100} True"
+    assert results["aot"] == "{'exact_duplicate': 20} {'near_duplicate': 100} False"
+    assert results["jit"] == "{'exact_duplicate': 20} {'near_duplicate': 100} True"
     a, j = file_digests(tmp_path / "aot"), file_digests(tmp_path / "jit")
     output = lambda d: {k: v for k, v in d.items() if k.split("/")[0] in ("data", "decisions", "scores")}
     assert output(a) == output(j) and any(k.startswith("scores/") for k in output(a))
