@@ -644,3 +644,20 @@ def test_score_files_concatenated_from_their_headers(tmp_path):
     assert cols["bands"].shape == (5, 2) and cols["bands"].dtype == np.uint64
     empty, offs = _concat_scores([parts[1][0]])
     assert offs.tolist() == [0, 0] and sorted(empty) == ["n_bytes", "n_words", "row", "score"]
+
+
+def test_docs_columns_are_not_copied():
+    """Docs.text / ids / column hand a one-chunk column's array as it is (pyarrow's combine_chunks
+    copies even a single chunk: a batch's whole text, per stage, per pass); several chunks are joined."""
+    import numpy as np
+
+    from shardsift.selectors.base import Docs
+
+    text = pa.chunked_array([pa.array(["a b", "c d e"] * 3)])
+    tbl = pa.table({"text": text, "id": pa.chunked_array([pa.array([str(i) for i in range(6)])]),
+                    "two": pa.chunked_array([pa.array([1, 2, 3]), pa.array([4, 5, 6])])})
+    d = Docs(tbl, text_column="text", id_column="id", row=np.arange(6), n_words=None, n_bytes=None,
+             shard="s", shard_index=0)
+    assert d.text.buffers()[2].address == text.chunk(0).buffers()[2].address
+    assert d.ids.buffers()[2].address == tbl.column("id").chunk(0).buffers()[2].address
+    assert d.column("two").to_pylist() == [1, 2, 3, 4, 5, 6]

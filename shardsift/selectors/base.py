@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError
+from ..pipeline.kernels import one_array
 
 _REQUIRED = object()
 
@@ -251,19 +252,17 @@ class Docs:
     def __len__(self) -> int:
         return self.table.num_rows
 
+    # one_array: a column's only chunk as it is (combine_chunks copies even a single chunk)
     @property
     def text(self) -> pa.Array:
-        col = self.table.column(self.text_column)
-        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        return one_array(self.table.column(self.text_column))
 
     @property
     def ids(self) -> pa.Array:
-        col = self.table.column(self.id_column)
-        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        return one_array(self.table.column(self.id_column))
 
     def column(self, name: str) -> pa.Array:
-        col = self.table.column(name)
-        return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        return one_array(self.table.column(name))
 
 
 class Scores:
