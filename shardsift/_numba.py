@@ -23,13 +23,20 @@ this expects: the probe then runs as numba wrote it.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
+import threading
 
 __all__ = ["nb", "Kernel"]
 
 _PENDING: list = []      # kernels without a dispatcher yet
 _NUMBA: list = []        # the numba module, once imported
+_LOCK = threading.RLock()
+
+
+def _global(module: str, name: str):
+    return getattr(importlib.import_module(module), name)
 
 
 class Kernel:
@@ -67,6 +74,9 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<shardsift kernel {self.__module__}.{self.__qualname__}>"
 
+    def __reduce__(self):  # by name, like a function: unpickled as what the module holds then
+        return _global, (self.__module__, self.__qualname__)
+
 
 def _njit(*args, **options):
     if _NUMBA:  # numba is loaded: a dispatcher straight away
@@ -94,6 +104,11 @@ def loaded() -> bool:
 
 
 def _import_numba():
+    with _LOCK:
+        return _import_numba_locked()
+
+
+def _import_numba_locked():
     if not _NUMBA:
         import numba
 
@@ -110,11 +125,16 @@ def _import_numba():
 
 
 def _materialize() -> None:
+    with _LOCK:
+        _materialize_locked()
+
+
+def _materialize_locked() -> None:
     numba = _import_numba()
     pending = list(_PENDING)
-    _PENDING.clear()
     for k in pending:
         k._dispatcher = numba.njit(**k.options)(k.py_func)
+    del _PENDING[:len(pending)]
     for name, mod in list(sys.modules.items()):
         if mod is None or not (name == "shardsift" or name.startswith("shardsift.")):
             continue
