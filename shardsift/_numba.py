@@ -98,11 +98,6 @@ class _Namespace:
 nb = _Namespace()
 
 
-def loaded() -> bool:
-    """Whether numba has been imported by a kernel of this package."""
-    return bool(_NUMBA)
-
-
 def _import_numba():
     with _LOCK:
         return _import_numba_locked()

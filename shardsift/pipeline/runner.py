@@ -905,23 +905,14 @@ class Runner:
 
 def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | bool | None = None,
                  executor: Executor | None = None) -> dict:
-    """Run a pipeline from a config mapping (or a validated Config); returns the manifest.
-
-    The cyclic garbage collector is paused for the run (and restored after): a run makes few
-    reference cycles (~5,000 objects after a minhash_dedup run), but importing numba and loading
-    its kernels allocate enough objects to set off full collections over ~175,000 live objects
-    (0.07-0.1 CPU-s of a 2 CPU-s run of 40,000 documents)."""
-    collecting = gc.isenabled()
-    gc.disable()
+    """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
+    cfg = config if isinstance(config, Config) else parse_config(config)
+    if isinstance(progress, bool):
+        progress = Progress(enabled=progress)
     try:
-        cfg = config if isinstance(config, Config) else parse_config(config)
-        if isinstance(progress, bool):
-            progress = Progress(enabled=progress)
         return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor).run()
     finally:
         _freeze_once()
-        if collecting:
-            gc.enable()
 
 
 _FROZEN = []
@@ -933,8 +924,7 @@ def _freeze_once() -> None:
     for the life of the process)
     to the garbage collector's permanent generation. Later collections, and the one at interpreter
     exit (0.3 CPU-s after a numba stage), then skip them. Once per process, so what is frozen is
-    bounded: the cyclic garbage of the first run (the collector is paused during a run: ~5,000
-    objects, under 1 MB, after a minhash_dedup run) is never collected."""
+    bounded: at most the cyclic garbage alive at the end of the first run, never collected."""
     if not _FROZEN:
         _FROZEN.append(True)
         gc.freeze()
