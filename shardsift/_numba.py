@@ -100,43 +100,35 @@ nb = _Namespace()
 
 def _import_numba():
     with _LOCK:
-        return _import_numba_locked()
+        if not _NUMBA:
+            import numba
 
+            _import_arraymath_without_scipy()
+            from numba.extending import typeof_impl
 
-def _import_numba_locked():
-    if not _NUMBA:
-        import numba
+            # a kernel reached through a closure or a local name (not a module global) is typed as its dispatcher
+            @typeof_impl.register(Kernel)
+            def _typeof_kernel(val, c):
+                return typeof_impl(val.dispatcher, c)
 
-        _import_arraymath_without_scipy()
-        from numba.extending import typeof_impl
-
-        # a kernel reached through a closure or a local name (not a module global) is typed as its dispatcher
-        @typeof_impl.register(Kernel)
-        def _typeof_kernel(val, c):
-            return typeof_impl(val.dispatcher, c)
-
-        _NUMBA.append(numba)
-    return _NUMBA[0]
+            _NUMBA.append(numba)
+        return _NUMBA[0]
 
 
 def _materialize() -> None:
     with _LOCK:
-        _materialize_locked()
-
-
-def _materialize_locked() -> None:
-    numba = _import_numba()
-    pending = list(_PENDING)
-    for k in pending:
-        k._dispatcher = numba.njit(**k.options)(k.py_func)
-    del _PENDING[:len(pending)]
-    for name, mod in list(sys.modules.items()):
-        if mod is None or not (name == "shardsift" or name.startswith("shardsift.")):
-            continue
-        space = vars(mod)
-        for key, val in list(space.items()):
-            if isinstance(val, Kernel) and val._dispatcher is not None:
-                space[key] = val._dispatcher
+        numba = _import_numba()
+        pending = list(_PENDING)
+        for k in pending:
+            k._dispatcher = numba.njit(**k.options)(k.py_func)
+        del _PENDING[:len(pending)]
+        for name, mod in list(sys.modules.items()):
+            if mod is None or not (name == "shardsift" or name.startswith("shardsift.")):
+                continue
+            space = vars(mod)
+            for key, val in list(space.items()):
+                if isinstance(val, Kernel) and val._dispatcher is not None:
+                    space[key] = val._dispatcher
 
 
 def _import_arraymath_without_scipy() -> None:
