@@ -366,7 +366,8 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     """Check the text column, make ids when the id column is missing, mark non-string texts.
 
     ``checked``: the shard's texts were already found valid UTF-8 (by the scan of this work dir,
-    which is keyed by the shard's fingerprint), so the check is not run again.
+    which is keyed by the shard's fingerprint, and which also wrote any decoded copy of it), so the
+    check is not run again.
 
     Returns (table with the text column (string or large_string, as read) and an id column, valid mask) where
     ``valid`` is False for null or non-string texts (dropped later with reason ``null_text``).
@@ -385,7 +386,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
             )
         col = table.column(text_column)
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            if shard.cache is None and not checked:  # a cached copy was checked by the scan that wrote it
+            if not checked:
                 check_utf8(col, shard, text_column, row0)  # the column keeps its type: no copy
             valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
                 if col.null_count else np.ones(n, dtype=bool)
