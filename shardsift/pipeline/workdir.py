@@ -62,18 +62,21 @@ def write_npz(path: str, arrays: dict) -> None:
     _atomic_write(path, writer=lambda fh: np.savez(fh, **arrays))
 
 
+def _source(path: str):
+    """A local path as it is; an object store's file fetched into memory."""
+    return io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
+
+
 def read_npz(path: str, keys=None) -> dict:
     """The arrays of an .npz file (only ``keys``, when given: the others are not read)."""
-    src = io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
-    with np.load(src, allow_pickle=False) as z:
+    with np.load(_source(path), allow_pickle=False) as z:
         return {k: z[k] for k in (z.files if keys is None else keys)}
 
 
 def npz_headers(path: str) -> dict:
     """{name: (shape, dtype)} of the arrays of an .npz file, from their headers alone."""
-    src = io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
     out = {}
-    with zipfile.ZipFile(src) as zf:
+    with zipfile.ZipFile(_source(path)) as zf:
         for name in zf.namelist():
             with zf.open(name) as fh:
                 major, _ = np.lib.format.read_magic(fh)
