@@ -379,6 +379,23 @@ def test_one_pass_writes_the_staged_flows_bytes(sample_dir, tmp_path):
     verify_output(str(tmp_path / "one"))
 
 
+def test_a_held_shard_is_served_in_smaller_batches_as_zero_copy_slices(tmp_path):
+    """The write reads in batches of io.PASS_BATCH_ROWS: a shard held in larger batches (the one-pass
+    flow's) is served as slices of them, the same rows in the same order, none of them decoded again."""
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(250)], "text": [f"t {i}" for i in range(250)]}),
+                   tmp_path / "a.parquet", row_group_size=90)
+    shard = io.resolve_shards(str(tmp_path / "a.parquet"), "parquet")[0]
+    assert io.hold(shard, 128)
+    try:
+        held = [t.column("text").chunk(0).buffers()[2].address for t in io._HELD["tables"]]
+        parts = list(io.iter_tables(shard, ["text"], 40))
+    finally:
+        io.release()
+    assert max(t.num_rows for t in parts) == 40
+    assert pa.concat_tables(parts).column("text").to_pylist() == [f"t {i}" for i in range(250)]
+    assert {t.column("text").chunk(0).buffers()[2].address for t in parts} <= set(held)
+
+
 def test_one_pass_without_holding_shards_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
     run_pipeline(doc_stages(sample_dir, tmp_path / "held"))
     monkeypatch.setattr(io, "HOLD_MAX_BYTES", 0)  # every shard is read again for its write
@@ -537,12 +554,14 @@ def test_input_cache_key_is_validated(tmp_path, sample_dir):
 # -- first stage scored inside the scan ----------------------------------------------------------
 
 def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_path, monkeypatch):
-    """A first stage with nothing to fit is scored by the scan tasks on the shard they decoded
-    (held in memory): one Parquet read per shard fewer, scored as each shard is scanned, and the
-    same data, decisions and scores as a run without it (on_duplicate_id: keep_first turns it off,
-    as a duplicate dropped later would change a scanned shard's documents)."""
+    """A first stage with nothing to fit is scored by the scan tasks, each batch going from the scan
+    to the score (the shard is never held whole: io.hold is not called): one Parquet read per shard
+    fewer, scored as each shard is scanned, and the same data, decisions and scores as a run
+    without it (on_duplicate_id: keep_first turns it off, as a duplicate dropped later would change
+    a scanned shard's documents)."""
     stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
     reads = parquet_reads(monkeypatch)
+    monkeypatch.setattr(io, "hold", lambda *a: pytest.fail("a shard was held"))
     got = {}
     for fused in (True, False):
         reads.clear()
@@ -583,10 +602,9 @@ def test_a_failing_first_stage_score_is_reported_by_the_stage(sample_dir, tmp_pa
     assert not (tmp_path / "bad" / "manifest.json").exists()
 
 
-def test_a_shard_too_big_to_hold_is_scored_from_its_cached_copy(sample_dir, tmp_path, monkeypatch):
-    """When the scan cannot hold a shard (io.HOLD_MAX_BYTES), the first stage's score, still run by
-    the scan task, maps the decoded copy the scan just wrote: Parquet is decoded once per shard."""
-    monkeypatch.setattr(io, "HOLD_MAX_BYTES", 0)
+def test_the_scan_feeds_its_batches_to_the_score_and_to_the_cache(sample_dir, tmp_path, monkeypatch):
+    """With input.cache on, the scan's batches go both into the decoded copy and to the first
+    stage's score: Parquet is decoded once per shard, and the passes after map the copy."""
     reads = parquet_reads(monkeypatch)
     stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
     out = tmp_path / "out"

@@ -226,9 +226,13 @@ def release() -> None:
 
 def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Iterator[pa.Table]:
     """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
-    if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] == batch_size:
+    if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] >= batch_size:
         for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
-            yield select_columns(tbl, columns)
+            if tbl.num_rows <= batch_size:
+                yield select_columns(tbl, columns)
+                continue
+            for lo in range(0, tbl.num_rows, batch_size):  # a smaller batch_size: zero-copy slices
+                yield select_columns(tbl.slice(lo, batch_size), columns)
         return
     if shard.cache is not None:
         yield from _iter_cache(shard.cache, columns)
@@ -314,12 +318,17 @@ def _iter_cache(path: str, columns):
 
 def _iter_parquet(shard: Shard, columns, batch_size):
     try:
-        fh = shard.fs().open_input_file(shard.path)
+        fs = shard.fs()
+        fh = fs.open_input_file(shard.path)
     except Exception as err:
         raise DataError(f"{shard.uri}: cannot open ({_first_line(err)})") from None
+    # A local file is read as the batches need it (1 MB reads) instead of whole column chunks
+    # first (pyarrow's pre_buffer, meant for object stores' latency): a 124 MB text column held
+    # ~40 MB of compressed chunk in memory, and fresh memory is what a pass pays most for here.
+    local = isinstance(fs, pafs.LocalFileSystem)
     with fh:
         try:
-            pf = pq.ParquetFile(fh)
+            pf = pq.ParquetFile(fh, pre_buffer=not local, buffer_size=(1 << 20) if local else 0)
             names = pf.schema_arrow.names
             cols = None if columns is None else [c for c in columns if c in names]
             # one thread: tasks are the unit of parallelism (workers), and Arrow's column threads
@@ -482,26 +491,95 @@ def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_s
 
 # -- writing -----------------------------------------------------------------------------------
 
+# Rows per decoded batch in the passes whose batches no selector's score sees (the write, a
+# global decide reading documents back), where ``input.batch_size`` bounds the others. Arrow's
+# Parquet reader grows a batch's string buffer by doubling, into fresh allocations each batch, and
+# the allocator keeps a multiple of the batch: reading one 124 MB shard held 146 MB of memory in
+# 8192-row batches, 46-88 MB in 1024-4096. Fresh memory costs more than the decode on the bench
+# machine (a first-touched page is faulted in by its host), and it is memory either way.
+PASS_BATCH_ROWS = 2048
+
+
+def pass_batch_size(batch_size: int) -> int:
+    return min(batch_size, PASS_BATCH_ROWS)
+
+
+class PartCutter:
+    """Where a bounded write cuts the stream of rows: parts of at most ``max_bytes`` (by
+    ``_row_bytes``; a single larger row gets a part of its own) and, within them, row groups that
+    end at the row reaching ``row_group_bytes``. The cuts depend on the row sizes alone, not on how
+    the rows arrive in calls, so any batching of the same rows writes the same files (the one-pass
+    flow, the staged one and the parallel write's replay do).
+
+    ``cut(row_bytes)`` yields, for one call's rows, the events in order: ``("open",)`` a new part,
+    ``("rows", start, take, nbytes)`` rows of the call into the open row group, ``("group",)``
+    the row group is complete, ``("close",)`` the part is complete (its group ended just before).
+    """
+
+    def __init__(self, max_bytes: int, row_group_bytes: int = 64 * 2**20):
+        self.max_bytes = max_bytes
+        self.row_group_bytes = min(row_group_bytes, max_bytes)
+        self.is_open = False
+        self.part_bytes = 0
+        self.group_bytes = 0
+        self.group_rows = 0
+
+    def cut(self, row_bytes: np.ndarray):
+        start, n = 0, len(row_bytes)
+        while start < n:
+            if not self.is_open:
+                self.is_open, self.part_bytes = True, 0
+                yield ("open",)
+            csum = np.cumsum(row_bytes[start:])
+            take = int(np.searchsorted(csum, self.max_bytes - self.part_bytes, side="right"))
+            if take == 0:
+                if self.part_bytes:
+                    yield from self.finish()
+                    continue
+                take = 1  # an oversized row gets a part of its own
+            # the row that fills the group ends it
+            take = min(take, int(np.searchsorted(csum, self.row_group_bytes - self.group_bytes)) + 1)
+            added = int(csum[take - 1])
+            yield ("rows", start, take, added)
+            self.part_bytes += added
+            self.group_bytes += added
+            self.group_rows += take
+            start += take
+            if self.group_bytes >= self.row_group_bytes:
+                yield from self._end_group()
+            if self.part_bytes >= self.max_bytes and start < n:
+                yield from self.finish()
+
+    def finish(self):
+        """Events that complete the open part (none when no part is open)."""
+        if self.is_open:
+            if self.group_rows:
+                yield from self._end_group()
+            self.is_open = False
+            yield ("close",)
+
+    def _end_group(self):
+        self.group_bytes = self.group_rows = 0
+        yield ("group",)
+
+
 class BoundedParquetWriter:
     """Writes part-00000.parquet, part-00001.parquet, ... each at most ``max_bytes`` of data.
 
     The bound is applied to the uncompressed Arrow size of the rows written, so the compressed files
-    stay under it; a single row larger than the bound goes alone into its own part.
+    stay under it; a single row larger than the bound goes alone into its own part. Where parts
+    and row groups end is ``PartCutter``'s: it does not depend on how the rows are batched.
     """
 
     def __init__(self, out_dir: str, schema: pa.Schema, max_bytes: int, compression: str = "zstd",
                  row_group_bytes: int = 64 * 2**20):
         self.out_dir = out_dir
         self.schema = schema
-        self.max_bytes = max_bytes
         self.compression = None if compression == "none" else compression
-        self.row_group_bytes = min(row_group_bytes, max_bytes)
+        self.cutter = PartCutter(max_bytes, row_group_bytes)
         self.files: list[dict] = []
         self._writer = None
-        self._bytes = 0
-        self._rows = 0
         self._buffer: list[pa.Table] = []
-        self._buffer_bytes = 0
 
     def _open(self):
         path = os.path.join(self.out_dir, f"part-{len(self.files):05d}.parquet")
@@ -509,55 +587,34 @@ class BoundedParquetWriter:
         self._writer = pq.ParquetWriter(where, self.schema, filesystem=fs, compression=self.compression,
                                         use_dictionary=False, write_statistics=False)
         self.files.append({"path": path, "rows": 0})
-        self._bytes = 0
 
     def _flush(self):
         if self._buffer:
             tbl = pa.concat_tables(self._buffer)
             self._writer.write_table(tbl, row_group_size=max(1, tbl.num_rows))
             self.files[-1]["rows"] += tbl.num_rows
-            self._buffer, self._buffer_bytes = [], 0
+            self._buffer = []
+
+    def _apply(self, events, table: pa.Table | None = None) -> None:
+        for ev in events:
+            if ev[0] == "rows":
+                self._buffer.append(table.slice(ev[1], ev[2]))
+            elif ev[0] == "group":
+                self._flush()
+            elif ev[0] == "open":
+                self._open()
+            else:  # close
+                self._writer.close()
+                self._writer = None
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         table = table.cast(self.schema) if table.schema != self.schema else table
-        row_bytes = _row_bytes(table)
-        start = 0
-        n = table.num_rows
-        while start < n:
-            if self._writer is None:
-                self._open()
-            room = self.max_bytes - self._bytes
-            csum = np.cumsum(row_bytes[start:])
-            take = int(np.searchsorted(csum, room, side="right"))
-            if take == 0:
-                if self._bytes == 0:
-                    take = 1  # an oversized row gets a part of its own
-                else:
-                    self._roll()
-                    continue
-            piece = table.slice(start, take)
-            added = int(csum[take - 1])
-            self._buffer.append(piece)
-            self._buffer_bytes += added
-            self._bytes += added
-            start += take
-            if self._buffer_bytes >= self.row_group_bytes:
-                self._flush()
-            if self._bytes >= self.max_bytes and start < n:
-                self._roll()
-
-    def _roll(self):
-        self._flush()
-        self._writer.close()
-        self._writer = None
+        self._apply(self.cutter.cut(_row_bytes(table)), table)
 
     def close(self) -> list[dict]:
-        if self._writer is not None:
-            self._flush()
-            self._writer.close()
-            self._writer = None
+        self._apply(self.cutter.finish())
         return self.files
 
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
-from .io import _row_bytes, iter_tables, make_ids, select_rows
+from .io import PartCutter, _row_bytes, iter_tables, make_ids, pass_batch_size, select_rows
 from .shards import ShardContext, task_stats, usage
 
 
@@ -42,7 +42,7 @@ class PlanTask:
 
 def _shard_writes(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray, upto: int | None = None):
     """Yield (call index, table) for each ``writer.write`` the sequential write makes for this shard."""
-    sh, inp_batch = ctx.shard, ctx.batch_size
+    sh, inp_batch = ctx.shard, pass_batch_size(ctx.batch_size)
     start, k = 0, 0
     for tbl in iter_tables(sh, None, inp_batch):
         n = tbl.num_rows
@@ -70,49 +70,25 @@ def run_plan(task: PlanTask) -> list:
 
 def plan_parts(sizes: list[list[np.ndarray]], max_bytes: int, row_group_bytes: int = 64 * 2**20) -> list:
     """Replay BoundedParquetWriter.write on row sizes: parts -> row groups -> (shard, call, start, take)."""
-    row_group_bytes = min(row_group_bytes, max_bytes)
+    cutter = PartCutter(max_bytes, row_group_bytes)
     parts: list[list[list[tuple]]] = []
-    open_ = False
-    part_bytes = 0
-    buffer: list[tuple] = []
-    buffer_bytes = 0
+    group: list[tuple] = []
 
-    def flush():
-        nonlocal buffer, buffer_bytes
-        if buffer:
-            parts[-1].append(buffer)
-            buffer, buffer_bytes = [], 0
+    def apply(events, j=-1, c=-1):
+        nonlocal group
+        for ev in events:
+            if ev[0] == "rows":
+                group.append((j, c, ev[1], ev[2]))
+            elif ev[0] == "group":
+                parts[-1].append(group)
+                group = []
+            elif ev[0] == "open":
+                parts.append([])
 
     for j, calls in enumerate(sizes):
         for c, row_bytes in enumerate(calls):
-            n = len(row_bytes)
-            start = 0
-            while start < n:
-                if not open_:
-                    parts.append([])
-                    open_, part_bytes = True, 0
-                room = max_bytes - part_bytes
-                csum = np.cumsum(row_bytes[start:])
-                take = int(np.searchsorted(csum, room, side="right"))
-                if take == 0:
-                    if part_bytes == 0:
-                        take = 1
-                    else:
-                        flush()
-                        open_ = False
-                        continue
-                added = int(csum[take - 1])
-                buffer.append((j, c, start, take))
-                buffer_bytes += added
-                part_bytes += added
-                start += take
-                if buffer_bytes >= row_group_bytes:
-                    flush()
-                if part_bytes >= max_bytes and start < n:
-                    flush()
-                    open_ = False
-    if open_:
-        flush()
+            apply(cutter.cut(row_bytes), j, c)
+    apply(cutter.finish())
     return parts
 
 

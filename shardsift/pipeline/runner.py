@@ -220,6 +220,7 @@ class _Decide(DecideContext):
         if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
             raise ValueError("read_batches: rows must be strictly ascending")
         ctx = self.runner.shard_ctx(shard_index, None)
+        ctx = dataclasses.replace(ctx, batch_size=io.pass_batch_size(ctx.batch_size))
         n = 0
         for docs in ctx.iter_docs(columns, rows=rows):
             n += len(docs)
@@ -758,7 +759,7 @@ class Runner:
             kept_bytes = int(scan["n_bytes"][rows].sum())
             kept_words = int(scan["n_words"][rows].sum())
             start = 0
-            for tbl in iter_tables(sh, None, inp.batch_size):
+            for tbl in iter_tables(sh, None, io.pass_batch_size(inp.batch_size)):
                 n = tbl.num_rows
                 lo, hi = np.searchsorted(rows, [start, start + n])
                 if hi > lo:

@@ -9,10 +9,11 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..selectors.base import Decision, Docs, Scores
 from . import faults, io, storage, workdir
@@ -110,37 +111,77 @@ class ScanTask:
 def run_scan(task: ScanTask) -> dict:
     """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early.
 
-    With ``task.score`` (the runner's choice: a first stage with nothing to fit), the shard is held
-    in memory (io.hold) and that stage's score task runs on it right after the scan, so the input
-    is decoded once for both; the score's files and fault point are those of ``run_score``, and its
-    CPU seconds come back as ``fused_cpu_s`` (not stored: a resumed scan skips both). A score
-    that fails leaves no file (run_score writes at its end) and does not fail the scan: the stage's
-    own score task runs it again, and reports it under the stage's name."""
+    With ``task.score`` (the runner's choice: a first stage with nothing to fit), each batch the
+    scan reads goes on to that stage's score (``_FusedScore``), so the input is decoded once for
+    both and only one batch is in memory at a time; the score's files and fault point are those of
+    ``run_score``, and its CPU seconds come back as ``fused_cpu_s`` (not stored: a resumed scan
+    skips both). A score that fails leaves no file and does not fail the scan: the stage's own
+    score task runs it again, and reports it under the stage's name."""
     ctx = task.ctx
     summary_path = ctx.scan_path[:-4] + ".json"
     if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
     if task.score is None:
         return _scan_shard(task, summary_path)[0]
-    held = io.hold(ctx.shard, ctx.batch_size)
-    try:
-        summary, cached = _scan_shard(task, summary_path)
-        score = task.score
-        if not held and cached:
-            # too big to hold: the score maps the decoded copy the scan just wrote
-            shard = replace(score.ctx.shard, cache=task.cache_path)
-            score = replace(score, ctx=replace(score.ctx, shard=shard))
+    fused = _FusedScore(task.score)
+    summary, _ = _scan_shard(task, summary_path, fused)
+    stats = fused.finish()
+    return summary if stats is None else {**summary, "fused_cpu_s": stats["cpu_s"]}
+
+
+class _FusedScore:
+    """The first stage's score of the batches a scan reads: their valid rows (the scan's alive
+    rows, as ``ShardContext.iter_docs`` would give them) as Docs, then ``run_score``'s files.
+    Its CPU seconds are counted apart from the scan's. After an error it stops scoring."""
+
+    def __init__(self, task: ScoreTask):
+        self.task = task
+        self.acc = _ScoreParts(task.stage_label)
+        self.cpu = 0.0
+        self.failed = False
+        self.columns: list[str] = []
         try:
-            stats = run_score(score)
+            self.sel = load_selector(task.selector_path)
+            self.columns = [c for c in self.sel.columns if c not in (task.ctx.text_column, task.ctx.id_column)]
+        except Exception:  # noqa: BLE001 - as in add
+            self.failed = True
+
+    def add(self, tbl, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray) -> None:
+        if self.failed:
+            return
+        c0 = usage()["cpu_s"]
+        try:
+            ctx = self.task.ctx
+            missing = [c for c in self.columns if c not in tbl.column_names]
+            if missing:  # reported by the stage's own score task (iter_docs)
+                raise KeyError(missing[0])
+            r = np.flatnonzero(ok)
+            if len(r):
+                if len(r) != tbl.num_rows:
+                    tbl = tbl.filter(pa.array(ok))
+                self.acc.add(self.sel, Docs(tbl, text_column=ctx.text_column, id_column=ctx.id_column,
+                                            row=r + start, n_words=words[r], n_bytes=nbytes[r],
+                                            shard=ctx.shard.name, shard_index=ctx.index))
         except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
-            return summary
-    finally:
-        if held:
-            io.release()
-    return {**summary, "fused_cpu_s": stats["cpu_s"]}
+            self.failed = True
+        self.cpu += usage()["cpu_s"] - c0
+
+    def finish(self) -> dict | None:
+        if self.failed:
+            return None
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        try:
+            self.acc.write(self.task, self.sel)
+        except Exception:  # noqa: BLE001 - as in add
+            return None
+        stats = {"cpu_s": self.cpu + usage()["cpu_s"] - c0, "rss_mb": usage()["rss_mb"],
+                 "wall_s": time.perf_counter() - t0, "pid": os.getpid()}
+        workdir.write_json(self.task.stats_path, stats)
+        faults.point(f"score:{os.path.basename(self.task.stage_dir)[:2]}:{self.task.ctx.index}")
+        return stats
 
 
-def _scan_shard(task: ScanTask, summary_path: str) -> tuple[dict, bool]:
+def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = None) -> tuple[dict, bool]:
     """The scan's result, and whether it wrote the shard's decoded copy (``task.cache_path``)."""
     ctx = task.ctx
     t0, before = time.perf_counter(), usage()
@@ -148,7 +189,7 @@ def _scan_shard(task: ScanTask, summary_path: str) -> tuple[dict, bool]:
     keys = [ctx.text_column, ctx.id_column]
     cache = io.ShardCache(task.cache_path) if task.cache_path else None
     try:
-        start = _scan_batches(ctx, keys, cache, valid, words, nbytes, idh)
+        start = _scan_batches(ctx, keys, cache, valid, words, nbytes, idh, fused)
     except BaseException:
         if cache is not None:
             cache.abort()
@@ -170,24 +211,30 @@ def _scan_shard(task: ScanTask, summary_path: str) -> tuple[dict, bool]:
     summary = {"rows": start, "null_text": int((~arrays["valid"]).sum()),
                "bytes": int(arrays["n_bytes"].sum()), "words": int(arrays["n_words"].sum()),
                **task_stats(before, t0)}
+    if fused is not None:
+        summary["cpu_s"] -= fused.cpu
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
     return summary, cached
 
 
-def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh) -> int:
-    """The scan's per-batch work; with a cache, every column is read and copied into it."""
+def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh, fused=None) -> int:
+    """The scan's per-batch work; with a cache, every column is read and copied into it; with a
+    fused score, each batch (its columns too) goes on to it."""
     start = 0
-    for tbl in iter_tables(ctx.shard, None if cache is not None else keys, ctx.batch_size):
+    read = keys + fused.columns if fused is not None else keys
+    for tbl in iter_tables(ctx.shard, None if cache is not None else read, ctx.batch_size):
         if cache is not None:
             cache.add(tbl)
-            tbl = io.select_columns(tbl, keys)
+            tbl = io.select_columns(tbl, read)
         tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
         text = one_array(tbl.column(ctx.text_column))
         valid.append(ok)
         words.append(count_words(text))
         nbytes.append(byte_lengths(text))
         idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
+        if fused is not None:
+            fused.add(tbl, ok, start, words[-1], nbytes[-1])
         start += tbl.num_rows
     return start
 
@@ -254,32 +301,46 @@ def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
     return cols
 
 
+class _ScoreParts:
+    """A stage's score columns of one shard, batch by batch, and the files ``run_score`` leaves."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.parts: dict[str, list] = {}
+        self.rows, self.words, self.nbytes = [], [], []
+
+    def add(self, sel, docs: Docs) -> None:
+        cols = normalize_scores(sel.score(docs), len(docs), self.label)
+        for k, v in cols.items():
+            self.parts.setdefault(k, []).append(v)
+        self.rows.append(docs.row)
+        self.words.append(docs.n_words)
+        self.nbytes.append(docs.n_bytes)
+
+    def write(self, task: ScoreTask, sel) -> None:
+        """The scores file; for document-scope selectors the decision (keep file) too."""
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
+        arrays = {k: np.concatenate(v) for k, v in self.parts.items()}
+        arrays.update(row=cat(self.rows), n_words=cat(self.words), n_bytes=cat(self.nbytes))
+        if not self.parts:  # no surviving docs: still record the expected columns as empty
+            arrays["score"] = np.zeros(0, np.float64)
+        workdir.write_npz(task.scores_path, arrays)
+        if sel.scope == "document":
+            scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
+            dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
+            write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
+
+
 def run_score(task: ScoreTask) -> dict:
     """Score one shard's surviving documents; for document-scope selectors also decide here."""
     if storage.exists(task.stats_path):
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
     sel = load_selector(task.selector_path)
-    parts: dict[str, list] = {}
-    rows, words, nbytes = [], [], []
+    acc = _ScoreParts(task.stage_label)
     for docs in task.ctx.iter_docs(sel.columns, need_text=sel.needs_text):
-        cols = normalize_scores(sel.score(docs), len(docs), task.stage_label)
-        for k, v in cols.items():
-            parts.setdefault(k, []).append(v)
-        rows.append(docs.row)
-        words.append(docs.n_words)
-        nbytes.append(docs.n_bytes)
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    arrays["row"] = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    arrays["n_words"] = np.concatenate(words) if words else np.zeros(0, np.int64)
-    arrays["n_bytes"] = np.concatenate(nbytes) if nbytes else np.zeros(0, np.int64)
-    if not parts:  # no surviving docs: still record the expected columns as empty
-        arrays["score"] = np.zeros(0, np.float64)
-    workdir.write_npz(task.scores_path, arrays)
-    if sel.scope == "document":
-        scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
-        dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
-        write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
+        acc.add(sel, docs)
+    acc.write(task, sel)
     stats = task_stats(before, t0)
     workdir.write_json(task.stats_path, stats)
     faults.point(f"score:{os.path.basename(task.stage_dir)[:2]}:{task.ctx.index}")
