@@ -499,27 +499,40 @@ def _minhash(sh, off, a_lo, a_hi, b):
     return out
 
 
+_ALL64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
-def _min_shift(cur, a, b, sh, lo, hi):
-    """cur[i] = min(cur[i], min over x in sh[lo:hi] of (a[i] * x + b[i]) mod 2^64 >> 32) for every
-    permutation i. The inner loop over the permutations is vectorised; four shingles share each
-    pass over cur, a and b, which keeps the loads and stores of those arrays off the critical path."""
-    sft = np.uint64(32)
+def _min_full(cur, a, b, sh, lo, hi):
+    """cur[i] = min(cur[i], min over x in sh[lo:hi] of (a[i] * x + b[i]) mod 2^64) for every
+    permutation i: the multiply-shift values before their shift, as min(v >> 32) = (min v) >> 32
+    (:func:`_shift_out` applies it once per document instead of once per shingle and permutation).
+    The inner loop over the permutations is vectorised; four shingles share each pass over cur,
+    a and b, which keeps the loads and stores of those arrays off the critical path."""
     s = lo
     while s + 4 <= hi:
         x0, x1, x2, x3 = sh[s], sh[s + 1], sh[s + 2], sh[s + 3]
         for i in range(a.shape[0]):
-            v = min(min((a[i] * x0 + b[i]) >> sft, (a[i] * x1 + b[i]) >> sft),
-                    min((a[i] * x2 + b[i]) >> sft, (a[i] * x3 + b[i]) >> sft))
+            v = min(min(a[i] * x0 + b[i], a[i] * x1 + b[i]), min(a[i] * x2 + b[i], a[i] * x3 + b[i]))
             if v < cur[i]:
                 cur[i] = v
         s += 4
     for t in range(s, hi):
         x = sh[t]
         for i in range(a.shape[0]):
-            v = (a[i] * x + b[i]) >> sft
+            v = a[i] * x + b[i]
             if v < cur[i]:
                 cur[i] = v
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _shift_out(out, cur, ns):
+    """A document's signature from its minima: their top 32 bits; no shingle: all _EMPTY32."""
+    if ns == 0:
+        out[:] = _EMPTY32
+    else:
+        for i in range(cur.shape[0]):
+            out[i] = cur[i] >> np.uint64(32)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -529,9 +542,9 @@ def _minhash_shift(sh, off, a, b):
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
     cur = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
-        cur[:] = _EMPTY32
-        _min_shift(cur, a, b, sh, off[d], off[d + 1])
-        out[d, :] = cur
+        cur[:] = _ALL64
+        _min_full(cur, a, b, sh, off[d], off[d + 1])
+        _shift_out(out[d], cur, off[d + 1] - off[d])
     return out
 
 
@@ -548,9 +561,9 @@ def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     cur = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
         ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
-        cur[:] = _EMPTY32
-        _min_shift(cur, a, b, sh, 0, ns)
-        out[d, :] = cur
+        cur[:] = _ALL64
+        _min_full(cur, a, b, sh, 0, ns)
+        _shift_out(out[d], cur, ns)
         count[d] = ns
     return out, count
 
