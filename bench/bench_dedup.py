@@ -154,15 +154,29 @@ def generate_in_child(folder, n_docs, seed=0, n_shards=4):
 
 # -- the tools (each runs in a subprocess: `bench_dedup.py --tool NAME IN OUT`) ----------------
 
+def read_file(path, columns=None):
+    """One Parquet file as a table, without pyarrow.dataset: pq.read_table goes through it, and its
+    import pulls in pandas (~0.19 CPU-s here), which would count as the tool's work."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).read(columns=columns)
+
+
+def kept_ids(folder):
+    """The ids a tool wrote to the Parquet files of ``folder``, in file order."""
+    kept = []
+    for f in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
+        kept += read_file(f, ["id"]).column("id").to_pylist()
+    return kept
+
+
 def tool_shardsift(inp, out, extra):
     from shardsift.pipeline.runner import run_pipeline
 
     cfg = {"input": {"path": inp, "text_column": "text"}, "output": {"path": out, "scores": False},
            "workers": 1, "seed": 0, "stages": [{"minhash_dedup": {"threshold": THRESHOLD, **extra}}]}
     man = run_pipeline(cfg, overwrite=True)
-    import pyarrow.parquet as pq
-
-    kept = pq.read_table(os.path.join(out, "data"), columns=["id"]).column("id").to_pylist()
+    kept = kept_ids(os.path.join(out, "data"))
     # whether the kernels ran from the ahead-of-time build (`make kernels`) or under numba's JIT
     return {"kept": kept, "metrics": man["stages"][1]["metrics"], "numba_loaded": "numba" in sys.modules}
 
@@ -173,7 +187,7 @@ def tool_datasketch(inp, out, extra):
     from datasketch import MinHash, MinHashLSH
 
     files = sorted(glob.glob(os.path.join(inp, "*.parquet")))
-    tbl = pa.concat_tables([pq.read_table(f) for f in files])
+    tbl = pa.concat_tables([read_file(f) for f in files])
     texts = tbl.column("text").to_pylist()
     sets = []
     for t in texts:
@@ -250,12 +264,7 @@ def tool_datatrove(inp, out, extra):
     run([MinhashDedupCluster(input_folder=f"{w}/buckets", output_folder=f"{w}/remove", config=cfg)], 1, "s3")
     run([reader(), MinhashDedupFilter(input_folder=f"{w}/remove"),
          ParquetWriter(output_folder=os.path.join(out, "data"))], 1, "s4")
-    import pyarrow.parquet as pq
-
-    kept = []
-    for f in sorted(glob.glob(os.path.join(out, "data", "*.parquet"))):
-        kept += pq.read_table(f, columns=["id"]).column("id").to_pylist()
-    return {"kept": kept, "metrics": {"bands_rows": [cfg.num_buckets, cfg.hashes_per_bucket]}}
+    return {"kept": kept_ids(os.path.join(out, "data")), "metrics": {"bands_rows": [cfg.num_buckets, cfg.hashes_per_bucket]}}
 
 
 def tool_copy_floor(inp, out, extra):
@@ -266,7 +275,7 @@ def tool_copy_floor(inp, out, extra):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(os.path.join(inp, "*.parquet")))])
+    table = pa.concat_tables([read_file(f) for f in sorted(glob.glob(os.path.join(inp, "*.parquet")))])
     keep = np.arange(table.num_rows) % int(extra.get("drop_every", 4)) != 0
     os.makedirs(out, exist_ok=True)
     pq.write_table(table.filter(pa.array(keep)), os.path.join(out, "part-00000.parquet"), compression="zstd",
@@ -344,6 +353,10 @@ def run_tool(name, inp, out, extra=None):
     res_path = out + ".result.pkl"
     cmd = [sys.executable, os.path.abspath(__file__), "--tool", name, inp, out, json.dumps(extra or {})]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # every tool alike: one BLAS thread per process. None of them calls BLAS here, but OpenBLAS's
+    # idle threads spin ~0.12 CPU-s after numpy's import on this machine (`python -c "import numpy"`:
+    # 0.17-0.21 vs 0.06-0.10 CPU-s), which is no tool's work. Set it yourself to measure otherwise.
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = proc.stderr.read()
@@ -494,6 +507,8 @@ def main():
         truth = generate_in_child(inp, n_docs)
         print(f"generated {n_docs} docs ({truth['bytes'] / n_docs:.0f} bytes/doc avg) in "
               f"{time.perf_counter() - t0:.0f} s: {inp}")
+        print(f"each tool runs in a child process, OPENBLAS_NUM_THREADS="
+              f"{os.environ.get('OPENBLAS_NUM_THREADS', '1 (set by the bench, for every tool)')}")
         # warm numba's on-disk cache so no tool pays a one-off compile
         warm = os.path.join(tmp, "warm")
         generate_in_child(warm, 60, seed=1, n_shards=1)
