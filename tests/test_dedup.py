@@ -693,3 +693,36 @@ def test_lower_spans_lowers_only_non_ascii_documents():
     assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE"]
     # non-ASCII documents hold most bytes: the whole batch is lowered, ASCII documents too
     assert docs_of(*_lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]
+
+
+def test_verification_jaccard_is_exact_at_and_above_the_threshold():
+    """The merge that verifies a candidate pair: every pair at or above the threshold (the exact
+    boundary J == t included) gets its exact Jaccard, every pair below it a value below it."""
+    from shardsift.selectors.dedup import _jaccard
+
+    rng = np.random.default_rng(11)
+    sets, want = [], []
+    for _ in range(400):  # Jaccard spread over [0, 1], half of the pairs within 0.1 of 0.8
+        na = int(rng.integers(1, 300))
+        nb = int(rng.integers(max(1, na - 30), na + 30))
+        target = rng.uniform(0.7, 0.9) if rng.random() < 0.5 else rng.uniform(0, 1)
+        inter = min(na, nb, int(round(target * (na + nb) / (1 + target))))
+        pool = rng.choice(2**32 - 1, size=na + nb - inter, replace=False).astype(np.uint32)
+        a, b = np.sort(pool[:na]), np.sort(np.concatenate([pool[:inter], pool[na:]]))
+        sets += [a, b]
+        want.append(inter / (na + nb - inter))
+    # exact boundaries: J = 4/5 = 0.8 and 8/10
+    for inter, extra in ((4, 1), (8, 2)):
+        pool = np.arange(inter + 2 * extra, dtype=np.uint32) * 7
+        sets += [np.sort(pool[:inter + extra]), np.sort(np.concatenate([pool[:inter], pool[inter + extra:]]))]
+        want.append(inter / (inter + 2 * extra))
+    off = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+    data = np.concatenate(sets).astype(np.uint32)
+    for t in (0.5, 0.8, 0.9):
+        for p, j in enumerate(want):
+            got = _jaccard(data, off, 2 * p, 2 * p + 1, t)
+            if j >= t:
+                assert got == j, (p, t)
+            else:
+                assert got < t, (p, t)
+    assert sum(j >= 0.8 for j in want) > 20 and sum(0 < j < 0.8 for j in want) > 20
