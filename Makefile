@@ -32,7 +32,10 @@ $(VENV)/.bench: $(VENV)/.dev
 # minhash_dedup's kernels compiled ahead of time for this machine (shardsift/_aot.py): a run then
 # loads neither numba nor LLVM (~0.6 CPU-s and ~70 MB per process). Rebuilt when the sources change;
 # without a build numba compiles them when first used, with the same results.
+# bytecode too, as pip does for a regular install: an editable one compiles the package's modules
+# from source in every process where PYTHONDONTWRITEBYTECODE is set (~0.05 CPU-s each)
 kernels: $(VENV)/.core
+	@$(PY) -m compileall -q shardsift
 	@$(PY) -m shardsift._aot build --if-stale \
 		|| echo "shardsift: kernels not compiled ahead of time; numba compiles them when first used (same results)"
 
