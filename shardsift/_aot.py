@@ -35,7 +35,8 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
     "shardsift.selectors.dedup:_hash_runs": [("Tuple((i4[::1], i8[::1]))", ["u8[::1]"] + ["i4[::1]"] * 4)],
     "shardsift.selectors.dedup:_word_sets_into": [("none", _WORD + ["u4[::1]", "i8[::1]", "i8"])],
     "shardsift.selectors.dedup:_cluster_band": [
-        ("none", ["i4[::1]", "i8[::1]", "i4[::1]", "u4[::1]", "i8[::1]", "f8", "b1", "i8", "f4[::1]", "i8[::1]"])],
+        ("none", ["i4[::1]", "i8[::1]", "i4[::1]", "u4[::1]", "i8[::1]", "f8", "b1", "i8", "f4[::1]", "i8[::1]",
+                  "u8[::1]"])],
     "shardsift.selectors.dedup:_roots": [("i4[::1]", ["i4[::1]"])],
     # exact_dedup's hash of the normalized text (and ids longer than the NumPy path takes)
     "shardsift.text:_hash_bytes": [("u8[::1]", ["i8[::1]", "i8[::1]", "u1[::1]", "b1"])],

@@ -103,9 +103,11 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
         members, starts = D._sort_runs(keys, np.arange(n, dtype=np.int32))
         res = []
         for f in (_aot.variants(D._cluster_band)[0][0], D._cluster_band.dispatcher):
-            parent, best, counts = np.arange(n, dtype=np.int32), np.zeros(n, np.float32), np.zeros(4, np.int64)
-            f(members, starts, parent, data, off, 0.8, True, 4, best, counts)
-            res.append((parent, best, counts))
+            parent, best, counts = np.arange(n, dtype=np.int32), np.zeros(n, np.float32), np.zeros(5, np.int64)
+            refused = np.zeros(1024, np.uint64)
+            for _ in range(2):  # the second time, the refused pairs are remembered
+                f(members, starts, parent, data, off, 0.8, True, 4, best, counts, refused)
+            res.append((parent, best, counts, refused))
         assert all(np.array_equal(x, y) for x, y in zip(*res)) and res[0][2][0] > 0
         print(sorted(set(checked)) + ["_word_sets_into", "_cluster_band"])
     """, {"SHARDSIFT_AOT_DIR": aot_dir})

@@ -726,3 +726,33 @@ def test_verification_jaccard_is_exact_at_and_above_the_threshold():
             else:
                 assert got < t, (p, t)
     assert sum(j >= 0.8 for j in want) > 20 and sum(0 < j < 0.8 for j in want) > 20
+
+
+def test_a_refused_pair_is_merged_once_across_the_bands_it_shares():
+    """A pair below the threshold that shares several bands is merged once: the later bands find it
+    among the refused pairs (counted as pairs_rejected_before), and the clusters are those of
+    merging it every time (the memo off: a table too small to take any pair)."""
+    from shardsift.selectors.dedup import _cluster_band
+
+    rng = np.random.default_rng(2)
+    base = np.sort(rng.choice(2**32 - 1, size=200, replace=False)).astype(np.uint32)
+    near = np.sort(np.concatenate([base[:150], rng.choice(2**31, size=50, replace=False).astype(np.uint32)]))
+    dup = np.sort(np.concatenate([base[:195], rng.choice(2**31, size=5, replace=False).astype(np.uint32)]))
+    sets = [base, near, dup]  # J(base, near) = 150/250 = 0.6, J(base, dup) = 195/205
+    off = np.concatenate([[0], np.cumsum([len(x) for x in sets])]).astype(np.int64)
+    data = np.concatenate(sets)
+    bands = [(np.array([0, 1], np.int32), np.array([0, 2], np.int64))] * 3 + \
+            [(np.array([0, 1, 2], np.int32), np.array([0, 3], np.int64))]
+    got = {}
+    for slots in (1024, 2):
+        parent, best, counts = np.arange(3, dtype=np.int32), np.zeros(3, np.float32), np.zeros(5, np.int64)
+        refused = np.zeros(slots, np.uint64)
+        for members, starts in bands:
+            _cluster_band(members, starts, parent, data, off, 0.8, True, 4, best, counts, refused)
+        got[slots] = (parent.copy(), best.copy(), counts.copy())
+    (p1, b1, c1), (p0, b0, c0) = got[1024], got[2]
+    assert np.array_equal(p1, p0) and np.array_equal(b1, b0) and p1[2] == p1[0] != p1[1]
+    # [checked, joined, rejected, already joined, refused before]; the last band also checks (0, 2),
+    # joined, then (1, 2), refused (J = 0.6 too)
+    assert c0.tolist() == [6, 1, 5, 0, 0]  # memo off: (0, 1) merged in all four bands
+    assert c1.tolist() == [3, 1, 2, 0, 3]  # memo on: once, then refused before three times

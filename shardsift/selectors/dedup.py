@@ -780,14 +780,38 @@ def _jaccard(data, off, x, y, threshold):
     return inter / (na + nb_ - inter)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _refused(table, x, y, add):
+    """Whether the pair (x, y) is in ``table``, a set of refused pairs (open addressing, a power of
+    two of uint64 slots, 0 empty); with ``add``, put it in when absent. A full table (half its
+    slots taken: ``table[0]`` counts them, slot 0 is never probed) takes no more."""
+    key = (np.uint64(min(x, y)) << np.uint64(32)) | np.uint64(max(x, y) + 1)
+    mask = np.uint64(table.shape[0] - 1)
+    i = _mix64(key) & mask
+    while True:
+        if i == 0:
+            i = np.uint64(1)
+        v = table[i]
+        if v == key:
+            return True
+        if v == 0:
+            if add and table[0] < mask >> np.uint64(1):
+                table[i] = key
+                table[0] += np.uint64(1)
+            return False
+        i = (i + np.uint64(1)) & mask
+
+
 @nb.njit(cache=True, nogil=True)
-def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_per_cluster, best, counts):
+def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_per_cluster, best, counts, refused):
     """Join the documents of each bucket of one band.
 
     With verify, each member is compared with representatives of the bucket's clusters seen so
     far (up to ``reps_per_cluster`` each, so a bucket of k copies costs O(k)), skipping those
-    already in its cluster; a pair joins when its exact Jaccard >= threshold. counts: [checked,
-    accepted, rejected by Jaccard, skipped as already joined]."""
+    already in its cluster; a pair joins when its exact Jaccard >= threshold. A refused pair is
+    remembered (``refused``, shared by the bands: see _refused) and not merged again when it
+    shares another band: the same sets give the same Jaccard. counts: [checked, accepted,
+    rejected by Jaccard, skipped as already joined, skipped as refused before]."""
     nruns = starts.shape[0] - 1
     reps = np.empty(members.shape[0], dtype=members.dtype)
     for r in range(nruns):
@@ -808,6 +832,9 @@ def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_pe
                 if _find(parent, h) == _find(parent, m):
                     counts[3] += 1
                     continue
+                if _refused(refused, m, h, False):
+                    counts[4] += 1
+                    continue
                 counts[0] += 1
                 jac = _jaccard(data, off, m, h, threshold)
                 if jac >= threshold:
@@ -817,6 +844,7 @@ def _cluster_band(members, starts, parent, data, off, threshold, verify, reps_pe
                     best[h] = max(best[h], jac)
                 else:
                     counts[2] += 1
+                    _refused(refused, m, h, True)
             rm = _find(parent, m)
             same = 0
             for q in range(nrep):
@@ -1028,13 +1056,17 @@ class MinHashDedup(_KeepPolicy, Selector):
         # 3. verify and union, band by band
         parent = np.arange(nc, dtype=slot_dtype)
         best = np.zeros(nc, dtype=np.float32)
-        counts = np.zeros(4, dtype=np.int64)
+        counts = np.zeros(5, dtype=np.int64)
+        # refused pairs, remembered across bands: a power of two of slots >= the candidates (8 B
+        # each), taking up to half as many pairs; past that, a refused pair is merged again
+        memo = self.verify and nc < 2**31 - 1  # the pair key packs two slots in 32 bits each
+        refused = np.zeros(1 << max(10, int(nc - 1).bit_length()) if memo else 2, dtype=np.uint64)
         n_bucket_entries = 0
         for members, starts in per_band:
             slots = slot_of[members]
             n_bucket_entries += len(members)
             _cluster_band(slots, starts, parent, data, off, float(self.threshold), bool(self.verify), 4,
-                          best, counts)
+                          best, counts, refused)
         root = _roots(parent)
 
         # 4. clusters (id = the cluster's first document), survivors, sidecar columns
@@ -1070,6 +1102,7 @@ class MinHashDedup(_KeepPolicy, Selector):
             "pairs_checked": int(counts[0]),
             "pairs_joined": int(counts[1]),
             "pairs_rejected": int(counts[2]),
+            "pairs_rejected_before": int(counts[4]),
             "spilled": bool(spill),
             "candidate_shingles_on_disk": bool(sets_path),
             "index_bytes_per_doc": int(8 * b + 4 + 40 * (not spill)),
