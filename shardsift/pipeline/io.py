@@ -324,7 +324,8 @@ def _iter_parquet(shard: Shard, columns, batch_size):
         raise DataError(f"{shard.uri}: cannot open ({_first_line(err)})") from None
     # A local file is read as the batches need it (1 MB reads) instead of whole column chunks
     # first (pyarrow's pre_buffer, meant for object stores' latency): a 124 MB text column held
-    # ~40 MB of compressed chunk in memory, and fresh memory is what a pass pays most for here.
+    # ~40 MB of compressed chunk in memory (fresh memory is dear: docs/pipeline.md, "Memory of the
+    # passes").
     local = isinstance(fs, pafs.LocalFileSystem)
     with fh:
         try:

@@ -137,7 +137,7 @@ class _FusedScore:
     def __init__(self, task: ScoreTask):
         self.task = task
         self.acc = _ScoreParts(task.stage_label)
-        self.cpu = 0.0
+        self.cpu = self.wall = 0.0
         self.failed = False
         self.columns: list[str] = []
         try:
@@ -149,7 +149,7 @@ class _FusedScore:
     def add(self, tbl, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray) -> None:
         if self.failed:
             return
-        c0 = usage()["cpu_s"]
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
         try:
             ctx = self.task.ctx
             missing = [c for c in self.columns if c not in tbl.column_names]
@@ -165,6 +165,7 @@ class _FusedScore:
         except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
             self.failed = True
         self.cpu += usage()["cpu_s"] - c0
+        self.wall += time.perf_counter() - t0
 
     def finish(self) -> dict | None:
         if self.failed:
@@ -175,7 +176,7 @@ class _FusedScore:
         except Exception:  # noqa: BLE001 - as in add
             return None
         stats = {"cpu_s": self.cpu + usage()["cpu_s"] - c0, "rss_mb": usage()["rss_mb"],
-                 "wall_s": time.perf_counter() - t0, "pid": os.getpid()}
+                 "wall_s": self.wall + time.perf_counter() - t0, "pid": os.getpid()}
         workdir.write_json(self.task.stats_path, stats)
         faults.point(f"score:{os.path.basename(self.task.stage_dir)[:2]}:{self.task.ctx.index}")
         return stats
