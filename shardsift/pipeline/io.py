@@ -513,7 +513,7 @@ class PartCutter:
     flow, the staged one and the parallel write's replay do).
 
     ``cut(row_bytes)`` yields, for one call's rows, the events in order: ``("open",)`` a new part,
-    ``("rows", start, take, nbytes)`` rows of the call into the open row group, ``("group",)``
+    ``("rows", start, take)`` rows of the call into the open row group, ``("group",)``
     the row group is complete, ``("close",)`` the part is complete (its group ended just before).
     """
 
@@ -541,7 +541,7 @@ class PartCutter:
             # the row that fills the group ends it
             take = min(take, int(np.searchsorted(csum, self.row_group_bytes - self.group_bytes)) + 1)
             added = int(csum[take - 1])
-            yield ("rows", start, take, added)
+            yield ("rows", start, take)
             self.part_bytes += added
             self.group_bytes += added
             self.group_rows += take

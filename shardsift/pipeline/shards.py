@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ..selectors.base import Decision, Docs, Scores
 from . import faults, io, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
-from .kernels import byte_lengths, count_words, hash_strings, one_array
+from .kernels import arrow_array, byte_lengths, count_words, hash_strings, one_array
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -158,7 +157,7 @@ class _FusedScore:
             r = np.flatnonzero(ok)
             if len(r):
                 if len(r) != tbl.num_rows:
-                    tbl = tbl.filter(pa.array(ok))
+                    tbl = tbl.filter(arrow_array(ok))
                 self.acc.add(self.sel, Docs(tbl, text_column=ctx.text_column, id_column=ctx.id_column,
                                             row=r + start, n_words=words[r], n_bytes=nbytes[r],
                                             shard=ctx.shard.name, shard_index=ctx.index))
@@ -177,9 +176,7 @@ class _FusedScore:
             return None
         stats = {"cpu_s": self.cpu + usage()["cpu_s"] - c0, "rss_mb": usage()["rss_mb"],
                  "wall_s": self.wall + time.perf_counter() - t0, "pid": os.getpid()}
-        workdir.write_json(self.task.stats_path, stats)
-        faults.point(f"score:{os.path.basename(self.task.stage_dir)[:2]}:{self.task.ctx.index}")
-        return stats
+        return _score_done(self.task, stats)
 
 
 def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = None) -> tuple[dict, bool]:
@@ -342,7 +339,11 @@ def run_score(task: ScoreTask) -> dict:
     for docs in task.ctx.iter_docs(sel.columns, need_text=sel.needs_text):
         acc.add(sel, docs)
     acc.write(task, sel)
-    stats = task_stats(before, t0)
+    return _score_done(task, task_stats(before, t0))
+
+
+def _score_done(task: ScoreTask, stats: dict) -> dict:
+    """A score task's last step, in the scan or on its own: its stats file, then its kill point."""
     workdir.write_json(task.stats_path, stats)
     faults.point(f"score:{os.path.basename(task.stage_dir)[:2]}:{task.ctx.index}")
     return stats
