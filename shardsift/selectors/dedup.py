@@ -227,8 +227,17 @@ def _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, out):
     m = _doc_tokens(data, lo, hi, val, msk, tok)
     w = min(n, m)
     ns = m - w + 1 if m > 0 else 0
+    # _shingle's sum, term by term over all shingles (each loop vectorised; wrapping sums are
+    # exact in any order), then the mix
+    g = np.uint64(w) * _GOLDEN
     for s in range(ns):
-        out[s] = _shingle(tok, s, w, mult)
+        out[s] = g
+    for j in range(w):
+        mj = mult[j]
+        for s in range(ns):
+            out[s] += tok[s + j] * mj
+    for s in range(ns):
+        out[s] = _mix64(out[s])
     return ns
 
 
@@ -507,32 +516,58 @@ def _min_full(cur, a, b, sh, lo, hi):
     """cur[i] = min(cur[i], min over x in sh[lo:hi] of (a[i] * x + b[i]) mod 2^64) for every
     permutation i: the multiply-shift values before their shift, as min(v >> 32) = (min v) >> 32
     (:func:`_shift_out` applies it once per document instead of once per shingle and permutation).
-    The inner loop over the permutations is vectorised; four shingles share each pass over cur,
-    a and b, which keeps the loads and stores of those arrays off the critical path."""
+    The inner loop over the permutations is vectorised; eight shingles share each pass over cur,
+    a and b (then four, then one for the rest), which keeps the loads and stores of those arrays
+    off the critical path: eight at a time took 25% less time than four (20,000 documents of
+    the bench), and the unconditional min store 2% less than a compare and masked store."""
     s = lo
-    while s + 4 <= hi:
+    while s + 8 <= hi:
+        x0, x1, x2, x3 = sh[s], sh[s + 1], sh[s + 2], sh[s + 3]
+        x4, x5, x6, x7 = sh[s + 4], sh[s + 5], sh[s + 6], sh[s + 7]
+        for i in range(a.shape[0]):
+            ai, bi = a[i], b[i]
+            v = min(min(min(ai * x0 + bi, ai * x1 + bi), min(ai * x2 + bi, ai * x3 + bi)),
+                    min(min(ai * x4 + bi, ai * x5 + bi), min(ai * x6 + bi, ai * x7 + bi)))
+            cur[i] = min(cur[i], v)
+        s += 8
+    if s + 4 <= hi:
         x0, x1, x2, x3 = sh[s], sh[s + 1], sh[s + 2], sh[s + 3]
         for i in range(a.shape[0]):
-            v = min(min(a[i] * x0 + b[i], a[i] * x1 + b[i]), min(a[i] * x2 + b[i], a[i] * x3 + b[i]))
-            if v < cur[i]:
-                cur[i] = v
+            ai, bi = a[i], b[i]
+            v = min(min(ai * x0 + bi, ai * x1 + bi), min(ai * x2 + bi, ai * x3 + bi))
+            cur[i] = min(cur[i], v)
         s += 4
     for t in range(s, hi):
         x = sh[t]
         for i in range(a.shape[0]):
-            v = a[i] * x + b[i]
-            if v < cur[i]:
-                cur[i] = v
+            cur[i] = min(cur[i], a[i] * x + b[i])
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _shift_out(out, cur, ns):
-    """A document's signature from its minima: their top 32 bits; no shingle: all _EMPTY32."""
+    """A document's signature from its minima (the first ``len(out)`` of cur): their top 32 bits;
+    no shingle: all _EMPTY32."""
     if ns == 0:
         out[:] = _EMPTY32
     else:
-        for i in range(cur.shape[0]):
+        for i in range(out.shape[0]):
             out[i] = cur[i] >> np.uint64(32)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _padded(a, b):
+    """(a, b, cur) with the permutations repeated up to a multiple of 8 (a vector of 8 lanes of
+    64 bits): the minima of k = 8q + r permutations then take q + 1 vector passes and no scalar
+    pass for the last r (126 = 15 * 8 + 6 took as long for those 6 as for 64 others). The extra
+    lanes' minima are computed and never read."""
+    k = a.shape[0]
+    kp = (k + 7) // 8 * 8
+    ap = np.empty(kp, dtype=np.uint64)
+    bp = np.empty(kp, dtype=np.uint64)
+    for i in range(kp):
+        ap[i] = a[i % k]
+        bp[i] = b[i % k]
+    return ap, bp, np.empty(kp, dtype=np.uint64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -540,10 +575,10 @@ def _minhash_shift(sh, off, a, b):
     """MinHash signatures, ``hash_family: multiply_shift`` (default), of shingle hashes in CSR form."""
     nd = off.shape[0] - 1
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
-    cur = np.empty(a.shape[0], dtype=np.uint64)
+    ap, bp, cur = _padded(a, b)
     for d in range(nd):
         cur[:] = _ALL64
-        _min_full(cur, a, b, sh, off[d], off[d + 1])
+        _min_full(cur, ap, bp, sh, off[d], off[d + 1])
         _shift_out(out[d], cur, off[d + 1] - off[d])
     return out
 
@@ -558,11 +593,11 @@ def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     sh = _word_buffer(starts, ends)
     out = np.empty((nd, a.shape[0]), dtype=np.uint64)
     count = np.zeros(nd, dtype=np.int32)
-    cur = np.empty(a.shape[0], dtype=np.uint64)
+    ap, bp, cur = _padded(a, b)
     for d in range(nd):
         ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
         cur[:] = _ALL64
-        _min_full(cur, a, b, sh, 0, ns)
+        _min_full(cur, ap, bp, sh, 0, ns)
         _shift_out(out[d], cur, ns)
         count[d] = ns
     return out, count
