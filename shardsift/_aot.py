@@ -32,7 +32,7 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
     "shardsift.selectors.dedup:_band_keys": [("u8[:, ::1]", ["u8[:, ::1]", "i8", "i8"])],
     "shardsift.selectors.dedup:_row_hash": [("u8[::1]", ["u8[:, ::1]", "i4[::1]"]),
                                             ("u8[::1]", ["u8[:, ::1]", "i8[::1]"])],
-    "shardsift.selectors.dedup:_hash_runs": [("Tuple((i4[::1], i8[::1]))", ["u8[::1]"] + ["i4[::1]"] * 4)],
+    "shardsift.selectors.dedup:_runs": [("Tuple((i4[::1], i8[::1]))", ["u8[::1]", "i4[::1]"])],
     "shardsift.selectors.dedup:_word_sets_into": [("none", _WORD + ["u4[::1]", "i8[::1]", "i8"])],
     "shardsift.selectors.dedup:_cluster_band": [
         ("none", ["i4[::1]", "i8[::1]", "i4[::1]", "u4[::1]", "i8[::1]", "f8", "b1", "i8", "f4[::1]", "i8[::1]",

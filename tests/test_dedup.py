@@ -314,16 +314,18 @@ def test_verify_stops_false_chains(tmp_path):
 
 
 @pytest.mark.parametrize("n,distinct,top", [(0, 1, 0), (1, 1, 0), (2, 1, 0), (9, 3, 0), (5000, 4000, 0),
-                                             (5000, 7, 0), (5000, 2**62, 0), (5000, 4000, 4)])
+                                             (5000, 7, 0), (5000, 2**62, 0), (5000, 4000, 4),
+                                             (60000, 50000, 0), (60000, 50000, 4), (60000, 20, 0)])
 def test_hash_grouping_gives_the_runs_of_a_stable_sort(n, distinct, top):
     """The band buckets come from a hash table, not a sort: same runs, same run order (ascending
     key), same member order (input order) as the stable argsort they replaced. ``top``: keys that
-    share their top bits, as in one partition of the spill path."""
+    share their top bits, as in one partition of the spill path. From 8,192 keys on they are
+    partitioned before grouping (by the bits below the shared ones)."""
     rng = np.random.default_rng(n + distinct)
     keys = rng.integers(0, distinct, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    if top:
+    keys[: n // 10] = np.uint64(2**64 - 1)  # the largest key: the last run, the last partition
+    if top:  # every key, that one too, shares the top bits
         keys = (keys >> np.uint64(top)) | np.uint64(0b1011 << 60)
-    keys[: n // 10] = np.uint64(2**64 - 1)  # a key at the table's last slot: probing wraps around
     idx = rng.permutation(n).astype(np.int32)
     order = np.argsort(keys, kind="stable")
     ks, ids = keys[order], idx[order]
