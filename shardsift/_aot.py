@@ -30,6 +30,8 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
     "shardsift.selectors.dedup:_ascii_docs": [("b1[::1]", ["i8[::1]", "i8[::1]", "u1[::1]"])],
     "shardsift.selectors.dedup:_word_signatures": [("Tuple((u8[:, ::1], i4[::1]))", _WORD + ["u8[::1]", "u8[::1]"])],
     "shardsift.selectors.dedup:_band_keys": [("u8[:, ::1]", ["u8[:, ::1]", "i8", "i8"])],
+    "shardsift.selectors.dedup:_word_band_keys": [("Tuple((u8[:, ::1], i4[::1]))",
+                                                   _WORD + ["u8[::1]", "u8[::1]", "i8", "i8"])],
     "shardsift.selectors.dedup:_row_hash": [("u8[::1]", ["u8[:, ::1]", "i4[::1]"]),
                                             ("u8[::1]", ["u8[:, ::1]", "i8[::1]"])],
     "shardsift.selectors.dedup:_runs": [("Tuple((i4[::1], i8[::1]))", ["u8[::1]", "i4[::1]"])],

@@ -68,6 +68,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             "_ascii_docs": [args[:3]],
             "_word_signatures": [(*args, a, b)],
             "_band_keys": [(sig, 21, 6)],
+            "_word_band_keys": [(*args, a, b, 21, 6)],
             "_row_hash": [(bands, np.arange(len(texts), dtype=np.int32)),
                           (bands, np.arange(0, len(texts), 2, dtype=np.int64))],
             "_roots": [(np.array([0, 0, 1, 2, 4, 4, 5], np.int32),)],

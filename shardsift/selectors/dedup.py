@@ -211,23 +211,15 @@ def _doc_tokens(data, lo, hi, val, msk, tok):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _shingle(tok, s, w, mult):
-    """Hash of the n-gram tok[s:s+w]: mix64(w * golden + sum_j token_j * mult_j) with distinct odd
-    multipliers (order-sensitive, one multiply per token instead of text.ngrams' chain of mixers)."""
-    g = np.uint64(w) * _GOLDEN
-    for j in range(w):
-        g += tok[s + j] * mult[j]
-    return _mix64(g)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, out):
     """The word n-gram hashes of the bytes data[lo:hi] into ``out`` (``tok`` is scratch); returns
-    how many. A document of 0 < m < n tokens gives one shingle of all m."""
+    how many. The n-gram tok[s:s+w] hashes to mix64(w * golden + sum_j tok[s+j] * mult[j]), with
+    distinct odd multipliers (order-sensitive, one multiply per token instead of text.ngrams'
+    chain of mixers). A document of 0 < m < n tokens gives one shingle of all m."""
     m = _doc_tokens(data, lo, hi, val, msk, tok)
     w = min(n, m)
     ns = m - w + 1 if m > 0 else 0
-    # _shingle's sum, term by term over all shingles (each loop vectorised; wrapping sums are
+    # the sum, term by term over all shingles (each loop vectorised; wrapping sums are
     # exact in any order), then the mix
     g = np.uint64(w) * _GOLDEN
     for s in range(ns):
@@ -603,17 +595,47 @@ def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     return out, count
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bands_of(out, sig, bands, rows):
+    """One document's band keys from its signature: band j hashes sig[j*rows:(j+1)*rows]
+    (the loop over bands innermost: vectorised)."""
+    for j in range(bands):
+        out[j] = _mix64(np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15))
+    for r in range(rows):
+        for j in range(bands):
+            out[j] = _mix64(out[j] * np.uint64(0x9E3779B97F4A7C15) + sig[j * rows + r])
+
+
 @nb.njit(cache=True, nogil=True)
 def _band_keys(sig, bands, rows):
     nd = sig.shape[0]
     out = np.empty((nd, bands), dtype=np.uint64)
     for d in range(nd):
-        for j in range(bands):
-            h = _mix64(np.uint64(j + 1) * np.uint64(0x9E3779B97F4A7C15))
-            for r in range(rows):
-                h = _mix64(h * np.uint64(0x9E3779B97F4A7C15) + sig[d, j * rows + r])
-            out[d, j] = h
+        _bands_of(out[d], sig[d], bands, rows)
     return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
+    """_band_keys(_word_signatures(...)) without the signatures: each document's band keys are
+    taken from its minima while they are in cache (the score keeps only the keys), no signature
+    matrix (8 bytes per permutation and document) is written and read again. Returns
+    (uint64[nd, bands] band keys, int32[nd] shingle counts with repeats)."""
+    nd = starts.shape[0]
+    tok = _word_buffer(starts, ends)
+    sh = _word_buffer(starts, ends)
+    out = np.empty((nd, bands), dtype=np.uint64)
+    count = np.zeros(nd, dtype=np.int32)
+    ap, bp, cur = _padded(a, b)
+    one = np.empty(a.shape[0], dtype=np.uint64)
+    for d in range(nd):
+        ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
+        cur[:] = _ALL64
+        _min_full(cur, ap, bp, sh, 0, ns)
+        _shift_out(one, cur, ns)
+        _bands_of(out[d], one, bands, rows)
+        count[d] = ns
+    return out, count
 
 
 def permutations(num_perm: int, seed: int, family: str = "multiply_shift") -> tuple[np.ndarray, np.ndarray]:
@@ -1096,8 +1118,13 @@ class MinHashDedup(_KeepPolicy, Selector):
     # -- score -------------------------------------------------------------------------------
     def score(self, docs):
         b, r = self.band_shape()
-        sig, count = self.signatures_and_counts(docs.text)
-        out = {"bands": _band_keys(sig, b, r), "n_shingles": count}
+        if self.shingle == "word" and self.hash_family == "multiply_shift":
+            keys, count = _word_band_keys(*_word_args(docs.text, self.ngram, self.strip_punctuation),
+                                          *permutations(b * r, self.hash_seed), b, r)
+        else:
+            sig, count = self.signatures_and_counts(docs.text)
+            keys = _band_keys(sig, b, r)
+        out = {"bands": keys, "n_shingles": count}
         if self.keep not in _KEEP_BUILTIN:
             out["keep_by"] = _keep_by(docs, self.keep, self.name)
         return out
