@@ -99,3 +99,30 @@ class FitAndMap(Selector):
         keep = np.zeros(len(s), bool)
         keep[order[:k]] = True
         return Decision(keep=keep, reason="short", metrics={"fit_docs": self.n_fit_})
+
+
+class ReadBack(Selector):
+    """Keeps everything; its decide reads every third surviving document back with
+    ``ctx.read_texts`` and ``ctx.read_batches`` and reports whether they agree."""
+
+    name = "read_back"
+    scope = "global"
+
+    def score(self, docs):
+        return np.zeros(len(docs))
+
+    def decide(self, scores, ctx):
+        offs, rows = scores.shard_offsets, scores["row"]
+        read = same = whole = 0
+        for s in range(len(offs) - 1):
+            want = rows[offs[s]:offs[s + 1]][::3]
+            by_batch = [t for d in ctx.read_batches(s, want) for t in d.text.to_pylist()]
+            by_text, batch_rows = [], 0
+            for text, pos in ctx.read_texts(s, want):
+                by_text += text.take(pos).to_pylist()
+                batch_rows += len(text)
+            read += len(by_text)
+            same += by_text == by_batch and len(by_text) == len(want)
+            whole += batch_rows > len(by_text)  # batches came whole, unselected rows in them
+        return Decision(keep=np.ones(len(rows), bool), metrics={"read": read, "shards_same": same,
+                                                                "shards_whole": whole})

@@ -190,6 +190,22 @@ def test_custom_selector_by_module_path_and_entry_point(tmp_path, sample_dir):
     assert "even_words" in listing and "length" in listing and "min_words" in listing
 
 
+def test_read_texts_gives_the_rows_read_batches_gives_in_whole_batches(tmp_path):
+    """A global decide reads rows back two ways: ``read_texts`` (each batch as decoded, the rows'
+    positions in it) and ``read_batches`` (the rows copied out) agree, with null texts and rows a
+    previous stage dropped lying between the selected ones."""
+    os.makedirs(tmp_path / "in")
+    for s in range(2):
+        texts = [None if i % 7 == 3 else " ".join(["w"] * (i % 5 + 1)) + f" doc{s}-{i}" for i in range(300)]
+        pq.write_table(pa.table({"text": texts}), tmp_path / "in" / f"part-{s}.parquet")
+    m = run_pipeline({"input": {"path": str(tmp_path / "in"), "batch_size": 64}, "output": {"path": str(tmp_path / "o")},
+                      "workers": 1, "stages": [{"length": {"min_words": 3}}, {"ray_plugins:ReadBack": {}}]})
+    met = m["stages"][-1]["metrics"]
+    assert met["shards_same"] == met["shards_whole"] == 2
+    assert met["read"] == sum(len(range(0, n, 3)) for n in
+                              [sum(1 for i in range(300) if i % 7 != 3 and i % 5 + 2 >= 3)] * 2)
+
+
 # -- bad input: one line, the right exit code, nothing partial ---------------------------------------
 
 def _expect_error(tmp_path, cfg, code, needle):

@@ -372,12 +372,12 @@ def _iter_jsonl(shard: Shard, batch_size: int):
 
 
 def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, row0: int,
-              need_text: bool = True, checked: bool = False) -> tuple[pa.Table, np.ndarray]:
+              need_text: bool = True, checked: bool = False, need_ids: bool = True) -> tuple[pa.Table, np.ndarray]:
     """Check the text column, make ids when the id column is missing, mark non-string texts.
 
     ``checked``: the shard's texts were already found valid UTF-8 (by the scan of this work dir,
     which is keyed by the shard's fingerprint, and which also wrote any decoded copy of it), so the
-    check is not run again.
+    check is not run again. Without ``need_ids`` the id column is left as it is (or absent).
 
     Returns (table with the text column (string or large_string, as read) and an id column, valid mask) where
     ``valid`` is False for null or non-string texts (dropped later with reason ``null_text``).
@@ -409,6 +409,8 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
         table = table.set_column(names.index(text_column), text_column, col)
     else:
         valid = np.ones(n, dtype=bool)
+    if not need_ids:
+        return table, valid
     if id_column in names:
         ids = table.column(id_column)
         if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):

@@ -216,17 +216,30 @@ class _Decide(DecideContext):
                     n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index)
 
     def read_batches(self, shard_index: int, rows, columns: Sequence[str] = ()):
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
-            raise ValueError("read_batches: rows must be strictly ascending")
-        ctx = self.runner.shard_ctx(shard_index, None)
-        ctx = dataclasses.replace(ctx, batch_size=io.pass_batch_size(ctx.batch_size))
+        ctx, rows = self._read_back(shard_index, rows, "read_batches")
         n = 0
         for docs in ctx.iter_docs(columns, rows=rows):
             n += len(docs)
             yield docs
         if n != len(rows):
             raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
+
+    def read_texts(self, shard_index: int, rows):
+        ctx, rows = self._read_back(shard_index, rows, "read_texts")
+        n = 0
+        for tbl, _, pos in ctx.iter_batches(rows, need_ids=False):
+            n += len(pos)
+            yield one_array(tbl.column(ctx.text_column)), pos
+        if n != len(rows):
+            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
+
+    def _read_back(self, shard_index: int, rows, what: str):
+        """(shard context with the passes' batch size, rows as int64) for read_batches/read_texts."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+            raise ValueError(f"{what}: rows must be strictly ascending")
+        ctx = self.runner.shard_ctx(shard_index, None)
+        return dataclasses.replace(ctx, batch_size=io.pass_batch_size(ctx.batch_size)), rows
 
 
 class Runner:

@@ -63,10 +63,24 @@ class ShardContext:
                   rows: np.ndarray | None = None) -> Iterator[Docs]:
         """Stream the alive documents (or the given sorted rows) as Docs batches."""
         rows = self.alive_rows() if rows is None else np.asarray(rows, dtype=np.int64)
+        scan = self.stats() if len(rows) else None
+        for tbl, start, pos in self.iter_batches(rows, columns, need_text):
+            r = pos + start
+            if len(pos) != tbl.num_rows:
+                tbl = tbl.filter(row_mask(pos, tbl.num_rows))
+            yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
+                       n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
+                       shard=self.shard.name, shard_index=self.index)
+
+    def iter_batches(self, rows: np.ndarray, columns: Sequence[str] = (), need_text: bool = True,
+                     need_ids: bool = True) -> Iterator[tuple[Any, int, np.ndarray]]:
+        """(table, first row, positions): each decoded batch that holds some of the given sorted
+        rows, whole (no copy; its other rows may be null or dropped), the shard row of its first
+        row, and the given rows' positions in it. Without ``need_ids`` no id column is read."""
+        rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return
-        scan = self.stats()
-        cols = [self.id_column, *columns]
+        cols = [self.id_column, *columns] if need_ids else list(columns)
         if need_text:
             cols = [self.text_column, *cols]
         cols = list(dict.fromkeys(cols))
@@ -75,20 +89,15 @@ class ShardContext:
             n = tbl.num_rows
             lo, hi = np.searchsorted(rows, [start, start + n])
             if hi > lo:
-                r = rows[lo:hi]
                 # the scan checked every row of this shard (its fingerprint keys the work dir)
                 tbl, _ = normalize(tbl, self.shard, self.text_column, self.id_column, start, need_text,
-                                   checked=True)
+                                   checked=True, need_ids=need_ids)
                 missing = [c for c in columns if c not in tbl.column_names]
                 if missing:
                     from ..errors import DataError
 
                     raise DataError(f"{self.shard.uri}: no column {missing[0]!r} (needed by a selector)")
-                if hi - lo != n:
-                    tbl = tbl.filter(row_mask(r - start, n))
-                yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
-                           n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
-                           shard=self.shard.name, shard_index=self.index)
+                yield tbl, start, rows[lo:hi] - start
             start += n
             if hi == len(rows):
                 break

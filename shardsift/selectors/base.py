@@ -350,6 +350,15 @@ class DecideContext:
         for lo in range(0, len(rows), 8192):
             yield self.read_docs(shard_index, rows[lo:lo + 8192], columns)
 
+    def read_texts(self, shard_index: int, rows: np.ndarray) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        """(text, positions): the given ascending rows of one input shard as the text column of
+        the batches that hold them, with their positions in it, in row order. A batch may hold
+        other rows too (unselected, possibly null): the runner's context passes each decoded batch
+        as it is, without copying the selected texts out. This default gives ``read_batches``'
+        texts, all selected."""
+        for docs in self.read_batches(shard_index, rows):
+            yield docs.text, np.arange(len(docs), dtype=np.int64)
+
 
 # -- helpers shared by selectors -------------------------------------------------------------
 

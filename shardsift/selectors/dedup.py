@@ -333,24 +333,29 @@ def _ascii_docs(starts, ends, data):
     return out
 
 
-def _lower_spans(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """spans() of the Unicode-lowercased texts, as the word kernels need them. The byte tables
-    already lowercase ASCII, so only documents with a non-ASCII byte go through Arrow's
+def _lower_spans(texts, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """spans() of the Unicode-lowercased texts (of ``texts[rows]`` when rows are given: their
+    spans in the whole array's bytes, nothing copied), as the word kernels need them. The byte
+    tables already lowercase ASCII, so only documents with a non-ASCII byte go through Arrow's
     utf8_lower (~0.4-0.9 ns/byte): they are taken, lowered and appended to a copy of the batch's
     bytes (a copy is ~0.1 ns/byte), their spans pointed there. When they hold over half the
-    bytes, the whole batch is lowered as before."""
+    bytes, all the (selected) texts are lowered as before."""
     if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
         texts = pa.array(texts, pa.large_string())
     starts, ends, data = spans(texts)
+    if rows is not None:
+        starts, ends = starts[rows], ends[rows]
+    if len(starts) == 0:
+        return starts, ends, data
     asc = _ascii_docs(starts, ends, data)
     if asc.all():
         return starts, ends, data
     sizes = ends - starts
     other = np.flatnonzero(~asc)
     if 2 * int(sizes[other].sum()) > int(sizes.sum()):
-        return spans(lower(texts))
-    ls, le, ld = spans(lower(texts.take(pa.array(other))))
-    base, top = int(starts[0]), int(ends.max())
+        return spans(lower(texts if rows is None else texts.take(pa.array(rows))))
+    ls, le, ld = spans(lower(texts.take(pa.array(other if rows is None else rows[other]))))
+    base, top = int(starts.min()), int(ends.max())
     buf = np.empty(top - base + int(le[-1] - ls[0]), dtype=np.uint8)
     buf[:top - base] = data[base:top]
     buf[top - base:] = ld[ls[0]:le[-1]]
@@ -361,10 +366,11 @@ def _lower_spans(texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, buf
 
 
-def _word_args(texts, ngram: int, strip_punctuation: bool) -> tuple:
+def _word_args(texts, ngram: int, strip_punctuation: bool, rows=None) -> tuple:
     """The leading arguments every word-shingle kernel takes: the lowercased text's spans and
-    bytes (_lower_spans), the word byte tables (_word_tables), the n-gram multipliers and n."""
-    return (*_lower_spans(texts), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
+    bytes (_lower_spans; of texts[rows] when given), the word byte tables (_word_tables), the
+    n-gram multipliers and n."""
+    return (*_lower_spans(texts, rows), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
 
 
 def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
@@ -1265,13 +1271,15 @@ class MinHashDedup(_KeepPolicy, Selector):
         off = np.zeros(len(cand) + 1, dtype=np.int64)
         k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         for s in np.unique(shard_of):
-            # one pass over the shard: each input batch decoded once, its candidates filtered out
-            for docs in ctx.read_batches(int(s), rows[shard_of == s]):
-                text = docs.text
+            # one pass over the shard: each input batch decoded once, its candidates' texts read
+            # where they lie (not copied out)
+            for text, pos in ctx.read_texts(int(s), rows[shard_of == s]):
                 if self.shingle == "word":  # straight into place, one kernel call
-                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation), data, off, k)
-                    k += len(docs)
+                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos), data, off, k)
+                    k += len(pos)
                     continue
+                if len(pos) != len(text):
+                    text = text.take(pa.array(pos))
                 for sub in range(0, len(text), 1024):  # bounded transient arrays while shingling
                     sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
                     m = len(so) - 1
