@@ -695,6 +695,15 @@ def test_lower_spans_lowers_only_non_ascii_documents():
     assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE"]
     # non-ASCII documents hold most bytes: the whole batch is lowered, ASCII documents too
     assert docs_of(*_lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]
+    # selected rows of a batch (the read-back's): their spans in the whole batch's bytes, the
+    # non-ASCII ones lowered; the same documents as the selection taken out first
+    for rows in ([0, 4, 6], [1, 5, 6], [1, 5], [3], []):
+        rows = np.array(rows, np.int64)
+        s, e, d = _lower_spans(arr, rows)
+        assert docs_of(s, e, d) == [low[r] for r in rows]
+        if rows.tolist() == [0, 4, 6]:  # all ASCII: nothing copied, the batch's own bytes
+            assert np.shares_memory(d, spans(arr)[2])
+    assert docs_of(*_lower_spans(arr, np.array([1, 5]))) == [lowered(texts[1], True), lowered(texts[5], True)]
 
 
 def test_verification_jaccard_is_exact_at_and_above_the_threshold():
