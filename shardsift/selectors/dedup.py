@@ -22,10 +22,11 @@
    band's (key, document) pairs are partitioned by the top bits of the key into files in the work
    dir and each partition is grouped alone (same buckets, same order, same clusters).
 4. verification and clustering: the shingle sets of documents that share any bucket are read
-   back (``ctx.read_batches``; file-mapped from the work dir above the budget) and every candidate pair is checked with the exact Jaccard
-   similarity of its shingle sets before union-find joins it (``verify: true``, the default), so
-   LSH false positives never chain unrelated documents into one cluster. One survivor per
-   cluster by ``keep``.
+   back (``ctx.read_texts``: each batch decoded once, the texts not copied out; the sets
+   file-mapped from the work dir above the budget) and every candidate pair is checked with the
+   exact Jaccard similarity of its shingle sets before union-find joins it (``verify: true``, the
+   default), so LSH false positives never chain unrelated documents into one cluster. One
+   survivor per cluster by ``keep``.
 
 Bands and rows: by default the largest ``rows`` whose S-curve ``1 - (1 - t^rows)^bands`` (with
 ``bands = num_perm // rows``) is at least ``min_candidate_prob`` at the threshold t; for
@@ -1258,7 +1259,7 @@ class MinHashDedup(_KeepPolicy, Selector):
         Their size is known from the score step (``n_shingles``), so the array is allocated once:
         in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
         OS pages it; resident memory stays bounded). Documents are read back in one pass per shard
-        (``ctx.read_batches``): each input batch is decoded once."""
+        (``ctx.read_texts``): each input batch is decoded once, its candidates read where they lie."""
         shard_of = np.searchsorted(scores.shard_offsets, cand, side="right") - 1
         rows = np.asarray(scores["row"])[cand]
         total = int(np.asarray(scores["n_shingles"])[cand].sum())
