@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 
 from .._numba import nb
 from ..errors import ConfigError, DataError
+from ..pipeline.kernels import arrow_array
 from ..text import _mix64, lower, spans
 from .base import Decision, Param, Selector
 
@@ -354,8 +355,8 @@ def _lower_spans(texts, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sizes = ends - starts
     other = np.flatnonzero(~asc)
     if 2 * int(sizes[other].sum()) > int(sizes.sum()):
-        return spans(lower(texts if rows is None else texts.take(pa.array(rows))))
-    ls, le, ld = spans(lower(texts.take(pa.array(other if rows is None else rows[other]))))
+        return spans(lower(texts if rows is None else texts.take(arrow_array(rows))))
+    ls, le, ld = spans(lower(texts.take(arrow_array(other if rows is None else rows[other]))))
     base, top = int(starts.min()), int(ends.max())
     buf = np.empty(top - base + int(le[-1] - ls[0]), dtype=np.uint8)
     buf[:top - base] = data[base:top]
@@ -1280,7 +1281,7 @@ class MinHashDedup(_KeepPolicy, Selector):
                     k += len(pos)
                     continue
                 if len(pos) != len(text):
-                    text = text.take(pa.array(pos))
+                    text = text.take(arrow_array(pos))
                 for sub in range(0, len(text), 1024):  # bounded transient arrays while shingling
                     sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
                     m = len(so) - 1
