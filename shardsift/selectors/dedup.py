@@ -583,6 +583,17 @@ def _minhash_shift(sh, off, a, b):
     return out
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _doc_signature(out, data, lo, hi, val, msk, mult, n, tok, sh, ap, bp, cur):
+    """One document's multiply-shift signature (data[lo:hi]'s word shingles into ``sh``, their
+    minima over the padded permutations in ``cur``) into ``out``; returns its shingle count."""
+    ns = _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, sh)
+    cur[:] = _ALL64
+    _min_full(cur, ap, bp, sh, 0, ns)
+    _shift_out(out, cur, ns)
+    return ns
+
+
 @nb.njit(cache=True, nogil=True)
 def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     """Word shingles and multiply-shift signatures, document by document: a document's shingle
@@ -595,11 +606,7 @@ def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     count = np.zeros(nd, dtype=np.int32)
     ap, bp, cur = _padded(a, b)
     for d in range(nd):
-        ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
-        cur[:] = _ALL64
-        _min_full(cur, ap, bp, sh, 0, ns)
-        _shift_out(out[d], cur, ns)
-        count[d] = ns
+        count[d] = _doc_signature(out[d], data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
     return out, count
 
 
@@ -637,12 +644,8 @@ def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
     ap, bp, cur = _padded(a, b)
     one = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
-        ns = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
-        cur[:] = _ALL64
-        _min_full(cur, ap, bp, sh, 0, ns)
-        _shift_out(one, cur, ns)
+        count[d] = _doc_signature(one, data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
         _bands_of(out[d], one, bands, rows)
-        count[d] = ns
     return out, count
 
 
@@ -1110,6 +1113,14 @@ class MinHashDedup(_KeepPolicy, Selector):
         return shingle_hashes(texts, shingle=self.shingle, ngram=self.ngram,
                               strip_punctuation=self.strip_punctuation)
 
+    def _word_kernel(self) -> bool:
+        """Whether shingling and signatures run in one kernel (word shingles, multiply-shift)."""
+        return self.shingle == "word" and self.hash_family == "multiply_shift"
+
+    def _word_kernel_args(self, texts, k: int) -> tuple:
+        """The arguments of _word_signatures / _word_band_keys for k permutations (bands * rows)."""
+        return (*_word_args(texts, self.ngram, self.strip_punctuation), *permutations(k, self.hash_seed))
+
     def signatures(self, texts) -> np.ndarray:
         """uint64[n, bands*rows] signatures of a string array (for inspection and tests)."""
         return self.signatures_and_counts(texts)[0]
@@ -1117,18 +1128,16 @@ class MinHashDedup(_KeepPolicy, Selector):
     def signatures_and_counts(self, texts) -> tuple[np.ndarray, np.ndarray]:
         """(uint64[n, bands*rows] signatures, int32[n] shingle counts with repeats) of a string array."""
         b, r = self.band_shape()
-        if self.shingle == "word" and self.hash_family == "multiply_shift":
-            return _word_signatures(*_word_args(texts, self.ngram, self.strip_punctuation),
-                                    *permutations(b * r, self.hash_seed))
+        if self._word_kernel():
+            return _word_signatures(*self._word_kernel_args(texts, b * r))
         sh, off = self.shingles(texts)
         return minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), np.diff(off).astype(np.int32)
 
     # -- score -------------------------------------------------------------------------------
     def score(self, docs):
         b, r = self.band_shape()
-        if self.shingle == "word" and self.hash_family == "multiply_shift":
-            keys, count = _word_band_keys(*_word_args(docs.text, self.ngram, self.strip_punctuation),
-                                          *permutations(b * r, self.hash_seed), b, r)
+        if self._word_kernel():
+            keys, count = _word_band_keys(*self._word_kernel_args(docs.text, b * r), b, r)
         else:
             sig, count = self.signatures_and_counts(docs.text)
             keys = _band_keys(sig, b, r)
