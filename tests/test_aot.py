@@ -53,7 +53,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
         for q in _aot.EXPORTS:
             mod, name = q.split(":")
             setattr(D, name, getattr(importlib.import_module(mod), name))
-        D._word_args, D.permutations, D._sort_runs = dedup._word_args, dedup.permutations, dedup._sort_runs
+        D._word_args, D.permutations = dedup._word_args, dedup.permutations
         assert all(isinstance(getattr(D, q.split(":")[1]), _numba.Kernel) for q in _aot.EXPORTS)
         rng = np.random.default_rng(3)
         words = ["alpha", "beta", "Gamma", "délta", "ε", "zeta,", "eta.", "x" * 70]
@@ -100,7 +100,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             outs.append((data, off))
         assert all(np.array_equal(x, y) for x, y in zip(*outs))
         data, off = outs[0]
-        members, starts = D._sort_runs(keys, np.arange(n, dtype=np.int32))
+        members, starts = D._runs(keys, np.arange(n, dtype=np.int32))
         res = []
         for f in (_aot.variants(D._cluster_band)[0][0], D._cluster_band.dispatcher):
             parent, best, counts = np.arange(n, dtype=np.int32), np.zeros(n, np.float32), np.zeros(5, np.int64)
@@ -150,9 +150,9 @@ def test_arguments_the_build_does_not_take_run_under_the_jit(aot_dir):
         import sys, numpy as np
         from shardsift.selectors import dedup as D
         keys = np.array([5, 3, 5, 9, 3, 5], np.uint64)
-        m32, s32 = D._sort_runs(keys, np.arange(6, dtype=np.int32))
+        m32, s32 = D._runs(keys, np.arange(6, dtype=np.int32))
         print('numba' in sys.modules)
-        m64, s64 = D._sort_runs(keys, np.arange(6, dtype=np.int64))   # i8 tables: not in the build
+        m64, s64 = D._runs(keys, np.arange(6, dtype=np.int64))   # i8 tables: not in the build
         print('numba' in sys.modules, m64.dtype, np.array_equal(m32, m64), np.array_equal(s32, s64))
         wide = np.arange(24, dtype=np.uint64).reshape(4, 6)
         print(np.array_equal(D._band_keys(wide[:, ::2], 1, 3), D._band_keys(np.ascontiguousarray(wide[:, ::2]), 1, 3)))

@@ -14,7 +14,7 @@ from shardsift.selectors.dedup import (
     MERSENNE61,
     ExactDedup,
     MinHashDedup,
-    _sort_runs,
+    _runs,
     _sorted_sets,
     candidate_probability,
     choose_bands,
@@ -334,7 +334,7 @@ def test_hash_grouping_gives_the_runs_of_a_stable_sort(n, distinct, top):
     runs = [ids[a:b] for a, b in zip(lo, hi) if b - a >= 2]  # in key order, members in input order
     want_members = np.concatenate(runs) if runs else np.zeros(0, idx.dtype)
     want_starts = np.r_[0, np.cumsum([len(r) for r in runs])]
-    members, starts = _sort_runs(keys, idx)
+    members, starts = _runs(keys, idx)
     assert np.array_equal(members, want_members) and np.array_equal(starts, want_starts)
     if n >= 9 and distinct < n:
         assert len(starts) > 1  # the case has runs to find

@@ -820,13 +820,8 @@ def _runs(keys, idx):
                         np.empty(largest, np.int64))
 
 
-def _sort_runs(keys: np.ndarray, idx: np.ndarray):
-    """Runs of equal keys of length >= 2 in ascending key order, members in input order (CSR): _runs."""
-    return _runs(keys, idx)
-
-
 def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: str, band: int):
-    """The same runs as ``_sort_runs`` but with ~budget bytes of memory: the (key, doc) pairs go to
+    """The same runs as ``_runs`` but with ~budget bytes of memory: the (key, doc) pairs go to
     partition files by the top bits of the key (so equal keys meet in one partition and partitions
     in order are in key order), then each partition is grouped alone."""
     n = len(keys)
@@ -861,7 +856,7 @@ def _band_runs_spilled(keys: np.ndarray, idx: np.ndarray, budget: int, folder: s
     for p in sorted(used):
         pk = np.fromfile(fk[p], dtype=np.uint64)
         pi = np.fromfile(fi[p], dtype=idx.dtype)
-        m, s = _sort_runs(pk, pi)
+        m, s = _runs(pk, pi)
         if len(m):
             members.append(m)
             starts.append(s[:-1] + total)
@@ -1163,7 +1158,7 @@ class MinHashDedup(_KeepPolicy, Selector):
         def runs(keys, idx, tag):
             if spill:
                 return _band_runs_spilled(keys, idx, budget, spill_dir, tag)
-            return _sort_runs(keys, idx)
+            return _runs(keys, idx)
 
         # 0. identical signatures: joined without reading the texts when a pair below the threshold
         #    could share all b*r values only with probability t^(b*r) (< 1e-9); one representative each
