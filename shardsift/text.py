@@ -17,10 +17,9 @@ for full Unicode lowercasing (Arrow's vectorised ``utf8_lower``).
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ._numba import nb
-from .pipeline.kernels import byte_lengths, mix64, string_buffers  # noqa: F401 (byte_lengths, mix64: re-exported)
+from .pipeline.kernels import arrow_call, byte_lengths, mix64, string_buffers  # noqa: F401 (byte_lengths, mix64: re-exported)
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}
 
@@ -44,7 +43,7 @@ def spans(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def lower(arr):
     """Unicode lowercase, vectorised in Arrow."""
-    return pc.utf8_lower(arr)
+    return arrow_call("utf8_lower", arr)
 
 
 @nb.njit(cache=True, nogil=True)

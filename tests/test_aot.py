@@ -144,6 +144,24 @@ def test_a_dedup_run_with_the_build_imports_no_numba_and_writes_the_same_bytes(a
     assert output(a) == output(j) and any(k.startswith("scores/") for k in output(a))
 
 
+def test_a_minhash_run_with_the_build_imports_no_numba_pandas_or_arrow_compute(aot_dir, tmp_path):
+    """Per process, numba's import costs ~0.7 CPU-s, pandas' ~0.3 and pyarrow.compute's ~0.045: a
+    minhash_dedup run (scan, fused score, decide with read-back, write, decisions) needs none of
+    them. Nulls and a non-ASCII document take the paths that filter, take and lowercase in Arrow."""
+    docs = [f"shared words of a document number {i} " * 6 for i in range(40)]
+    docs += [d + "tail" for d in docs[:10]] + ["Ünïcode Ünïcode " * 10, None, ""]
+    os.makedirs(tmp_path / "in")
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(len(docs))], "text": docs}), tmp_path / "in" / "p.parquet")
+    cfg = {"input": str(tmp_path / "in"), "output": {"path": str(tmp_path / "out"), "scores": True},
+           "workers": 1, "stages": [{"minhash_dedup": {"ngram": 3}}]}
+    out = _child("import json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
+                 f"m = run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
+                 "print(m['stages'][1]['dropped'].get('near_duplicate', 0) > 0,"
+                 " [k for k in ('numba', 'pandas', 'pyarrow.compute') if k in sys.modules])\n",
+                 {"SHARDSIFT_AOT_DIR": aot_dir})
+    assert out.strip().splitlines()[-1] == "True []"
+
+
 def test_arguments_the_build_does_not_take_run_under_the_jit(aot_dir):
     """An int64 index where the build takes int32, a strided array: the JIT runs them, same results."""
     out = _child("""

@@ -73,3 +73,29 @@ def test_arrow_strings_equals_pa_array():
         got = kernels.arrow_strings(values)
         got.validate(full=True)
         assert got.equals(pa.array(values, pa.string()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(doc, max_size=30), st.booleans(), st.booleans(), st.integers(1, 4))
+def test_valid_mask_filter_and_take_equal_arrows_own(docs, large, cut, n_chunks):
+    """The helpers that reach Arrow's kernels without importing pyarrow.compute give what the
+    public methods give, sliced arrays and chunked columns included."""
+    arr = as_array(docs, large, cut)
+    assert np.array_equal(kernels.valid_mask(arr), arr.is_valid().to_numpy(zero_copy_only=False))
+    bounds = np.linspace(0, len(arr), n_chunks + 1).astype(int)
+    chunked = pa.chunked_array([arr.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:])], arr.type)
+    assert np.array_equal(kernels.valid_mask(chunked), kernels.valid_mask(arr))
+    rng = np.random.default_rng(len(docs))
+    mask = kernels.arrow_array(rng.random(len(arr)) < 0.5)
+    table = pa.table({"text": chunked, "n": pa.array(np.arange(len(arr)))})
+    assert kernels.arrow_filter(table, mask).equals(table.filter(mask))
+    assert kernels.arrow_filter(arr, mask).equals(arr.filter(mask))
+    idx = kernels.arrow_array(rng.integers(0, max(1, len(arr)), len(arr) and 7).astype(np.int32))
+    assert kernels.arrow_take(arr, idx).equals(arr.take(idx))
+
+
+def test_any_arrow_array_equals_pa_array():
+    for values in (np.array([3, 1, 2], np.int32), np.array([True, False]), np.array([0.5], np.float32),
+                   np.array(["a", "b"]), np.arange(6, dtype=np.int64).reshape(3, 2)):
+        want = pa.array(list(values)) if values.ndim > 1 else pa.array(values)
+        assert kernels.any_arrow_array(values).equals(want), values

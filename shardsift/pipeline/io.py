@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import storage
-from .kernels import arrow_array, byte_lengths, one_array
+from .kernels import arrow_array, arrow_filter, byte_lengths, one_array, valid_mask
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -398,8 +398,7 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             if not checked:
                 check_utf8(col, shard, text_column, row0)  # the column keeps its type: no copy
-            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
-                if col.null_count else np.ones(n, dtype=bool)
+            valid = valid_mask(col)
         elif pa.types.is_null(col.type):
             col = pa.nulls(n, pa.large_string())
             valid = np.zeros(n, dtype=bool)
@@ -463,7 +462,7 @@ def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
     starts = rows[np.concatenate([[0], cut])]
     ends = rows[np.concatenate([cut - 1, [len(rows) - 1]])] + 1
     if len(rows) * 2 < n or len(starts) * 32 >= len(rows):
-        return table.filter(row_mask(rows, n))
+        return arrow_filter(table, row_mask(rows, n))
     return pa.concat_tables([table.slice(int(a), int(b - a)) for a, b in zip(starts, ends)])
 
 
@@ -483,7 +482,7 @@ def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_s
         end = start + tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, end])
         if hi > lo:
-            parts.append(tbl.filter(row_mask(rows[lo:hi] - start, tbl.num_rows)))
+            parts.append(arrow_filter(tbl, row_mask(rows[lo:hi] - start, tbl.num_rows)))
         start = end
         if hi == len(rows):
             break

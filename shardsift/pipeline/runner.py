@@ -41,7 +41,7 @@ from .io import (
     shard_schema,
     take_rows,
 )
-from .kernels import arrow_array, arrow_strings, byte_lengths, count_words, one_array
+from .kernels import any_arrow_array, arrow_array, arrow_strings, arrow_take, byte_lengths, count_words, one_array
 from .lock import OutputLock
 from .shards import (
     CallTask,
@@ -834,16 +834,18 @@ class Runner:
                 z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
                 if len(z["row"]) == 0:
                     continue
-                names = np.concatenate([z["reason_names"].astype(object), [None]])
-                reason = names[z["reason_code"]]  # code -1 (kept) picks the trailing None
-                cols = {"id": self._ids(j).take(arrow_array(z["row"])),
-                        "stage": arrow_strings([rep["name"]]).take(arrow_array(np.zeros(len(z["row"]), np.int32))),
+                # code -1 (kept) picks the trailing null; one string per reason, taken per row
+                names = arrow_strings([*z["reason_names"].tolist(), None])
+                code = z["reason_code"].astype(np.int64)
+                reason = arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))
+                cols = {"id": arrow_take(self._ids(j), arrow_array(z["row"])),
+                        "stage": arrow_take(arrow_strings([rep["name"]]), arrow_array(np.zeros(len(z["row"]), np.int32))),
                         "score": arrow_array(z["score"]), "kept": arrow_array(z["keep"]),
-                        "reason": arrow_strings(reason)}
+                        "reason": reason}
                 for k in z:
                     if k.startswith("extra_"):
                         v = z[k]
-                        cols[k[6:]] = pa.array(list(v)) if v.ndim > 1 else pa.array(v)
+                        cols[k[6:]] = any_arrow_array(v)
                 tables.append(pa.table(cols))
             if tables:
                 safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]

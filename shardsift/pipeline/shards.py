@@ -17,7 +17,7 @@ import numpy as np
 from ..selectors.base import Decision, Docs, Scores
 from . import faults, io, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
-from .kernels import arrow_array, byte_lengths, count_words, hash_strings, one_array
+from .kernels import arrow_array, arrow_filter, byte_lengths, count_words, hash_strings, one_array
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -67,7 +67,7 @@ class ShardContext:
         for tbl, start, pos in self.iter_batches(rows, columns, need_text):
             r = pos + start
             if len(pos) != tbl.num_rows:
-                tbl = tbl.filter(row_mask(pos, tbl.num_rows))
+                tbl = arrow_filter(tbl, row_mask(pos, tbl.num_rows))
             yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                        n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
                        shard=self.shard.name, shard_index=self.index)
@@ -166,7 +166,7 @@ class _FusedScore:
             r = np.flatnonzero(ok)
             if len(r):
                 if len(r) != tbl.num_rows:
-                    tbl = tbl.filter(arrow_array(ok))
+                    tbl = arrow_filter(tbl, arrow_array(ok))
                 self.acc.add(self.sel, Docs(tbl, text_column=ctx.text_column, id_column=ctx.id_column,
                                             row=r + start, n_words=words[r], n_bytes=nbytes[r],
                                             shard=ctx.shard.name, shard_index=ctx.index))
