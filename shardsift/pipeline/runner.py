@@ -41,7 +41,15 @@ from .io import (
     shard_schema,
     take_rows,
 )
-from .kernels import any_arrow_array, arrow_array, arrow_strings, arrow_take, byte_lengths, count_words, one_array
+from .kernels import (
+    any_arrow_array,
+    arrow_array,
+    arrow_strings,
+    arrow_take,
+    byte_lengths,
+    count_words,
+    one_array,
+)
 from .lock import OutputLock
 from .shards import (
     CallTask,
