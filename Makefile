@@ -35,7 +35,7 @@ $(VENV)/.bench: $(VENV)/.dev
 # bytecode too, as pip does for a regular install: an editable one compiles the package's modules
 # from source in every process where PYTHONDONTWRITEBYTECODE is set (~0.05 CPU-s each)
 kernels: $(VENV)/.core
-	@$(PY) -m compileall -q shardsift
+	@$(PY) -m compileall -q shardsift bench
 	@$(PY) -m shardsift._aot build --if-stale \
 		|| echo "shardsift: kernels not compiled ahead of time; numba compiles them when first used (same results)"
 

@@ -162,6 +162,21 @@ def test_a_minhash_run_with_the_build_imports_no_numba_pandas_or_arrow_compute(a
     assert out.strip().splitlines()[-1] == "True []"
 
 
+def test_the_key_reads_the_versions_importlib_metadata_reads(tmp_path, monkeypatch):
+    """The build's key takes its dependencies' versions from their .dist-info folders on sys.path
+    (importlib.metadata's own answer, without its import); the first entry that has one wins."""
+    import importlib.metadata
+
+    from shardsift import _aot
+
+    for dist in ("numba", "llvmlite", "numpy", "pyarrow", "fasttext-numpy2-wheel"):
+        assert _aot._dist_version(dist) == importlib.metadata.version(dist), dist
+    assert _aot._dist_version("no-such-distribution-here") == "none"
+    (tmp_path / "numba-99.1.dist-info").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _aot._dist_version("numba") == "99.1"
+
+
 def test_arguments_the_build_does_not_take_run_under_the_jit(aot_dir):
     """An int64 index where the build takes int32, a strided array: the JIT runs them, same results."""
     out = _child("""
