@@ -126,19 +126,3 @@ class ReadBack(Selector):
             whole += batch_rows > len(by_text)  # batches came whole, unselected rows in them
         return Decision(keep=np.ones(len(rows), bool), metrics={"read": read, "shards_same": same,
                                                                 "shards_whole": whole})
-
-
-class PoolProbe(Selector):
-    """Keeps every document; each score appends '<Arrow allocator> <pid>' to ``log``."""
-
-    name = "pool_probe"
-    log = Param(str, doc="file each score appends to")
-
-    def score(self, docs):
-        import pyarrow as pa
-
-        _log(self.log, pa.default_memory_pool().backend_name)
-        return np.zeros(len(docs))
-
-    def decide(self, scores, ctx=None):
-        return Decision(keep=np.ones(len(scores["score"]), dtype=bool))

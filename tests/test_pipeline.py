@@ -464,32 +464,6 @@ def test_document_stage_run_imports_neither_numba_nor_pandas(sample_dir, tmp_pat
         assert proc.stdout.strip().splitlines()[-1] == "[]", (workers, proc.stdout)
 
 
-def test_every_process_of_a_run_uses_arrows_system_allocator(sample_dir, tmp_path):
-    """pipeline/memory.py: the driver and each worker switch Arrow to the system allocator (glibc's
-    heap then keeps freed memory for the next batch); a pool named in ARROW_DEFAULT_MEMORY_POOL, or
-    SHARDSIFT_MEMORY_TUNING=0, leaves the process as it was."""
-    bare = subprocess.run([sys.executable, "-c", "import pyarrow as pa; print(pa.default_memory_pool().backend_name)"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    assert bare != "system"  # the wheels' default: the settings below must change something
-    for k, (env, want) in enumerate((({}, "system"), ({"ARROW_DEFAULT_MEMORY_POOL": bare}, bare),
-                                     ({"SHARDSIFT_MEMORY_TUNING": "0"}, bare))):
-        log = tmp_path / f"log{k}"
-        cfg = doc_stages(sample_dir, tmp_path / f"out{k}", workers=2,
-                         stages=[{"length": {"min_words": 150}}, {"ray_plugins:PoolProbe": {"log": str(log)}}])
-        code = ("import json\nimport pyarrow as pa\nfrom shardsift.pipeline.runner import run_pipeline\n"
-                f"run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
-                "import os\nprint(pa.default_memory_pool().backend_name, os.getpid())")
-        e = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
-        for key in ("ARROW_DEFAULT_MEMORY_POOL", "SHARDSIFT_MEMORY_TUNING"):
-            e.pop(key, None)
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**e, **env})
-        lines = [line.split() for line in log.read_text().splitlines()]  # "<allocator> <pid>"
-        driver_pool, driver_pid = proc.stdout.strip().splitlines()[-1].split()
-        assert driver_pool == want, (env, proc.stdout)
-        # the scores ran in the pool's worker processes, each with the same allocator
-        assert {pool for pool, _ in lines} == {want} and driver_pid not in {pid for _, pid in lines}, (env, lines)
-
-
 def test_first_run_freezes_the_gc_once(sample_dir, tmp_path):
     """After a process's first run its objects (numba's registries above all) go to the GC's
     permanent generation, so the collection at exit skips them; a second run freezes nothing more

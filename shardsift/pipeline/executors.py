@@ -139,9 +139,6 @@ class LocalExecutor(Executor):
 
 def _call(fn, item):
     """Run one task; re-raise failures as one line naming the task."""
-    from .memory import tune
-
-    tune()  # once per process: the driver's, or a worker's first task
     try:
         return fn(item)
     except ShardsiftError:

@@ -40,9 +40,8 @@ def _ray_task(fn, item, storage_options: dict, env: dict):
         return _Failed(err)
 
 
-# testing hooks and the memory settings (pipeline/memory.py) that must reach the workers of a
-# cluster the driver did not start
-_FORWARD_ENV = ("SHARDSIFT_LIST_POINTS", "SHARDSIFT_MEMORY_TUNING", "ARROW_DEFAULT_MEMORY_POOL")
+# testing hooks that must reach the workers of a cluster the driver did not start
+_FORWARD_ENV = ("SHARDSIFT_LIST_POINTS",)
 
 
 class RayExecutor(Executor):

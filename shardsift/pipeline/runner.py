@@ -51,7 +51,6 @@ from .kernels import (
     one_array,
 )
 from .lock import OutputLock
-from .memory import tune as tune_memory
 from .shards import (
     CallTask,
     FitTask,
@@ -932,7 +931,6 @@ def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | b
                  executor: Executor | None = None) -> dict:
     """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
     cfg = config if isinstance(config, Config) else parse_config(config)
-    tune_memory()  # this process's allocator, before the run's first batch (pipeline/memory.py)
     if isinstance(progress, bool):
         progress = Progress(enabled=progress)
     try:
