@@ -253,12 +253,11 @@ def valid_mask(arr) -> np.ndarray:
     """bool[n], True where an entry is not null, read off the validity bitmap (Array.is_valid
     imports pyarrow.compute). For arrays whose first buffer is their validity bitmap: strings,
     binaries, numbers, booleans."""
-    if isinstance(arr, pa.ChunkedArray):
-        parts = [valid_mask(c) for c in arr.chunks]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
     n = len(arr)
-    if arr.null_count == 0:
+    if arr.null_count == 0:  # a chunked column too: no per-chunk masks to join
         return np.ones(n, dtype=bool)
+    if isinstance(arr, pa.ChunkedArray):
+        return np.concatenate([valid_mask(c) for c in arr.chunks])
     if arr.null_count == n:
         return np.zeros(n, dtype=bool)
     bits = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
