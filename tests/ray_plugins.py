@@ -103,7 +103,8 @@ class FitAndMap(Selector):
 
 class ReadBack(Selector):
     """Keeps everything; its decide reads every third surviving document back with
-    ``ctx.read_texts`` and ``ctx.read_batches`` and reports whether they agree."""
+    ``ctx.read_texts``, ``ctx.read_batches`` and (in reverse order) ``ctx.read_docs`` and reports
+    whether they agree."""
 
     name = "read_back"
     scope = "global"
@@ -113,7 +114,7 @@ class ReadBack(Selector):
 
     def decide(self, scores, ctx):
         offs, rows = scores.shard_offsets, scores["row"]
-        read = same = whole = 0
+        read = same = whole = docs_same = 0
         for s in range(len(offs) - 1):
             want = rows[offs[s]:offs[s + 1]][::3]
             by_batch = [t for d in ctx.read_batches(s, want) for t in d.text.to_pylist()]
@@ -123,6 +124,8 @@ class ReadBack(Selector):
                 batch_rows += len(text)
             read += len(by_text)
             same += by_text == by_batch and len(by_text) == len(want)
+            # read_docs gives rows in the order asked: descending here, put back by a take
+            docs_same += ctx.read_docs(s, want[::-1]).text.to_pylist() == by_batch[::-1]
             whole += batch_rows > len(by_text)  # batches came whole, unselected rows in them
         return Decision(keep=np.ones(len(rows), bool), metrics={"read": read, "shards_same": same,
-                                                                "shards_whole": whole})
+                                                                "shards_whole": whole, "shards_docs_same": docs_same})

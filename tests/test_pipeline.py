@@ -201,7 +201,7 @@ def test_read_texts_gives_the_rows_read_batches_gives_in_whole_batches(tmp_path)
     m = run_pipeline({"input": {"path": str(tmp_path / "in"), "batch_size": 64}, "output": {"path": str(tmp_path / "o")},
                       "workers": 1, "stages": [{"length": {"min_words": 3}}, {"ray_plugins:ReadBack": {}}]})
     met = m["stages"][-1]["metrics"]
-    assert met["shards_same"] == met["shards_whole"] == 2
+    assert met["shards_same"] == met["shards_whole"] == met["shards_docs_same"] == 2
     assert met["read"] == sum(len(range(0, n, 3)) for n in
                               [sum(1 for i in range(300) if i % 7 != 3 and i % 5 + 2 >= 3)] * 2)
 

@@ -189,7 +189,7 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
     if len(rows) == 0:
         return
     if len(rows) != tbl.num_rows:
-        tbl = tbl.take(pa.array(rows))
+        tbl = arrow_take(tbl, arrow_array(rows))
     text = one_array(tbl.column(inp.text_column))
     nbytes = byte_lengths(text)
     yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
@@ -219,7 +219,7 @@ class _Decide(DecideContext):
         if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():  # back to the order asked (in file order: as read)
             inv = np.empty_like(order)
             inv[order] = np.arange(len(order))
-            table, row, n_words, n_bytes = table.take(pa.array(inv)), row[inv], n_words[inv], n_bytes[inv]
+            table, row, n_words, n_bytes = arrow_take(table, arrow_array(inv)), row[inv], n_words[inv], n_bytes[inv]
         return Docs(table, text_column=docs.text_column, id_column=docs.id_column, row=row, n_words=n_words,
                     n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index)
 
