@@ -229,13 +229,13 @@ def arrow_strings(values) -> pa.Array:
 # run's fixed cost. Table.filter, Array.take and Array.is_valid import it on first use. The same
 # kernels are reachable through the Cython module underneath, which imports in ~0.009 CPU-s.
 
-def arrow_call(name: str, *args, options=None):
+def arrow_call(name: str, *args):
     """Arrow's compute function ``name`` on ``args`` (arrays, tables, scalars), as pyarrow.compute.<name>."""
     try:
         from pyarrow._compute import call_function
     except ImportError:  # a pyarrow that moved it: the public module has it too
         from pyarrow.compute import call_function
-    return call_function(name, list(args), options)
+    return call_function(name, list(args))
 
 
 def arrow_filter(values, mask):
