@@ -1275,12 +1275,14 @@ class MinHashDedup(_KeepPolicy, Selector):
             data = np.empty(total, dtype=np.uint32)
         off = np.zeros(len(cand) + 1, dtype=np.int64)
         k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
-        # shard_of ascends (cand does): its distinct values start where it changes (np.unique
-        # would import numpy.ma, ~0.01 CPU-s per process)
-        for s in shard_of[np.flatnonzero(np.diff(shard_of, prepend=-1))]:
+        # shard_of ascends (cand does): each shard's candidates are one slice, from where it
+        # changes (np.unique would import numpy.ma, ~0.01 CPU-s per process)
+        cut = np.append(np.flatnonzero(np.diff(shard_of, prepend=-1)), len(shard_of))
+        for lo, hi in zip(cut[:-1], cut[1:]):
+            s = shard_of[lo]
             # one pass over the shard: each input batch decoded once, its candidates' texts read
             # where they lie (not copied out)
-            for text, pos in ctx.read_texts(int(s), rows[shard_of == s]):
+            for text, pos in ctx.read_texts(int(s), rows[lo:hi]):
                 if self.shingle == "word":  # straight into place, one kernel call
                     _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos), data, off, k)
                     k += len(pos)
