@@ -15,6 +15,7 @@ def cfg(**kw):
 def test_valid_config_resolves_defaults():
     c = parse_config(cfg(stages=[{"length": {"min_words": 5}}, "random" if False else {"random": {"keep": 0.5}}]))
     assert c.input.text_column == "text" and c.output.max_shard_bytes == 256 * 10**6
+    assert (c.input.batch_size, c.input.batch_bytes, c.output.row_group_bytes) == (8192, 4 * 2**20, 8 * 2**20)
     assert [s.name for s in c.stages] == ["length", "random"]
     assert c.resolved()["stages"][0]["length"]["min_words"] == 5
 
@@ -34,6 +35,8 @@ def test_valid_config_resolves_defaults():
     (cfg(stages=[{"nosuchmod.sub:Thing": {}}]), "stages[0]: cannot import module 'nosuchmod.sub'"),
     (cfg(executor="rey"), "config.executor: 'rey' is not one of local, ray (did you mean 'ray'?)"),
     (cfg(output={"path": "y", "max_shard_bytes": "lots"}), "output.max_shard_bytes: 'lots' is not a size"),
+    (cfg(output={"path": "y", "row_group_bytes": 0}), "output.row_group_bytes: 0 must be positive"),
+    (cfg(input={"path": "x", "batch_bytes": "4 parsecs"}), "input.batch_bytes: '4 parsecs' is not a size"),
     ({"output": "y"}, "config.input: a value is required"),
 ])
 def test_config_errors_name_the_key(raw, needle):

@@ -118,6 +118,45 @@ def test_bounded_output_shards(sample_dir, tmp_path):
     assert read_out(out).column("id").to_pylist() == src.column("id").to_pylist()
 
 
+def test_batches_bounded_by_bytes_and_rows(tmp_path):
+    """input.batch_bytes ends a batch at about that much data of the columns read (estimated from
+    the Parquet footer; from the block read for JSONL), batch_size at that many rows."""
+    texts = [("x" * 990) + f"{i:09d}" for i in range(1000)]  # 1,000 bytes each
+    table = pa.table({"text": texts, "id": [str(i) for i in range(1000)]})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=300)
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": t, "id": str(i)}) for i, t in enumerate(texts)))
+    for name in ("a.parquet", "b.jsonl"):
+        sh = io.resolve_shards(str(tmp_path / name), "auto")[0]
+        rows = [t.num_rows for t in io.iter_tables(sh, None, 8192, 100_000)]
+        assert sum(rows) == 1000 and 80 <= max(rows) <= 110, (name, rows)
+        assert [t.num_rows for t in io.iter_tables(sh, None, 64, 100_000)] == [64] * 15 + [40]
+        assert [t.num_rows for t in io.iter_tables(sh, None, 8192, None)][0] >= 300
+    sh = io.resolve_shards(str(tmp_path / "a.parquet"), "auto")[0]
+    # only the id column is read: its few bytes per row allow one batch of the whole file
+    assert [t.num_rows for t in io.iter_tables(sh, ["id"], 8192, 100_000)] == [1000]
+    assert io.batch_rows(8192, 100_000, 0, 0) == 8192 and io.batch_rows(10, 1, 10**6, 10) == 1
+
+
+def test_output_row_groups_and_batch_bytes_keep_the_output(sample_dir, tmp_path):
+    """Row groups end at about output.row_group_bytes of data; the input's batch_bytes changes how
+    the passes batch the rows, never the output bytes."""
+    digests = []
+    for bb in ("16KB", "4MiB"):
+        out = tmp_path / f"out-{bb}"
+        cfg = basic(sample_dir, out, output={"path": str(out), "row_group_bytes": "64KB"}, stages=[{"length": {"min_words": 20}}])
+        cfg["input"]["batch_bytes"] = bb
+        run_pipeline(cfg)
+        digests.append(file_digests(out / "data"))
+    files = sorted(os.listdir(out / "data"))
+    md = pq.ParquetFile(out / "data" / files[0]).metadata
+    assert md.num_row_groups > 3
+    # each group ends at the row that brings it to 64 KB of Arrow data; Parquet's uncompressed
+    # size of the group is near that
+    sizes = [md.row_group(i).total_byte_size for i in range(md.num_row_groups - 1)]
+    assert all(48_000 <= b <= 96_000 for b in sizes), sizes
+    assert digests[0] == digests[1]
+
+
 def test_scores_sidecar_records_every_decision(sample_dir, tmp_path):
     out = tmp_path / "out"
     m = run_pipeline(basic(sample_dir, out))

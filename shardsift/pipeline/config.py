@@ -73,11 +73,13 @@ class InputConfig:
     id_column: str = "id"
     format: str = "auto"
     batch_size: int = 8192
+    batch_bytes: int = 4 * 2**20  # and about this much data per batch (io.batch_rows)
     storage_options: dict = field(default_factory=dict)
     cache: Any = "auto"  # auto | True | False: decoded shard copies in the work dir (io.ShardCache)
 
     KEYS = {"path": "files, globs, directories or URIs", "text_column": "default text",
             "id_column": "default id", "format": "auto|parquet|jsonl", "batch_size": "rows per batch",
+            "batch_bytes": "data per batch (default 4MiB): a batch ends at batch_size rows or about this size",
             "storage_options": "fsspec options for remote URIs",
             "cache": "auto|true|false: a decoded copy of each shard in the work dir for the passes after the scan"}
 
@@ -98,6 +100,7 @@ class InputConfig:
         bs = _typed(raw, "batch_size", int, where, 8192)
         if bs < 1:
             raise ConfigError(f"{where}.batch_size: {bs} is out of range (must be >= 1)")
+        batch_bytes = parse_size(raw.get("batch_bytes", "4MiB"), f"{where}.batch_bytes")
         cache = raw.get("cache", "auto")
         if not (cache == "auto" or isinstance(cache, bool)):
             raise ConfigError(f"{where}.cache: {cache!r} is not one of auto, true, false")
@@ -107,6 +110,7 @@ class InputConfig:
             id_column=_typed(raw, "id_column", str, where, "id"),
             format=fmt,
             batch_size=bs,
+            batch_bytes=batch_bytes,
             storage_options=_typed(raw, "storage_options", dict, where, {}) or {},
             cache=cache,
         )
@@ -120,13 +124,14 @@ def _is_dataset(obj) -> bool:
 class OutputConfig:
     path: str
     max_shard_bytes: int = 256 * 10**6
+    row_group_bytes: int = 8 * 2**20
     compression: str = "zstd"
     scores: bool = False
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
 
-    KEYS = {"path": "", "max_shard_bytes": "", "compression": "", "scores": "", "work_dir": "",
-            "storage_options": ""}
+    KEYS = {"path": "", "max_shard_bytes": "", "row_group_bytes": "", "compression": "", "scores": "",
+            "work_dir": "", "storage_options": ""}
 
     @classmethod
     def parse(cls, raw, where: str = "output") -> OutputConfig:
@@ -142,6 +147,7 @@ class OutputConfig:
         return cls(
             path=path,
             max_shard_bytes=parse_size(raw.get("max_shard_bytes", "256MB"), f"{where}.max_shard_bytes"),
+            row_group_bytes=parse_size(raw.get("row_group_bytes", "8MiB"), f"{where}.row_group_bytes"),
             compression=comp,
             scores=bool(_typed(raw, "scores", bool, where, False)),
             work_dir=_typed(raw, "work_dir", str, where),

@@ -209,13 +209,13 @@ def shard_data_bytes(shard: Shard) -> int:
     return shard.size * (1 if shard.compression is None else 10)
 
 
-def hold(shard: Shard, batch_size: int) -> bool:
+def hold(shard: Shard, batch_size: int, batch_bytes: int | None = None) -> bool:
     """Read a shard's batches (all columns) into memory for the next reads of it, if it is small
     enough; ``release`` drops them. Returns whether the shard is held."""
     release()
     if shard_data_bytes(shard) > HOLD_MAX_BYTES:
         return False
-    tables = list(iter_tables(shard, None, batch_size))
+    tables = list(iter_tables(shard, None, batch_size, batch_bytes))
     _HELD.update(shard=shard, batch_size=batch_size, tables=tables)
     return True
 
@@ -224,8 +224,19 @@ def release() -> None:
     _HELD.clear()
 
 
-def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Iterator[pa.Table]:
-    """Stream the shard as tables of at most ``batch_size`` rows (all columns if columns is None)."""
+def batch_rows(batch_size: int, batch_bytes: int | None, data_bytes: int, num_rows: int) -> int:
+    """Rows per batch: at most ``batch_size``, and as many as hold about ``batch_bytes`` of data
+    at the average row size (``data_bytes / num_rows``); at least one. Bytes, not rows, bound a
+    batch's memory when rows run from 100 bytes to 100 kB (``input.batch_bytes``)."""
+    if not batch_bytes or num_rows <= 0 or data_bytes <= 0:
+        return batch_size
+    return max(1, min(batch_size, batch_bytes * num_rows // data_bytes))
+
+
+def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int,
+                batch_bytes: int | None = None) -> Iterator[pa.Table]:
+    """Stream the shard as tables of at most ``batch_size`` rows and, for Parquet and JSONL, about
+    ``batch_bytes`` of the columns read (all columns if columns is None)."""
     if _HELD and _HELD["shard"] == shard and _HELD["batch_size"] >= batch_size:
         for tbl in _HELD["tables"]:  # the same batches and column order as reading the file
             if tbl.num_rows <= batch_size:
@@ -238,9 +249,9 @@ def iter_tables(shard: Shard, columns: list[str] | None, batch_size: int) -> Ite
         yield from _iter_cache(shard.cache, columns)
         return
     if shard.format == "parquet":
-        yield from _iter_parquet(shard, columns, batch_size)
+        yield from _iter_parquet(shard, columns, batch_size, batch_bytes)
     else:
-        for tbl in _iter_jsonl(shard, batch_size):
+        for tbl in _iter_jsonl(shard, batch_size, batch_bytes):
             yield select_columns(tbl, columns)
 
 
@@ -316,7 +327,19 @@ def _iter_cache(path: str, columns):
         yield select_columns(pa.Table.from_batches([reader.get_batch(i)]), columns)
 
 
-def _iter_parquet(shard: Shard, columns, batch_size):
+def _parquet_bytes(md, cols) -> int:
+    """Uncompressed bytes of the named top-level columns (all for None) over a file's row groups."""
+    total = 0
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        for j in range(rg.num_columns):
+            col = rg.column(j)
+            if cols is None or col.path_in_schema.split(".", 1)[0] in cols:
+                total += col.total_uncompressed_size
+    return total
+
+
+def _iter_parquet(shard: Shard, columns, batch_size, batch_bytes=None):
     try:
         fs = shard.fs()
         fh = fs.open_input_file(shard.path)
@@ -332,6 +355,9 @@ def _iter_parquet(shard: Shard, columns, batch_size):
             pf = pq.ParquetFile(fh, pre_buffer=not local, buffer_size=(1 << 20) if local else 0)
             names = pf.schema_arrow.names
             cols = None if columns is None else [c for c in columns if c in names]
+            if batch_bytes:
+                md = pf.metadata
+                batch_size = batch_rows(batch_size, batch_bytes, _parquet_bytes(md, cols), md.num_rows)
             # one thread: tasks are the unit of parallelism (workers), and Arrow's column threads
             # cost ~10-20% more CPU per decode here (0.49-0.52 vs 0.41-0.49 CPU-s per 500 MB)
             for rb in pf.iter_batches(batch_size=batch_size, columns=cols, use_threads=False):
@@ -342,7 +368,7 @@ def _iter_parquet(shard: Shard, columns, batch_size):
             raise DataError(f"{shard.uri}: not a readable Parquet file ({_first_line(err)})") from None
 
 
-def _iter_jsonl(shard: Shard, batch_size: int):
+def _iter_jsonl(shard: Shard, batch_size: int, batch_bytes: int | None = None):
     block = 1 << 24
     while True:
         try:
@@ -357,8 +383,9 @@ def _iter_jsonl(shard: Shard, batch_size: int):
                 for rb in reader:
                     tbl = pa.Table.from_batches([rb])
                     schema = schema or tbl.schema
-                    for start in range(0, tbl.num_rows, batch_size):
-                        yield tbl.slice(start, batch_size)
+                    rows = batch_rows(batch_size, batch_bytes, tbl.nbytes, tbl.num_rows)
+                    for start in range(0, tbl.num_rows, rows):
+                        yield tbl.slice(start, rows)
                 del pending
                 return
         except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
@@ -473,12 +500,13 @@ def row_mask(rows: np.ndarray, n: int) -> pa.Array:
     return arrow_array(mask)
 
 
-def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
+def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int,
+              batch_bytes: int | None = None) -> pa.Table | None:
     """The given row indices (sorted ascending) of a shard, streaming through its batches."""
     parts = []
     start = 0
     rows = np.asarray(rows, dtype=np.int64)
-    for tbl in iter_tables(shard, columns, batch_size):
+    for tbl in iter_tables(shard, columns, batch_size, batch_bytes):
         end = start + tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, end])
         if hi > lo:
@@ -518,7 +546,7 @@ class PartCutter:
     the row group is complete, ``("close",)`` the part is complete (its group ended just before).
     """
 
-    def __init__(self, max_bytes: int, row_group_bytes: int = 64 * 2**20):
+    def __init__(self, max_bytes: int, row_group_bytes: int = 8 * 2**20):
         self.max_bytes = max_bytes
         self.row_group_bytes = min(row_group_bytes, max_bytes)
         self.is_open = False
@@ -574,7 +602,7 @@ class BoundedParquetWriter:
     """
 
     def __init__(self, out_dir: str, schema: pa.Schema, max_bytes: int, compression: str = "zstd",
-                 row_group_bytes: int = 64 * 2**20):
+                 row_group_bytes: int = 8 * 2**20):
         self.out_dir = out_dir
         self.schema = schema
         self.compression = None if compression == "none" else compression

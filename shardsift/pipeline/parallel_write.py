@@ -44,7 +44,7 @@ def _shard_writes(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray, upto: 
     """Yield (call index, table) for each ``writer.write`` the sequential write makes for this shard."""
     sh, inp_batch = ctx.shard, pass_batch_size(ctx.batch_size)
     start, k = 0, 0
-    for tbl in iter_tables(sh, None, inp_batch):
+    for tbl in iter_tables(sh, None, inp_batch, ctx.batch_bytes):
         n = tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, start + n])
         if hi > lo:
@@ -68,7 +68,7 @@ def run_plan(task: PlanTask) -> list:
     return [_row_bytes(tbl) for _, tbl in _shard_writes(task.ctx, task.schema, rows)]
 
 
-def plan_parts(sizes: list[list[np.ndarray]], max_bytes: int, row_group_bytes: int = 64 * 2**20) -> list:
+def plan_parts(sizes: list[list[np.ndarray]], max_bytes: int, row_group_bytes: int = 8 * 2**20) -> list:
     """Replay BoundedParquetWriter.write on row sizes: parts -> row groups -> (shard, call, start, take)."""
     cutter = PartCutter(max_bytes, row_group_bytes)
     parts: list[list[list[tuple]]] = []
@@ -145,7 +145,7 @@ def write_data(runner, tmp: str, schema: pa.Schema, alive_path: list):
             kept_words += int(scan["n_words"][rows].sum())
     ex, prog = runner.executor, runner.progress
     sizes = ex.map(run_plan, [PlanTask(c, schema) for c in ctxs], desc="write: plan", progress=prog)
-    parts = plan_parts(sizes, runner.cfg.output.max_shard_bytes)
+    parts = plan_parts(sizes, runner.cfg.output.max_shard_bytes, runner.cfg.output.row_group_bytes)
     tasks = []
     for p, groups in enumerate(parts):
         used = sorted({j for g in groups for j, _, _, _ in g})

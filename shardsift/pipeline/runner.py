@@ -175,7 +175,7 @@ def read_corpus(spec, what: str = "target"):
     shards = resolve_shards(inp.path, inp.format, inp.storage_options, what=what)
     for i, sh in enumerate(shards):
         start = 0
-        for tbl in iter_tables(sh, None, inp.batch_size):
+        for tbl in iter_tables(sh, None, inp.batch_size, inp.batch_bytes):
             yield from _docs_from_table(tbl, sh, inp, start, what, i)
             start += tbl.num_rows
 
@@ -285,7 +285,7 @@ class Runner:
     def shard_ctx(self, j: int, alive_path: str | None) -> ShardContext:
         inp = self.cfg.input
         return ShardContext(self.shards[j], j, inp.text_column, inp.id_column, inp.batch_size,
-                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path)
+                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -757,7 +757,8 @@ class Runner:
         return manifest
 
     def _writer(self, tmp: str, schema: pa.Schema) -> BoundedParquetWriter:
-        return BoundedParquetWriter(tmp, schema, self.cfg.output.max_shard_bytes, self.cfg.output.compression)
+        out = self.cfg.output
+        return BoundedParquetWriter(tmp, schema, out.max_shard_bytes, out.compression, out.row_group_bytes)
 
     def _write_data(self, tmp: str, schema: pa.Schema, alive_path: list):
         """Stream the kept rows of every shard, in order, into bounded parts under ``tmp``."""
@@ -780,7 +781,7 @@ class Runner:
             kept_bytes = int(scan["n_bytes"][rows].sum())
             kept_words = int(scan["n_words"][rows].sum())
             start = 0
-            for tbl in iter_tables(sh, None, io.pass_batch_size(inp.batch_size)):
+            for tbl in iter_tables(sh, None, io.pass_batch_size(inp.batch_size), inp.batch_bytes):
                 n = tbl.num_rows
                 lo, hi = np.searchsorted(rows, [start, start + n])
                 if hi > lo:

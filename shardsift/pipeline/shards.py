@@ -44,6 +44,7 @@ class ShardContext:
     batch_size: int
     scan_path: str
     alive_path: str | None = None   # previous stage's keep file; None: the scan's alive rows
+    batch_bytes: int | None = None  # and about this much data per batch (io.batch_rows)
 
     @property
     def label(self) -> str:
@@ -85,7 +86,7 @@ class ShardContext:
             cols = [self.text_column, *cols]
         cols = list(dict.fromkeys(cols))
         start = 0
-        for tbl in iter_tables(self.shard, cols, self.batch_size):
+        for tbl in iter_tables(self.shard, cols, self.batch_size, self.batch_bytes):
             n = tbl.num_rows
             lo, hi = np.searchsorted(rows, [start, start + n])
             if hi > lo:
@@ -230,7 +231,7 @@ def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh, fus
     fused score, each batch (its columns too) goes on to it."""
     start = 0
     read = keys + fused.columns if fused is not None else keys
-    for tbl in iter_tables(ctx.shard, None if cache is not None else read, ctx.batch_size):
+    for tbl in iter_tables(ctx.shard, None if cache is not None else read, ctx.batch_size, ctx.batch_bytes):
         if cache is not None:
             cache.add(tbl)
             tbl = io.select_columns(tbl, read)
@@ -248,7 +249,7 @@ def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh, fus
 
 def hold_shard(task: ScanTask) -> bool:
     """Keep the task's shard in memory for the reads that follow (the runner's one pass)."""
-    return io.hold(task.ctx.shard, task.ctx.batch_size)
+    return io.hold(task.ctx.shard, task.ctx.batch_size, task.ctx.batch_bytes)
 
 
 def release_shard() -> None:
