@@ -34,6 +34,7 @@ t = 0.8, 128 permutations, 0.99: 21 bands x 6 rows, candidate probability 0.998 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -73,12 +74,29 @@ def parse_bytes(value, where: str) -> int:
     return n
 
 
+def _fixed(fn):
+    """Memoise a function of a few hashable parameters whose result (an array or a tuple of
+    arrays) never changes: the score calls it once per batch (a seeded generator is ~50 us, the
+    band search ~120 S-curve points), and each call gets its own copies to keep."""
+    memo = {}
+
+    @functools.wraps(fn)
+    def get(*args):
+        if args not in memo:
+            memo[args] = fn(*args)
+        val = memo[args]
+        return tuple(v.copy() for v in val) if isinstance(val, tuple) else val.copy()
+
+    return get
+
+
 def candidate_probability(jaccard, bands: int, rows: int):
     """The LSH S-curve: probability that a pair with this Jaccard shares at least one band."""
     j = np.asarray(jaccard, dtype=np.float64)
     return 1.0 - (1.0 - j ** rows) ** bands
 
 
+@functools.lru_cache(maxsize=64)
 def choose_bands(threshold: float, num_perm: int, min_prob: float = 0.99) -> tuple[int, int]:
     """(bands, rows) for recall: the largest rows (fewest false candidates) whose S-curve is at
     least ``min_prob`` at the threshold, with bands = num_perm // rows."""
@@ -105,6 +123,7 @@ def _byte_classes() -> np.ndarray:
 _CLASSES = _byte_classes()
 
 
+@_fixed
 def _shingle_multipliers(n: int) -> np.ndarray:
     """Distinct odd 64-bit multipliers, one per position in an n-gram (fixed: part of the hash)."""
     rng = np.random.default_rng(0x5348494E)
@@ -117,6 +136,7 @@ _FNV_BASIS = 0xCBF29CE484222325
 _FNV_RESET = _FNV_BASIS * pow(_FNV_PRIME, -1, 1 << 64) % (1 << 64)
 
 
+@_fixed
 def _word_tables(keep_punct: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per byte value: an all-ones mask for word bytes (class 1, and class 2 when ``keep_punct``),
     zero otherwise, and what enters the hash: the byte (ASCII lowercased) in a word, outside one
@@ -648,6 +668,7 @@ def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
     return out, count
 
 
+@_fixed
 def permutations(num_perm: int, seed: int, family: str = "multiply_shift") -> tuple[np.ndarray, np.ndarray]:
     """The seeded (a, b) of the hash family. multiply_shift: a odd in [1, 2^64), b in [0, 2^64);
     mersenne: a in [1, p), b in [0, p)."""
