@@ -500,13 +500,12 @@ def row_mask(rows: np.ndarray, n: int) -> pa.Array:
     return arrow_array(mask)
 
 
-def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int,
-              batch_bytes: int | None = None) -> pa.Table | None:
+def take_rows(shard: Shard, rows: np.ndarray, columns: list[str] | None, batch_size: int) -> pa.Table | None:
     """The given row indices (sorted ascending) of a shard, streaming through its batches."""
     parts = []
     start = 0
     rows = np.asarray(rows, dtype=np.int64)
-    for tbl in iter_tables(shard, columns, batch_size, batch_bytes):
+    for tbl in iter_tables(shard, columns, batch_size):
         end = start + tbl.num_rows
         lo, hi = np.searchsorted(rows, [start, end])
         if hi > lo:
