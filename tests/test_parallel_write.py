@@ -52,7 +52,7 @@ def test_part_and_row_group_cuts_do_not_depend_on_batching(tmp_path):
     for calls in (1, 7, 64, n):
         out = tmp_path / f"calls-{calls}"
         out.mkdir()
-        w = BoundedParquetWriter(str(out), table.schema, max_bytes, "zstd", row_group_bytes=group_bytes)
+        w = BoundedParquetWriter(str(out), table.schema, max_bytes, group_bytes, "zstd")
         for lo in range(0, n, calls):
             w.write(table.slice(lo, calls))
         files = w.close()

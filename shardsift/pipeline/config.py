@@ -97,10 +97,10 @@ class InputConfig:
         fmt = _typed(raw, "format", str, where, "auto")
         if fmt not in ("auto", "parquet", "jsonl"):
             raise ConfigError(f"{where}.format: {fmt!r} is not one of auto, parquet, jsonl")
-        bs = _typed(raw, "batch_size", int, where, 8192)
+        bs = _typed(raw, "batch_size", int, where, cls.batch_size)
         if bs < 1:
             raise ConfigError(f"{where}.batch_size: {bs} is out of range (must be >= 1)")
-        batch_bytes = parse_size(raw.get("batch_bytes", "4MiB"), f"{where}.batch_bytes")
+        batch_bytes = parse_size(raw.get("batch_bytes", cls.batch_bytes), f"{where}.batch_bytes")
         cache = raw.get("cache", "auto")
         if not (cache == "auto" or isinstance(cache, bool)):
             raise ConfigError(f"{where}.cache: {cache!r} is not one of auto, true, false")
@@ -146,8 +146,8 @@ class OutputConfig:
             raise ConfigError(f"{where}.compression: {comp!r} is not one of zstd, snappy, gzip, lz4, brotli, none")
         return cls(
             path=path,
-            max_shard_bytes=parse_size(raw.get("max_shard_bytes", "256MB"), f"{where}.max_shard_bytes"),
-            row_group_bytes=parse_size(raw.get("row_group_bytes", "8MiB"), f"{where}.row_group_bytes"),
+            max_shard_bytes=parse_size(raw.get("max_shard_bytes", cls.max_shard_bytes), f"{where}.max_shard_bytes"),
+            row_group_bytes=parse_size(raw.get("row_group_bytes", cls.row_group_bytes), f"{where}.row_group_bytes"),
             compression=comp,
             scores=bool(_typed(raw, "scores", bool, where, False)),
             work_dir=_typed(raw, "work_dir", str, where),

@@ -545,7 +545,7 @@ class PartCutter:
     the row group is complete, ``("close",)`` the part is complete (its group ended just before).
     """
 
-    def __init__(self, max_bytes: int, row_group_bytes: int = 8 * 2**20):
+    def __init__(self, max_bytes: int, row_group_bytes: int):
         self.max_bytes = max_bytes
         self.row_group_bytes = min(row_group_bytes, max_bytes)
         self.is_open = False
@@ -600,8 +600,8 @@ class BoundedParquetWriter:
     and row groups end is ``PartCutter``'s: it does not depend on how the rows are batched.
     """
 
-    def __init__(self, out_dir: str, schema: pa.Schema, max_bytes: int, compression: str = "zstd",
-                 row_group_bytes: int = 8 * 2**20):
+    def __init__(self, out_dir: str, schema: pa.Schema, max_bytes: int, row_group_bytes: int,
+                 compression: str = "zstd"):
         self.out_dir = out_dir
         self.schema = schema
         self.compression = None if compression == "none" else compression

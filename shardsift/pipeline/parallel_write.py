@@ -68,7 +68,7 @@ def run_plan(task: PlanTask) -> list:
     return [_row_bytes(tbl) for _, tbl in _shard_writes(task.ctx, task.schema, rows)]
 
 
-def plan_parts(sizes: list[list[np.ndarray]], max_bytes: int, row_group_bytes: int = 8 * 2**20) -> list:
+def plan_parts(sizes: list[list[np.ndarray]], max_bytes: int, row_group_bytes: int) -> list:
     """Replay BoundedParquetWriter.write on row sizes: parts -> row groups -> (shard, call, start, take)."""
     cutter = PartCutter(max_bytes, row_group_bytes)
     parts: list[list[list[tuple]]] = []

@@ -758,7 +758,7 @@ class Runner:
 
     def _writer(self, tmp: str, schema: pa.Schema) -> BoundedParquetWriter:
         out = self.cfg.output
-        return BoundedParquetWriter(tmp, schema, out.max_shard_bytes, out.compression, out.row_group_bytes)
+        return BoundedParquetWriter(tmp, schema, out.max_shard_bytes, out.row_group_bytes, out.compression)
 
     def _write_data(self, tmp: str, schema: pa.Schema, alive_path: list):
         """Stream the kept rows of every shard, in order, into bounded parts under ``tmp``."""
