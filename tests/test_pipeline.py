@@ -734,3 +734,42 @@ def test_docs_columns_are_not_copied():
     assert d.text.buffers()[2].address == text.chunk(0).buffers()[2].address
     assert d.ids.buffers()[2].address == tbl.column("id").chunk(0).buffers()[2].address
     assert d.column("two").to_pylist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_handoffs_from_score_to_decide_live_in_the_running_process_only():
+    """The store keeps a shard's handoff only inside a run (pool workers never enter one), gives
+    it to the decide once and only when its score finished, replaces it when the score is rerun,
+    and frees a stage's (and every) handoff at the end."""
+    from shardsift.pipeline import handoff
+
+    assert handoff.open_slot("st", 0) is None  # no run in this process: a worker's score keeps nothing
+    with handoff.active():
+        a = handoff.open_slot("st", 0)
+        a.add("batch 0")
+        assert handoff.take("st", 0) is None  # its score has not finished
+        handoff.finish(a)
+        assert handoff.take("st", 0) == ["batch 0"] and handoff.take("st", 0) is None  # once
+        b = handoff.open_slot("st", 1)
+        b.add("first try")
+        c = handoff.open_slot("st", 1)  # the score of shard 1 runs again: a fresh handoff
+        assert b.dropped and b.items == [] and c.shared is a.shared
+        c.add("second try")
+        handoff.finish(c)
+        d = handoff.open_slot("st", 2)
+        d.add("x")
+        d.drop()  # gave up (over its budget): its decide reads the shard back
+        d.add("y")
+        handoff.finish(d)
+        assert handoff.take("st", 2) is None and handoff.take("st", 1) == ["second try"]
+        e = handoff.open_slot("other", 0)
+        e.shared["buffer"] = 1
+        handoff.finish(e)
+        handoff.drop_stage("other")
+        assert handoff.take("other", 0) is None and e.dropped
+        with handoff.active():  # a nested run shares the store and leaves it to the outer one
+            f = handoff.open_slot("st", 3)
+        handoff.finish(f)
+        assert handoff.take("st", 3) == []
+        g = handoff.open_slot("st", 4)
+        handoff.finish(g)
+    assert g.dropped and handoff.take("st", 4) is None and handoff.open_slot("st", 5) is None

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..errors import DataError, ShardsiftError, UsageError
 from ..selectors.base import DecideContext, Decision, Docs, FitContext, Scores, Selector
-from . import faults, io, storage, workdir
+from . import faults, handoff, io, storage, workdir
 from .accounting import shard_decisions
 from .config import Config, InputConfig, _is_dataset, parse_config
 from .executors import Executor, LocalExecutor, Progress, _call, make_executor
@@ -202,6 +202,10 @@ class _Decide(DecideContext):
         self.seed = seed
         self.work_dir = storage.local_dir(os.path.join(stage_dir, "decide"))
         self.workers = runner.cfg.workers
+        self.stage_dir = stage_dir
+
+    def handoff(self, shard_index: int):
+        return handoff.take(self.stage_dir, shard_index)
 
     def map(self, fn, items):
         tasks = [CallTask(fn, it, i, f"decide task {i}") for i, it in enumerate(items)]
@@ -297,37 +301,39 @@ class Runner:
         lock = storage.NoLock() if storage.is_remote(self.out) else OutputLock(self.out)
         lock.acquire()
         started = False
-        try:
-            self._prepare_output()
-            self.shards = self._resolve_inputs()
-            self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                                self.cfg.input.id_column, __version__)
-            if self._one_pass_ok():
-                done = self._one_pass()
-                if done is not None:
-                    started = True
-                    return self._write_end(*done)
-            scan = self._scan()
-            started = True
-            alive_path: list[str | None] = [None] * len(self.shards)
-            stage_reports = [scan["report"]]
-            prev_fp = self.input_fp + scan["fp"]
-            for i, st in enumerate(self.cfg.stages):
-                rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
-                stage_reports.append(rep)
-            manifest = self._write(stage_reports, alive_path)
-            workdir.remove(os.path.join(self.work, "cache"))  # the decoded copies served this run only
-            return manifest
-        except ShardsiftError:
-            # bad input found before any stage ran: leave nothing behind in an output we created
-            if created and not started:
+        # a score running in this process may leave data in memory for its stage's decide
+        with handoff.active():
+            try:
+                self._prepare_output()
+                self.shards = self._resolve_inputs()
+                self.input_fp = _fp([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                                    self.cfg.input.id_column, __version__)
+                if self._one_pass_ok():
+                    done = self._one_pass()
+                    if done is not None:
+                        started = True
+                        return self._write_end(*done)
+                scan = self._scan()
+                started = True
+                alive_path: list[str | None] = [None] * len(self.shards)
+                stage_reports = [scan["report"]]
+                prev_fp = self.input_fp + scan["fp"]
+                for i, st in enumerate(self.cfg.stages):
+                    rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
+                    stage_reports.append(rep)
+                manifest = self._write(stage_reports, alive_path)
+                workdir.remove(os.path.join(self.work, "cache"))  # the decoded copies served this run only
+                return manifest
+            except ShardsiftError:
+                # bad input found before any stage ran: leave nothing behind in an output we created
+                if created and not started:
+                    lock.release()
+                    workdir.remove(self.out)
+                raise
+            finally:
+                if self._executor is not None:
+                    self._executor.close()
                 lock.release()
-                workdir.remove(self.out)
-            raise
-        finally:
-            if self._executor is not None:
-                self._executor.close()
-            lock.release()
 
     def _prepare_output(self):
         out = self.out
@@ -585,10 +591,13 @@ class Runner:
 
     def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
         cols, offs = _concat_scores([t.scores_path for t in tasks])
-        if offs[-1]:
-            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), _Decide(self, stage_dir, sel.seed_))
-        else:  # nothing reaches this stage: nothing to decide
-            dec = Decision(keep=np.zeros(0, bool))
+        try:
+            if offs[-1]:
+                dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), _Decide(self, stage_dir, sel.seed_))
+            else:  # nothing reaches this stage: nothing to decide
+                dec = Decision(keep=np.zeros(0, bool))
+        finally:
+            handoff.drop_stage(stage_dir)  # what the scores left for the decide, used or not
         arrays = decision_arrays(cols, dec, sel.display_name(), name)
         for j, p in enumerate(keep_paths):
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))

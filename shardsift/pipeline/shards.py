@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..selectors.base import Decision, Docs, Scores
-from . import faults, io, storage, workdir
+from . import faults, handoff, io, storage, workdir
 from .io import Shard, iter_tables, normalize, row_mask
 from .kernels import arrow_array, arrow_filter, byte_lengths, count_words, hash_strings, one_array
 
@@ -152,6 +152,7 @@ class _FusedScore:
         try:
             self.sel = load_selector(task.selector_path)
             self.columns = [c for c in self.sel.columns if c not in (task.ctx.text_column, task.ctx.id_column)]
+            self.acc = _ScoreParts(task.stage_label, task, self.sel)
         except Exception:  # noqa: BLE001 - as in add
             self.failed = True
 
@@ -173,6 +174,8 @@ class _FusedScore:
                                             shard=ctx.shard.name, shard_index=ctx.index))
         except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
             self.failed = True
+            if self.acc.handoff is not None:
+                self.acc.handoff.drop()
         self.cpu += usage()["cpu_s"] - c0
         self.wall += time.perf_counter() - t0
 
@@ -312,12 +315,16 @@ def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
 class _ScoreParts:
     """A stage's score columns of one shard, batch by batch, and the files ``run_score`` leaves."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, task: ScoreTask | None = None, sel=None):
         self.label = label
         self.parts: dict[str, list] = {}
         self.rows, self.words, self.nbytes = [], [], []
+        # a global stage's score may leave data for its decide when that runs in this process
+        self.handoff = (handoff.open_slot(task.stage_dir, task.ctx.index)
+                        if task is not None and getattr(sel, "scope", None) == "global" else None)
 
     def add(self, sel, docs: Docs) -> None:
+        docs.handoff = self.handoff
         cols = normalize_scores(sel.score(docs), len(docs), self.label)
         for k, v in cols.items():
             self.parts.setdefault(k, []).append(v)
@@ -337,6 +344,7 @@ class _ScoreParts:
             scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
             dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
             write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
+        handoff.finish(self.handoff)
 
 
 def run_score(task: ScoreTask) -> dict:
@@ -345,7 +353,7 @@ def run_score(task: ScoreTask) -> dict:
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
     sel = load_selector(task.selector_path)
-    acc = _ScoreParts(task.stage_label)
+    acc = _ScoreParts(task.stage_label, task, sel)
     for docs in task.ctx.iter_docs(sel.columns, need_text=sel.needs_text):
         acc.add(sel, docs)
     acc.write(task, sel)

@@ -17,6 +17,12 @@ A stage runs a selector in up to three steps (DESIGN.md, "The staged pipeline"):
                   scores (exact top-k, resampling, clustering).
 
 Selectors must be picklable: the fitted selector is saved in the work dir and loaded by workers.
+
+A global stage's score may also leave data in memory for its decide (``docs.handoff``, a
+:class:`Handoff`, when the score runs in the process that decides): what the decide would otherwise
+recompute from the documents read back (minhash_dedup: the candidates' shingles). The decide gets
+it per shard from ``ctx.handoff(shard_index)``; where a shard has none (its score ran in a worker
+process or an earlier run) it reads the documents back as before, to the same result.
 """
 from __future__ import annotations
 
@@ -228,6 +234,32 @@ class Decision:
     metrics: dict = field(default_factory=dict)
 
 
+class Handoff:
+    """What one shard's score leaves in memory for the stage's global decide, in batch order.
+
+    ``docs.handoff`` is one during a score whose decide will run in the same process (one worker
+    on a local executor), else None. ``add`` appends an item; ``shared`` is one dict for all the
+    stage's handoffs in this process (a selector keeps a stage-wide buffer or tally there, to stay
+    within its memory budget); ``drop`` gives up for this shard (its decide then reads the
+    documents back). The decide sees a shard's items only when its score finished with every
+    batch added (``DecideContext.handoff``).
+    """
+
+    def __init__(self, shared: dict):
+        self.items: list = []
+        self.shared = shared
+        self.dropped = False
+        self.complete = False
+
+    def add(self, item) -> None:
+        if not self.dropped:
+            self.items.append(item)
+
+    def drop(self) -> None:
+        """Free what was added and take nothing more: this shard's decide reads its documents back."""
+        self.items, self.dropped = [], True
+
+
 class Docs:
     """One batch of one shard's surviving documents, as Arrow columns (no per-row objects).
 
@@ -236,7 +268,10 @@ class Docs:
     row:     int64 row index of each document within its input shard.
     n_words: whitespace word count per document; n_bytes: UTF-8 byte length.
     shard:   the input shard's name; shard_index its position among the inputs.
+    handoff: during a score, the shard's :class:`Handoff` to the stage's decide, or None.
     """
+
+    handoff: Handoff | None = None
 
     def __init__(self, table: pa.Table, *, text_column: str, id_column: str, row: np.ndarray,
                  n_words: np.ndarray, n_bytes: np.ndarray, shard: str, shard_index: int):
@@ -358,6 +393,12 @@ class DecideContext:
         texts, all selected."""
         for docs in self.read_batches(shard_index, rows):
             yield docs.text, np.arange(len(docs), dtype=np.int64)
+
+    def handoff(self, shard_index: int) -> list | None:
+        """The items this stage's score added to ``docs.handoff`` for one input shard, in batch
+        order, once (they are released to the caller); None when there are none to trust: the
+        shard's score ran in another process or an earlier run, failed, or dropped its handoff."""
+        return None
 
 
 # -- helpers shared by selectors -------------------------------------------------------------
