@@ -53,7 +53,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
         for q in _aot.EXPORTS:
             mod, name = q.split(":")
             setattr(D, name, getattr(importlib.import_module(mod), name))
-        D._word_args, D.permutations = dedup._word_args, dedup.permutations
+        D._word_args, D.permutations, D._fp_room = dedup._word_args, dedup.permutations, dedup._fp_room
         assert all(isinstance(getattr(D, q.split(":")[1]), _numba.Kernel) for q in _aot.EXPORTS)
         rng = np.random.default_rng(3)
         words = ["alpha", "beta", "Gamma", "délta", "ε", "zeta,", "eta.", "x" * 70]
@@ -68,7 +68,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             "_ascii_docs": [args[:3]],
             "_word_signatures": [(*args, a, b)],
             "_band_keys": [(sig, 21, 6)],
-            "_word_band_keys": [(*args, a, b, 21, 6)],
+            "_word_band_keys": [(*args, a, b, 21, 6, np.zeros(0, np.uint32))],
             "_row_hash": [(bands, np.arange(len(texts), dtype=np.int32)),
                           (bands, np.arange(0, len(texts), 2, dtype=np.int64))],
             "_roots": [(np.array([0, 0, 1, 2, 4, 4, 5], np.int32),)],
@@ -100,6 +100,18 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             outs.append((data, off))
         assert all(np.array_equal(x, y) for x, y in zip(*outs))
         data, off = outs[0]
+        # the score's kept fingerprints, and the same verification sets made from them
+        kept = []
+        for f in (_aot.variants(D._word_band_keys)[0][0], D._word_band_keys.dispatcher):
+            fp = np.zeros(D._fp_room(args[0], args[1]), np.uint32)
+            f(*args, a, b, 21, 6, fp)
+            kept.append(fp)
+        assert np.array_equal(*kept) and kept[0][:total].any() and not kept[0][total:].any()
+        fo = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
+        for f in (_aot.variants(D._sets_from_kept)[0][0], D._sets_from_kept.dispatcher):
+            d2, o2 = np.zeros(total, np.uint32), np.zeros(len(texts) + 1, np.int64)
+            f(kept[0], fo, np.arange(len(texts), dtype=np.int64), d2, o2, 0)
+            assert np.array_equal(o2, off) and np.array_equal(d2[:off[-1]], data[:off[-1]])
         members, starts = D._runs(keys, np.arange(n, dtype=np.int32))
         res = []
         for f in (_aot.variants(D._cluster_band)[0][0], D._cluster_band.dispatcher):
@@ -109,7 +121,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
                 f(members, starts, parent, data, off, 0.8, True, 4, best, counts, refused)
             res.append((parent, best, counts, refused))
         assert all(np.array_equal(x, y) for x, y in zip(*res)) and res[0][2][0] > 0
-        print(sorted(set(checked)) + ["_word_sets_into", "_cluster_band"])
+        print(sorted(set(checked)) + ["_word_sets_into", "_sets_from_kept", "_cluster_band"])
     """, {"SHARDSIFT_AOT_DIR": aot_dir})
     from shardsift import _aot
 

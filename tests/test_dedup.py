@@ -9,7 +9,7 @@ import pytest
 
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.base import DecideContext, Docs, Scores
+from shardsift.selectors.base import DecideContext, Docs, Handoff, Scores
 from shardsift.selectors.dedup import (
     MERSENNE61,
     ExactDedup,
@@ -77,24 +77,36 @@ class FakeCtx(DecideContext):
         d.row = np.asarray(rows)
         return d
 
+    def handoff(self, shard_index):
+        h = getattr(self, "handoffs", {}).pop(shard_index, None)
+        return h.items if h is not None and not h.dropped else None
 
-def run_global(sel, shards, work_dir, batch=7, extra=None):
-    """Score every shard in batches, concatenate as the runner does, decide."""
-    parts, offs = [], [0]
-    for s, texts in enumerate(shards):
-        cols = {}
+
+def run_global(sel, shards, work_dir, batch=7, extra=None, handoff=False, order=None):
+    """Score every shard in batches (in ``order``; with ``handoff``, each shard's score gets a
+    Handoff, as the runner's in-process scores do), concatenate as the runner does, decide."""
+    parts, offs = {}, [0]
+    shared, handoffs = {}, {}
+    for s in order or range(len(shards)):
+        texts, cols = shards[s], {}
+        handoffs[s] = Handoff(shared) if handoff else None
         for lo in range(0, len(texts), batch):
             ex = {k: v[s][lo:lo + batch] for k, v in (extra or {}).items()}
             docs = make_docs(texts[lo:lo + batch], s, lo, {k: pa.array(v) for k, v in ex.items()})
+            docs.handoff = handoffs[s]
             out = sel.score(docs)
             out = dict(out, row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
             for k, v in out.items():
                 cols.setdefault(k, []).append(np.asarray(v))
-        parts.append({k: np.concatenate(v) for k, v in cols.items()})
+        parts[s] = {k: np.concatenate(v) for k, v in cols.items()}
+    for texts in shards:
         offs.append(offs[-1] + len(texts))
+    parts = [parts[s] for s in range(len(shards))]
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     scores = Scores(cols, np.array(offs), [f"shard{i}" for i in range(len(shards))])
     ctx = FakeCtx(shards, work_dir)
+    if handoff:
+        ctx.handoffs = handoffs
     return sel.decide(scores, ctx), scores, ctx
 
 
@@ -352,6 +364,43 @@ def test_spill_path_gives_same_clusters(planted, tmp_path):
     assert os.listdir(tmp_path) == []  # spill files and mapped shingle sets are removed
 
 
+@pytest.mark.parametrize("shingle", ["word", "char"])
+def test_shingles_kept_by_the_score_give_the_read_back_clusters(planted, tmp_path, shingle):
+    """The decide's candidate sets from the fingerprints the scores kept (docs.handoff), sorted in
+    place; from some shards' kept, others read back (a budget that holds only part); from kept
+    ones lying out of shard order (copied): the same pairs checked, clusters and similarities as
+    reading every candidate back."""
+    shards, pairs_dup, _ = planted
+    mk = lambda **kw: MinHashDedup(shingle=shingle, ngram=5 if shingle == "word" else 9, **kw)
+    ref, _, ctx = run_global(mk(), shards, tmp_path)
+    assert ctx.reads > 0 and ref.metrics["shards_read_back"] == 3
+    assert not ref.metrics["candidate_shingles_in_place"]
+    assert ref.metrics["clusters"] >= len(pairs_dup) and ref.metrics["pairs_checked"] > 0
+    # room for about shard 0's fingerprints (a word's take ~7 bytes of text, a char shingle's 1)
+    part = sum(len(t.encode()) for t in shards[0]) * (1 if shingle == "word" else 4)
+    cases = {
+        "in place": ({}, None, (True, 0)),
+        "part read back": ({"memory_budget": part}, None, (False, (1, 2))),
+        "out of order": ({}, [2, 0, 1], (False, 0)),
+    }
+    for name, (kw, order, (in_place, read_back)) in cases.items():
+        dec, _, ctx = run_global(mk(**kw), shards, tmp_path, handoff=True, order=order)
+        m = dec.metrics
+        assert m["candidate_shingles_in_place"] is in_place, name
+        if isinstance(read_back, tuple):
+            assert read_back[0] <= m["shards_read_back"] <= read_back[1] and ctx.reads > 0, name
+        else:
+            assert m["shards_read_back"] == read_back and ctx.reads == 0, name
+        assert np.array_equal(dec.keep, ref.keep), name
+        assert np.array_equal(dec.extra["cluster"], ref.extra["cluster"]), name
+        assert np.array_equal(dec.score, ref.score), name
+        assert {k: m[k] for k in ("pairs_checked", "pairs_joined", "pairs_rejected")} == \
+            {k: ref.metrics[k] for k in ("pairs_checked", "pairs_joined", "pairs_rejected")}, name
+    # without verification nothing is kept
+    dec, _, ctx = run_global(mk(verify=False), shards, tmp_path, handoff=True)
+    assert ctx.handoffs[0].items == [] and ctx.reads == 0
+
+
 def test_char_shingles(tmp_path):
     sel = MinHashDedup(shingle="char", ngram=5)
     a = "Hello,   world! This is a test of character shingles for near duplicates."
@@ -420,6 +469,10 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
         st = man["stages"][2]
         assert st["name"] == "minhash_dedup" and st["dropped"] == {"near_duplicate": len(pairs_dup)}
         assert st["metrics"]["clusters"] == len(pairs_dup)
+        # one worker: the scores ran in this process and kept the shingles for the decide; two:
+        # they ran in worker processes, and the decide read the candidates back
+        assert st["metrics"]["shards_read_back"] == (0 if w == 1 else 3)
+        assert st["metrics"]["candidate_shingles_in_place"] is (w == 1)
         data = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "data" / "*.parquet"))).sort_by("id")
         side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "scores" / "*minhash*.parquet"))[0])
         outs.append((data.column("id").to_pylist(), side.sort_by("id").to_pydict()))
@@ -427,6 +480,37 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
     side = outs[0][1]
     assert {"cluster", "cluster_size"} <= set(side)
     assert sum(1 for s, k in zip(side["cluster_size"], side["kept"]) if s > 1 and not k) == len(pairs_dup)
+
+
+def test_a_decide_resumed_in_a_new_process_reads_the_candidates_back(planted, tmp_path):
+    """One worker, killed after the decide (its scores kept the shingles in memory): the rerun
+    keeps the scores and reads the candidates back, to the same bytes as an uninterrupted run."""
+    import json
+
+    import yaml
+    from conftest import file_digests, run_cli
+
+    shards, pairs_dup, _ = planted
+    _write_corpus(tmp_path / "in", shards)
+    cfgs = {}
+    for name in ("ref", "out"):
+        cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / name), "scores": True},
+               "workers": 1, "seed": 0, "stages": [{"minhash_dedup": {}}]}
+        cfgs[name] = tmp_path / f"{name}.yaml"
+        cfgs[name].write_text(yaml.safe_dump(cfg))
+    run_cli("select", cfgs["ref"])
+    ref = json.loads((tmp_path / "ref" / "manifest.json").read_text())["stages"][1]["metrics"]
+    assert ref["shards_read_back"] == 0 and ref["candidate_shingles_in_place"]
+    proc = run_cli("select", cfgs["out"], env={"SHARDSIFT_KILL_AT": "decide:00:1"}, check=False)
+    assert proc.returncode != 0 and not (tmp_path / "out" / "manifest.json").exists()
+    log = tmp_path / "points.log"
+    run_cli("select", cfgs["out"], env={"SHARDSIFT_LIST_POINTS": str(log)})
+    assert not any(p.startswith(("scan:", "score:")) for p in log.read_text().split())  # scores kept
+    got = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"][1]["metrics"]
+    assert got["shards_read_back"] == 3 and not got["candidate_shingles_in_place"]
+    assert got["clusters"] == ref["clusters"] == len(pairs_dup)
+    for part in ("data", "scores"):
+        assert file_digests(tmp_path / "out" / part) == file_digests(tmp_path / "ref" / part)
 
 
 def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):

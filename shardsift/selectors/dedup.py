@@ -405,16 +405,16 @@ def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctu
 def _sort_unique(src, m, tmp, counts, out, k, drop):
     """Write the sorted distinct values of src[:m] >> drop to out[k:]; returns the new end
     (drop = 32: the 32-bit fingerprints of the verification sets, equal high halves adjacent
-    once sorted). The hashes
-    are uniform, so a bucket pass on the top bits (next power of two >= m) leaves them nearly
-    sorted and an insertion sort finishes in linear time; values whose repeats defeat that (many
-    shifts) fall back to a comparison sort. tmp holds >= m values, counts >= 2^ceil(log2 m) + 1."""
+    once sorted). The hashes (64-bit, or 32-bit fingerprints already) are uniform, so a bucket
+    pass on the top bits (next power of two >= m) leaves them nearly sorted and an insertion sort
+    finishes in linear time; values whose repeats defeat that (many shifts) fall back to a
+    comparison sort. tmp (src's dtype) holds >= m values, counts >= 2^ceil(log2 m) + 1."""
     if m == 0:
         return k
     kb = 1
     while (1 << kb) < m:
         kb += 1
-    shift = np.uint64(64 - kb)
+    shift = np.uint64(8 * src.itemsize - kb)
     for i in range((1 << kb) + 1):
         counts[i] = 0
     for i in range(m):
@@ -472,6 +472,29 @@ def _sorted_sets(sh, off, drop=0):
         k = _sort_unique(sh[off[d]:off[d + 1]], off[d + 1] - off[d], tmp, counts, out, k, np.uint64(drop))
         out_off[d + 1] = k
     return out[:k].copy(), out_off
+
+
+@nb.njit(cache=True, nogil=True)
+def _sets_from_kept(fp, fp_off, pos, out, out_off, d0):
+    """The verification sets of documents ``pos`` of one batch from the fingerprints its score
+    kept (fp[fp_off[i]:fp_off[i + 1]]: document i's shingles' top 32 bits, in text order, repeats
+    included), sorted and deduplicated into the CSR arrays from document slot d0 on: the same sets
+    :func:`_word_sets_into` makes from the text. ``out`` may be ``fp`` itself when every set goes
+    at or below where it lies (each is read whole before it is written)."""
+    maxlen = 1
+    for d in range(pos.shape[0]):
+        maxlen = max(maxlen, fp_off[pos[d] + 1] - fp_off[pos[d]])
+    bits = 1
+    while (1 << bits) < maxlen:
+        bits += 1
+    tmp = np.empty(maxlen, dtype=np.uint32)
+    counts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    k = out_off[d0]
+    for d in range(pos.shape[0]):
+        lo = fp_off[pos[d]]
+        hi = fp_off[pos[d] + 1]
+        k = _sort_unique(fp[lo:hi], hi - lo, tmp, counts, out, k, np.uint64(0))
+        out_off[d0 + d + 1] = k
 
 
 @nb.njit(cache=True, nogil=True)
@@ -650,11 +673,12 @@ def _band_keys(sig, bands, rows):
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
+def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows, fp):
     """_band_keys(_word_signatures(...)) without the signatures: each document's band keys are
     taken from its minima while they are in cache (the score keeps only the keys), no signature
     matrix (8 bytes per permutation and document) is written and read again. Returns
-    (uint64[nd, bands] band keys, int32[nd] shingle counts with repeats)."""
+    (uint64[nd, bands] band keys, int32[nd] shingle counts with repeats). A non-empty ``fp``
+    (room for _fp_room's count) also gets every shingle's top 32 bits, document after document."""
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
     sh = _word_buffer(starts, ends)
@@ -662,10 +686,47 @@ def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
     count = np.zeros(nd, dtype=np.int32)
     ap, bp, cur = _padded(a, b)
     one = np.empty(a.shape[0], dtype=np.uint64)
+    keep = fp.shape[0] > 0
+    k = 0
     for d in range(nd):
-        count[d] = _doc_signature(one, data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
+        ns = _doc_signature(one, data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
+        count[d] = ns
         _bands_of(out[d], one, bands, rows)
+        if keep:
+            for i in range(ns):
+                fp[k + i] = np.uint32(sh[i] >> np.uint64(32))
+            k += ns
     return out, count
+
+
+def _fp_room(starts: np.ndarray, ends: np.ndarray) -> int:
+    """An upper bound on the shingles of documents data[starts:ends] (_word_buffer's per document)."""
+    return int((ends - starts + 1).sum() // 2 + len(starts))
+
+
+class _KeptShingles:
+    """The shingle fingerprints (top 32 bits, in text order, repeats included) a stage's scores
+    keep for its decide when it runs in their process: every batch's, end to end, in one array
+    reserved at the memory budget (address space: its pages are touched only as they are written).
+    The decide sorts the candidates' sets into place in it."""
+
+    def __init__(self, capacity: int):
+        self.fp = np.empty(max(int(capacity), 0), dtype=np.uint32)
+        self.end = 0
+
+
+def _one_run(handed: list) -> _KeptShingles | None:
+    """The kept array, when every shard's handoff (in shard order) is there and their batches lie
+    in it in that order: each set can then be sorted into place, at or below where it lies."""
+    arr, end = None, 0
+    for kept in handed:
+        if kept is None:
+            return None
+        for _, a, starts in kept:
+            if (arr is not None and a is not arr) or starts[0] < end:
+                return None
+            arr, end = a, starts[-1]
+    return arr
 
 
 @_fixed
@@ -1151,15 +1212,54 @@ class MinHashDedup(_KeepPolicy, Selector):
     # -- score -------------------------------------------------------------------------------
     def score(self, docs):
         b, r = self.band_shape()
+        kept = self._kept_shingles(docs)
         if self._word_kernel():
-            keys, count = _word_band_keys(*self._word_kernel_args(docs.text, b * r), b, r)
+            args = self._word_kernel_args(docs.text, b * r)
+            room = _fp_room(args[0], args[1]) if kept is not None else 0
+            if kept is not None and kept.end + room > len(kept.fp):
+                kept = self._give_up(docs)
+            fp = kept.fp[kept.end:kept.end + room] if kept is not None else np.zeros(0, dtype=np.uint32)
+            keys, count = _word_band_keys(*args, b, r, fp)
         else:
-            sig, count = self.signatures_and_counts(docs.text)
-            keys = _band_keys(sig, b, r)
+            sh, off = self.shingles(docs.text)
+            keys = _band_keys(minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), b, r)
+            count = np.diff(off).astype(np.int32)
+            if kept is not None and kept.end + len(sh) > len(kept.fp):
+                kept = self._give_up(docs)
+            if kept is not None:
+                kept.fp[kept.end:kept.end + len(sh)] = sh >> np.uint64(32)
+        if kept is not None:  # document i's fingerprints: kept.fp[starts[i]:starts[i + 1]]
+            starts = np.empty(len(count) + 1, dtype=np.int64)
+            starts[0] = kept.end
+            np.cumsum(count, out=starts[1:])
+            starts[1:] += kept.end
+            kept.end = int(starts[-1])
+            docs.handoff.add((np.asarray(docs.row), kept, starts))
         out = {"bands": keys, "n_shingles": count}
         if self.keep not in _KEEP_BUILTIN:
             out["keep_by"] = _keep_by(docs, self.keep, self.name)
         return out
+
+    def _kept_shingles(self, docs) -> _KeptShingles | None:
+        """Where this batch's shingle fingerprints go for the decide's verification, when it runs
+        in this process (``docs.handoff``): the stage's one array, reserved at ``memory_budget``."""
+        h = docs.handoff
+        if h is None or h.dropped or not self.verify:
+            return None
+        kept = h.shared.get(self.name)
+        if kept is None:
+            try:
+                kept = _KeptShingles(parse_bytes(self.memory_budget, f"{self.name}.memory_budget") // 4)
+            except MemoryError:  # the address space refused: read back instead
+                kept = False
+            h.shared[self.name] = kept
+        return kept or self._give_up(docs)
+
+    @staticmethod
+    def _give_up(docs) -> None:
+        """The budget is spent: this shard's candidates will be read back."""
+        docs.handoff.drop()
+        return None
 
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
@@ -1212,9 +1312,9 @@ class MinHashDedup(_KeepPolicy, Selector):
         slot_of[cand] = np.arange(nc, dtype=slot_dtype)
 
         # 2. shingle sets of the candidates, read back from their shards
-        sets_path = None
+        sets_path, read_back, in_place = None, 0, False
         if self.verify and nc:
-            data, off, sets_path = self._candidate_sets(scores, cand, ctx, budget)
+            data, off, sets_path, read_back, in_place = self._candidate_sets(scores, cand, ctx, budget)
         else:
             data, off = np.zeros(0, np.uint32), np.zeros(nc + 1, np.int64)
 
@@ -1270,6 +1370,8 @@ class MinHashDedup(_KeepPolicy, Selector):
             "pairs_rejected_before": int(counts[4]),
             "spilled": bool(spill),
             "candidate_shingles_on_disk": bool(sets_path),
+            "shards_read_back": int(read_back),
+            "candidate_shingles_in_place": bool(in_place),
             "index_bytes_per_doc": int(8 * b + 4 + 40 * (not spill)),
         }
         return Decision(keep=keep, reason="near_duplicate", score=sim,
@@ -1281,26 +1383,42 @@ class MinHashDedup(_KeepPolicy, Selector):
         fault in on the bench machine), and two documents of ~340 shingles share a spurious
         fingerprint with probability ~5e-5, which moves their Jaccard by ~1/340.
 
-        Their size is known from the score step (``n_shingles``), so the array is allocated once:
-        in memory when it fits ``budget``, else as a file in the work dir mapped into memory (the
-        OS pages it; resident memory stays bounded). Documents are read back in one pass per shard
-        (``ctx.read_texts``): each input batch is decoded once, its candidates read where they lie."""
+        Where the scores ran in this process they kept every document's fingerprints
+        (``_KeptShingles``, through ``ctx.handoff``): the candidates' sets are made from those.
+        When every shard's are there, in candidate order, each set is sorted into place in that
+        same array, moved down over the documents that are not candidates: no other copy.
+
+        Otherwise the sets go to one array of the size the score step counted (``n_shingles``):
+        in memory when it fits ``budget``, else a file in the work dir mapped into memory (the OS
+        pages it; resident memory stays bounded). A shard without kept fingerprints is read back
+        in one pass (``ctx.read_texts``): each input batch is decoded once, its candidates read
+        where they lie. Returns (data, off, file or None, shards read back, sorted in place)."""
         shard_of = np.searchsorted(scores.shard_offsets, cand, side="right") - 1
         rows = np.asarray(scores["row"])[cand]
-        total = int(np.asarray(scores["n_shingles"])[cand].sum())
-        path = None
-        if total * 4 > budget:
-            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u32")
-            data = np.memmap(path, dtype=np.uint32, mode="w+", shape=(max(total, 1),))
-        else:
-            data = np.empty(total, dtype=np.uint32)
-        off = np.zeros(len(cand) + 1, dtype=np.int64)
-        k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         # shard_of ascends (cand does): each shard's candidates are one slice, from where it
         # changes (np.unique would import numpy.ma, ~0.01 CPU-s per process)
         cut = np.append(np.flatnonzero(np.diff(shard_of, prepend=-1)), len(shard_of))
-        for lo, hi in zip(cut[:-1], cut[1:]):
+        handed = [ctx.handoff(int(shard_of[lo])) for lo in cut[:-1]]
+        path = None
+        in_place = _one_run(handed)
+        if in_place is not None:
+            data = in_place.fp
+        else:
+            total = int(np.asarray(scores["n_shingles"])[cand].sum())
+            if total * 4 > budget:
+                path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u32")
+                data = np.memmap(path, dtype=np.uint32, mode="w+", shape=(max(total, 1),))
+            else:
+                data = np.empty(total, dtype=np.uint32)
+        off = np.zeros(len(cand) + 1, dtype=np.int64)
+        k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
+        read_back = 0
+        for lo, hi, kept in zip(cut[:-1], cut[1:], handed):
             s = shard_of[lo]
+            if kept is not None:  # what the shard's score kept, in batch order
+                k = self._sets_from_handoff(kept, rows[lo:hi], data, off, k)
+                continue
+            read_back += 1
             # one pass over the shard: each input batch decoded once, its candidates' texts read
             # where they lie (not copied out)
             for text, pos in ctx.read_texts(int(s), rows[lo:hi]):
@@ -1318,7 +1436,26 @@ class MinHashDedup(_KeepPolicy, Selector):
                     k += m
         if k != len(cand):
             raise RuntimeError(f"{self.name}: read back {k} of {len(cand)} candidate documents")
-        return data, off, path
+        return data[:off[-1]] if in_place is not None else data, off, path, read_back, in_place is not None
+
+    def _sets_from_handoff(self, kept: list, want: np.ndarray, data, off, k: int) -> int:
+        """The sets of one shard's candidates (ascending rows ``want``) from its score's batches."""
+        done = 0
+        for brows, arr, starts in kept:
+            if done == len(want):
+                break
+            if not len(brows):
+                continue
+            upto = int(np.searchsorted(want, brows[-1], side="right"))
+            if upto > done:
+                pos = np.searchsorted(brows, want[done:upto])
+                if (pos >= len(brows)).any() or (brows[np.minimum(pos, len(brows) - 1)] != want[done:upto]).any():
+                    raise RuntimeError(f"{self.name}: a candidate's row is missing from its score's handoff")
+                _sets_from_kept(arr.fp, starts, pos, data, off, k)
+                k, done = k + upto - done, upto
+        if done != len(want):
+            raise RuntimeError(f"{self.name}: {len(want) - done} candidates missing from their score's handoff")
+        return k
 
 
 class ExactDedup(_KeepPolicy, Selector):
