@@ -773,3 +773,44 @@ def test_handoffs_from_score_to_decide_live_in_the_running_process_only():
         g = handoff.open_slot("st", 4)
         handoff.finish(g)
     assert g.dropped and handoff.take("st", 4) is None and handoff.open_slot("st", 5) is None
+
+
+def test_a_run_allocates_arrow_memory_from_malloc_and_restores_the_pool(tmp_path):
+    """During a run (and in its tasks) Arrow's default pool is the system allocator (io.malloc_pool:
+    a smaller footprint than mimalloc's); the pool from before is back afterwards, and
+    ARROW_DEFAULT_MEMORY_POOL, when set, is left to decide."""
+    code = """
+import sys, pyarrow as pa, pyarrow.parquet as pq
+from shardsift import Selector
+from shardsift.pipeline.runner import run_pipeline
+
+seen = []
+
+class Probe(Selector):
+    name = "probe"
+    scope = "document"
+    def score(self, docs):
+        seen.append(pa.default_memory_pool().backend_name)
+        return [1.0] * len(docs)
+    def decide(self, scores, ctx):
+        return scores["score"] > 0
+
+pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "z"]}), sys.argv[1] + "/in.parquet")
+before = pa.default_memory_pool().backend_name
+run_pipeline({"input": {"path": sys.argv[1] + "/in.parquet"}, "output": {"path": sys.argv[1] + "/out"},
+              "stages": [{"__main__:Probe": {}}]})
+print(before, sorted(set(seen)), pa.default_memory_pool().backend_name)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    assert out[1] == "['system']" and out[0] == out[2]
+    if out[0] == "system":
+        pytest.skip("this pyarrow's default pool is already the system allocator: nothing to restore")
+    env["ARROW_DEFAULT_MEMORY_POOL"] = out[0]
+    (tmp_path / "out").rename(tmp_path / "out1")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    assert out[1] == f"['{out[0]}']"

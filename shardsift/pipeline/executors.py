@@ -138,9 +138,13 @@ class LocalExecutor(Executor):
 
 
 def _call(fn, item):
-    """Run one task; re-raise failures as one line naming the task."""
+    """Run one task (Arrow allocating from malloc: io.malloc_pool); re-raise failures as one line
+    naming the task."""
+    from .io import malloc_pool
+
     try:
-        return fn(item)
+        with malloc_pool():
+            return fn(item)
     except ShardsiftError:
         raise
     except MemoryError:

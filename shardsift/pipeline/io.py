@@ -6,6 +6,7 @@ the corpus.
 """
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import hashlib
 import os
@@ -189,6 +190,25 @@ def shard_schema(shard: Shard) -> pa.Schema:
 def _first_line(err) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def malloc_pool():
+    """Arrow allocates from the C library's malloc while inside (a run, a task), not from the
+    wheels' default mimalloc, unless ``ARROW_DEFAULT_MEMORY_POOL`` says which; the default pool
+    is back after. mimalloc takes memory in 2 MB huge pages and holds ~3x what a pass keeps live
+    (a scan of 4 MiB batches: ~55 MB for 18 MB live, malloc ~37 MB), and where fresh memory is dear
+    (a VM whose host takes back freed memory: ~2-3 ms per MB faulted in) that is the larger cost.
+    docs/pipeline.md, "The allocator"."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        yield
+        return
+    prev = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(prev)
 
 
 # One shard's batches kept in memory while the runner's one-pass mode scans, scores and writes it,

@@ -301,8 +301,9 @@ class Runner:
         lock = storage.NoLock() if storage.is_remote(self.out) else OutputLock(self.out)
         lock.acquire()
         started = False
-        # a score running in this process may leave data in memory for its stage's decide
-        with handoff.active():
+        # a score running in this process may leave data in memory for its stage's decide;
+        # Arrow allocates from malloc (io.malloc_pool)
+        with handoff.active(), io.malloc_pool():
             try:
                 self._prepare_output()
                 self.shards = self._resolve_inputs()
