@@ -1398,7 +1398,9 @@ class MinHashDedup(_KeepPolicy, Selector):
         # shard_of ascends (cand does): each shard's candidates are one slice, from where it
         # changes (np.unique would import numpy.ma, ~0.01 CPU-s per process)
         cut = np.append(np.flatnonzero(np.diff(shard_of, prepend=-1)), len(shard_of))
-        handed = [ctx.handoff(int(shard_of[lo])) for lo in cut[:-1]]
+        # a shard's kept batches, or None (an empty handoff, say its score's batches were all
+        # empty, is read back too)
+        handed = [ctx.handoff(int(shard_of[lo])) or None for lo in cut[:-1]]
         path = None
         in_place = _one_run(handed)
         if in_place is not None:
