@@ -399,6 +399,13 @@ def test_shingles_kept_by_the_score_give_the_read_back_clusters(planted, tmp_pat
     # without verification nothing is kept
     dec, _, ctx = run_global(mk(verify=False), shards, tmp_path, handoff=True)
     assert ctx.handoffs[0].items == [] and ctx.reads == 0
+    # a score that handed nothing over (its handoff finished empty): read back, same clusters
+    class KeepsNothing(MinHashDedup):
+        def _kept_shingles(self, docs):
+            return None
+    dec, _, ctx = run_global(KeepsNothing(shingle=shingle, ngram=5 if shingle == "word" else 9), shards,
+                             tmp_path, handoff=True)
+    assert dec.metrics["shards_read_back"] == 3 and np.array_equal(dec.extra["cluster"], ref.extra["cluster"])
 
 
 def test_char_shingles(tmp_path):
