@@ -222,8 +222,7 @@ def shard_data_bytes(shard: Shard) -> int:
     if shard.format == "parquet":
         try:
             with shard.fs().open_input_file(shard.path) as fh:
-                md = pq.ParquetFile(fh).metadata
-                return sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+                return _parquet_bytes(pq.ParquetFile(fh).metadata, None)
         except Exception:  # unreadable: reported by the read itself
             return 0
     return shard.size * (1 if shard.compression is None else 10)
