@@ -145,7 +145,7 @@ class _FusedScore:
 
     def __init__(self, task: ScoreTask):
         self.task = task
-        self.acc = _ScoreParts(task.stage_label)
+        self.acc: _ScoreParts | None = None  # once the selector is loaded
         self.cpu = self.wall = 0.0
         self.failed = False
         self.columns: list[str] = []
@@ -321,7 +321,7 @@ class _ScoreParts:
         self.rows, self.words, self.nbytes = [], [], []
         # a global stage's score may leave data for its decide when that runs in this process
         self.handoff = (handoff.open_slot(task.stage_dir, task.ctx.index)
-                        if task is not None and getattr(sel, "scope", None) == "global" else None)
+                        if task is not None and sel.scope == "global" else None)
 
     def add(self, sel, docs: Docs) -> None:
         docs.handoff = self.handoff
