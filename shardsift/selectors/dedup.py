@@ -1216,16 +1216,14 @@ class MinHashDedup(_KeepPolicy, Selector):
         if self._word_kernel():
             args = self._word_kernel_args(docs.text, b * r)
             room = _fp_room(args[0], args[1]) if kept is not None else 0
-            if kept is not None and kept.end + room > len(kept.fp):
-                kept = self._give_up(docs)
+            kept = self._room_for(kept, room, docs)
             fp = kept.fp[kept.end:kept.end + room] if kept is not None else np.zeros(0, dtype=np.uint32)
             keys, count = _word_band_keys(*args, b, r, fp)
         else:
             sh, off = self.shingles(docs.text)
             keys = _band_keys(minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), b, r)
             count = np.diff(off).astype(np.int32)
-            if kept is not None and kept.end + len(sh) > len(kept.fp):
-                kept = self._give_up(docs)
+            kept = self._room_for(kept, len(sh), docs)
             if kept is not None:
                 kept.fp[kept.end:kept.end + len(sh)] = sh >> np.uint64(32)
         if kept is not None:  # document i's fingerprints: kept.fp[starts[i]:starts[i + 1]]
@@ -1260,6 +1258,12 @@ class MinHashDedup(_KeepPolicy, Selector):
         """The budget is spent: this shard's candidates will be read back."""
         docs.handoff.drop()
         return None
+
+    def _room_for(self, kept: _KeptShingles | None, n: int, docs) -> _KeptShingles | None:
+        """``kept`` when n more fingerprints fit in it, else None (this shard gives up)."""
+        if kept is None or kept.end + n <= len(kept.fp):
+            return kept
+        return self._give_up(docs)
 
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
