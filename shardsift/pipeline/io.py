@@ -211,6 +211,44 @@ def malloc_pool():
         pa.set_memory_pool(prev)
 
 
+def _hugepage_setter():
+    """NumPy's switch for asking the kernel for transparent huge pages on its large arrays (a
+    private function of NumPy's, present since 1.20; None where it is not)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy 1.x
+        from numpy.core import multiarray
+    return getattr(multiarray, "_set_madvise_hugepage", None)
+
+
+@contextlib.contextmanager
+def small_pages():
+    """NumPy allocates its arrays in ordinary 4 KiB pages while inside (a run, a task), not in
+    the 2 MiB transparent huge pages it asks the kernel for on every array of 4 MiB or more,
+    unless ``NUMPY_MADVISE_HUGEPAGE`` says which; NumPy's setting is back after. A huge page is
+    taken from the kernel's large free blocks, which a VM's host takes back first: faulting
+    them in was the larger part of a 200,000-document dedup's system time (its kept shingles,
+    280 MB: 1.48 s of 5.83 CPU-s; in small pages 0.83 of 5.12, the user time the same).
+    docs/pipeline.md, "The allocator"."""
+    setter = _hugepage_setter()
+    if setter is None or os.environ.get("NUMPY_MADVISE_HUGEPAGE") is not None:
+        yield
+        return
+    prev = setter(False)
+    try:
+        yield
+    finally:
+        setter(prev)
+
+
+@contextlib.contextmanager
+def run_memory():
+    """How a run or a task allocates: Arrow from malloc (malloc_pool), NumPy in small pages
+    (small_pages)."""
+    with malloc_pool(), small_pages():
+        yield
+
+
 # One shard's batches kept in memory while the runner's one-pass mode scans, scores and writes it,
 # so that its text is decoded once (see Runner._one_pass). Holds at most one shard at a time.
 _HELD: dict = {}

@@ -302,8 +302,8 @@ class Runner:
         lock.acquire()
         started = False
         # a score running in this process may leave data in memory for its stage's decide;
-        # Arrow allocates from malloc (io.malloc_pool)
-        with handoff.active(), io.malloc_pool():
+        # Arrow allocates from malloc, NumPy in small pages (io.run_memory)
+        with handoff.active(), io.run_memory():
             try:
                 self._prepare_output()
                 self.shards = self._resolve_inputs()
