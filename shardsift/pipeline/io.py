@@ -225,11 +225,11 @@ def _hugepage_setter():
 def small_pages():
     """NumPy allocates its arrays in ordinary 4 KiB pages while inside (a run, a task), not in
     the 2 MiB transparent huge pages it asks the kernel for on every array of 4 MiB or more,
-    unless ``NUMPY_MADVISE_HUGEPAGE`` says which; NumPy's setting is back after. A huge page is
-    taken from the kernel's large free blocks, which a VM's host takes back first: faulting
-    them in was the larger part of a 200,000-document dedup's system time (its kept shingles,
-    280 MB: 1.48 s of 5.83 CPU-s; in small pages 0.83 of 5.12, the user time the same).
-    docs/pipeline.md, "The allocator"."""
+    unless ``NUMPY_MADVISE_HUGEPAGE`` says which; NumPy's setting is back after. On the VM this
+    was measured on, huge pages were the dear memory (faulted in from what the host took back):
+    a 200,000-document dedup, whose kept shingles are 280 MB, took 5.94 CPU-s (1.56 of them
+    system) in huge pages and 5.65 (1.05) in small ones, the user time the same.
+    docs/pipeline.md, "NumPy in small pages during a run"."""
     setter = _hugepage_setter()
     if setter is None or os.environ.get("NUMPY_MADVISE_HUGEPAGE") is not None:
         yield
