@@ -229,6 +229,59 @@ def test_custom_selector_by_module_path_and_entry_point(tmp_path, sample_dir):
     assert "even_words" in listing and "length" in listing and "min_words" in listing
 
 
+def test_an_edited_custom_selector_is_scored_again_not_served_from_the_work_dir(tmp_path, sample_dir):
+    """A stage's work-dir results are keyed by its selector's code too: after the file that defines
+    a custom selector changes, a rerun (here --overwrite of a finished output, the same params)
+    scores again instead of reusing the old scores; an unchanged file is still reused. A class
+    with no file (typed into ``python -c``) is keyed by its methods' compiled code."""
+    pkg = tmp_path / "plug"
+    pkg.mkdir()
+    src = ("from shardsift import Selector\n"
+           "class Parity(Selector):\n"
+           "    name = 'parity'\n"
+           "    needs_text = False\n"
+           "    def score(self, docs):\n        return docs.n_words % 2\n"
+           "    def decide(self, scores, ctx):\n        return scores['score'] == KEEP\n")
+    env = {"PYTHONPATH": f"{pkg}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = tmp_path / "out"
+    cfg = write_cfg(tmp_path, input={"path": str(sample_dir / "pool")}, output={"path": str(out)},
+                    workers=1, stages=[{"parity_mod:Parity": {}}])
+
+    def run(keep):
+        (pkg / "parity_mod.py").write_text(src.replace("KEEP", str(keep)))
+        run_cli("select", cfg, "--overwrite", env=env)
+        words = [len(t.split()) for t in read_out(out).column("text").to_pylist()]
+        stage_dirs = sorted(os.listdir(out / ".work" / "stages"))
+        return words, stage_dirs
+
+    even, dirs0 = run(0)
+    odd, dirs1 = run(1)
+    assert even and all(w % 2 == 0 for w in even)
+    assert odd and all(w % 2 == 1 for w in odd)
+    again, dirs2 = run(1)  # unchanged: served from the work dir, same stage folder
+    assert again == odd and dirs2 == dirs1 and len(dirs1) == 2 and dirs0[0] in dirs1
+
+    code = """
+from shardsift import Selector
+from shardsift.pipeline.runner import code_fp
+
+class Probe(Selector):
+    name = "probe"
+    scope = "document"
+    def score(self, docs):
+        return [KEEP] * len(docs)
+    def decide(self, scores, ctx):
+        return scores["score"] > 0
+
+print(code_fp(Probe))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    penv = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    fps = [subprocess.run([sys.executable, "-c", code.replace("KEEP", k)], capture_output=True, text=True,
+                          env=penv, check=True).stdout.strip() for k in ["1", "1", "2"]]
+    assert fps[0] == fps[1] != fps[2] and len(fps[0]) == 16
+
+
 def test_read_texts_gives_the_rows_read_batches_gives_in_whole_batches(tmp_path):
     """A global decide reads rows back two ways: ``read_texts`` (each batch as decoded, the rows'
     positions in it) and ``read_batches`` (the rows copied out) agree, with null texts and rows a

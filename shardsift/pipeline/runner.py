@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -77,6 +78,48 @@ def _fp(*parts) -> str:
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _hash_code(h, code) -> None:
+    """A compiled function's bytecode, constants (nested functions too) and names into ``h``."""
+    h.update(code.co_code)
+    h.update(repr(code.co_names).encode())
+    for c in code.co_consts:
+        if hasattr(c, "co_code"):
+            _hash_code(h, c)
+        else:
+            h.update(repr(c).encode())
+
+
+def code_fp(cls) -> str:
+    """What a selector's code is, for its stage's fingerprint: a work dir's results of a selector
+    whose code changed are not served again. shardsift's own selectors are covered by the version
+    in the input's fingerprint; any other class (and each non-shardsift class it inherits from) by
+    the bytes of the file that defines it, or where it has none (a class typed into ``python -c``
+    or a notebook) by its methods' compiled code. Code it calls in other modules is not covered:
+    a selector's ``version`` attribute is the way to say that changed."""
+    h = hashlib.sha256()
+    seen = set()
+    for klass in cls.__mro__:
+        mod = klass.__module__ or ""
+        if klass is object or mod == "shardsift" or mod.startswith("shardsift."):
+            continue
+        path = getattr(sys.modules.get(mod), "__file__", None)
+        if path and path not in seen:
+            seen.add(path)
+            try:
+                with open(path, "rb") as fh:
+                    h.update(fh.read())
+                continue
+            except OSError:
+                pass
+        for name, v in sorted(vars(klass).items()):
+            fn = getattr(v, "__func__", v)  # staticmethod, classmethod
+            code = getattr(fn, "__code__", None)
+            if code is not None:
+                h.update(name.encode())
+                _hash_code(h, code)
     return h.hexdigest()[:16]
 
 
@@ -521,7 +564,7 @@ class Runner:
         sel.seed_ = stage_seed(self.cfg.seed, i)
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = _fp(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
-                 sel.seed_, getattr(sel, "version", 0))
+                 sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)))
         safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
         storage.makedirs(stage_dir)
