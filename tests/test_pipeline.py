@@ -828,60 +828,97 @@ def test_handoffs_from_score_to_decide_live_in_the_running_process_only():
     assert g.dropped and handoff.take("st", 4) is None and handoff.open_slot("st", 5) is None
 
 
-def test_a_run_allocates_from_malloc_in_small_pages_and_restores_both(tmp_path):
-    """During a run (and in its tasks) Arrow's default pool is the system allocator and NumPy asks
-    for no transparent huge pages (io.run_memory: a smaller footprint than mimalloc's, and no huge
-    pages from memory a VM's host took back); NumPy's and Arrow's settings from before are back
-    afterwards, and ARROW_DEFAULT_MEMORY_POOL and NUMPY_MADVISE_HUGEPAGE, when set, decide."""
+def test_a_run_allocates_arrow_memory_from_malloc_and_restores_the_pool(tmp_path):
+    """During a run (and in its tasks) Arrow's default pool is the system allocator (io.malloc_pool:
+    a smaller footprint than mimalloc's); the pool from before is back afterwards, and
+    ARROW_DEFAULT_MEMORY_POOL, when set, is left to decide."""
     code = """
 import sys, pyarrow as pa, pyarrow.parquet as pq
 from shardsift import Selector
-from shardsift.pipeline.io import _hugepage_setter
 from shardsift.pipeline.runner import run_pipeline
 
 seen = []
-
-def huge():
-    setter = _hugepage_setter()
-    prev = setter(True)
-    setter(prev)
-    return str(prev)
 
 class Probe(Selector):
     name = "probe"
     scope = "document"
     def score(self, docs):
-        seen.append(pa.default_memory_pool().backend_name + "/" + huge())
+        seen.append(pa.default_memory_pool().backend_name)
         return [1.0] * len(docs)
     def decide(self, scores, ctx):
         return scores["score"] > 0
 
 pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "z"]}), sys.argv[1] + "/in.parquet")
-before = pa.default_memory_pool().backend_name + "/" + huge()
+before = pa.default_memory_pool().backend_name
 run_pipeline({"input": {"path": sys.argv[1] + "/in.parquet"}, "output": {"path": sys.argv[1] + "/out"},
               "stages": [{"__main__:Probe": {}}]})
-print(before, ",".join(sorted(set(seen))), pa.default_memory_pool().backend_name + "/" + huge())
+print(before, sorted(set(seen)), pa.default_memory_pool().backend_name)
 """
-    env = {k: v for k, v in os.environ.items() if k not in ("ARROW_DEFAULT_MEMORY_POOL", "NUMPY_MADVISE_HUGEPAGE")}
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env["NUMPY_MADVISE_HUGEPAGE"] = "1"  # numpy's default where the kernel has huge pages; pinned here
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
                          check=True).stdout.split()
-    pool = out[0].split("/")[0]
-    # the variable set: numpy's setting is left as it says (True), Arrow's pool still changes
-    assert out == [f"{pool}/True", "system/True", f"{pool}/True"]
-    del env["NUMPY_MADVISE_HUGEPAGE"]
-    (tmp_path / "out").rename(tmp_path / "out0")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    before_huge = out[0].split("/")[1]
-    assert out[1] == "system/False" and out[0] == out[2]
-    if pool == "system" or before_huge == "False":
-        pytest.skip(f"this pyarrow's default pool ({pool}) or numpy's huge pages ({before_huge}) need no "
-                    "change: nothing to restore")
-    env["ARROW_DEFAULT_MEMORY_POOL"] = pool
+    assert out[1] == "['system']" and out[0] == out[2]
+    if out[0] == "system":
+        pytest.skip("this pyarrow's default pool is already the system allocator: nothing to restore")
+    env["ARROW_DEFAULT_MEMORY_POOL"] = out[0]
     (tmp_path / "out").rename(tmp_path / "out1")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
                          check=True).stdout.split()
-    assert out[1] == f"{pool}/False"
+    assert out[1] == f"['{out[0]}']"
+
+
+def test_small_pages_asks_for_no_huge_pages_and_restores_numpys_setting():
+    """Inside io.small_pages NumPy does not madvise its large arrays for transparent huge pages
+    (the mapping's VmFlags lack ``hg``), minhash_dedup's kept shingles are allocated that way, and
+    NumPy's setting is back after; NUMPY_MADVISE_HUGEPAGE, when set, decides instead."""
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps on this system: a mapping's flags cannot be read")
+    code = """
+import numpy as np
+from shardsift.pipeline.io import _hugepage_setter, small_pages
+from shardsift.selectors.dedup import _KeptShingles
+
+def huge(a):
+    addr = a.ctypes.data + a.nbytes // 2
+    inside = False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and line.startswith("VmFlags:"):
+                return "hg" in line.split()
+    raise SystemExit("mapping not found")
+
+setter = _hugepage_setter()
+before = setter(True)
+setter(before)
+a = np.empty(8 << 20, dtype=np.uint8)
+with small_pages():
+    b = np.empty(8 << 20, dtype=np.uint8)
+    prev = setter(True)
+    setter(prev)
+after = setter(True)
+setter(after)
+kept = _KeptShingles(4 << 20)
+print(before, huge(a), huge(b), prev, after, huge(kept.fp))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["NUMPY_MADVISE_HUGEPAGE"] = "1"  # pinned on, as numpy sets it where the kernel has huge pages
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    if out[1] == "False":
+        pytest.skip("this kernel or numpy does not madvise huge pages: nothing for small_pages to turn off")
+    # the variable set: small_pages leaves numpy's setting alone, and every array asks for huge pages
+    assert out == ["True"] * 6
+    del env["NUMPY_MADVISE_HUGEPAGE"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    if out[0] == "False":
+        pytest.skip("numpy asks for no huge pages by default here: nothing to turn off or restore")
+    assert out == ["True", "True", "False", "False", "True", "False"]

@@ -138,12 +138,12 @@ class LocalExecutor(Executor):
 
 
 def _call(fn, item):
-    """Run one task (allocating as a run does: io.run_memory); re-raise failures as one line
+    """Run one task (Arrow allocating from malloc: io.malloc_pool); re-raise failures as one line
     naming the task."""
-    from .io import run_memory
+    from .io import malloc_pool
 
     try:
-        with run_memory():
+        with malloc_pool():
             return fn(item)
     except ShardsiftError:
         raise

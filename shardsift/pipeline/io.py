@@ -223,13 +223,15 @@ def _hugepage_setter():
 
 @contextlib.contextmanager
 def small_pages():
-    """NumPy allocates its arrays in ordinary 4 KiB pages while inside (a run, a task), not in
-    the 2 MiB transparent huge pages it asks the kernel for on every array of 4 MiB or more,
-    unless ``NUMPY_MADVISE_HUGEPAGE`` says which; NumPy's setting is back after. On the VM this
-    was measured on, huge pages were the dear memory (faulted in from what the host took back):
-    a 200,000-document dedup, whose kept shingles are 280 MB, took 5.94 CPU-s (1.56 of them
-    system) in huge pages and 5.65 (1.05) in small ones, the user time the same.
-    docs/pipeline.md, "NumPy in small pages during a run"."""
+    """NumPy allocates in ordinary 4 KiB pages inside, not in the 2 MiB transparent huge pages it
+    asks the kernel for on every array of 4 MiB or more, unless ``NUMPY_MADVISE_HUGEPAGE`` says
+    which; NumPy's setting is back after. For a large array written once, front to back, whose
+    first touch is most of its cost: on the VM this was measured on, huge pages were the dear
+    memory (faulted in from what the host took back). A 200,000-document dedup, whose kept
+    shingles are 280 MB, took 5.94 CPU-s (1.56 of them system) with them in huge pages, 5.65
+    (1.05) in small ones. Arrays read at random over and over are better off in huge pages:
+    a run of dsir or kmeans_diversity with every array in small pages took 2-4% more user time.
+    docs/pipeline.md, "NumPy in small pages for the kept shingles"."""
     setter = _hugepage_setter()
     if setter is None or os.environ.get("NUMPY_MADVISE_HUGEPAGE") is not None:
         yield
@@ -239,14 +241,6 @@ def small_pages():
         yield
     finally:
         setter(prev)
-
-
-@contextlib.contextmanager
-def run_memory():
-    """How a run or a task allocates: Arrow from malloc (malloc_pool), NumPy in small pages
-    (small_pages)."""
-    with malloc_pool(), small_pages():
-        yield
 
 
 # One shard's batches kept in memory while the runner's one-pass mode scans, scores and writes it,

@@ -180,8 +180,9 @@ def _concat_scores(paths: list[str]) -> tuple[dict, np.ndarray]:
     full = [h for h, n in zip(heads, sizes) if n]
     keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "score"]
     proto = full[0] if full else heads[0]
-    cols = {k: np.empty((int(offs[-1]),) + tuple(proto[k][0][1:]),
-                        np.result_type(*[h[k][1] for h in heads if k in h])) for k in keys}
+    with io.small_pages():  # written once, front to back (io.small_pages)
+        cols = {k: np.empty((int(offs[-1]),) + tuple(proto[k][0][1:]),
+                            np.result_type(*[h[k][1] for h in heads if k in h])) for k in keys}
     for p, n, lo in zip(paths, sizes, offs):
         if n:
             part = workdir.read_npz(p, keys)
@@ -345,8 +346,8 @@ class Runner:
         lock.acquire()
         started = False
         # a score running in this process may leave data in memory for its stage's decide;
-        # Arrow allocates from malloc, NumPy in small pages (io.run_memory)
-        with handoff.active(), io.run_memory():
+        # Arrow allocates from malloc (io.malloc_pool)
+        with handoff.active(), io.malloc_pool():
             try:
                 self._prepare_output()
                 self.shards = self._resolve_inputs()

@@ -707,11 +707,15 @@ def _fp_room(starts: np.ndarray, ends: np.ndarray) -> int:
 class _KeptShingles:
     """The shingle fingerprints (top 32 bits, in text order, repeats included) a stage's scores
     keep for its decide when it runs in their process: every batch's, end to end, in one array
-    reserved at the memory budget (address space: its pages are touched only as they are written).
+    reserved at the memory budget (address space: its pages are touched only as they are written),
+    in small pages (io.small_pages: written once, front to back, its first touch is its cost).
     The decide sorts the candidates' sets into place in it."""
 
     def __init__(self, capacity: int):
-        self.fp = np.empty(max(int(capacity), 0), dtype=np.uint32)
+        from ..pipeline.io import small_pages
+
+        with small_pages():
+            self.fp = np.empty(max(int(capacity), 0), dtype=np.uint32)
         self.end = 0
 
 
@@ -1267,6 +1271,14 @@ class MinHashDedup(_KeepPolicy, Selector):
 
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
+        from ..pipeline.io import small_pages
+
+        # its arrays are filled once (the candidates' sets, the pairs) or probed once per key (the
+        # band grouping): first touch is their cost, so small pages (io.small_pages)
+        with small_pages():
+            return self._decide(scores, ctx)
+
+    def _decide(self, scores, ctx):
         n = len(scores)
         b, r = self.band_shape()
         if n == 0:  # nothing reached the stage (an emptied shard records no score columns)
