@@ -228,8 +228,8 @@ def small_pages():
     which; NumPy's setting is back after. For a large array written once, front to back, whose
     first touch is most of its cost: on the VM this was measured on, huge pages were the dear
     memory (faulted in from what the host took back). A 200,000-document dedup, whose kept
-    shingles are 280 MB, took 5.94 CPU-s (1.56 of them system) with them in huge pages, 5.65
-    (1.05) in small ones. Arrays read at random over and over are better off in huge pages:
+    shingles are 280 MB, took 5.90 CPU-s (1.50 of them system) with its large arrays in huge
+    pages, 5.19 (1.04) in small ones. Arrays read at random over and over are better off in huge pages:
     a run of dsir or kmeans_diversity with every array in small pages took 2-4% more user time.
     docs/pipeline.md, "NumPy in small pages for the kept shingles"."""
     setter = _hugepage_setter()

@@ -115,11 +115,12 @@ def code_fp(cls) -> str:
             except OSError:
                 pass
         for name, v in sorted(vars(klass).items()):
-            fn = getattr(v, "__func__", v)  # staticmethod, classmethod
-            code = getattr(fn, "__code__", None)
-            if code is not None:
-                h.update(name.encode())
-                _hash_code(h, code)
+            # functions; staticmethod and classmethod (__func__); property (fget, fset)
+            for fn in (getattr(v, "__func__", v), getattr(v, "fget", None), getattr(v, "fset", None)):
+                code = getattr(fn, "__code__", None)
+                if code is not None:
+                    h.update(name.encode())
+                    _hash_code(h, code)
     return h.hexdigest()[:16]
 
 
