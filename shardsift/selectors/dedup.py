@@ -450,11 +450,12 @@ def _sort_unique(src, m, tmp, counts, out, k, drop):
 
 
 @nb.njit(cache=True, nogil=True)
-def _scratch(maxlen):
+def _scratch(maxlen, like):
+    """_sort_unique's scratch for sets of up to ``maxlen`` values of ``like``'s dtype: (tmp, counts)."""
     bits = 1
     while (1 << bits) < maxlen:
         bits += 1
-    return np.empty(max(maxlen, 1), dtype=np.uint64), np.zeros((1 << bits) + 1, dtype=np.int64)
+    return np.empty(max(maxlen, 1), dtype=like.dtype), np.zeros((1 << bits) + 1, dtype=np.int64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -466,7 +467,7 @@ def _sorted_sets(sh, off, drop=0):
     maxlen = 1
     for d in range(nd):
         maxlen = max(maxlen, off[d + 1] - off[d])
-    tmp, counts = _scratch(maxlen)
+    tmp, counts = _scratch(maxlen, sh)
     k = 0
     for d in range(nd):
         k = _sort_unique(sh[off[d]:off[d + 1]], off[d + 1] - off[d], tmp, counts, out, k, np.uint64(drop))
@@ -484,11 +485,7 @@ def _sets_from_kept(fp, fp_off, pos, out, out_off, d0):
     maxlen = 1
     for d in range(pos.shape[0]):
         maxlen = max(maxlen, fp_off[pos[d] + 1] - fp_off[pos[d]])
-    bits = 1
-    while (1 << bits) < maxlen:
-        bits += 1
-    tmp = np.empty(maxlen, dtype=np.uint32)
-    counts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    tmp, counts = _scratch(maxlen, fp)
     k = out_off[d0]
     for d in range(pos.shape[0]):
         lo = fp_off[pos[d]]
@@ -505,7 +502,7 @@ def _word_sets_into(starts, ends, data, val, msk, mult, n, out, out_off, d0):
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
     sh = _word_buffer(starts, ends)
-    tmp, counts = _scratch(sh.shape[0])
+    tmp, counts = _scratch(sh.shape[0], sh)
     k = out_off[d0]
     for d in range(nd):
         m = _doc_word_shingles(data, starts[d], ends[d], val, msk, mult, n, tok, sh)
