@@ -869,6 +869,28 @@ print(before, sorted(set(seen)), pa.default_memory_pool().backend_name)
     assert out[1] == f"['{out[0]}']"
 
 
+def test_importing_shardsift_before_pyarrow_puts_arrows_default_pool_on_malloc():
+    """shardsift imported first makes Arrow's C++ default pool (the Parquet reader's and writer's
+    own buffers, which io.malloc_pool does not reach) the system allocator and leaves the
+    environment as it was; ARROW_DEFAULT_MEMORY_POOL, when set, decides, and pyarrow imported
+    first keeps its own choice."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+
+    def pool(code, **extra):
+        return subprocess.run([sys.executable, "-c", code + "; import os, pyarrow as pa; "
+                               "print(pa.default_memory_pool().backend_name, os.environ.get('ARROW_DEFAULT_MEMORY_POOL'))"],
+                              capture_output=True, text=True, env=dict(env, **extra), check=True).stdout.split()
+
+    wheel = pool("import pyarrow")[0]
+    assert pool("import shardsift") == ["system", "None"]
+    assert pool("import pyarrow, shardsift") == [wheel, "None"]
+    if wheel == "system":
+        pytest.skip("this pyarrow's default pool is already the system allocator: no other to keep")
+    assert pool("import shardsift", ARROW_DEFAULT_MEMORY_POOL=wheel) == [wheel, wheel]
+
+
 def test_small_pages_asks_for_no_huge_pages_and_restores_numpys_setting():
     """Inside io.small_pages NumPy does not madvise its large arrays for transparent huge pages
     (the mapping's VmFlags lack ``hg``), minhash_dedup's kept shingles are allocated that way, and
