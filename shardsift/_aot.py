@@ -42,6 +42,8 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
     "shardsift.selectors.dedup:_roots": [("i4[::1]", ["i4[::1]"])],
     # exact_dedup's hash of the normalized text (and ids longer than the NumPy path takes)
     "shardsift.text:_hash_bytes": [("u8[::1]", ["i8[::1]", "i8[::1]", "u1[::1]", "b1"])],
+    "shardsift.text:_normalized_hashes": [("Tuple((u8[::1], i8[::1]))",
+                                           ["i8[::1]", "i8[::1]", "u1[::1]", "b1", "b1", "i8[::1]"])],
 }
 # the files whose code the build holds (the kernels, what they call, this list)
 SOURCES = ["selectors/dedup.py", "text.py", "pipeline/kernels.py", "_numba.py", "_aot.py"]

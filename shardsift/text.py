@@ -209,6 +209,120 @@ def hash_strings(arr, lowercase: bool = False) -> np.ndarray:
     return _hash_bytes(s, e, data, lowercase)
 
 
+# The code points Arrow's utf8_trim_whitespace trims: Python's str.isspace() set, all below U+3001
+# (tests/test_dedup.py checks the two agree on every code point).
+TRIM_CODE_POINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.int64)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _trimmed(data, i, hi, trim_cp):
+    """Whether the code point starting at data[i] (valid UTF-8, before hi) is trimmed whitespace,
+    and its byte length."""
+    b = np.int64(data[i])
+    if b < 0x80:
+        return (b == 32 or 9 <= b <= 13 or 28 <= b <= 31), 1
+    w = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
+    if i + w > hi:
+        return False, 1
+    cp = b & (0x1F if w == 2 else (0x0F if w == 3 else 0x07))
+    for k in range(1, w):
+        cp = (cp << 6) | (np.int64(data[i + k]) & 0x3F)
+    for c in trim_cp:
+        if c == cp:
+            return True, w
+    return False, w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fnv_run(data, lo, hi, val, ws, h, m, run):
+    """FNV-1a of data[lo:hi] as normalized (``val``: each byte's normalized value; ``ws``: 1 for
+    the bytes whose runs collapse to one), continuing from (hash, length, in a run)."""
+    prime = np.uint64(0x100000001B3)
+    for i in range(lo, hi):
+        b = data[i]
+        w = ws[b]
+        skip = w & run
+        run = w
+        x = (h ^ val[b]) * prime
+        h = h if skip else x
+        m += 1 - skip
+    return h, m, run
+
+
+@nb.njit(cache=True, nogil=True)
+def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
+    """_hash_bytes and the byte length of each string as exact_dedup normalizes it, without
+    writing the normalized text: ASCII A-Z lowered (``lowercase``; other letters were lowered
+    before, by Arrow), and with ``collapse`` every run of RE2's ``\\s`` (tab, newline, form feed,
+    carriage return, space) one space and the ends trimmed of the code points in ``trim_cp``, as
+    ``utf8_trim_whitespace(replace_substring_regex(t, "\\s+", " "))`` does. Trimming first and
+    collapsing after gives the same bytes: a collapsed run is a space, itself trimmed.
+
+    FNV-1a is one multiply chain per string, so two strings are hashed side by side (twice the
+    bytes per cycle), each step without a branch (a whitespace byte after another leaves the hash
+    and length as they were)."""
+    n = starts.shape[0]
+    out = np.empty(n, dtype=np.uint64)
+    size = np.empty(n, dtype=np.int64)
+    lo = starts.copy()
+    hi = ends.copy()
+    if collapse:
+        for d in range(n):
+            a, z = lo[d], hi[d]
+            while a < z:
+                t, w = _trimmed(data, a, z, trim_cp)
+                if not t:
+                    break
+                a += w
+            while z > a:
+                j = z - 1
+                while j > a and (data[j] & 0xC0) == 0x80:  # back to the last code point's lead byte
+                    j -= 1
+                t, w = _trimmed(data, j, z, trim_cp)
+                if not t:
+                    break
+                z = j
+            lo[d], hi[d] = a, z
+    val = np.arange(256).astype(np.uint64)
+    ws = np.zeros(256, dtype=np.int64)
+    if lowercase:
+        val[65:91] += np.uint64(32)
+    if collapse:
+        for b in (9, 10, 12, 13, 32):
+            ws[b] = 1
+            val[b] = np.uint64(32)
+    prime = np.uint64(0x100000001B3)
+    offset = np.uint64(0xCBF29CE484222325)
+    for d in range(0, n - 1, 2):
+        i, j = lo[d], lo[d + 1]
+        k = min(hi[d] - i, hi[d + 1] - j)
+        h1, m1, r1 = offset, 0, 0
+        h2, m2, r2 = offset, 0, 0
+        for t in range(k):
+            b1 = data[i + t]
+            b2 = data[j + t]
+            w1 = ws[b1]
+            w2 = ws[b2]
+            s1 = w1 & r1
+            s2 = w2 & r2
+            r1 = w1
+            r2 = w2
+            x1 = (h1 ^ val[b1]) * prime
+            x2 = (h2 ^ val[b2]) * prime
+            h1 = h1 if s1 else x1
+            h2 = h2 if s2 else x2
+            m1 += 1 - s1
+            m2 += 1 - s2
+        h1, m1, r1 = _fnv_run(data, i + k, hi[d], val, ws, h1, m1, r1)
+        h2, m2, r2 = _fnv_run(data, j + k, hi[d + 1], val, ws, h2, m2, r2)
+        out[d], size[d] = _mix64(h1), m1
+        out[d + 1], size[d + 1] = _mix64(h2), m2
+    if n % 2:
+        h, m, r = _fnv_run(data, lo[n - 1], hi[n - 1], val, ws, offset, 0, 0)
+        out[n - 1], size[n - 1] = _mix64(h), m
+    return out, size
+
+
 def fnv1a64(b: bytes) -> int:
     """Pure-Python twin of the token hash, for tests and tiny inputs."""
     h = int(_FNV_OFFSET)

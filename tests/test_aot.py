@@ -58,9 +58,10 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
         rng = np.random.default_rng(3)
         words = ["alpha", "beta", "Gamma", "délta", "ε", "zeta,", "eta.", "x" * 70]
         texts = [" ".join(rng.choice(words, size=int(rng.integers(0, 400)))) for _ in range(300)]
-        texts += ["", " ", "a", "word " * 5, "y" * 3000]
+        texts += ["", " ", "a", "word " * 5, "y" * 3000, " \\u3000A  b\\t\\n c\\x0b\\u2003 ", "\\x85\\xa0"]
         arr = pa.array(texts, pa.large_string())
         args = D._word_args(arr, 5, True)
+        from shardsift.text import TRIM_CODE_POINTS as TRIM
         a, b = D.permutations(126, 1)
         sig, cnt = D._word_signatures.dispatcher(*args, a, b)
         bands = D._band_keys.dispatcher(sig, 21, 6)
@@ -73,6 +74,7 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
                           (bands, np.arange(0, len(texts), 2, dtype=np.int64))],
             "_roots": [(np.array([0, 0, 1, 2, 4, 4, 5], np.int32),)],
             "_hash_bytes": [(*args[:3], False), (*args[:3], True)],
+            "_normalized_hashes": [(*args[:3], lo, co, TRIM) for lo in (False, True) for co in (False, True)],
         }
         keys = np.ascontiguousarray(bands[:, 0])
         keys[::7] = keys[0]

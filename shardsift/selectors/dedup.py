@@ -1499,14 +1499,32 @@ class ExactDedup(_KeepPolicy, Selector):
             t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " "))
         return t
 
+    def normalized_hashes(self, texts) -> tuple[np.ndarray, np.ndarray]:
+        """(hash, byte length) of each text's ``normalize()``: the values of ``hash_strings`` and
+        ``binary_length`` on it (tests check), from one pass over the bytes that writes no
+        normalized text (text._normalized_hashes). Only documents with a non-ASCII byte are
+        lowercased by Arrow first (_lower_spans), and ``strip_punctuation``'s regex stays Arrow's.
+        Arrow's regex for the whitespace alone ran at ~57 MB/s on the pool."""
+        from ..text import TRIM_CODE_POINTS, _normalized_hashes
+
+        if not isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            texts = pa.array(texts, pa.large_string())
+        if self.strip_punctuation:
+            import pyarrow.compute as pc  # imported when needed: ~0.045 CPU-s
+
+            t = pc.utf8_lower(texts) if self.lowercase else texts
+            starts, ends, data = spans(pc.replace_substring_regex(t, r"[\p{P}\p{S}]+", ""))
+        elif self.lowercase:
+            starts, ends, data = _lower_spans(texts)
+        else:
+            starts, ends, data = spans(texts)
+        return _normalized_hashes(np.ascontiguousarray(starts, dtype=np.int64),
+                                  np.ascontiguousarray(ends, dtype=np.int64), data, bool(self.lowercase),
+                                  bool(self.collapse_whitespace), TRIM_CODE_POINTS)
+
     def score(self, docs):
-        import pyarrow.compute as pc
-
-        from ..text import hash_strings
-
-        norm = self.normalize(docs.text)
-        out = {"hash": hash_strings(norm),
-               "norm_bytes": pc.binary_length(norm).to_numpy(zero_copy_only=False).astype(np.int64)}
+        h, size = self.normalized_hashes(docs.text)
+        out = {"hash": h, "norm_bytes": size}
         if self.keep not in _KEEP_BUILTIN:
             out["keep_by"] = _keep_by(docs, self.keep, self.name)
         return out
