@@ -12,8 +12,8 @@ def _arrow_on_malloc() -> None:
     Parquet reader's decompression and read buffers and the writer's pages come from it. The wheels'
     default, mimalloc, reserves its arena with MADV_HUGEPAGE, and a 40k-document dedup run faulted
     in 29-33 huge pages (58-66 MB, zeroed by the kernel) for those buffers; with malloc none, and a
-    peak of 171 against 189 MB. docs/pipeline.md, "The allocator". Where pyarrow came first, its
-    choice stands and runs are as before."""
+    peak of 171 against 189 MB. docs/pipeline.md, "Arrow's C++ default pool on malloc when
+    shardsift loads first". Where pyarrow came first, its choice stands and runs are as before."""
     if "pyarrow" in _sys.modules or _os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return
     _os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
