@@ -234,7 +234,7 @@ def _trimmed(data, i, hi, trim_cp):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _fnv_run(data, lo, hi, val, ws, h, m, run):
+def _fnv_normalized(data, lo, hi, val, ws, h, m, run):
     """FNV-1a of data[lo:hi] as normalized (``val``: each byte's normalized value; ``ws``: 1 for
     the bytes whose runs collapse to one), continuing from (hash, length, in a run)."""
     prime = np.uint64(0x100000001B3)
@@ -313,12 +313,12 @@ def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
             h2 = h2 if s2 else x2
             m1 += 1 - s1
             m2 += 1 - s2
-        h1, m1, r1 = _fnv_run(data, i + k, hi[d], val, ws, h1, m1, r1)
-        h2, m2, r2 = _fnv_run(data, j + k, hi[d + 1], val, ws, h2, m2, r2)
+        h1, m1, r1 = _fnv_normalized(data, i + k, hi[d], val, ws, h1, m1, r1)
+        h2, m2, r2 = _fnv_normalized(data, j + k, hi[d + 1], val, ws, h2, m2, r2)
         out[d], size[d] = _mix64(h1), m1
         out[d + 1], size[d + 1] = _mix64(h2), m2
     if n % 2:
-        h, m, r = _fnv_run(data, lo[n - 1], hi[n - 1], val, ws, offset, 0, 0)
+        h, m, r = _fnv_normalized(data, lo[n - 1], hi[n - 1], val, ws, offset, 0, 0)
         out[n - 1], size[n - 1] = _mix64(h), m
     return out, size
 
