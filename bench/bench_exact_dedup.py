@@ -56,7 +56,7 @@ def main():
     def reference_side():
         out = []
         for t in texts:
-            norm = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(t), r"\s+", " "))
+            norm = sel.normalize(t)  # utf8_lower, replace_substring_regex, utf8_trim_whitespace
             out.append((hash_strings(norm), pc.binary_length(norm).to_numpy(zero_copy_only=False)))
         return out
 

@@ -40,9 +40,8 @@ EXPORTS: dict[str, list[tuple[str, list[str]]]] = {
         ("none", ["i4[::1]", "i8[::1]", "i4[::1]", "u4[::1]", "i8[::1]", "f8", "b1", "i8", "f4[::1]", "i8[::1]",
                   "u8[::1]"])],
     "shardsift.selectors.dedup:_roots": [("i4[::1]", ["i4[::1]"])],
-    # the scan's id hashes (ids longer than the NumPy path takes)
-    "shardsift.text:_hash_bytes": [("u8[::1]", ["i8[::1]", "i8[::1]", "u1[::1]", "b1"])],
-    # exact_dedup's hash and length of the normalized text
+    # exact_dedup's hash and length of the normalized text; hash_strings' plain hash (the scan's
+    # ids longer than the NumPy path takes)
     "shardsift.text:_normalized_hashes": [("Tuple((u8[::1], i8[::1]))",
                                            ["i8[::1]", "i8[::1]", "u1[::1]", "b1", "b1", "i8[::1]"])],
 }

@@ -187,26 +187,12 @@ def ngrams(token_hashes: np.ndarray, doc_offsets: np.ndarray, n_max: int, n_min:
     return _ngrams(token_hashes, doc_offsets, n_min, n_max)
 
 
-@nb.njit(cache=True, nogil=True)
-def _hash_bytes(starts, ends, data, lowercase):
-    n = starts.shape[0]
-    out = np.empty(n, dtype=np.uint64)
-    prime = np.uint64(0x100000001B3)
-    for d in range(n):
-        h = np.uint64(0xCBF29CE484222325)
-        for i in range(starts[d], ends[d]):
-            b = data[i]
-            if lowercase and 65 <= b <= 90:
-                b = b + 32
-            h = (h ^ np.uint64(b)) * prime
-        out[d] = _mix64(h)
-    return out
-
-
 def hash_strings(arr, lowercase: bool = False) -> np.ndarray:
-    """One stable 64-bit hash per string (ids, normalized texts)."""
+    """One stable 64-bit hash per string (ids, normalized texts): FNV-1a of its bytes (ASCII A-Z
+    lowered first with ``lowercase``), then mix64: _normalized_hashes with nothing collapsed."""
     s, e, data = spans(arr)
-    return _hash_bytes(s, e, data, lowercase)
+    return _normalized_hashes(np.ascontiguousarray(s, dtype=np.int64), np.ascontiguousarray(e, dtype=np.int64),
+                              data, bool(lowercase), False, TRIM_CODE_POINTS)[0]
 
 
 # The code points Arrow's utf8_trim_whitespace trims: Python's str.isspace() set, all below U+3001
@@ -216,17 +202,16 @@ TRIM_CODE_POINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtyp
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _trimmed(data, i, hi, trim_cp):
-    """Whether the code point starting at data[i] (valid UTF-8, before hi) is trimmed whitespace,
+    """Whether the code point starting at data[i] (valid UTF-8, before hi) is one of ``trim_cp``,
     and its byte length."""
-    b = np.int64(data[i])
-    if b < 0x80:
-        return (b == 32 or 9 <= b <= 13 or 28 <= b <= 31), 1
-    w = 2 if b < 0xE0 else (3 if b < 0xF0 else 4)
+    cp = np.int64(data[i])
+    w = 1 if cp < 0x80 else (2 if cp < 0xE0 else (3 if cp < 0xF0 else 4))
     if i + w > hi:
         return False, 1
-    cp = b & (0x1F if w == 2 else (0x0F if w == 3 else 0x07))
-    for k in range(1, w):
-        cp = (cp << 6) | (np.int64(data[i + k]) & 0x3F)
+    if w > 1:
+        cp &= 0x1F if w == 2 else (0x0F if w == 3 else 0x07)
+        for k in range(1, w):
+            cp = (cp << 6) | (np.int64(data[i + k]) & 0x3F)
     for c in trim_cp:
         if c == cp:
             return True, w
@@ -234,33 +219,36 @@ def _trimmed(data, i, hi, trim_cp):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
+def _fnv_step(b, h, m, run, val, ws):
+    """One byte of a normalized FNV-1a, without a branch: (hash, length, in a run) after byte b
+    (``val``: each byte's normalized value; ``ws``: 1 for the bytes whose runs collapse to one;
+    such a byte right after another leaves the hash and length as they were)."""
+    w = ws[b]
+    skip = w & run
+    x = (h ^ val[b]) * np.uint64(0x100000001B3)
+    return (h if skip else x), m + 1 - skip, w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
 def _fnv_normalized(data, lo, hi, val, ws, h, m, run):
-    """FNV-1a of data[lo:hi] as normalized (``val``: each byte's normalized value; ``ws``: 1 for
-    the bytes whose runs collapse to one), continuing from (hash, length, in a run)."""
-    prime = np.uint64(0x100000001B3)
+    """_fnv_step over data[lo:hi], continuing from (hash, length, in a run)."""
     for i in range(lo, hi):
-        b = data[i]
-        w = ws[b]
-        skip = w & run
-        run = w
-        x = (h ^ val[b]) * prime
-        h = h if skip else x
-        m += 1 - skip
+        h, m, run = _fnv_step(data[i], h, m, run, val, ws)
     return h, m, run
 
 
 @nb.njit(cache=True, nogil=True)
 def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
-    """_hash_bytes and the byte length of each string as exact_dedup normalizes it, without
-    writing the normalized text: ASCII A-Z lowered (``lowercase``; other letters were lowered
-    before, by Arrow), and with ``collapse`` every run of RE2's ``\\s`` (tab, newline, form feed,
-    carriage return, space) one space and the ends trimmed of the code points in ``trim_cp``, as
-    ``utf8_trim_whitespace(replace_substring_regex(t, "\\s+", " "))`` does. Trimming first and
-    collapsing after gives the same bytes: a collapsed run is a space, itself trimmed.
+    """The FNV-1a hash (mixed by mix64) and the byte length of each string as exact_dedup
+    normalizes it, without writing the normalized text: ASCII A-Z lowered (``lowercase``; other
+    letters were lowered before, by Arrow), and with ``collapse`` every run of RE2's ``\\s`` (tab,
+    newline, form feed, carriage return, space) one space and the ends trimmed of the code points
+    in ``trim_cp``, as ``utf8_trim_whitespace(replace_substring_regex(t, "\\s+", " "))`` does.
+    Trimming first and collapsing after gives the same bytes: a collapsed run is a space, itself
+    trimmed. Without either, the plain hash of the bytes (hash_strings).
 
     FNV-1a is one multiply chain per string, so two strings are hashed side by side (twice the
-    bytes per cycle), each step without a branch (a whitespace byte after another leaves the hash
-    and length as they were)."""
+    bytes per cycle), each step without a branch (_fnv_step)."""
     n = starts.shape[0]
     out = np.empty(n, dtype=np.uint64)
     size = np.empty(n, dtype=np.int64)
@@ -291,7 +279,6 @@ def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
         for b in (9, 10, 12, 13, 32):
             ws[b] = 1
             val[b] = np.uint64(32)
-    prime = np.uint64(0x100000001B3)
     offset = np.uint64(0xCBF29CE484222325)
     for d in range(0, n - 1, 2):
         i, j = lo[d], lo[d + 1]
@@ -299,20 +286,8 @@ def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
         h1, m1, r1 = offset, 0, 0
         h2, m2, r2 = offset, 0, 0
         for t in range(k):
-            b1 = data[i + t]
-            b2 = data[j + t]
-            w1 = ws[b1]
-            w2 = ws[b2]
-            s1 = w1 & r1
-            s2 = w2 & r2
-            r1 = w1
-            r2 = w2
-            x1 = (h1 ^ val[b1]) * prime
-            x2 = (h2 ^ val[b2]) * prime
-            h1 = h1 if s1 else x1
-            h2 = h2 if s2 else x2
-            m1 += 1 - s1
-            m2 += 1 - s2
+            h1, m1, r1 = _fnv_step(data[i + t], h1, m1, r1, val, ws)
+            h2, m2, r2 = _fnv_step(data[j + t], h2, m2, r2, val, ws)
         h1, m1, r1 = _fnv_normalized(data, i + k, hi[d], val, ws, h1, m1, r1)
         h2, m2, r2 = _fnv_normalized(data, j + k, hi[d + 1], val, ws, h2, m2, r2)
         out[d], size[d] = _mix64(h1), m1

@@ -73,7 +73,6 @@ def test_every_exported_kernel_matches_the_jit(aot_dir):
             "_row_hash": [(bands, np.arange(len(texts), dtype=np.int32)),
                           (bands, np.arange(0, len(texts), 2, dtype=np.int64))],
             "_roots": [(np.array([0, 0, 1, 2, 4, 4, 5], np.int32),)],
-            "_hash_bytes": [(*args[:3], False), (*args[:3], True)],
             "_normalized_hashes": [(*args[:3], lo, co, TRIM) for lo in (False, True) for co in (False, True)],
         }
         keys = np.ascontiguousarray(bands[:, 0])
