@@ -9,7 +9,7 @@ INPUT ?=
 OUTPUT ?=
 ARGS ?=
 
-.PHONY: select test bench sample lint torture install install-dev install-bench clean kernels
+.PHONY: select test bench sample lint torture install install-dev install-bench clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,36 +29,26 @@ $(VENV)/.bench: $(VENV)/.dev
 	$(PY) -m pip install -q -e '.[bench]'
 	touch $@
 
-# minhash_dedup's kernels compiled ahead of time for this machine (shardsift/_aot.py): a run then
-# loads neither numba nor LLVM (~0.6 CPU-s and ~70 MB per process). Rebuilt when the sources change;
-# without a build numba compiles them when first used, with the same results.
-# bytecode too, as pip does for a regular install: an editable one compiles the package's modules
-# from source in every process where PYTHONDONTWRITEBYTECODE is set (~0.05 CPU-s each)
-kernels: $(VENV)/.core
-	@$(PY) -m compileall -q shardsift bench
-	@$(PY) -m shardsift._aot build --if-stale \
-		|| echo "shardsift: kernels not compiled ahead of time; numba compiles them when first used (same results)"
-
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
-install-bench: $(VENV)/.bench kernels
+install-bench: $(VENV)/.bench
 
 sample: $(VENV)/.core
 	$(PY) -m shardsift sample $(SAMPLE) --if-stale
 
 # `make select` on the sample; `make select CONFIG=... INPUT=... OUTPUT=...` on real data. Ends by writing
 # OUTPUT/report.html (plots of what was kept and dropped) and printing its path.
-select: $(VENV)/.core kernels
+select: $(VENV)/.core
 	@if [ -z "$(INPUT)" ]; then $(PY) -m shardsift sample $(SAMPLE) --if-stale; fi
 	$(PY) -m shardsift select $(CONFIG) $(if $(INPUT),--input '$(INPUT)') $(if $(OUTPUT),--output '$(OUTPUT)') --overwrite --report $(ARGS)
 
-test: $(VENV)/.dev kernels
+test: $(VENV)/.dev
 	$(PY) -m pytest -q $(ARGS)
 
-bench: $(VENV)/.bench kernels
+bench: $(VENV)/.bench
 	$(PY) bench/run_all.py $(ARGS)
 
-torture: $(VENV)/.dev kernels
+torture: $(VENV)/.dev
 	SHARDSIFT_TORTURE=1 $(PY) -m pytest -q tests/test_reliability.py tests/test_pipeline.py $(ARGS)
 
 lint: $(VENV)/.dev

@@ -41,7 +41,7 @@ def main():
     import pyarrow.parquet as pq
 
     from shardsift.selectors.dedup import ExactDedup
-    from shardsift.text import hash_strings
+    from shardsift.columns import hash_strings
 
     files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[: 2 if args.quick else None]
     texts = [pq.ParquetFile(f).read(columns=["text"]).column("text").combine_chunks() for f in files]

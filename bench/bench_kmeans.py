@@ -132,7 +132,7 @@ def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
     from shardsift.pipeline.runner import stage_seed
     from shardsift.selectors.base import Docs
     from shardsift.selectors.kmeans import KMeansDiversity, _normalize
-    from shardsift.text import count_words
+    from shardsift.columns import count_words
 
     seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
     text = tbl.column("text").combine_chunks()

@@ -107,9 +107,9 @@ def main(argv=None) -> int:
 
 
 def _select(args) -> int:
-    from .pipeline.config import apply_overrides, load_yaml, parse_config
-    from .pipeline.executors import Progress
-    from .pipeline.runner import run_pipeline
+    from .engine.config import apply_overrides, load_yaml, parse_config
+    from .engine.executors import Progress
+    from .engine.runner import run_pipeline
     from .report_text import manifest_table
 
     raw = load_yaml(args.config)
@@ -161,14 +161,14 @@ def _inspect(args) -> int:
 
 
 def _explain(args) -> int:
-    from .pipeline.accounting import explain
+    from .engine.accounting import explain
 
     print("\n".join(explain(args.output, args.id)))
     return 0
 
 
 def _verify(args) -> int:
-    from .pipeline.accounting import verify_output
+    from .engine.accounting import verify_output
 
     r = verify_output(args.output)
     print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "

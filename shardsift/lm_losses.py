@@ -91,7 +91,7 @@ def _model_specs(items: list[str]) -> list[tuple[str, str]]:
 
 def read_documents(path: str, text_column: str, id_column: str, key: str, max_docs: int | None):
     """(texts: list[str], keys: np.ndarray of str) of the input corpus."""
-    from .pipeline.runner import read_corpus
+    from .engine.contexts import read_corpus
 
     texts, keys, n = [], [], 0
     for docs in read_corpus({"path": path, "text_column": text_column, "id_column": id_column}, what="input"):

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .engine.accounting import read_parts
 from .errors import DataError
-from .pipeline.accounting import read_parts
 
 REPORT = "report.html"
 KEPT_C, DROP_C = "#2a9d4b", "#d1495b"
@@ -236,8 +236,8 @@ class Corpus:
         self._index = None
 
     def load(self, wanted: set[str]) -> bool:
-        from .pipeline.io import iter_tables, normalize, resolve_shards
-        from .text import count_words
+        from .columns import count_words
+        from .io import iter_tables, normalize, resolve_shards
 
         inp = _input_config(self.manifest)
         if inp is None:
@@ -1024,7 +1024,7 @@ def _embeddings_with_ids(out: str, files: list[str]):
     inp = _input_config(manifest)
     if inp is None:
         return None
-    from .pipeline.io import iter_tables, normalize, resolve_shards
+    from .io import iter_tables, normalize, resolve_shards
 
     shards = resolve_shards(inp["path"], inp.get("format", "auto"), inp.get("storage_options") or {})
     ids_all, embs = [], []

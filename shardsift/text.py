@@ -1,7 +1,9 @@
 """Columnar text kernels: whitespace word counts, tokenization and stable n-gram hashing.
 
-Everything here works on the raw Arrow string buffers (int64 offsets + UTF-8 bytes) with numba,
-so no Python object is created per document or per token. Hashes are FNV-1a 64 over the token's
+Everything here works on the raw Arrow string buffers (int64 offsets + UTF-8 bytes) with numba
+kernels (compiled on first use and cached on disk), so no Python object is created per document
+or per token. Only selectors that tokenize import this module; the scan's word counts and id
+hashes are in :mod:`shardsift.columns`. Hashes are FNV-1a 64 over the token's
 bytes followed by a splitmix64 finaliser: stable across processes, machines and Python versions
 (unlike the salted built-in ``hash``).
 
@@ -16,29 +18,16 @@ for full Unicode lowercasing (Arrow's vectorised ``utf8_lower``).
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
-from ._numba import nb
-from .pipeline.kernels import arrow_call, byte_lengths, mix64, string_buffers  # noqa: F401 (byte_lengths, mix64: re-exported)
+from .columns import arrow_call, mix64, spans
 
 MODES = {"wordpunct": 0, "word": 1, "whitespace": 2}
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def spans(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts int64[n], ends int64[n], data uint8) of a string array, without copying the text.
-
-    Null entries come out as empty spans; callers that care mask them with ``arr.is_valid()``.
-    """
-    offsets, data, valid = string_buffers(arr)
-    starts, ends = offsets[:-1], offsets[1:]
-    if valid is not None:
-        ends = ends.copy()
-        ends[~valid] = starts[~valid]
-    return starts, ends, data
 
 
 def lower(arr):
@@ -62,36 +51,7 @@ def _is_word(b):
     )
 
 
-@nb.njit(cache=True, nogil=True)
-def _mix64(h):
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
-
-
-@nb.njit(cache=True, nogil=True)
-def _count_words(starts, ends, data):
-    n = starts.shape[0]
-    out = np.zeros(n, dtype=np.int64)
-    for d in range(n):
-        c = 0
-        in_word = False
-        for i in range(starts[d], ends[d]):
-            sp = _is_space(data[i])
-            if not sp and not in_word:
-                c += 1
-            in_word = not sp
-        out[d] = c
-    return out
-
-
-def count_words(arr) -> np.ndarray:
-    """Whitespace-separated word count per document (the 'tokens' of the manifest)."""
-    s, e, data = spans(arr)
-    return _count_words(s, e, data)
+_mix64 = nb.njit(cache=True, nogil=True)(mix64)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -187,14 +147,6 @@ def ngrams(token_hashes: np.ndarray, doc_offsets: np.ndarray, n_max: int, n_min:
     return _ngrams(token_hashes, doc_offsets, n_min, n_max)
 
 
-def hash_strings(arr, lowercase: bool = False) -> np.ndarray:
-    """One stable 64-bit hash per string (ids, normalized texts): FNV-1a of its bytes (ASCII A-Z
-    lowered first with ``lowercase``), then mix64: _normalized_hashes with nothing collapsed."""
-    s, e, data = spans(arr)
-    return _normalized_hashes(np.ascontiguousarray(s, dtype=np.int64), np.ascontiguousarray(e, dtype=np.int64),
-                              data, bool(lowercase), False, TRIM_CODE_POINTS)[0]
-
-
 # The code points Arrow's utf8_trim_whitespace trims: Python's str.isspace() set, all below U+3001
 # (tests/test_dedup.py checks the two agree on every code point).
 TRIM_CODE_POINTS = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.int64)
@@ -245,7 +197,7 @@ def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
     newline, form feed, carriage return, space) one space and the ends trimmed of the code points
     in ``trim_cp``, as ``utf8_trim_whitespace(replace_substring_regex(t, "\\s+", " "))`` does.
     Trimming first and collapsing after gives the same bytes: a collapsed run is a space, itself
-    trimmed. Without either, the plain hash of the bytes (hash_strings).
+    trimmed. Without either, the plain hash of the bytes (columns.hash_strings).
 
     FNV-1a is one multiply chain per string, so two strings are hashed side by side (twice the
     bytes per cycle), each step without a branch (_fnv_step)."""
@@ -296,16 +248,3 @@ def _normalized_hashes(starts, ends, data, lowercase, collapse, trim_cp):
         h, m, r = _fnv_normalized(data, lo[n - 1], hi[n - 1], val, ws, offset, 0, 0)
         out[n - 1], size[n - 1] = _mix64(h), m
     return out, size
-
-
-def fnv1a64(b: bytes) -> int:
-    """Pure-Python twin of the token hash, for tests and tiny inputs."""
-    h = int(_FNV_OFFSET)
-    for x in b:
-        h = ((h ^ x) * int(_FNV_PRIME)) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 30
-    h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 27
-    h = (h * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    h ^= h >> 31
-    return h

@@ -30,7 +30,7 @@ def run_cli(*args, env=None, check=True, **kw):
 
 
 def file_digests(folder) -> dict:
-    from shardsift.pipeline.accounting import folder_digests
+    from shardsift.engine.accounting import folder_digests
 
     return folder_digests(str(folder))
 

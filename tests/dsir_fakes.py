@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shardsift.api import Docs, Scores
+from shardsift.columns import count_words
 from shardsift.errors import DataError
-from shardsift.selectors.base import Docs, Scores
-from shardsift.text import count_words
 
 
 def make_docs(table: pa.Table, shard_index: int = 0, rows=None, shard: str = "") -> Docs:

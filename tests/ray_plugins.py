@@ -81,12 +81,13 @@ class FitAndMap(Selector):
 
     name = "fit_and_map"
     scope = "global"
+    needs_fit = True
     keep = Param(float, 0.5, "fraction kept (the longest documents)", gt=0, le=1)
 
     def fit(self, ctx):
         counts = ctx.map_shards(_count_docs, need_text=False)
         self.n_fit_ = sum(counts)
-        self.fit_metrics_ = {"fit_docs": self.n_fit_}
+        return {"fit_docs": self.n_fit_}
 
     def score(self, docs):
         return docs.n_words.astype(np.float64)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shardsift.selectors.base import Decision, Param, Selector, count_to_keep, top_k_mask
-from shardsift.text import hash_strings
+from shardsift.api import Decision, Param, Selector, count_to_keep, top_k_mask
+from shardsift.columns import hash_strings
 
 
 class FakeImportance(Selector):
@@ -97,6 +97,7 @@ class FakePerplexity(Selector):
 
     name = "fake_perplexity"
     scope = "global"
+    needs_fit = True
     keep = Param(float, 0.8, "fraction", gt=0, le=1)
 
     def fit(self, ctx):

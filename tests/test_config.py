@@ -1,7 +1,8 @@
 import pytest
 
+from shardsift.engine.config import apply_overrides, load_yaml, parse_config
 from shardsift.errors import ConfigError
-from shardsift.pipeline.config import apply_overrides, parse_config, parse_size
+from shardsift.params import parse_size
 
 BASE = {"input": {"path": "x"}, "output": {"path": "y"}}
 
@@ -48,8 +49,56 @@ def test_config_errors_name_the_key(raw, needle):
 
 def test_sizes():
     assert parse_size("256MB", "k") == 256_000_000
+    assert parse_size("256MiB", "k") == 256 * 2**20
     assert parse_size("1GiB", "k") == 2**30
+    assert parse_size("1.5kB", "k") == 1500
     assert parse_size(1000, "k") == 1000
+    c = parse_config(cfg(output={"path": "y", "max_shard_bytes": "2MB", "row_group_bytes": "1MiB"},
+                         input={"path": "x", "batch_bytes": "3MB"}))
+    assert (c.output.max_shard_bytes, c.output.row_group_bytes, c.input.batch_bytes) == (2 * 10**6, 2**20, 3 * 10**6)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("workers: 1\nworkers: 2\n", "duplicate key 'workers' at line 2"),
+    ("input:\n  path: a\n  text_column: t\n  path: b\n", "duplicate key 'path' at line 4"),
+    ("stages:\n  - random: {keep: 0.5, keep: 0.2}\n", "duplicate key 'keep' at line 2"),
+])
+def test_duplicate_yaml_keys_are_refused(tmp_path, text, needle):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as ei:
+        load_yaml(str(path))
+    assert str(ei.value) == f"{path}: {needle}"
+
+
+def test_stages_are_built_through_their_real_init():
+    """The engine constructs a selector with its class's __init__: one that loads state there has
+    it, and one whose __init__ refuses its parameters is a config error naming the stage."""
+    import shardsift
+
+    class Words(shardsift.Filter):
+        words = shardsift.Param(list, [], "words that drop a document")
+
+        def __init__(self, **params):
+            super().__init__(**params)
+            self.lookup = {w.lower() for w in self.words}
+
+        def keep(self, docs):
+            raise AssertionError("not run here")
+
+    st = parse_config(cfg(stages=[Words(words=["Spam"])])).stages[0]
+    assert st.build().lookup == {"spam"} and st.build() is not st.instance
+
+    class Refuses(shardsift.Selector):
+        def __init__(self, path):
+            super().__init__()
+            self.path = path
+
+    from shardsift.engine.config import StageConfig
+
+    st = StageConfig(name="refuses", params={"nope": 1}, cls=Refuses, where="stages[0].refuses")
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.refuses: .*unexpected keyword argument 'nope'"):
+        st.build()
 
 
 def test_cli_overrides():

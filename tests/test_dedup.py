@@ -7,9 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shardsift.api import DecideContext, Docs, Scores
+from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.base import DecideContext, Docs, Handoff, Scores
 from shardsift.selectors.dedup import (
     MERSENNE61,
     ExactDedup,
@@ -23,7 +24,7 @@ from shardsift.selectors.dedup import (
     shingle_hashes,
     size_histogram,
 )
-from shardsift.text import count_words, tokenize
+from shardsift.text import tokenize
 
 VOCAB = np.array([f"w{i}" for i in range(5000)])
 
@@ -77,23 +78,15 @@ class FakeCtx(DecideContext):
         d.row = np.asarray(rows)
         return d
 
-    def handoff(self, shard_index):
-        h = getattr(self, "handoffs", {}).pop(shard_index, None)
-        return h.items if h is not None and not h.dropped else None
 
-
-def run_global(sel, shards, work_dir, batch=7, extra=None, handoff=False, order=None):
-    """Score every shard in batches (in ``order``; with ``handoff``, each shard's score gets a
-    Handoff, as the runner's in-process scores do), concatenate as the runner does, decide."""
+def run_global(sel, shards, work_dir, batch=7, extra=None, order=None):
+    """Score every shard in batches (in ``order``), concatenate as the runner does, decide."""
     parts, offs = {}, [0]
-    shared, handoffs = {}, {}
     for s in order or range(len(shards)):
         texts, cols = shards[s], {}
-        handoffs[s] = Handoff(shared) if handoff else None
         for lo in range(0, len(texts), batch):
             ex = {k: v[s][lo:lo + batch] for k, v in (extra or {}).items()}
             docs = make_docs(texts[lo:lo + batch], s, lo, {k: pa.array(v) for k, v in ex.items()})
-            docs.handoff = handoffs[s]
             out = sel.score(docs)
             out = dict(out, row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
             for k, v in out.items():
@@ -105,8 +98,6 @@ def run_global(sel, shards, work_dir, batch=7, extra=None, handoff=False, order=
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     scores = Scores(cols, np.array(offs), [f"shard{i}" for i in range(len(shards))])
     ctx = FakeCtx(shards, work_dir)
-    if handoff:
-        ctx.handoffs = handoffs
     return sel.decide(scores, ctx), scores, ctx
 
 
@@ -364,50 +355,6 @@ def test_spill_path_gives_same_clusters(planted, tmp_path):
     assert os.listdir(tmp_path) == []  # spill files and mapped shingle sets are removed
 
 
-@pytest.mark.parametrize("shingle", ["word", "char"])
-def test_shingles_kept_by_the_score_give_the_read_back_clusters(planted, tmp_path, shingle):
-    """The decide's candidate sets from the fingerprints the scores kept (docs.handoff), sorted in
-    place; from some shards' kept, others read back (a budget that holds only part); from kept
-    ones lying out of shard order (copied): the same pairs checked, clusters and similarities as
-    reading every candidate back."""
-    shards, pairs_dup, _ = planted
-    mk = lambda **kw: MinHashDedup(shingle=shingle, ngram=5 if shingle == "word" else 9, **kw)
-    ref, _, ctx = run_global(mk(), shards, tmp_path)
-    assert ctx.reads > 0 and ref.metrics["shards_read_back"] == 3
-    assert not ref.metrics["candidate_shingles_in_place"]
-    assert ref.metrics["clusters"] >= len(pairs_dup) and ref.metrics["pairs_checked"] > 0
-    # room for about shard 0's fingerprints (a word's take ~7 bytes of text, a char shingle's 1)
-    part = sum(len(t.encode()) for t in shards[0]) * (1 if shingle == "word" else 4)
-    cases = {
-        "in place": ({}, None, (True, 0)),
-        "part read back": ({"memory_budget": part}, None, (False, (1, 2))),
-        "out of order": ({}, [2, 0, 1], (False, 0)),
-    }
-    for name, (kw, order, (in_place, read_back)) in cases.items():
-        dec, _, ctx = run_global(mk(**kw), shards, tmp_path, handoff=True, order=order)
-        m = dec.metrics
-        assert m["candidate_shingles_in_place"] is in_place, name
-        if isinstance(read_back, tuple):
-            assert read_back[0] <= m["shards_read_back"] <= read_back[1] and ctx.reads > 0, name
-        else:
-            assert m["shards_read_back"] == read_back and ctx.reads == 0, name
-        assert np.array_equal(dec.keep, ref.keep), name
-        assert np.array_equal(dec.extra["cluster"], ref.extra["cluster"]), name
-        assert np.array_equal(dec.score, ref.score), name
-        assert {k: m[k] for k in ("pairs_checked", "pairs_joined", "pairs_rejected")} == \
-            {k: ref.metrics[k] for k in ("pairs_checked", "pairs_joined", "pairs_rejected")}, name
-    # without verification nothing is kept
-    dec, _, ctx = run_global(mk(verify=False), shards, tmp_path, handoff=True)
-    assert ctx.handoffs[0].items == [] and ctx.reads == 0
-    # a score that handed nothing over (its handoff finished empty): read back, same clusters
-    class KeepsNothing(MinHashDedup):
-        def _kept_shingles(self, docs):
-            return None
-    dec, _, ctx = run_global(KeepsNothing(shingle=shingle, ngram=5 if shingle == "word" else 9), shards,
-                             tmp_path, handoff=True)
-    assert dec.metrics["shards_read_back"] == 3 and np.array_equal(dec.extra["cluster"], ref.extra["cluster"])
-
-
 def test_char_shingles(tmp_path):
     sel = MinHashDedup(shingle="char", ngram=5)
     a = "Hello,   world! This is a test of character shingles for near duplicates."
@@ -460,7 +407,7 @@ def test_exact_dedup_hashes_equal_arrows_normalization_of_every_text():
     all-space texts, in batches that are all-ASCII and mixed."""
     import pyarrow.compute as pc
 
-    from shardsift.text import hash_strings
+    from shardsift.columns import hash_strings
 
     rng = np.random.default_rng(7)
     pieces = ["Ab", "cD", "x", "ÉTÉ", "İstanbul", "Straße", "日本", "ΣΑΣ", ".", ",!", " ", "  ", "\t", "\n", "\r\n",
@@ -501,7 +448,7 @@ def _write_corpus(folder, shards):
 
 
 def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     shards, pairs_dup, _ = planted
     _write_corpus(tmp_path / "in", [s for s in shards])
@@ -514,10 +461,7 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
         st = man["stages"][2]
         assert st["name"] == "minhash_dedup" and st["dropped"] == {"near_duplicate": len(pairs_dup)}
         assert st["metrics"]["clusters"] == len(pairs_dup)
-        # one worker: the scores ran in this process and kept the shingles for the decide; two:
-        # they ran in worker processes, and the decide read the candidates back
-        assert st["metrics"]["shards_read_back"] == (0 if w == 1 else 3)
-        assert st["metrics"]["candidate_shingles_in_place"] is (w == 1)
+        assert st["metrics"]["shards_read_back"] == 3  # the decide reads its candidates back
         data = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "data" / "*.parquet"))).sort_by("id")
         side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "scores" / "*minhash*.parquet"))[0])
         outs.append((data.column("id").to_pylist(), side.sort_by("id").to_pydict()))
@@ -527,40 +471,9 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
     assert sum(1 for s, k in zip(side["cluster_size"], side["kept"]) if s > 1 and not k) == len(pairs_dup)
 
 
-def test_a_decide_resumed_in_a_new_process_reads_the_candidates_back(planted, tmp_path):
-    """One worker, killed after the decide (its scores kept the shingles in memory): the rerun
-    keeps the scores and reads the candidates back, to the same bytes as an uninterrupted run."""
-    import json
-
-    import yaml
-    from conftest import file_digests, run_cli
-
-    shards, pairs_dup, _ = planted
-    _write_corpus(tmp_path / "in", shards)
-    cfgs = {}
-    for name in ("ref", "out"):
-        cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / name), "scores": True},
-               "workers": 1, "seed": 0, "stages": [{"minhash_dedup": {}}]}
-        cfgs[name] = tmp_path / f"{name}.yaml"
-        cfgs[name].write_text(yaml.safe_dump(cfg))
-    run_cli("select", cfgs["ref"])
-    ref = json.loads((tmp_path / "ref" / "manifest.json").read_text())["stages"][1]["metrics"]
-    assert ref["shards_read_back"] == 0 and ref["candidate_shingles_in_place"]
-    proc = run_cli("select", cfgs["out"], env={"SHARDSIFT_KILL_AT": "decide:00:1"}, check=False)
-    assert proc.returncode != 0 and not (tmp_path / "out" / "manifest.json").exists()
-    log = tmp_path / "points.log"
-    run_cli("select", cfgs["out"], env={"SHARDSIFT_LIST_POINTS": str(log)})
-    assert not any(p.startswith(("scan:", "score:")) for p in log.read_text().split())  # scores kept
-    got = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"][1]["metrics"]
-    assert got["shards_read_back"] == 3 and not got["candidate_shingles_in_place"]
-    assert got["clusters"] == ref["clusters"] == len(pairs_dup)
-    for part in ("data", "scores"):
-        assert file_digests(tmp_path / "out" / part) == file_digests(tmp_path / "ref" / part)
-
-
 def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
     """A global stage still sees every score column when the first shard has no surviving docs."""
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     words = " ".join(f"w{i}" for i in range(50))
     _write_corpus(tmp_path / "in", [["x", "y"], [words, words, words + " z", "unrelated " * 9]])
@@ -577,7 +490,7 @@ def test_real_pool_shards(tmp_path):
     threshold of a cluster mate (exact Jaccard), one survivor per cluster."""
     from conftest import corpora_path
 
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     pool = corpora_path("pool")
     files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[:2]
@@ -594,34 +507,13 @@ def test_real_pool_shards(tmp_path):
 
 
 def test_nothing_reaches_the_stage(tmp_path):
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     _write_corpus(tmp_path / "in", [["a b", "c d"], ["e f"]])
     cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
            "stages": [{"length": {"min_words": 5}}, {"exact_dedup": {}}, {"minhash_dedup": {}}]}
     man = run_pipeline(cfg)
     assert man["docs_kept"] == 0 and man["stages"][3]["docs_in"] == 0
-
-
-def test_numba_kernels_load_without_scipy_linalg_and_blas_still_works():
-    """shardsift._numba imports numba's arraymath with a BLAS probe that only asks whether SciPy
-    is installed (SciPy's linalg import costs ~0.25 CPU-s a process); a function that does use
-    BLAS still compiles, importing SciPy's linalg then, and computes what NumPy does."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nimport numpy as np\nimport pyarrow as pa\n"
-        "from shardsift.selectors.dedup import MinHashDedup\n"
-        "sig = MinHashDedup().signatures(pa.array(['one two three four five six seven']))\n"
-        "before = 'scipy.linalg' in sys.modules\n"
-        "from shardsift._numba import nb\n"
-        "dot = nb.njit(lambda a, b: np.dot(a, b))\n"
-        "a = np.arange(12.0).reshape(3, 4); b = np.arange(8.0).reshape(4, 2)\n"
-        "ok = np.allclose(dot(a, b), a @ b)\n"
-        "print(sig.shape[1] > 0, before, ok, 'scipy.linalg' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.split()[-4:] == ["True", "False", "True", "True"], proc.stdout + proc.stderr
 
 
 # -- word tokenizer: two FNV chains per document, ASCII batches not Unicode-lowered --------------
@@ -725,9 +617,10 @@ def cut_docs():
 
 def tokens_of(texts, keep_punct, one_by_one=False):
     """_doc_tokens over each document, run with bounds checks so a scratch overrun fails here."""
-    from shardsift._numba import nb
+    import numba as nb
+
+    from shardsift.columns import spans
     from shardsift.selectors.dedup import _doc_tokens, _word_buffer, _word_tables
-    from shardsift.text import spans
 
     @nb.njit(boundscheck=True)
     def run(starts, ends, data, val, msk):
@@ -801,8 +694,8 @@ def test_word_shingles_and_signatures_match_reference(token_texts, strip, batch)
 def test_lower_spans_lowers_only_non_ascii_documents():
     import pyarrow.compute as pc
 
+    from shardsift.columns import spans
     from shardsift.selectors.dedup import _lower_spans
-    from shardsift.text import spans
 
     def docs_of(s, e, d):
         return [bytes(d[a:b]) for a, b in zip(s, e)]

@@ -15,12 +15,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from dsir_fakes import FakeDecide, FakeFit, score_all
+from fnv import fnv1a64
 
+from shardsift.api import Scores
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.base import Scores
 from shardsift.selectors.dsir import DSIRSelector, featurize, log_probs
-from shardsift.text import fnv1a64
 
 CORPORA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora")
 if not os.path.isdir(CORPORA):
@@ -152,7 +152,7 @@ def test_weights_equal_direct_numpy_formula():
 def _scores(logw, ids=None, shards=1):
     n = len(logw)
     ids = ids if ids is not None else [f"doc{i}" for i in range(n)]
-    from shardsift.text import hash_strings
+    from shardsift.columns import hash_strings
     offs = np.linspace(0, n, shards + 1).astype(np.int64)
     return Scores({"score": np.asarray(logw, float), "n_tokens": np.full(n, 100),
                    "idhash": hash_strings(pa.array(ids)), "row": np.arange(n), "n_words": np.full(n, 100),
@@ -339,7 +339,7 @@ def _write_parquet(dirpath, tbl, n_shards):
 
 
 def test_pipeline_end_to_end_workers(tmp_path):
-    run_pipeline = pytest.importorskip("shardsift.pipeline.runner").run_pipeline
+    run_pipeline = pytest.importorskip("shardsift.engine.runner").run_pipeline
     pool = table(corpus(300, seed=21) + corpus(60, seed=22, topic_bias=[0, 1, 2]))
     _write_parquet(tmp_path / "pool", pool, 3)
     _write_parquet(tmp_path / "target", table(corpus(60, seed=23, topic_bias=[0, 1, 2]), "t"), 1)
@@ -362,7 +362,7 @@ def test_pipeline_end_to_end_workers(tmp_path):
 
 
 def test_pipeline_errors_are_one_line(tmp_path):
-    run_pipeline = pytest.importorskip("shardsift.pipeline.runner").run_pipeline
+    run_pipeline = pytest.importorskip("shardsift.engine.runner").run_pipeline
     _write_parquet(tmp_path / "pool", table(corpus(20, seed=29)), 1)
     pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}),
                    tmp_path / "empty.parquet")

@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import corpora_path
 
+from shardsift.api import Docs, Scores
+from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.base import Docs, Scores
 from shardsift.selectors.kmeans import (
     KMeansDiversity,
     SemDeDup,
@@ -22,7 +23,6 @@ from shardsift.selectors.kmeans import (
     nearest_similarity,
     semdedup_max_similarity,
 )
-from shardsift.text import count_words
 
 # -- generated corpora ----------------------------------------------------------------------------
 
@@ -391,7 +391,7 @@ def _write_corpus(path, texts, shards=3):
 
 
 def test_pipeline_end_to_end_workers_agree(tmp_path):
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     texts, _, _ = topic_corpus(500, 6, seed=1)
     _write_corpus(tmp_path / "in", texts)
@@ -415,7 +415,7 @@ def test_pipeline_end_to_end_workers_agree(tmp_path):
 def test_diversity_config_validates():
     import yaml
 
-    from shardsift.pipeline.config import parse_config
+    from shardsift.engine.config import parse_config
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(root, "configs", "diversity.yaml")) as fh:
@@ -430,7 +430,7 @@ def test_diversity_config_validates():
 
 def _run_pool(tmp_path, stage, seed=0):
     pool = corpora_path("pool")
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     cfg = {"input": {"path": pool, "text_column": "text", "id_column": "id"},
            "output": {"path": str(tmp_path / "out"), "scores": False}, "workers": 2, "seed": seed,

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, corpora_path, file_digests, run_cli
 
+from shardsift.api import Scores
+from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, DataError
-from shardsift.pipeline.runner import run_pipeline
 from shardsift.selectors import perplexity_math as pm
 from shardsift.selectors import resolve
-from shardsift.selectors.base import Scores
 from shardsift.selectors.perplexity import (
     _write_fasttext_file,
     align_inputs,

@@ -11,10 +11,11 @@ import pytest
 import yaml
 from conftest import file_digests, run_cli
 
+from shardsift.engine.accounting import verify_output
+from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, DataError, UsageError
-from shardsift.pipeline import io
-from shardsift.pipeline.accounting import verify_output
-from shardsift.pipeline.runner import run_pipeline
+from shardsift import io
+from shardsift.io import readers
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 
@@ -109,7 +110,7 @@ def test_bounded_output_shards(sample_dir, tmp_path):
     out = tmp_path / "out"
     m = run_pipeline(basic(sample_dir, out, output={"path": str(out), "max_shard_bytes": "200KB"}, stages=[]))
     files = sorted(os.listdir(out / "data"))
-    assert len(files) > 3 and files[0] == "part-00000.parquet"
+    assert len(files) > 3 and files[0] == "part-00000-00000.parquet"  # parts of input shard 0 first
     for f in files:
         assert os.path.getsize(out / "data" / f) <= 200_000
     assert read_out(out).num_rows == m["docs_in"] == 1200
@@ -263,7 +264,7 @@ def test_an_edited_custom_selector_is_scored_again_not_served_from_the_work_dir(
 
     code = """
 from shardsift import Selector
-from shardsift.pipeline.runner import code_fp
+from shardsift.engine.fingerprint import code_fp
 
 class Probe(Selector):
     name = "probe"
@@ -392,14 +393,14 @@ def test_utf8_checked_by_the_scan_only(tmp_path, monkeypatch):
     _expect_error(tmp_path, {"input": str(tmp_path / "bad.parquet"), "output": str(tmp_path / "o"), "stages": []},
                   1, "bad.parquet: invalid UTF-8")
 
-    from shardsift.pipeline import io as sio
+    from shardsift.io import readers as sio
 
     calls = []
     real = sio.check_utf8
     monkeypatch.setattr(sio, "check_utf8", lambda col, *a: (calls.append(len(col)), real(col, *a)))
     pq.write_table(pa.table({"id": [f"d{i}" for i in range(6)],
                              "text": [f"doc {i} with some words in it" for i in range(6)]}), tmp_path / "ok.parquet")
-    m = run_pipeline({"input": {"path": str(tmp_path / "ok.parquet"), "cache": False},
+    m = run_pipeline({"input": {"path": str(tmp_path / "ok.parquet")},
                       "output": str(tmp_path / "o2"), "workers": 1,
                       "stages": [{"length": {"min_words": 1}}, {"minhash_dedup": {}}]})
     assert m["docs_kept"] == 6
@@ -468,12 +469,8 @@ def outputs(out) -> dict:
     return {d: file_digests(os.path.join(out, d)) for d in ("data", "decisions", "scores")}
 
 
-def test_one_pass_writes_the_staged_flows_bytes(sample_dir, tmp_path):
-    log = tmp_path / "points.log"
-    run_cli("select", write_cfg(tmp_path, **doc_stages(sample_dir, tmp_path / "one")),
-            env={"SHARDSIFT_LIST_POINTS": str(log)})
-    points = log.read_text().split()
-    assert points.index("write:0") < points.index("scan:1") < points.index("write:1")  # shard by shard
+def test_one_and_two_workers_write_the_same_bytes_and_accounts(sample_dir, tmp_path):
+    run_cli("select", write_cfg(tmp_path, **doc_stages(sample_dir, tmp_path / "one")))
     run_pipeline(doc_stages(sample_dir, tmp_path / "staged", workers=2))
     one, staged = outputs(tmp_path / "one"), outputs(tmp_path / "staged")
     assert len(one["data"]) > 1 and len(one["decisions"]) == 3 and one == staged
@@ -485,30 +482,6 @@ def test_one_pass_writes_the_staged_flows_bytes(sample_dir, tmp_path):
     assert 0 < m1["stages"][1]["kept"] < m1["stages"][1]["docs_in"]
     assert 0 < m1["stages"][2]["kept"] < m1["stages"][2]["docs_in"]
     verify_output(str(tmp_path / "one"))
-
-
-def test_a_held_shard_is_served_in_smaller_batches_as_zero_copy_slices(tmp_path):
-    """The write reads in batches of io.PASS_BATCH_ROWS: a shard held in larger batches (the one-pass
-    flow's) is served as slices of them, the same rows in the same order, none of them decoded again."""
-    pq.write_table(pa.table({"id": [f"d{i}" for i in range(250)], "text": [f"t {i}" for i in range(250)]}),
-                   tmp_path / "a.parquet", row_group_size=90)
-    shard = io.resolve_shards(str(tmp_path / "a.parquet"), "parquet")[0]
-    assert io.hold(shard, 128)
-    try:
-        held = [t.column("text").chunk(0).buffers()[2].address for t in io._HELD["tables"]]
-        parts = list(io.iter_tables(shard, ["text"], 40))
-    finally:
-        io.release()
-    assert max(t.num_rows for t in parts) == 40
-    assert pa.concat_tables(parts).column("text").to_pylist() == [f"t {i}" for i in range(250)]
-    assert {t.column("text").chunk(0).buffers()[2].address for t in parts} <= set(held)
-
-
-def test_one_pass_without_holding_shards_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
-    run_pipeline(doc_stages(sample_dir, tmp_path / "held"))
-    monkeypatch.setattr(io, "HOLD_MAX_BYTES", 0)  # every shard is read again for its write
-    run_pipeline(doc_stages(sample_dir, tmp_path / "reread"))
-    assert outputs(tmp_path / "held") == outputs(tmp_path / "reread")
 
 
 def test_one_pass_sigkill_at_any_point_then_rerun_is_byte_identical(sample_dir, tmp_path):
@@ -531,7 +504,7 @@ def test_one_pass_sigkill_at_any_point_then_rerun_is_byte_identical(sample_dir, 
         assert outputs(out) == want, point
 
 
-def test_one_pass_hands_over_to_the_staged_flow_at_a_duplicate_id(tmp_path):
+def test_a_duplicate_id_dropped_alike_for_any_worker_count(tmp_path):
     pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "y z"]}), tmp_path / "1.parquet")
     pq.write_table(pa.table({"id": ["c", "a"], "text": ["z w v", "dup"]}), tmp_path / "2.parquet")
     cfg = {"input": str(tmp_path / "*.parquet"), "on_duplicate_id": "keep_first",
@@ -549,27 +522,11 @@ def test_document_stage_run_imports_neither_numba_nor_pandas(sample_dir, tmp_pat
     for workers in (1, 2):
         cfg = doc_stages(sample_dir, tmp_path / f"out{workers}", workers=workers,
                          stages=[{"length": {"min_words": 150}}, {"random": {"keep": 0.5}}])
-        code = ("import json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
+        code = ("import json, sys\nfrom shardsift.engine.runner import run_pipeline\n"
                 f"run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
                 "print(sorted(m for m in ('numba', 'pandas', 'sklearn', 'datasets') if m in sys.modules))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert proc.stdout.strip().splitlines()[-1] == "[]", (workers, proc.stdout)
-
-
-def test_first_run_freezes_the_gc_once(sample_dir, tmp_path):
-    """After a process's first run its objects (numba's registries above all) go to the GC's
-    permanent generation, so the collection at exit skips them; a second run freezes nothing more
-    and still works."""
-    cfgs = [doc_stages(sample_dir, tmp_path / f"out{k}", stages=[{"length": {"min_words": 150}}]) for k in (1, 2)]
-    code = ("import gc, json, sys\nfrom shardsift.pipeline.runner import run_pipeline\n"
-            f"cfgs = json.loads({json.dumps(json.dumps(cfgs))})\n"
-            "before = gc.get_freeze_count()\nm1 = run_pipeline(cfgs[0])\nfirst = gc.get_freeze_count()\n"
-            "junk = [[i] for i in range(50000)]\nm2 = run_pipeline(cfgs[1])\n"
-            "print(before, first, gc.get_freeze_count(), m1['docs_kept'] == m2['docs_kept'] > 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, first, second, same = proc.stdout.split()[-4:]
-    # objects frozen then freed by reference counting leave the count; the 50,000 new lists must not join it
-    assert int(before) == 0 and int(first) > 10000 and int(second) <= int(first) and same == "True", proc.stdout
 
 
 def test_select_rows_slices_long_runs_and_copies_sparse_rows():
@@ -589,95 +546,31 @@ def test_select_rows_slices_long_runs_and_copies_sparse_rows():
             assert chunks == 1, name  # one filter copy: short runs, or less than half the rows kept
 
 
-# -- decoded-shard cache (input.cache) ---------------------------------------------------------
-
 def parquet_reads(monkeypatch) -> list:
     """The names of the shards whose Parquet is decoded from now on, one entry per read."""
     reads = []
-    real = io._iter_parquet
-    monkeypatch.setattr(io, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
+    real = readers._iter_parquet
+    monkeypatch.setattr(readers, "_iter_parquet", lambda shard, *a: (reads.append(shard.name), real(shard, *a))[1])
     return reads
-
-
-def test_cache_serves_every_pass_after_the_scan_and_writes_the_same_bytes(sample_dir, tmp_path, monkeypatch):
-    """With a global stage the input is read by the scan, the score, the decide's read-back and the
-    write; with the cache only the scan decompresses Parquet. Same bytes either way, and the
-    copies are gone after the run."""
-    stages = [{"length": {"min_words": 20}}, {"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
-    reads = parquet_reads(monkeypatch)
-    outs = {}
-    for mode in (True, False):
-        reads.clear()
-        out = tmp_path / f"cache-{mode}"
-        run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": mode}))
-        outs[mode] = (outputs(out), sorted(reads))
-        assert not (out / ".work" / "cache").exists()
-    n_shards = len(set(outs[False][1]))
-    assert n_shards == 3 and outs[True][1] == sorted(set(outs[False][1]))  # one read per shard: the scan's
-    assert len(outs[False][1]) >= 4 * n_shards  # scan, two document scores, dedup score, write (and read-back)
-    assert outs[True][0] == outs[False][0] and outs[True][0]["data"]
-
-
-def test_cache_after_a_kill_is_reused_and_a_damaged_copy_is_ignored(sample_dir, tmp_path):
-    stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
-    ref = tmp_path / "ref"
-    run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
-    for damage in (False, True):
-        out = tmp_path / f"out-{damage}"
-        cfg = write_cfg(tmp_path, f"c{damage}.yaml", **basic(sample_dir, out, stages=stages,
-                                                              input={"path": str(sample_dir / "pool"), "cache": True}))
-        killed = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": "stage:00"}, check=False)
-        assert killed.returncode != 0
-        copies = sorted((out / ".work" / "cache").glob("*.arrow"))
-        assert len(copies) == 3 and not list((out / ".work" / "cache").glob("*.tmp"))
-        rows = [pa.ipc.open_file(str(p)).read_all().num_rows for p in copies]
-        assert rows == [pq.ParquetFile(f).metadata.num_rows for f in sorted((sample_dir / "pool").glob("*.parquet"))]
-        if damage:  # a torn copy (a crash of the machine, not of the process): read the input instead
-            with open(copies[1], "r+b") as fh:
-                fh.truncate(os.path.getsize(copies[1]) // 2)
-        run_cli("select", cfg)
-        assert outputs(out) == outputs(ref), damage
-        assert not (out / ".work" / "cache").exists()
-
-
-def test_shard_cache_drops_a_copy_whose_batches_change_schema(tmp_path):
-    cache = io.ShardCache(str(tmp_path / "c" / "x.arrow"))
-    cache.add(pa.table({"text": ["a b"], "n": [1]}))
-    cache.add(pa.table({"text": ["c"], "n": [1.5]}))  # JSONL blocks can infer another type
-    assert cache.close() is False
-    assert os.listdir(tmp_path / "c") == []
-    ok = io.ShardCache(str(tmp_path / "c" / "y.arrow"))
-    for k in range(3):
-        ok.add(pa.table({"text": [f"t{k}"] * (k + 1)}))
-    assert ok.close() is True and io.cache_rows(ok.path) == 6
-    assert io.cache_rows(str(tmp_path / "c" / "absent.arrow")) is None
-
-
-def test_input_cache_key_is_validated(tmp_path, sample_dir):
-    cfg = basic(sample_dir, tmp_path / "o", input={"path": str(sample_dir / "pool"), "cache": "yes"})
-    with pytest.raises(ConfigError, match=r"input\.cache: 'yes'"):
-        run_pipeline(cfg)
 
 
 # -- first stage scored inside the scan ----------------------------------------------------------
 
 def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_path, monkeypatch):
     """A first stage with nothing to fit is scored by the scan tasks, each batch going from the scan
-    to the score (the shard is never held whole: io.hold is not called): one Parquet read per shard
+    to the score (the shard is never held whole): one Parquet read per shard
     fewer, scored as each shard is scanned, and the same data, decisions and scores as a run
     without it (on_duplicate_id: keep_first turns it off, as a duplicate dropped later would change
     a scanned shard's documents)."""
     stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
     reads = parquet_reads(monkeypatch)
-    monkeypatch.setattr(io, "hold", lambda *a: pytest.fail("a shard was held"))
     got = {}
     for fused in (True, False):
         reads.clear()
         out, log = tmp_path / f"out-{fused}", tmp_path / f"points-{fused}.log"
         monkeypatch.setenv("SHARDSIFT_LIST_POINTS", str(log))
         extra = {} if fused else {"on_duplicate_id": "keep_first"}
-        m = run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False},
-                               **extra))
+        m = run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool")}, **extra))
         points = log.read_text().split()
         got[fused] = (outputs(out), len(reads), points, m)
     (o1, r1, p1, m1), (o0, r0, p0, m0) = got[True], got[False]
@@ -710,41 +603,14 @@ def test_a_failing_first_stage_score_is_reported_by_the_stage(sample_dir, tmp_pa
     assert not (tmp_path / "bad" / "manifest.json").exists()
 
 
-def test_the_scan_feeds_its_batches_to_the_score_and_to_the_cache(sample_dir, tmp_path, monkeypatch):
-    """With input.cache on, the scan's batches go both into the decoded copy and to the first
-    stage's score: Parquet is decoded once per shard, and the passes after map the copy."""
-    reads = parquet_reads(monkeypatch)
-    stages = [{"minhash_dedup": {"threshold": 0.8}}, {"random": {"keep": 0.5}}]
-    out = tmp_path / "out"
-    run_pipeline(basic(sample_dir, out, stages=stages, input={"path": str(sample_dir / "pool"), "cache": True}))
-    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3
-    ref = tmp_path / "ref"
-    run_pipeline(basic(sample_dir, ref, stages=stages, input={"path": str(sample_dir / "pool"), "cache": False}))
-    assert outputs(out) == outputs(ref)
-
-
-def test_auto_caches_when_three_reads_of_the_text_follow_the_scan(sample_dir, tmp_path, monkeypatch):
-    """input.cache: auto. A lone minhash_dedup (scored by the scan) reads the text twice more, its
-    candidates and the write: no copy, each shard decoded again. Add exact_dedup (a score and a
-    decide): four reads, so the scan leaves copies and decodes the only Parquet."""
-    reads = parquet_reads(monkeypatch)
-    pool = {"path": str(sample_dir / "pool")}
-    run_pipeline(basic(sample_dir, tmp_path / "one", input=pool, stages=[{"minhash_dedup": {"threshold": 0.8}}]))
-    assert len(reads) >= 6 and len(set(reads)) == 3  # scan and write of every shard, read-back of some
-    reads.clear()
-    run_pipeline(basic(sample_dir, tmp_path / "two", input=pool,
-                       stages=[{"minhash_dedup": {"threshold": 0.8}}, {"exact_dedup": {}}]))
-    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3
-
-
 def test_score_files_concatenated_from_their_headers(tmp_path):
     """The global decide's score columns are allocated from the .npz headers and filled one shard at a
     time: the same arrays as concatenating them all, with a dtype all shards promote to; a shard with
     no surviving documents (bookkeeping columns only) takes no rows."""
     import numpy as np
 
-    from shardsift.pipeline import workdir
-    from shardsift.pipeline.runner import _concat_scores
+    from shardsift.engine import workdir
+    from shardsift.engine.contexts import _concat_scores
 
     def part(name, n, by_dtype):
         arrays = {"row": np.arange(n, dtype=np.int64), "n_words": np.full(n, 3, np.int64),
@@ -777,7 +643,7 @@ def test_docs_columns_are_not_copied():
     copies even a single chunk: a batch's whole text, per stage, per pass); several chunks are joined."""
     import numpy as np
 
-    from shardsift.selectors.base import Docs
+    from shardsift.api import Docs
 
     text = pa.chunked_array([pa.array(["a b", "c d e"] * 3)])
     tbl = pa.table({"text": text, "id": pa.chunked_array([pa.array([str(i) for i in range(6)])]),
@@ -789,158 +655,17 @@ def test_docs_columns_are_not_copied():
     assert d.column("two").to_pylist() == [1, 2, 3, 4, 5, 6]
 
 
-def test_handoffs_from_score_to_decide_live_in_the_running_process_only():
-    """The store keeps a shard's handoff only inside a run (pool workers never enter one), gives
-    it to the decide once and only when its score finished, replaces it when the score is rerun,
-    and frees a stage's (and every) handoff at the end."""
-    from shardsift.pipeline import handoff
-
-    assert handoff.open_slot("st", 0) is None  # no run in this process: a worker's score keeps nothing
-    with handoff.active():
-        a = handoff.open_slot("st", 0)
-        a.add("batch 0")
-        assert handoff.take("st", 0) is None  # its score has not finished
-        handoff.finish(a)
-        assert handoff.take("st", 0) == ["batch 0"] and handoff.take("st", 0) is None  # once
-        b = handoff.open_slot("st", 1)
-        b.add("first try")
-        c = handoff.open_slot("st", 1)  # the score of shard 1 runs again: a fresh handoff
-        assert b.dropped and b.items == [] and c.shared is a.shared
-        c.add("second try")
-        handoff.finish(c)
-        d = handoff.open_slot("st", 2)
-        d.add("x")
-        d.drop()  # gave up (over its budget): its decide reads the shard back
-        d.add("y")
-        handoff.finish(d)
-        assert handoff.take("st", 2) is None and handoff.take("st", 1) == ["second try"]
-        e = handoff.open_slot("other", 0)
-        e.shared["buffer"] = 1
-        handoff.finish(e)
-        handoff.drop_stage("other")
-        assert handoff.take("other", 0) is None and e.dropped
-        with handoff.active():  # a nested run shares the store and leaves it to the outer one
-            f = handoff.open_slot("st", 3)
-        handoff.finish(f)
-        assert handoff.take("st", 3) == []
-        g = handoff.open_slot("st", 4)
-        handoff.finish(g)
-    assert g.dropped and handoff.take("st", 4) is None and handoff.open_slot("st", 5) is None
-
-
-def test_a_run_allocates_arrow_memory_from_malloc_and_restores_the_pool(tmp_path):
-    """During a run (and in its tasks) Arrow's default pool is the system allocator (io.malloc_pool:
-    a smaller footprint than mimalloc's); the pool from before is back afterwards, and
-    ARROW_DEFAULT_MEMORY_POOL, when set, is left to decide."""
-    code = """
-import sys, pyarrow as pa, pyarrow.parquet as pq
-from shardsift import Selector
-from shardsift.pipeline.runner import run_pipeline
-
-seen = []
-
-class Probe(Selector):
-    name = "probe"
-    scope = "document"
-    def score(self, docs):
-        seen.append(pa.default_memory_pool().backend_name)
-        return [1.0] * len(docs)
-    def decide(self, scores, ctx):
-        return scores["score"] > 0
-
-pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "z"]}), sys.argv[1] + "/in.parquet")
-before = pa.default_memory_pool().backend_name
-run_pipeline({"input": {"path": sys.argv[1] + "/in.parquet"}, "output": {"path": sys.argv[1] + "/out"},
-              "stages": [{"__main__:Probe": {}}]})
-print(before, sorted(set(seen)), pa.default_memory_pool().backend_name)
-"""
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    assert out[1] == "['system']" and out[0] == out[2]
-    if out[0] == "system":
-        pytest.skip("this pyarrow's default pool is already the system allocator: nothing to restore")
-    env["ARROW_DEFAULT_MEMORY_POOL"] = out[0]
-    (tmp_path / "out").rename(tmp_path / "out1")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    assert out[1] == f"['{out[0]}']"
-
-
-def test_importing_shardsift_before_pyarrow_puts_arrows_default_pool_on_malloc():
-    """shardsift imported first makes Arrow's C++ default pool (the Parquet reader's and writer's
-    own buffers, which io.malloc_pool does not reach) the system allocator and leaves the
-    environment as it was; ARROW_DEFAULT_MEMORY_POOL, when set, decides, and pyarrow imported
-    first keeps its own choice."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-
-    def pool(code, **extra):
-        return subprocess.run([sys.executable, "-c", code + "; import os, pyarrow as pa; "
-                               "print(pa.default_memory_pool().backend_name, os.environ.get('ARROW_DEFAULT_MEMORY_POOL'))"],
-                              capture_output=True, text=True, env=dict(env, **extra), check=True).stdout.split()
-
-    wheel = pool("import pyarrow")[0]
-    assert pool("import shardsift") == ["system", "None"]
-    assert pool("import pyarrow, shardsift") == [wheel, "None"]
-    if wheel == "system":
-        pytest.skip("this pyarrow's default pool is already the system allocator: no other to keep")
-    assert pool("import shardsift", ARROW_DEFAULT_MEMORY_POOL=wheel) == [wheel, wheel]
-
-
-def test_small_pages_asks_for_no_huge_pages_and_restores_numpys_setting():
-    """Inside io.small_pages NumPy does not madvise its large arrays for transparent huge pages
-    (the mapping's VmFlags lack ``hg``), minhash_dedup's kept shingles are allocated that way, and
-    NumPy's setting is back after; NUMPY_MADVISE_HUGEPAGE, when set, decides instead."""
-    if not os.path.exists("/proc/self/smaps"):
-        pytest.skip("no /proc/self/smaps on this system: a mapping's flags cannot be read")
-    code = """
-import numpy as np
-from shardsift.pipeline.io import _hugepage_setter, small_pages
-from shardsift.selectors.dedup import _KeptShingles
-
-def huge(a):
-    addr = a.ctypes.data + a.nbytes // 2
-    inside = False
-    with open("/proc/self/smaps") as fh:
-        for line in fh:
-            head = line.split()[0]
-            if "-" in head and ":" not in head:
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                inside = lo <= addr < hi
-            elif inside and line.startswith("VmFlags:"):
-                return "hg" in line.split()
-    raise SystemExit("mapping not found")
-
-setter = _hugepage_setter()
-before = setter(True)
-setter(before)
-a = np.empty(8 << 20, dtype=np.uint8)
-with small_pages():
-    b = np.empty(8 << 20, dtype=np.uint8)
-    prev = setter(True)
-    setter(prev)
-after = setter(True)
-setter(after)
-kept = _KeptShingles(4 << 20)
-print(before, huge(a), huge(b), prev, after, huge(kept.fp))
-"""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env["NUMPY_MADVISE_HUGEPAGE"] = "1"  # pinned on, as numpy sets it where the kernel has huge pages
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    if out[1] == "False":
-        pytest.skip("this kernel or numpy does not madvise huge pages: nothing for small_pages to turn off")
-    # the variable set: small_pages leaves numpy's setting alone, and every array asks for huge pages
-    assert out == ["True"] * 6
-    del env["NUMPY_MADVISE_HUGEPAGE"]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True).stdout.split()
-    if out[0] == "False":
-        pytest.skip("numpy asks for no huge pages by default here: nothing to turn off or restore")
-    assert out == ["True", "True", "False", "False", "True", "False"]
+def test_importing_and_running_leave_the_process_as_it_was(sample_dir, tmp_path):
+    """A library must not change the process that imports it: no environment variable, no Arrow
+    memory pool and no frozen garbage-collector state is different after an import and a run."""
+    cfg = doc_stages(sample_dir, tmp_path / "out", workers=2,
+                     stages=[{"length": {"min_words": 150}}, {"minhash_dedup": {}}])
+    code = ("import gc, json, os, pyarrow as pa\n"
+            "env0, pool0 = dict(os.environ), pa.default_memory_pool().backend_name\n"
+            "import shardsift\nfrom shardsift.engine.runner import run_pipeline\n"
+            "env1 = dict(os.environ)\n"
+            f"m = run_pipeline(json.loads({json.dumps(json.dumps(cfg))}))\n"
+            "print(json.dumps([env0 == env1 == dict(os.environ), pool0 == pa.default_memory_pool().backend_name,"
+            " gc.get_freeze_count(), m['docs_kept'] > 0]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, 0, True], proc.stdout

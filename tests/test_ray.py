@@ -7,8 +7,8 @@ import pytest
 import yaml
 from conftest import ROOT, file_digests, run_cli
 
+from shardsift.engine.runner import run_pipeline
 from shardsift.errors import DataError, TaskError
-from shardsift.pipeline.runner import run_pipeline
 
 ray = pytest.importorskip("ray", reason="the ray executor needs the ray extra: pip install -e '.[ray]'")
 

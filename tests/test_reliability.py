@@ -14,10 +14,10 @@ from conftest import ROOT, file_digests, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from shardsift.engine.accounting import verify_output
+from shardsift.engine.config import parse_config
+from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, ShardsiftError, UsageError
-from shardsift.pipeline.accounting import verify_output
-from shardsift.pipeline.config import parse_config
-from shardsift.pipeline.runner import run_pipeline
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 
@@ -49,7 +49,7 @@ def test_explain_every_fate(sample_dir, tmp_path):
 def test_verify_catches_tampering(sample_dir, tmp_path):
     out = tmp_path / "out"
     run_pipeline(cfg_for(sample_dir, out))
-    part = out / "data" / "part-00000.parquet"
+    part = out / "data" / "part-00000-00000.parquet"
     t = pq.read_table(part)
     pq.write_table(t.slice(1), part)  # one kept document lost
     proc = run_cli("verify", out, check=False)

@@ -33,7 +33,7 @@ STAGES = [{"length": {"min_words": 20}}, {"report_fakes:FakeDedup": {}},
 
 
 def _run(pool, out, seed=0, stages=STAGES, scores=True):
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     if HERE not in sys.path:
         sys.path.insert(0, HERE)

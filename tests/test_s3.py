@@ -6,8 +6,8 @@ import yaml
 from conftest import file_digests, run_cli
 from s3_server import moto_s3, s3_digests, upload_dir
 
+from shardsift.engine.runner import run_pipeline
 from shardsift.errors import UsageError
-from shardsift.pipeline.runner import run_pipeline
 
 pytest.importorskip("s3fs", reason="object-store tests need s3fs (the ray and dev extras)")
 pytest.importorskip("moto.server", reason="object-store tests need moto[server] (the dev extra)")
@@ -49,7 +49,7 @@ def test_input_output_and_work_dir_on_s3(s3, reference):
     assert {"manifest.json", "data", "scores", ".work"} <= names and ".data.tmp" not in names
     man = json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))
     assert man["docs_kept"] == m["docs_kept"] and man["inputs"][0]["path"].startswith("s3://")
-    assert [f["path"] for f in man["output"]["files"]] == ["data/part-00000.parquet"]
+    assert [f["path"] for f in man["output"]["files"]] == [f"data/part-{j:05d}-00000.parquet" for j in range(3)]
     assert fs.exists(f"{BUCKET}/run1/.work/scan/shard-00000.npz")
     with pytest.raises(UsageError, match="output exists"):
         run_pipeline(cfg(opts, out))

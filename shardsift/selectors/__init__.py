@@ -8,8 +8,8 @@ from __future__ import annotations
 import difflib
 import importlib
 
+from ..api import Decision, Docs, Param, Scores, Selector, count_to_keep, top_k_mask
 from ..errors import ConfigError
-from .base import Decision, Docs, Param, Scores, Selector, count_to_keep, top_k_mask
 
 ENTRY_POINT_GROUP = "shardsift.selectors"
 

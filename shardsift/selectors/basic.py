@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..api import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
+from ..columns import hash_strings
 from ..errors import ConfigError
-from ..pipeline.kernels import hash_strings  # the numba-free twin of text.hash_strings
-from .base import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
 
 
 class LengthSelector(Selector):

@@ -40,14 +40,14 @@ import os
 import re
 import shutil
 
+import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from .._numba import nb
+from ..api import Decision, Param, Selector
+from ..columns import arrow_array, arrow_take
 from ..errors import ConfigError, DataError
-from ..pipeline.kernels import arrow_array, arrow_take
 from ..text import _mix64, lower, spans
-from .base import Decision, Param, Selector
 
 MERSENNE61 = (1 << 61) - 1
 _P = np.uint64(MERSENNE61)
@@ -701,36 +701,6 @@ def _fp_room(starts: np.ndarray, ends: np.ndarray) -> int:
     return int((ends - starts + 1).sum() // 2 + len(starts))
 
 
-class _KeptShingles:
-    """The shingle fingerprints (top 32 bits, in text order, repeats included) a stage's scores
-    keep for its decide when it runs in their process: every batch's, end to end, in one array
-    reserved at the memory budget (address space: its pages are touched only as they are written),
-    in small pages (io.small_pages: written once, front to back, its first touch is its cost).
-    The decide sorts the candidates' sets into place in it."""
-
-    def __init__(self, capacity: int):
-        from ..pipeline.io import small_pages
-
-        with small_pages():
-            self.fp = np.empty(max(int(capacity), 0), dtype=np.uint32)
-        self.end = 0
-
-
-def _one_run(handed: list) -> _KeptShingles | None:
-    """The kept array, when every shard's handoff (in shard order) is there and their batches lie
-    in it in that order: each set can then be sorted into place, at or below where it lies."""
-    arr, end = None, 0
-    for kept in handed:
-        if kept is None:
-            return None
-        for _, a, starts in kept:
-            if (arr is not None and a is not arr) or starts[0] < end:
-                return None
-            arr, end = a, starts[-1]
-    return arr
-
-
-@_fixed
 def permutations(num_perm: int, seed: int, family: str = "multiply_shift") -> tuple[np.ndarray, np.ndarray]:
     """The seeded (a, b) of the hash family. multiply_shift: a odd in [1, 2^64), b in [0, 2^64);
     mersenne: a in [1, p), b in [0, p)."""
@@ -1213,69 +1183,20 @@ class MinHashDedup(_KeepPolicy, Selector):
     # -- score -------------------------------------------------------------------------------
     def score(self, docs):
         b, r = self.band_shape()
-        kept = self._kept_shingles(docs)
         if self._word_kernel():
             args = self._word_kernel_args(docs.text, b * r)
-            room = _fp_room(args[0], args[1]) if kept is not None else 0
-            kept = self._room_for(kept, room, docs)
-            fp = kept.fp[kept.end:kept.end + room] if kept is not None else np.zeros(0, dtype=np.uint32)
-            keys, count = _word_band_keys(*args, b, r, fp)
+            keys, count = _word_band_keys(*args, b, r, np.zeros(0, dtype=np.uint32))
         else:
             sh, off = self.shingles(docs.text)
             keys = _band_keys(minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), b, r)
             count = np.diff(off).astype(np.int32)
-            kept = self._room_for(kept, len(sh), docs)
-            if kept is not None:
-                kept.fp[kept.end:kept.end + len(sh)] = sh >> np.uint64(32)
-        if kept is not None:  # document i's fingerprints: kept.fp[starts[i]:starts[i + 1]]
-            starts = np.empty(len(count) + 1, dtype=np.int64)
-            starts[0] = kept.end
-            np.cumsum(count, out=starts[1:])
-            starts[1:] += kept.end
-            kept.end = int(starts[-1])
-            docs.handoff.add((np.asarray(docs.row), kept, starts))
         out = {"bands": keys, "n_shingles": count}
         if self.keep not in _KEEP_BUILTIN:
             out["keep_by"] = _keep_by(docs, self.keep, self.name)
         return out
 
-    def _kept_shingles(self, docs) -> _KeptShingles | None:
-        """Where this batch's shingle fingerprints go for the decide's verification, when it runs
-        in this process (``docs.handoff``): the stage's one array, reserved at ``memory_budget``."""
-        h = docs.handoff
-        if h is None or h.dropped or not self.verify:
-            return None
-        kept = h.shared.get(self.name)
-        if kept is None:
-            try:
-                kept = _KeptShingles(parse_bytes(self.memory_budget, f"{self.name}.memory_budget") // 4)
-            except MemoryError:  # the address space refused: read back instead
-                kept = False
-            h.shared[self.name] = kept
-        return kept or self._give_up(docs)
-
-    @staticmethod
-    def _give_up(docs) -> None:
-        """The budget is spent: this shard's candidates will be read back."""
-        docs.handoff.drop()
-        return None
-
-    def _room_for(self, kept: _KeptShingles | None, n: int, docs) -> _KeptShingles | None:
-        """``kept`` when n more fingerprints fit in it, else None (this shard gives up)."""
-        if kept is None or kept.end + n <= len(kept.fp):
-            return kept
-        return self._give_up(docs)
-
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
-        from ..pipeline.io import small_pages
-
-        # its arrays are filled once (the candidates' sets, the pairs) or probed once per key (the
-        # band grouping): first touch is their cost, so small pages (io.small_pages)
-        with small_pages():
-            return self._decide(scores, ctx)
-
-    def _decide(self, scores, ctx):
         n = len(scores)
         b, r = self.band_shape()
         if n == 0:  # nothing reached the stage (an emptied shard records no score columns)
@@ -1411,28 +1332,18 @@ class MinHashDedup(_KeepPolicy, Selector):
         # shard_of ascends (cand does): each shard's candidates are one slice, from where it
         # changes (np.unique would import numpy.ma, ~0.01 CPU-s per process)
         cut = np.append(np.flatnonzero(np.diff(shard_of, prepend=-1)), len(shard_of))
-        # a shard's kept batches, or None (an empty handoff, say its score's batches were all
-        # empty, is read back too)
-        handed = [ctx.handoff(int(shard_of[lo])) or None for lo in cut[:-1]]
         path = None
-        in_place = _one_run(handed)
-        if in_place is not None:
-            data = in_place.fp
+        total = int(np.asarray(scores["n_shingles"])[cand].sum())
+        if total * 4 > budget:
+            path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u32")
+            data = np.memmap(path, dtype=np.uint32, mode="w+", shape=(max(total, 1),))
         else:
-            total = int(np.asarray(scores["n_shingles"])[cand].sum())
-            if total * 4 > budget:
-                path = os.path.join(ctx.work_dir, "minhash-candidate-shingles.u32")
-                data = np.memmap(path, dtype=np.uint32, mode="w+", shape=(max(total, 1),))
-            else:
-                data = np.empty(total, dtype=np.uint32)
+            data = np.empty(total, dtype=np.uint32)
         off = np.zeros(len(cand) + 1, dtype=np.int64)
         k = 0  # documents done; shards come in ascending order and cand is sorted: pieces are in cand order
         read_back = 0
-        for lo, hi, kept in zip(cut[:-1], cut[1:], handed):
+        for lo, hi in zip(cut[:-1], cut[1:]):
             s = shard_of[lo]
-            if kept is not None:  # what the shard's score kept, in batch order
-                k = self._sets_from_handoff(kept, rows[lo:hi], data, off, k)
-                continue
             read_back += 1
             # one pass over the shard: each input batch decoded once, its candidates' texts read
             # where they lie (not copied out)
@@ -1451,27 +1362,7 @@ class MinHashDedup(_KeepPolicy, Selector):
                     k += m
         if k != len(cand):
             raise RuntimeError(f"{self.name}: read back {k} of {len(cand)} candidate documents")
-        return data[:off[-1]] if in_place is not None else data, off, path, read_back, in_place is not None
-
-    def _sets_from_handoff(self, kept: list, want: np.ndarray, data, off, k: int) -> int:
-        """The sets of one shard's candidates (ascending rows ``want``) from its score's batches."""
-        done = 0
-        for brows, arr, starts in kept:
-            if done == len(want):
-                break
-            if not len(brows):
-                continue
-            upto = int(np.searchsorted(want, brows[-1], side="right"))
-            if upto > done:
-                pos = np.searchsorted(brows, want[done:upto])
-                if (pos >= len(brows)).any() or (brows[np.minimum(pos, len(brows) - 1)] != want[done:upto]).any():
-                    raise RuntimeError(f"{self.name}: a candidate's row is missing from its score's handoff")
-                _sets_from_kept(arr.fp, starts, pos, data, off, k)
-                k, done = k + upto - done, upto
-        if done != len(want):
-            raise RuntimeError(f"{self.name}: {len(want) - done} candidates missing from their score's handoff")
-        return k
-
+        return data, off, path, read_back, False
 
 class ExactDedup(_KeepPolicy, Selector):
     """Exact duplicate removal across all shards: one 64-bit hash (plus length) of normalized text."""

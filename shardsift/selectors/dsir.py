@@ -19,12 +19,13 @@ import math
 import os
 from functools import partial
 
+import numba as nb
 import numpy as np
 
-from .._numba import nb
+from ..api import Decision, Param, Selector, check_keep_n, count_to_keep
+from ..columns import hash_strings, mix64
 from ..errors import ConfigError, DataError
-from ..text import MODES, hash_strings, lower, mix64, ngrams, tokenize
-from .base import Decision, Param, Selector, check_keep_n, count_to_keep
+from ..text import MODES, lower, ngrams, tokenize
 
 ESTIMATOR_FILE = "dsir_estimator.npz"
 _FORMAT = 1
@@ -190,6 +191,7 @@ class DSIRSelector(Selector):
 
     name = "dsir"
     scope = "global"
+    needs_fit = True
 
     target = Param(object, None, "target corpus: a path/glob, an input mapping {path: ...}, or a "
                    "datasets.Dataset")

@@ -21,13 +21,13 @@ import json
 import math
 import os
 
+import numba as nb
 import numpy as np
 import pyarrow as pa
 
-from .._numba import nb
+from ..api import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
 from ..errors import ConfigError, DataError
 from ..text import ngrams, tokenize
-from .base import Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
 
 STRATEGIES = ("balanced", "semdedup", "prototypes", "density", "d4")
 REASONS = {
@@ -542,6 +542,7 @@ class KMeansDiversity(Selector):
 
     name = "kmeans_diversity"
     scope = "global"
+    needs_fit = True
 
     strategy = Param(str, "balanced", "balanced | semdedup | prototypes | density | d4", choices=STRATEGIES)
     keep = Param(float, None, "fraction of documents to keep", gt=0, le=1)

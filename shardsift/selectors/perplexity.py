@@ -31,10 +31,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..api import Decision, Param, Selector, check_keep_n, count_to_keep
+from ..columns import hash_strings
 from ..errors import ConfigError, DataError
-from ..text import hash_strings
 from . import perplexity_math as pm
-from .base import Decision, Param, Selector, check_keep_n, count_to_keep
 
 INCLUDE = "__label__include"
 EXCLUDE = "__label__exclude"
@@ -332,6 +332,7 @@ class PerplexityCorrelationSelector(Selector):
 
     name = "perplexity_correlation"
     scope = "global"
+    needs_fit = True
 
     losses = Param(str, None, "loss matrix: BPB of N models (columns) on D keys (rows), .parquet or .csv")
     errors = Param(str, None, "benchmark error per model (lower is better): .csv (model,error) or .yaml")

@@ -29,9 +29,8 @@ ties both give the same numbers.
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
-
-from .._numba import nb
 
 ESTIMATORS = ("spearmanr", "sign", "sign_cdf", "sign_sign", "product")
 PROJECTIONS = ("linear", "l2")

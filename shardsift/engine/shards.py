@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..selectors.base import Decision, Docs, Scores
-from . import faults, handoff, io, storage, workdir
-from .io import Shard, iter_tables, normalize, row_mask
-from .kernels import arrow_array, arrow_filter, byte_lengths, count_words, hash_strings, one_array
+from ..api import Decision, Docs, Scores
+from ..columns import arrow_array, arrow_filter, byte_lengths, count_words, hash_strings, one_array
+from ..io import Shard, iter_tables, normalize, row_mask, storage
+from . import faults, workdir
 
 RESERVED = ("row", "n_words", "n_bytes")
 
@@ -109,7 +109,6 @@ class ShardContext:
 @dataclass
 class ScanTask:
     ctx: ShardContext
-    cache_path: str | None = None  # write the shard's decoded copy here (io.ShardCache)
     score: ScoreTask | None = None  # the first stage's score, run on the shard while it is in memory
 
     @property
@@ -131,9 +130,9 @@ def run_scan(task: ScanTask) -> dict:
     if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
     if task.score is None:
-        return _scan_shard(task, summary_path)[0]
+        return _scan_shard(task, summary_path)
     fused = _FusedScore(task.score)
-    summary, _ = _scan_shard(task, summary_path, fused)
+    summary = _scan_shard(task, summary_path, fused)
     stats = fused.finish()
     return summary if stats is None else {**summary, "fused_cpu_s": stats["cpu_s"]}
 
@@ -151,8 +150,9 @@ class _FusedScore:
         self.columns: list[str] = []
         try:
             self.sel = load_selector(task.selector_path)
-            self.columns = [c for c in self.sel.columns if c not in (task.ctx.text_column, task.ctx.id_column)]
-            self.acc = _ScoreParts(task.stage_label, task, self.sel)
+            self.columns = [c for c in self.sel.capabilities().columns
+                            if c not in (task.ctx.text_column, task.ctx.id_column)]
+            self.acc = _ScoreParts(task.stage_label)
         except Exception:  # noqa: BLE001 - as in add
             self.failed = True
 
@@ -174,8 +174,6 @@ class _FusedScore:
                                             shard=ctx.shard.name, shard_index=ctx.index))
         except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
             self.failed = True
-            if self.acc.handoff is not None:
-                self.acc.handoff.drop()
         self.cpu += usage()["cpu_s"] - c0
         self.wall += time.perf_counter() - t0
 
@@ -192,24 +190,16 @@ class _FusedScore:
         return _score_done(self.task, stats)
 
 
-def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = None) -> tuple[dict, bool]:
-    """The scan's result, and whether it wrote the shard's decoded copy (``task.cache_path``)."""
+def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = None) -> dict:
+    """The scan's result (its arrays are in the work dir)."""
     ctx = task.ctx
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
-    keys = [ctx.text_column, ctx.id_column]
-    cache = io.ShardCache(task.cache_path) if task.cache_path else None
-    try:
-        start = _scan_batches(ctx, keys, cache, valid, words, nbytes, idh, fused)
-    except BaseException:
-        if cache is not None:
-            cache.abort()
-        raise
-    cached = cache is not None and cache.close()
+    start = _scan_batches(ctx, [ctx.text_column, ctx.id_column], valid, words, nbytes, idh, fused)
     if start == 0:
         # still validates the text column on a zero-row shard
         from ..errors import DataError
-        from .io import shard_schema
+        from ..io import shard_schema
 
         names = shard_schema(ctx.shard).names
         if names and ctx.text_column not in names:
@@ -226,18 +216,14 @@ def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = N
         summary["cpu_s"] -= fused.cpu
     workdir.write_json(summary_path, summary)
     faults.point(f"scan:{ctx.index}")
-    return summary, cached
+    return summary
 
 
-def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh, fused=None) -> int:
-    """The scan's per-batch work; with a cache, every column is read and copied into it; with a
-    fused score, each batch (its columns too) goes on to it."""
+def _scan_batches(ctx: ShardContext, keys, valid, words, nbytes, idh, fused=None) -> int:
+    """The scan's per-batch work; with a fused score, each batch (its columns too) goes on to it."""
     start = 0
     read = keys + fused.columns if fused is not None else keys
-    for tbl in iter_tables(ctx.shard, None if cache is not None else read, ctx.batch_size, ctx.batch_bytes):
-        if cache is not None:
-            cache.add(tbl)
-            tbl = io.select_columns(tbl, read)
+    for tbl in iter_tables(ctx.shard, read, ctx.batch_size, ctx.batch_bytes):
         tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
         text = one_array(tbl.column(ctx.text_column))
         valid.append(ok)
@@ -250,26 +236,21 @@ def _scan_batches(ctx: ShardContext, keys, cache, valid, words, nbytes, idh, fus
     return start
 
 
-def hold_shard(task: ScanTask) -> bool:
-    """Keep the task's shard in memory for the reads that follow (the runner's one pass)."""
-    return io.hold(task.ctx.shard, task.ctx.batch_size, task.ctx.batch_bytes)
-
-
-def release_shard() -> None:
-    io.release()
-
-
 # -- score -------------------------------------------------------------------------------------
 
-_SELECTOR_CACHE: dict[str, Any] = {}
+_SELECTORS: dict[str, Any] = {}  # selector file -> the selector, set up, in this process
+_SELECTORS_MAX = 16
 
 
 def load_selector(path: str):
-    sel = _SELECTOR_CACHE.get(path)
+    """A stage's fitted selector, loaded and set up (``setup()``) once per process."""
+    sel = _SELECTORS.get(path)
     if sel is None:
         sel = workdir.read_pickle(path)
-        _SELECTOR_CACHE.clear()
-        _SELECTOR_CACHE[path] = sel
+        sel.setup()
+        if len(_SELECTORS) >= _SELECTORS_MAX:
+            _SELECTORS.pop(next(iter(_SELECTORS)))
+        _SELECTORS[path] = sel
     return sel
 
 
@@ -315,16 +296,12 @@ def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
 class _ScoreParts:
     """A stage's score columns of one shard, batch by batch, and the files ``run_score`` leaves."""
 
-    def __init__(self, label: str, task: ScoreTask | None = None, sel=None):
+    def __init__(self, label: str):
         self.label = label
         self.parts: dict[str, list] = {}
         self.rows, self.words, self.nbytes = [], [], []
-        # a global stage's score may leave data for its decide when that runs in this process
-        self.handoff = (handoff.open_slot(task.stage_dir, task.ctx.index)
-                        if task is not None and sel.scope == "global" else None)
 
     def add(self, sel, docs: Docs) -> None:
-        docs.handoff = self.handoff
         cols = normalize_scores(sel.score(docs), len(docs), self.label)
         for k, v in cols.items():
             self.parts.setdefault(k, []).append(v)
@@ -340,11 +317,10 @@ class _ScoreParts:
         if not self.parts:  # no surviving docs: still record the expected columns as empty
             arrays["score"] = np.zeros(0, np.float64)
         workdir.write_npz(task.scores_path, arrays)
-        if sel.scope == "document":
+        if sel.capabilities().scope == "document":
             scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
             dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
             write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
-        handoff.finish(self.handoff)
 
 
 def run_score(task: ScoreTask) -> dict:
@@ -353,8 +329,9 @@ def run_score(task: ScoreTask) -> dict:
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
     sel = load_selector(task.selector_path)
-    acc = _ScoreParts(task.stage_label, task, sel)
-    for docs in task.ctx.iter_docs(sel.columns, need_text=sel.needs_text):
+    acc = _ScoreParts(task.stage_label)
+    caps = sel.capabilities()
+    for docs in task.ctx.iter_docs(caps.columns, need_text=caps.reads_text):
         acc.add(sel, docs)
     acc.write(task, sel)
     return _score_done(task, task_stats(before, t0))

@@ -1,12 +1,10 @@
-"""NumPy twins of the scan's text kernels: word counts, byte lengths and id hashes.
+"""Columnar helpers over Arrow buffers, without numba: string buffers as NumPy, word counts,
+byte lengths, id hashes, and NumPy arrays as Arrow arrays.
 
-The scan and the built-in ``length`` and ``random`` selectors need only these three, and they are
-columnar without numba: importing numba and loading its compiled kernels costs about 0.7 CPU-s per
-process, more than the scan itself on a few hundred MB. Results are identical to
-:func:`shardsift.text.count_words` and :func:`shardsift.text.hash_strings` (tests/test_kernels.py
-checks it), so work dirs and manifests do not depend on which one ran; byte lengths need no kernel,
-and ``shardsift.text`` re-exports this one. Selectors that tokenize keep using the numba kernels of
-``shardsift.text``.
+The scan and the document-scope built-ins need only these, so a run of them never loads numba;
+the tokenizing kernels of :mod:`shardsift.text` build on the same buffers. Hashes are FNV-1a 64
+over a string's bytes followed by the splitmix64 finaliser: stable across processes, machines and
+Python versions (unlike the salted built-in ``hash``).
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ import pyarrow as pa
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _BLOCK = 1 << 18          # bytes of text per word-count block: the temporaries stay in cache
-_LONG_ID = 4096           # strings longer than this are hashed by the numba kernel
 
 
 def one_array(col) -> pa.Array:
@@ -46,6 +43,17 @@ def string_buffers(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return offsets, data, valid
 
 
+def spans(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts int64[n], ends int64[n], data uint8) of a string array, without copying the text;
+    null entries come out as empty spans."""
+    offsets, data, valid = string_buffers(arr)
+    starts, ends = offsets[:-1], offsets[1:]
+    if valid is not None:
+        ends = ends.copy()
+        ends[~valid] = starts[~valid]
+    return starts, ends, data
+
+
 def byte_lengths(arr) -> np.ndarray:
     """UTF-8 byte length per string (0 for nulls), from the offsets alone."""
     off, _, valid = string_buffers(arr)
@@ -56,7 +64,7 @@ def byte_lengths(arr) -> np.ndarray:
 
 
 def _space(data: np.ndarray, out: np.ndarray, tmp: np.ndarray, low: np.ndarray) -> None:
-    """out[i] = data[i] is ASCII whitespace (space, \\t \\n \\v \\f \\r), like text._is_space.
+    """out[i] = data[i] is ASCII whitespace (space, \\t \\n \\v \\f \\r), as every whitespace tokenizer of shardsift.text.
     ``tmp`` (uint8) and ``low`` (bool) are scratch of data's length."""
     np.equal(data, 32, out=out)
     np.subtract(data, np.uint8(9), out=tmp)  # wraps below 9: only 9..13 land in 0..4
@@ -65,7 +73,7 @@ def _space(data: np.ndarray, out: np.ndarray, tmp: np.ndarray, low: np.ndarray) 
 
 
 def count_words(arr) -> np.ndarray:
-    """Whitespace-separated word count per string (0 for nulls), as text.count_words.
+    """Whitespace-separated word count per string (0 for nulls): the manifest's words.
 
     A word starts at a non-space byte whose previous byte is a space or which starts its string.
     The starts are counted over the whole buffer with packed bits and a popcount prefix sum, then
@@ -129,10 +137,11 @@ def _space_array(b: np.ndarray) -> np.ndarray:
 
 
 def hash_strings(arr) -> np.ndarray:
-    """FNV-1a 64 + splitmix64 finaliser per string (nulls hash as empty), as text.hash_strings.
+    """FNV-1a 64 + splitmix64 finaliser per string (nulls hash as empty): ids and seeded draws.
 
     Vectorised across strings, one step per byte position: strings are taken longest first, so the
-    strings still going at position k are a prefix of that order.
+    strings still going at position k are a prefix of that order (ids are short; a long string
+    costs one NumPy step per byte of its length).
     """
     off, data, valid = string_buffers(arr)
     n = len(off) - 1
@@ -140,10 +149,6 @@ def hash_strings(arr) -> np.ndarray:
     lens = np.diff(off)
     if valid is not None:
         lens[~valid] = 0
-    if n and int(lens.max()) > _LONG_ID:
-        from ..text import hash_strings as numba_hash
-
-        return numba_hash(arr)
     order = np.argsort(-lens, kind="stable")
     s_sorted = starts[order]
     l_sorted = lens[order]
@@ -162,14 +167,14 @@ def hash_strings(arr) -> np.ndarray:
     return out
 
 
-def mix64(h: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser over a uint64 array (returns a new array; the input is left as is)."""
+def mix64(h):
+    """The splitmix64 finaliser, on a uint64 array (a new array) or, compiled by numba in
+    :mod:`shardsift.text`, on one uint64: the same source for both."""
     h = h ^ (h >> np.uint64(30))
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
 
 
 # -- NumPy to Arrow without pa.array ----------------------------------------------------------
@@ -223,19 +228,11 @@ def arrow_strings(values) -> pa.Array:
                                  [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
 
 
-# -- Arrow compute functions without pyarrow.compute -----------------------------------------
-# Importing pyarrow.compute wraps every one of Arrow's ~290 compute functions in a Python function
-# with a docstring scraped from its options class: ~0.045 CPU-s per process, a sixth of a small
-# run's fixed cost. Table.filter, Array.take and Array.is_valid import it on first use. The same
-# kernels are reachable through the Cython module underneath, which imports in ~0.009 CPU-s.
-
 def arrow_call(name: str, *args):
-    """Arrow's compute function ``name`` on ``args`` (arrays, tables, scalars), as pyarrow.compute.<name>."""
-    try:
-        from pyarrow._compute import call_function
-    except ImportError:  # a pyarrow that moved it: the public module has it too
-        from pyarrow.compute import call_function
-    return call_function(name, list(args))
+    """Arrow's compute function ``name`` on ``args`` (arrays, tables, scalars)."""
+    import pyarrow.compute as pc
+
+    return pc.call_function(name, list(args))
 
 
 def arrow_filter(values, mask):

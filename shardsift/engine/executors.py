@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ShardsiftError, TaskError
+from ..io import storage
 
 
 class Progress:
@@ -116,7 +117,8 @@ class LocalExecutor(Executor):
 
         try:
             pool = self._get_pool()
-            futures = {pool.submit(_call, fn, item): i for i, item in enumerate(items)}
+            reg = storage.registry()  # storage options travel with each task, not in the environment
+            futures = {pool.submit(_worker_call, fn, item, reg): i for i, item in enumerate(items)}
             try:
                 for fut in cf.as_completed(futures):
                     results[futures[fut]] = fut.result()
@@ -138,13 +140,9 @@ class LocalExecutor(Executor):
 
 
 def _call(fn, item):
-    """Run one task (Arrow allocating from malloc: io.malloc_pool); re-raise failures as one line
-    naming the task."""
-    from .io import malloc_pool
-
+    """Run one task; re-raise failures as one line naming the task."""
     try:
-        with malloc_pool():
-            return fn(item)
+        return fn(item)
     except ShardsiftError:
         raise
     except MemoryError:
@@ -159,6 +157,12 @@ def _call(fn, item):
         tb = traceback.extract_tb(err.__traceback__)
         where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}" if tb else ""
         raise TaskError(f"{task_label(item)}: {type(err).__name__}: {err}{where}") from None
+
+
+def _worker_call(fn, item, storage_options: dict):
+    """A task's body in a pool process: install the driver's storage options, then run it."""
+    storage.load_registry(storage_options)
+    return _call(fn, item)
 
 
 def make_executor(cfg) -> Executor:

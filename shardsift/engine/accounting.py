@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..columns import arrow_array, arrow_strings
 from ..errors import DataError
 from . import workdir
-from .kernels import arrow_array, arrow_strings
 
 
 def shard_decisions(scan: dict, keep_files: list[dict], stage_names: list[str], ids: pa.Array) -> pa.Table:

@@ -3,8 +3,7 @@
 Local paths go through exactly the calls the runner always made (``os.replace`` of a temporary
 name, ``os.makedirs``, ...), so local behaviour and bytes do not change. Remote URIs (``s3://``,
 ``gs://``, ``abfs://``, ...) go through fsspec with the options registered for their prefix
-(``output.storage_options``): tasks in other processes find them through the environment
-(``SHARDSIFT_STORAGE_OPTIONS``, inherited by local workers) or, on Ray, sent with every task.
+(``output.storage_options``): the executors send them with every task to the worker processes.
 
 Object stores have no directories and no rename. What stands in for them:
 
@@ -19,14 +18,11 @@ Object stores have no directories and no rename. What stands in for them:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import shutil
 import tempfile
 from typing import Any
-
-ENV = "SHARDSIFT_STORAGE_OPTIONS"
 
 _OPTIONS: dict[str, dict] = {}  # "scheme://bucket/prefix" -> fsspec options
 
@@ -40,38 +36,24 @@ def _root(uri: str) -> str:
 
 
 def set_options(uri: str, options: dict | None) -> None:
-    """Register fsspec options for every path under ``uri`` (this process and the workers it starts)."""
+    """Register fsspec options for every path under ``uri`` (sent with every task)."""
     if not is_remote(uri):
         return
-    _load_env()
     _OPTIONS[_root(uri)] = dict(options or {})
-    os.environ[ENV] = json.dumps(_OPTIONS, sort_keys=True)
 
 
 def registry() -> dict:
-    """The registered options, to send with a task to a process that did not inherit them."""
-    _load_env()
+    """The registered options, to send with a task to another process."""
     return dict(_OPTIONS)
 
 
 def load_registry(reg: dict | None) -> None:
-    """Install options received from the driver (a Ray task calls this before running)."""
+    """Install options received from the driver (every task in a worker process, before it runs)."""
     if reg:
         _OPTIONS.update(reg)
 
 
-def _load_env() -> None:
-    raw = os.environ.get(ENV)
-    if raw:
-        try:
-            for k, v in json.loads(raw).items():
-                _OPTIONS.setdefault(k, v)
-        except ValueError:
-            pass
-
-
 def options_for(uri: str) -> dict:
-    _load_env()
     best, opts = -1, {}
     for prefix, o in _OPTIONS.items():
         if (uri == prefix or uri.startswith(prefix + "/")) and len(prefix) > best:

@@ -12,11 +12,11 @@ deterministic: they are not retried and stop the run at once.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..errors import ShardsiftError, TaskError
-from . import storage
+from ..io import storage
+from . import faults
 from .executors import Executor, _call, task_label
 
 
@@ -27,21 +27,17 @@ class _Failed:
         self.cls, self.msg = type(err), str(err)
 
 
-def _ray_task(fn, item, storage_options: dict, env: dict):
-    """Body of every Ray task: install the driver's storage options, run the task, return its summary."""
+def _ray_task(fn, item, storage_options: dict, test_settings: dict):
+    """Body of every Ray task: install the driver's storage options (and test kill points), run the
+    task, return its summary."""
     storage.load_registry(storage_options)
-    for k, v in env.items():
-        os.environ[k] = v
+    faults.use(test_settings)
     try:
         return _call(fn, item)
     except TaskError:
         raise  # retried by Ray (retry_exceptions), then reported by the driver
     except ShardsiftError as err:
         return _Failed(err)
-
-
-# testing hooks that must reach the workers of a cluster the driver did not start
-_FORWARD_ENV = ("SHARDSIFT_LIST_POINTS",)
 
 
 class RayExecutor(Executor):
@@ -88,7 +84,7 @@ class RayExecutor(Executor):
             return []
         bar = progress.bar(len(items), desc) if progress else None
         reg = storage.registry()
-        env = {k: os.environ[k] for k in _FORWARD_ENV if k in os.environ}
+        env = faults.settings()
         fn_ref = ray.put(fn)  # one copy of the function (and what it closes over) for all tasks
         results: list = [None] * len(items)
         pending: dict = {}

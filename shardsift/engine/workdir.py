@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from . import storage
+from ..io import storage
 
 
 def _atomic_write(path: str, data: bytes | None = None, writer=None) -> None:

@@ -1,33 +1,28 @@
-"""The Selector plugin API.
+"""The plugin contract: what a selector is and what the engine hands it.
 
-A selector is one small class, written in scikit-learn's habits: the constructor stores parameters
-only (declared with :class:`Param` and validated in one place), ``fit`` learns state held in
-attributes ending in ``_``, and ``get_params`` feeds the manifest.
+A selector is one small class in scikit-learn's habits: parameters are declared with
+:class:`~shardsift.params.Param` and validated in one place; the engine calls the class's real
+``__init__`` with them; learned state lives in attributes ending in ``_``; capabilities (scope,
+whether it fits, the columns it reads) are declared on the class, not detected.
 
-A stage runs a selector in up to three steps (DESIGN.md, "The staged pipeline"):
+A stage runs a selector in these steps:
 
-``fit(ctx)``      optional, global: statistics the selector needs (``ctx`` is a :class:`FitContext`).
-``score(docs)``   map, one task per input shard, in parallel: per-document scores or features for one
-                  batch of the shard's surviving documents (:class:`Docs`). Return a 1-D array (named
-                  ``score``) or a dict of arrays whose first dimension is ``len(docs)``.
-``decide(scores, ctx)``  turns scores into keep/drop (:class:`Scores` in, bool array or
-                  :class:`Decision` out). With ``scope = "document"`` it runs inside each shard's task
-                  on that shard's scores only (per-document filters: memory never grows with the
-                  corpus). With ``scope = "global"`` it runs once on the driver over every shard's
-                  scores (exact top-k, resampling, clustering).
+``setup()``       once per process before its first batch: load models and word lists here.
+``fit(ctx)``      declared with ``needs_fit = True``; global statistics (:class:`FitContext`);
+                  returns its metrics for the manifest.
+``score(docs)``   per batch of one shard's surviving documents (:class:`Docs`), in parallel tasks:
+                  a 1-D array (named ``score``) or a dict of arrays whose first dimension is
+                  ``len(docs)``.
+``decide(scores, ctx)``  keep/drop (:class:`Scores` in, a bool array or :class:`Decision` out).
+                  ``scope = "document"``: per shard, inside the shard's task. ``scope = "global"``:
+                  once over every shard's scores (exact top-k, resampling, clustering).
 
+:class:`Filter` is the one-method shortcut for per-document filters: ``keep(docs)``.
 Selectors must be picklable: the fitted selector is saved in the work dir and loaded by workers.
-
-A global stage's score may also leave data in memory for its decide (``docs.handoff``, a
-:class:`Handoff`, when the score runs in the process that decides): what the decide would otherwise
-recompute from the documents read back (minhash_dedup: the candidates' shingles). The decide gets
-it per shard from ``ctx.handoff(shard_index)``; where a shard has none (its score ran in a worker
-process or an earlier run) it reads the documents back as before, to the same result.
+This module imports nothing of the engine: plugins depend on it, it depends on no plugin.
 """
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -35,132 +30,62 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ConfigError
-from ..pipeline.kernels import one_array
+from .columns import one_array
+from .errors import ConfigError
+from .params import Param, did_you_mean
 
-_REQUIRED = object()
+__all__ = ["Capabilities", "DecideContext", "Decision", "Docs", "FitContext", "Filter", "Param", "Scores",
+           "Selector", "check_keep_n", "count_to_keep", "top_k_mask"]
 
 
-class Param:
-    """Declares one constructor parameter: its type, default, allowed range and doc line."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a selector declares to the engine (``Selector.capabilities()``).
 
-    def __init__(
-        self,
-        type: type | tuple = object,
-        default: Any = _REQUIRED,
-        doc: str = "",
-        *,
-        choices: Sequence | None = None,
-        ge: float | None = None,
-        gt: float | None = None,
-        le: float | None = None,
-        lt: float | None = None,
-    ):
-        self.type = type if isinstance(type, tuple) else (type,)
-        self.default = default
-        self.doc = doc
-        self.choices = tuple(choices) if choices is not None else None
-        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
-        self.name = ""
+    scope:      "document" (decided per shard, in the shard's task) or "global" (across shards).
+    needs_fit:  the engine calls ``fit(ctx)`` before scoring.
+    columns:    input columns ``score`` reads besides the text and id.
+    reads_text: False for selectors that never read the text (word and byte counts come anyway).
+    """
 
-    @property
-    def required(self) -> bool:
-        return self.default is _REQUIRED
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return obj.__dict__.get(self.name, None if self.required else self.default)
-
-    def __set__(self, obj, value):
-        obj.__dict__[self.name] = value
-
-    def type_names(self) -> str:
-        names = {int: "int", float: "number", str: "string", bool: "bool", list: "list", dict: "mapping"}
-        return " or ".join(names.get(t, getattr(t, "__name__", str(t))) for t in self.type)
-
-    def describe(self) -> str:
-        bits = [self.type_names()]
-        if self.choices:
-            bits = ["|".join(map(str, self.choices))]
-        rng = []
-        if self.gt is not None:
-            rng.append(f"> {self.gt}")
-        if self.ge is not None:
-            rng.append(f">= {self.ge}")
-        if self.lt is not None:
-            rng.append(f"< {self.lt}")
-        if self.le is not None:
-            rng.append(f"<= {self.le}")
-        if rng:
-            bits.append(", ".join(rng))
-        default = "required" if self.required else f"default {self.default!r}"
-        return f"{'; '.join(bits)}; {default}"
-
-    def check(self, value, where: str):
-        """Validate ``value``; return it (ints accepted where numbers are). Raises ConfigError."""
-        if value is None and (self.required or self.default is None):
-            if self.required:
-                raise ConfigError(f"{where}: a value is required ({self.describe()})")
-            return None
-        given = value  # messages echo what the user wrote, not the converted value
-        if object not in self.type:
-            ok = False
-            for t in self.type:
-                if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    value = float(value) if not isinstance(value, float) else value
-                    ok = True
-                    break
-                if t is int and isinstance(value, bool):
-                    continue
-                if isinstance(value, t):
-                    ok = True
-                    break
-            if not ok:
-                raise ConfigError(
-                    f"{where}: expected {self.type_names()}, got {type(value).__name__} {value!r}"
-                )
-        if self.choices is not None and value not in self.choices:
-            near = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(
-                f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}{hint}"
-            )
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, float) and math.isnan(value):
-                raise ConfigError(f"{where}: NaN is not allowed")
-            for bound, op, txt in (
-                (self.gt, lambda v, b: v > b, ">"),
-                (self.ge, lambda v, b: v >= b, ">="),
-                (self.lt, lambda v, b: v < b, "<"),
-                (self.le, lambda v, b: v <= b, "<="),
-            ):
-                if bound is not None and not op(value, bound):
-                    raise ConfigError(f"{where}: {given!r} is out of range (must be {txt} {bound})")
-        return value
+    scope: str = "document"
+    needs_fit: bool = False
+    columns: tuple[str, ...] = ()
+    reads_text: bool = True
 
 
 class Selector:
-    """Base class of every selector. Subclass it, declare Params, implement ``score``.
+    """Base class of every selector. Subclass it, declare Params, implement ``score`` and ``decide``.
 
-    Class attributes a subclass may set:
+    Class attributes a subclass may set (its declared capabilities):
 
     - ``name``: the name used in YAML (defaults to the class name).
     - ``scope``: ``"document"`` (decide per shard) or ``"global"`` (decide across all shards).
+    - ``needs_fit``: True when ``fit`` learns something before scoring.
     - ``columns``: extra input columns ``score`` reads besides the text and id.
     - ``needs_text``: False for selectors that never read the text (e.g. ``random``).
+
+    Where a capability depends on parameters (a column named by a parameter), override
+    :meth:`capabilities`.
     """
 
     name: ClassVar[str] = ""
     scope: ClassVar[str] = "document"
+    needs_fit: ClassVar[bool] = False
     columns: ClassVar[tuple[str, ...]] = ()
     needs_text: ClassVar[bool] = True
 
     def __init__(self, **params):
         self._set_params(params, where=self.display_name())
+
+    def capabilities(self) -> Capabilities:
+        """The capabilities the engine plans with; derived from the class attributes by default."""
+        return Capabilities(scope=self.scope, needs_fit=self.needs_fit, columns=tuple(self.columns),
+                            reads_text=self.needs_text)
+
+    def setup(self) -> None:
+        """Called once per process before the first batch (and before ``fit``): load models, word
+        lists and other state that is not worth pickling. The default does nothing."""
 
     # -- parameters -------------------------------------------------------------------------
     @classmethod
@@ -180,10 +105,8 @@ class Selector:
         specs = self.param_specs()
         for key in params:
             if key not in specs:
-                near = difflib.get_close_matches(key, list(specs), n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
                 valid = ", ".join(specs) or "none"
-                raise ConfigError(f"{where}: unknown key {key!r}{hint}; valid keys: {valid}")
+                raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, specs)}; valid keys: {valid}")
         for key, spec in specs.items():
             value = params.get(key, None if spec.required else spec.default)
             if key not in params and spec.required:
@@ -202,8 +125,10 @@ class Selector:
         return f"{type(self).__name__}({args})"
 
     # -- the three steps ------------------------------------------------------------------------
-    def fit(self, ctx: FitContext) -> None:
-        """Learn global state before scoring (optional)."""
+    def fit(self, ctx: FitContext) -> dict | None:
+        """Learn global state before scoring (called when ``needs_fit``); return metrics for the
+        manifest. The seed is ``ctx.seed``."""
+        return None
 
     def score(self, docs: Docs):
         raise NotImplementedError(f"{type(self).__name__} must implement score(docs)")
@@ -234,32 +159,6 @@ class Decision:
     metrics: dict = field(default_factory=dict)
 
 
-class Handoff:
-    """What one shard's score leaves in memory for the stage's global decide, in batch order.
-
-    ``docs.handoff`` is one during a score whose decide will run in the same process (one worker
-    on a local executor), else None. ``add`` appends an item; ``shared`` is one dict for all the
-    stage's handoffs in this process (a selector keeps a stage-wide buffer or tally there, to stay
-    within its memory budget); ``drop`` gives up for this shard (its decide then reads the
-    documents back). The decide sees a shard's items only when its score finished with every
-    batch added (``DecideContext.handoff``).
-    """
-
-    def __init__(self, shared: dict):
-        self.items: list = []
-        self.shared = shared
-        self.dropped = False
-        self.complete = False
-
-    def add(self, item) -> None:
-        if not self.dropped:
-            self.items.append(item)
-
-    def drop(self) -> None:
-        """Free what was added and take nothing more: this shard's decide reads its documents back."""
-        self.items, self.dropped = [], True
-
-
 class Docs:
     """One batch of one shard's surviving documents, as Arrow columns (no per-row objects).
 
@@ -268,10 +167,7 @@ class Docs:
     row:     int64 row index of each document within its input shard.
     n_words: whitespace word count per document; n_bytes: UTF-8 byte length.
     shard:   the input shard's name; shard_index its position among the inputs.
-    handoff: during a score, the shard's :class:`Handoff` to the stage's decide, or None.
     """
-
-    handoff: Handoff | None = None
 
     def __init__(self, table: pa.Table, *, text_column: str, id_column: str, row: np.ndarray,
                  n_words: np.ndarray, n_bytes: np.ndarray, shard: str, shard_index: int):
@@ -321,6 +217,9 @@ class Scores:
     def __contains__(self, name: str) -> bool:
         return name in self._columns
 
+    def get(self, name: str, default=None):
+        return self._columns.get(name, default)
+
     def __len__(self) -> int:
         return int(self.shard_offsets[-1])
 
@@ -336,9 +235,7 @@ class Scores:
 
 class FitContext:
     """What ``fit`` may use: the stage's documents, parallel map over shards, seed and work dir.
-
-    Implemented by the runner; see shardsift/pipeline/runner.py.
-    """
+    The engine implements it."""
 
     seed: int
     work_dir: str          # a directory private to this stage, for fitted artifacts
@@ -394,11 +291,43 @@ class DecideContext:
         for docs in self.read_batches(shard_index, rows):
             yield docs.text, np.arange(len(docs), dtype=np.int64)
 
-    def handoff(self, shard_index: int) -> list | None:
-        """The items this stage's score added to ``docs.handoff`` for one input shard, in batch
-        order, once (they are released to the caller); None when there are none to trust: the
-        shard's score ran in another process or an earlier run, failed, or dropped its handoff."""
-        return None
+
+class Filter(Selector):
+    """A per-document filter in one method: ``keep(docs)`` returns a bool array (True: keep) or a
+    :class:`Decision` (per-document reasons, a score for the sidecar).
+
+    A dropped document's reason is the Decision's reason or, by default, the filter's name. The
+    engine runs ``keep`` inside each shard's task; memory never grows with the corpus.
+    """
+
+    scope: ClassVar[str] = "document"
+
+    def keep(self, docs: Docs) -> np.ndarray | Decision:
+        raise NotImplementedError(f"{type(self).__name__} must implement keep(docs)")
+
+    def score(self, docs: Docs) -> dict:
+        out = self.keep(docs)
+        dec = out if isinstance(out, Decision) else Decision(keep=out)
+        keep = np.asarray(dec.keep)
+        if keep.dtype != bool or keep.shape != (len(docs),):
+            raise ValueError(f"{self.display_name()}.keep: expected {len(docs)} booleans, "
+                             f"got {keep.dtype} {keep.shape}")
+        cols = {"keep": keep,
+                "score": (keep.astype(np.float64) if dec.score is None
+                          else np.asarray(dec.score, dtype=np.float64))}
+        if dec.reason is not None and not isinstance(dec.reason, str):
+            cols["reason"] = np.asarray(dec.reason, dtype=str)   # per document, decoded in decide
+        elif dec.reason is not None:
+            cols["reason"] = np.full(len(docs), dec.reason)
+        for k, v in (dec.extra or {}).items():
+            cols[f"extra_{k}"] = np.asarray(v)
+        return cols
+
+    def decide(self, scores: Scores, ctx: DecideContext | None = None) -> Decision:
+        keep = scores["keep"].astype(bool)
+        reason = scores.get("reason")
+        extra = {c[len("extra_"):]: scores[c] for c in scores.columns if c.startswith("extra_")}
+        return Decision(keep=keep, reason=reason, score=scores["score"], extra=extra)
 
 
 # -- helpers shared by selectors -------------------------------------------------------------

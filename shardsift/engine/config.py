@@ -1,0 +1,265 @@
+"""Config loading and validation, before any I/O.
+
+Every section (the top level, ``input``, ``output``, ``ray``) is declared with the same
+:class:`~shardsift.params.Param` machinery as selector parameters, so every error names the key and
+its place (``stages[1].dsir.keep``) and suggests the nearest valid key. Stages are built through
+their selector's real ``__init__``. YAML with a duplicate key is refused, naming the key and line.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api import Selector
+from ..errors import ConfigError
+from ..params import Param, Size, validate
+from ..selectors import resolve
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _is_dataset(obj) -> bool:
+    return type(obj).__name__ == "Dataset" and hasattr(obj, "to_parquet")
+
+
+TOP = {
+    "input": Param(object, None, "files, globs, directories or URIs, or a mapping (see input)"),
+    "output": Param(object, None, "a directory or URI, or a mapping (see output)"),
+    "executor": Param(str, "local", "where tasks run", choices=("local", "ray")),
+    "workers": Param(int, None, "parallel tasks (default: the CPUs, at most 8)", ge=1),
+    "seed": Param(int, 0, "seed of every random choice"),
+    "stages": Param(list, [], "the selectors, in order"),
+    "ray": Param(dict, {}, "Ray executor options (see ray)"),
+    "on_duplicate_id": Param(str, "error", "refuse duplicate ids or keep the first",
+                             choices=("error", "keep_first")),
+}
+INPUT = {
+    "path": Param(object, doc="files, globs, directories or URIs"),
+    "text_column": Param(str, "text", "the column holding the text"),
+    "id_column": Param(str, "id", "the column holding document ids (made from file and row when absent)"),
+    "format": Param(str, "auto", "file format", choices=("auto", "parquet", "jsonl")),
+    "batch_size": Param(int, 8192, "rows per batch", ge=1),
+    "batch_bytes": Param(Size, 4 * 2**20, "a batch ends at batch_size rows or about this much data"),
+    "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+}
+OUTPUT = {
+    "path": Param(str, doc="a directory or URI"),
+    "max_shard_bytes": Param(Size, 256 * 10**6, "largest output part"),
+    "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
+    "compression": Param(str, "zstd", "Parquet compression",
+                         choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
+    "scores": Param(bool, False, "write the scores sidecar (scores/)"),
+    "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
+    "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+}
+RAY = {
+    "address": Param(str, None, "a running cluster (auto, ray://host:10001); none: start a local one"),
+    "num_cpus": Param(float, None, "CPUs each task asks for", gt=0),
+    "resources": Param(dict, None, "custom resources each task asks for"),
+    "max_retries": Param(int, 2, "retries of a failed task", ge=0),
+    "runtime_env": Param(dict, None, "passed to ray.init (ship plugins with working_dir or pip)"),
+}
+
+
+def _section(raw, specs: dict, where: str) -> dict:
+    """A section validated against its specs; a missing or empty value takes the default."""
+    raw = {k: v for k, v in raw.items() if v is not None} if isinstance(raw, dict) else raw
+    return validate(raw, specs, where)
+
+
+@dataclass
+class InputConfig:
+    path: Any  # str, list of str, or a datasets.Dataset given from Python
+    text_column: str = "text"
+    id_column: str = "id"
+    format: str = "auto"
+    batch_size: int = 8192
+    batch_bytes: int = 4 * 2**20
+    storage_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw, where: str = "input") -> InputConfig:
+        if isinstance(raw, (str, list)) or _is_dataset(raw):
+            raw = {"path": raw}
+        values = _section(raw, INPUT, where)
+        path = values["path"]
+        if not (isinstance(path, str) or _is_dataset(path)
+                or (isinstance(path, list) and path and all(isinstance(p, str) for p in path))):
+            raise ConfigError(f"{where}.path: expected a string or a list of strings, got {path!r}")
+        return cls(**values)
+
+
+@dataclass
+class OutputConfig:
+    path: str
+    max_shard_bytes: int = 256 * 10**6
+    row_group_bytes: int = 8 * 2**20
+    compression: str = "zstd"
+    scores: bool = False
+    work_dir: str | None = None
+    storage_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw, where: str = "output") -> OutputConfig:
+        if isinstance(raw, str):
+            raw = {"path": raw}
+        values = _section(raw, OUTPUT, where)
+        if not values["path"]:
+            raise ConfigError(f"{where}.path: a value is required (a directory or URI)")
+        return cls(**values)
+
+
+@dataclass
+class StageConfig:
+    """One stage: its selector class and parameters (or a selector instance given from Python)."""
+
+    name: str            # as written in the config
+    params: dict
+    cls: type[Selector]
+    where: str
+    instance: Selector | None = None
+
+    def build(self) -> Selector:
+        """A fresh selector for a run: the class's real ``__init__`` with the parameters, or a
+        copy of the instance given (a run never changes the caller's object)."""
+        if self.instance is not None:
+            return copy.deepcopy(self.instance)
+        display = self.cls.display_name()
+        try:
+            return self.cls(**self.params)
+        except ConfigError as err:
+            msg = str(err)
+            msg = self.where + msg[len(display):] if msg.startswith(display) else f"{self.where}: {msg}"
+            raise ConfigError(msg) from None
+        except TypeError as err:  # a plugin whose __init__ does not take a given parameter
+            raise ConfigError(f"{self.where}: {err}") from None
+
+    @classmethod
+    def of(cls, item, i: int) -> StageConfig:
+        """A stage from a config item: 'name', {name: params}, or a Selector instance."""
+        where = f"stages[{i}]"
+        if isinstance(item, Selector):
+            st = cls(name=item.display_name(), params=item.get_params(), cls=type(item),
+                     where=f"{where}.{item.display_name()}", instance=item)
+            item.validate()
+            return st
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, params = next(iter(item.items()))
+            params = {} if params is None else params
+            if not isinstance(params, dict):
+                raise ConfigError(f"{where}.{name}: expected a mapping of parameters, got {params!r}")
+        else:
+            raise ConfigError(f"{where}: expected 'name' or {{name: {{params}}}}, got {item!r}")
+        return cls(name=str(name), params=params, cls=resolve(str(name), where), where=f"{where}.{name}")
+
+
+@dataclass
+class Config:
+    input: InputConfig | None
+    output: OutputConfig | None
+    stages: list[StageConfig]
+    executor: str = "local"
+    workers: int = 1
+    seed: int = 0
+    ray: dict = field(default_factory=dict)
+    on_duplicate_id: str = "error"
+    raw: dict = field(default_factory=dict)
+    built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
+
+    def resolved(self) -> dict:
+        """The config as run (defaults filled in), for the manifest."""
+        inp = None
+        if self.input is not None:
+            inp = {k: (v if not _is_dataset(v) else f"<datasets.Dataset {getattr(v, '_fingerprint', '')}>")
+                   for k, v in vars(self.input).items()}
+        return {
+            "input": inp,
+            "output": dict(vars(self.output)) if self.output else None,
+            "executor": self.executor,
+            "workers": self.workers,
+            "seed": self.seed,
+            "ray": self.ray,
+            "on_duplicate_id": self.on_duplicate_id,
+            "stages": [{s.name: sel.get_params()} for s, sel in zip(self.stages, self.built)],
+        }
+
+
+def parse_config(raw: dict, *, require_io: bool = True) -> Config:
+    """Validate a config mapping; raise ConfigError naming the first bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = copy.copy(raw)
+    top = _section(raw, TOP, "config")
+    ray = {k: v for k, v in _section(top["ray"] or {}, RAY, "config.ray").items() if v is not None}
+    stages_raw = top["stages"] or []
+    stages = [StageConfig.of(item, i) for i, item in enumerate(stages_raw)]
+    built = [st.build() for st in stages]  # validates every parameter now, before any work
+    inp = out = None
+    if top["input"] is not None or require_io:
+        if top["input"] is None:
+            raise ConfigError("config.input: a value is required (input: {path: ...} or --input)")
+        inp = InputConfig.parse(top["input"])
+    if top["output"] is not None or require_io:
+        if top["output"] is None:
+            raise ConfigError("config.output: a value is required (output: {path: ...} or --output)")
+        out = OutputConfig.parse(top["output"])
+    workers = top["workers"] if top["workers"] is not None else default_workers()
+    return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
+                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
+
+
+def load_yaml(path: str) -> dict:
+    """A config file as a mapping; a duplicate key anywhere is an error naming it and its line."""
+    import yaml  # here: a run from Python with a mapping needs no YAML parser
+
+    class _UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise ConfigError(f"{path}: duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_UniqueKeys)  # noqa: S506 - a SafeLoader subclass
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(raw: dict, *, input=None, output=None, workers=None, executor=None, seed=None) -> dict:
+    """CLI flags override config values."""
+    raw = copy.deepcopy(raw)
+    if input is not None:
+        if isinstance(raw.get("input"), dict):
+            raw["input"]["path"] = input
+        else:
+            raw["input"] = {"path": input}
+    if output is not None:
+        if isinstance(raw.get("output"), dict):
+            raw["output"]["path"] = output
+        else:
+            raw["output"] = {"path": output}
+    for key, val in (("workers", workers), ("executor", executor), ("seed", seed)):
+        if val is not None:
+            raw[key] = val
+    return raw

@@ -1,0 +1,183 @@
+"""The end of a run: the output's data parts (written by tasks), decisions, scores sidecar and
+models beside them, the renames, then manifest.json last (a reader takes an output as finished
+only when its manifest exists)."""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..columns import any_arrow_array, arrow_array, arrow_strings, arrow_take
+from ..errors import DataError
+from ..io import shard_schema, storage
+from . import faults, workdir
+from .output_parts import shard_ids, write_shards
+from .shards import usage
+
+MANIFEST = "manifest.json"
+
+
+class OutputWriting:
+    """The Runner's output steps (a mixin: they read the runner's config, shards and work dir)."""
+
+    def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        self.progress.line("write: output shards")
+        tmp, schema = self._write_begin()
+        done = write_shards(self, tmp, schema, alive_path, stage_reports)
+        files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["words"]
+        return self._write_end(stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words,
+                               time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _write_begin(self) -> tuple[str, pa.Schema]:
+        tmp = os.path.join(self.out, ".data.tmp")
+        workdir.remove(tmp)
+        workdir.remove(os.path.join(self.out, "data"))  # a data/ without manifest.json is an unfinished write
+        storage.makedirs(tmp)
+        return tmp, self._output_schema()
+
+    def _write_end(self, stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words, wall, cpu) -> dict:
+        """Decisions, scores and models next to the data, the renames, then manifest.json last."""
+        t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
+        final = os.path.join(self.out, "data")
+        if not files:  # an empty selection is still a readable dataset
+            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
+            empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)  # no pandas import
+            pq.write_table(empty, where, filesystem=fs, compression=self.cfg.output.compression)
+            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
+        out_files = []
+        for f in files:
+            name = os.path.basename(f["path"])
+            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
+        faults.point("write:decisions")
+        if self.cfg.output.scores:
+            self._write_scores(stage_reports)
+        models = self._copy_models(stage_reports)
+        faults.point("write:before-rename")
+        storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
+        faults.point("write:renamed")
+        for name in ("decisions", "scores", "models"):
+            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
+                workdir.remove(os.path.join(self.out, name))
+                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+        write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
+        manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        faults.point("manifest")
+        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
+        self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
+        return manifest
+
+    def _output_schema(self) -> pa.Schema:
+        inp = self.cfg.input
+        schemas = []
+        raw = [shard_schema(sh) for sh in self.shards]
+        text_types = [s.field(inp.text_column).type for s in raw if inp.text_column in s.names]
+        str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
+        for s in raw:
+            i = s.get_field_index(inp.text_column)
+            if i >= 0 and s.field(i).type != str_type:
+                # a shard whose texts are not strings has all its rows dropped as null_text
+                s = s.set(i, pa.field(inp.text_column, str_type))
+            if inp.id_column not in s.names:
+                s = s.append(pa.field(inp.id_column, pa.string()))
+            schemas.append(s)
+        try:
+            return pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            first = schemas[0]
+            for sh, s in zip(self.shards, schemas):
+                for f in s:
+                    if f.name in first.names and first.field(f.name).type != f.type:
+                        raise DataError(
+                            f"{sh.uri}: column {f.name!r} is {f.type} but {first.field(f.name).type} in "
+                            f"{self.shards[0].uri}") from None
+            raise DataError(f"inputs have incompatible schemas ({err})") from None
+
+    def _write_scores(self, stage_reports):
+        tmp = os.path.join(self.out, ".scores.tmp")
+        workdir.remove(tmp)
+        storage.makedirs(tmp)
+        for i, rep in enumerate(stage_reports[1:]):
+            tables = []
+            for j in range(len(self.shards)):
+                z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
+                if len(z["row"]) == 0:
+                    continue
+                # code -1 (kept) picks the trailing null; one string per reason, taken per row
+                names = arrow_strings([*z["reason_names"].tolist(), None])
+                code = z["reason_code"].astype(np.int64)
+                reason = arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))
+                cols = {"id": arrow_take(self._ids(j), arrow_array(z["row"])),
+                        "stage": arrow_take(arrow_strings([rep["name"]]), arrow_array(np.zeros(len(z["row"]), np.int32))),
+                        "score": arrow_array(z["score"]), "kept": arrow_array(z["keep"]),
+                        "reason": reason}
+                for k in z:
+                    if k.startswith("extra_"):
+                        v = z[k]
+                        cols[k[6:]] = any_arrow_array(v)
+                tables.append(pa.table(cols))
+            if tables:
+                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
+                fs, where = storage.arrow_fs(os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"))
+                pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
+                               compression="zstd")
+
+    def _ids(self, j: int) -> pa.Array:
+        cache = self.__dict__.setdefault("_id_cache", {})
+        if j not in cache:
+            cache.clear()
+            cache[j] = shard_ids(self.shard_ctx(j, None))
+        return cache[j]
+
+    def _copy_models(self, stage_reports) -> dict:
+        out = {}
+        tmp = os.path.join(self.out, ".models.tmp")
+        workdir.remove(tmp)
+        for i, rep in enumerate(stage_reports[1:]):
+            for key, path in (rep.get("models") or {}).items():
+                if not os.path.exists(path):
+                    continue
+                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
+                d = os.path.join(tmp, f"stage-{i + 1:02d}-{safe}")
+                storage.makedirs(d)
+                dest = os.path.join(d, os.path.basename(path))
+                storage.upload(path, dest)
+                out.setdefault(rep["name"], {})[key] = f"models/{os.path.relpath(dest, tmp)}"
+        return out
+
+    def _manifest(self, stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models) -> dict:
+        docs_in = stage_reports[0]["docs_in"]
+        dropped_total = sum(sum(r["dropped"].values()) for r in stage_reports)
+        if docs_in != kept_rows + dropped_total:
+            raise RuntimeError(f"accounting error: {docs_in} in, {kept_rows} kept, {dropped_total} dropped")
+        for r in stage_reports:
+            r.pop("dir", None)
+            r.pop("models", None)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "shardsift_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "host": socket.gethostname(),
+            "config": self.cfg.resolved(),
+            "inputs": [{"path": s.uri, "bytes": s.size, "fingerprint": s.fingerprint, "rows": st["rows"]}
+                       for s, st in zip(self.shards, self.scan_stats)],
+            "docs_in": docs_in,
+            "docs_kept": kept_rows,
+            "docs_dropped": dropped_total,
+            "bytes_in": sum(st["bytes"] for st in self.scan_stats),
+            "bytes_kept": kept_bytes,
+            "tokens_in": sum(st["words"] for st in self.scan_stats),
+            "tokens_kept": kept_words,
+            "stages": stage_reports,
+            "write": write_rep,
+            "output": {"files": out_files, "models": models, "scores": bool(self.cfg.output.scores)},
+            "wall_s": time.perf_counter() - self.t0,
+            "cpu_s": usage()["cpu_s"] - self.cpu0 + self.task_cpu,
+            "peak_rss_mb": max(ru.ru_maxrss / 1024.0, self.task_rss),
+        }

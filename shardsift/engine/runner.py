@@ -1,0 +1,360 @@
+"""The staged runner: scan -> stages (fit / score / decide) -> write -> manifest.
+
+Resume is exact: every task's result is a file in the work dir, keyed by a fingerprint of the
+inputs and of every stage up to it, so a rerun skips finished work and recomputes only what
+changed. The output appears atomically: data/ and scores/ are written under temporary names and
+renamed, then manifest.json is written last; a reader takes an output as finished only when its
+manifest.json exists.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..api import Decision, Scores
+from ..errors import DataError, ShardsiftError, UsageError
+from ..io import normalize, resolve_shards, storage, take_rows
+from . import faults, workdir
+from .config import Config, _is_dataset, parse_config
+from .contexts import StageDecide, StageFit, _concat_scores
+from .executors import Executor, LocalExecutor, Progress, make_executor
+from .fingerprint import code_fp, fingerprint, stage_seed
+from .lock import OutputLock
+from .output_writer import MANIFEST, OutputWriting
+from .shards import (
+    ScanTask,
+    ScoreTask,
+    ShardContext,
+    decision_arrays,
+    drop_counts,
+    run_scan,
+    run_score,
+    usage,
+    write_keep,
+)
+
+
+class Runner(OutputWriting):
+    """One run: scan, the stages in order, the output; every step's results in the work dir."""
+
+    def __init__(self, cfg: Config, *, overwrite: bool = False, progress: Progress | None = None,
+                 executor: Executor | None = None):
+        self.cfg = cfg
+        self.overwrite = overwrite
+        self.progress = progress or Progress(enabled=False)
+        self.out = storage.abspath(cfg.output.path)
+        self.work = storage.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        for path in (self.out, self.work):  # remote URIs: the options reach the tasks too
+            storage.set_options(path, cfg.output.storage_options)
+        self._executor = executor
+        self.t0 = time.perf_counter()
+        self.cpu0 = usage()["cpu_s"]
+        self.task_cpu = 0.0
+        self.task_rss = 0.0
+        self.fused_cpu = 0.0  # CPU seconds of first-stage scores run inside this process's scan tasks
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = make_executor(self.cfg)
+        return self._executor
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _account(self, stats: list[dict]) -> tuple[float, float]:
+        me = os.getpid()
+        cpu = sum(s.get("cpu_s", 0.0) for s in stats if s.get("pid") != me)
+        rss = max([s.get("rss_mb", 0.0) for s in stats] + [0.0])
+        self.task_cpu += cpu
+        self.task_rss = max(self.task_rss, rss)
+        return cpu, rss
+
+    def shard_ctx(self, j: int, alive_path: str | None) -> ShardContext:
+        inp = self.cfg.input
+        return ShardContext(self.shards[j], j, inp.text_column, inp.id_column, inp.batch_size,
+                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes)
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        if storage.exists(self.out) and not storage.isdir(self.out):
+            raise UsageError(f"{self.out}: output path exists and is not a directory")
+        created = not storage.exists(self.out)
+        storage.makedirs(self.out)
+        # object stores have no exclusive create: no output lock there (docs/ray.md)
+        lock = storage.NoLock() if storage.is_remote(self.out) else OutputLock(self.out)
+        lock.acquire()
+        started = False
+        try:
+            self._prepare_output()
+            self.shards = self._resolve_inputs()
+            self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
+                                        self.cfg.input.id_column, __version__)
+            scan = self._scan()
+            started = True
+            alive_path: list[str | None] = [None] * len(self.shards)
+            stage_reports = [scan["report"]]
+            prev_fp = self.input_fp + scan["fp"]
+            for i, st in enumerate(self.cfg.stages):
+                rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
+                stage_reports.append(rep)
+            return self._write(stage_reports, alive_path)
+        except ShardsiftError:
+            # bad input found before any stage ran: leave nothing behind in an output we created
+            if created and not started:
+                lock.release()
+                workdir.remove(self.out)
+            raise
+        finally:
+            if self._executor is not None:
+                self._executor.close()
+            lock.release()
+
+    def _prepare_output(self):
+        out = self.out
+        if storage.exists(os.path.join(out, MANIFEST)):
+            if not self.overwrite:
+                raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
+            for name in (MANIFEST, "data", "decisions", "scores", "models", "report.html"):
+                workdir.remove(os.path.join(out, name))
+        elif storage.isdir(out) and storage.listdir(out):
+            known = {".work", "data", "decisions", "scores", "models", ".lock", ".data.tmp", ".decisions.tmp",
+                     ".scores.tmp", ".models.tmp"}
+            other = [x for x in storage.listdir(out) if x not in known and not x.startswith(".tmp-")]
+            if other and not self.overwrite:
+                raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
+        storage.makedirs(self.work)
+
+    def _resolve_inputs(self):
+        inp = self.cfg.input
+        if _is_dataset(inp.path):
+            return self._materialize_dataset(inp.path)
+        return resolve_shards(inp.path, inp.format, inp.storage_options)
+
+    def _materialize_dataset(self, ds):
+        fp = getattr(ds, "_fingerprint", None) or fingerprint(len(ds), ds.column_names)
+        d = os.path.join(self.work, f"dataset-{fp}")
+        if not storage.exists(os.path.join(d, ".done")):
+            storage.makedirs(d)
+            n_shards = max(1, min(64, len(ds) // 50_000 + 1, max(1, len(ds))))
+            for k in range(n_shards):
+                part = ds.shard(n_shards, k, contiguous=True)
+                final = os.path.join(d, f"part-{k:05d}.parquet")
+                if storage.is_remote(d):  # one PUT: whole or absent
+                    fs, where = storage.arrow_fs(final)
+                    pq.write_table(part.data.table, where, filesystem=fs, compression="zstd")
+                    continue
+                tmp = os.path.join(d, f".tmp-part-{k:05d}.parquet")
+                pq.write_table(part.data.table, tmp, compression="zstd")
+                os.replace(tmp, final)
+            workdir.write_json(os.path.join(d, ".done"), {"rows": len(ds)})
+        return resolve_shards(d, "parquet", storage.options_for(d))
+
+    def _scan(self) -> dict:
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        self._scan_prepare()
+        fused = self._fused_score()
+        tasks = [ScanTask(self.shard_ctx(j, None), fused and ScoreTask(self.shard_ctx(j, None), *fused))
+                 for j in range(len(self.shards))]
+        self.progress.line(f"scan: {len(tasks)} input shard(s)" + (f" (and {fused[2]}: score)" if fused else ""))
+        stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
+        # a first-stage score run inside a scan task of this process: its CPU goes to that stage
+        me = os.getpid()
+        self.fused_cpu = sum(st.get("fused_cpu_s", 0.0) for st in stats if st.get("pid") == me)
+        c0 += self.fused_cpu
+        dup = self._duplicate_ids()
+        return self._scan_report(stats, dup, time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def _fused_score(self) -> tuple[str, str, str] | None:
+        """(stage dir, selector path, label) of the first stage when its score can run inside the
+        scan tasks (``run_scan``: the shard decoded once for both), else None.
+
+        That needs a first stage with nothing to fit, not finished before, and documents reaching
+        it that are known when its shard is scanned: ``on_duplicate_id: error`` (the default), as
+        dropping a later duplicate changes an earlier shard's alive rows only after every scan.
+        Local executors only: on Ray a failing score would spend the scan task's retries."""
+        if not self.cfg.stages or self.cfg.on_duplicate_id != "error" or not isinstance(self.executor, LocalExecutor):
+            return None
+        sel, label, _, stage_dir, _ = self._stage_setup(0, self.cfg.stages[0], self.input_fp + self._scan_fp())
+        if sel.capabilities().needs_fit:
+            return None
+        if storage.exists(os.path.join(stage_dir, "done.json")):
+            return None
+        return stage_dir, self._unfitted_selector(0, sel, stage_dir), label
+
+    @staticmethod
+    def _unfitted_selector(i: int, sel, stage_dir: str) -> str:
+        """The selector file of stage i when it has nothing to fit, written
+        once (kill point ``fit:SS``); returns its path."""
+        sel_path = os.path.join(stage_dir, "selector.pkl")
+        if not storage.exists(sel_path):
+            workdir.write_pickle(sel_path, sel)
+            faults.point(f"fit:{i:02d}")
+        return sel_path
+
+    def _scan_fp(self) -> str:
+        """What besides the input decides the documents reaching the first stage."""
+        return fingerprint(self.cfg.on_duplicate_id)
+
+    def _scan_prepare(self) -> None:
+        storage.makedirs(os.path.join(self.work, "scan"))
+        # a changed input invalidates the scan; remember whose scan this is
+        marker = os.path.join(self.work, "scan", "input.json")
+        if storage.exists(marker) and workdir.read_json(marker).get("fp") != self.input_fp:
+            workdir.remove(os.path.join(self.work, "scan"))
+            storage.makedirs(os.path.join(self.work, "scan"))
+        workdir.write_json(marker, {"fp": self.input_fp, "files": [s.uri for s in self.shards]})
+
+    def _scan_report(self, stats: list[dict], dup: int, wall: float, cpu_here: float) -> dict:
+        cpu, rss = self._account(stats)
+        self.scan_stats = stats
+        docs = sum(s["rows"] for s in stats)
+        null = sum(s["null_text"] for s in stats)
+        dropped = {"null_text": null} if null else {}
+        if dup:
+            dropped["duplicate_id"] = dup
+        rep = {"name": "read", "selector": "input", "docs_in": docs, "kept": docs - null - dup,
+               "dropped": dropped, "wall_s": wall, "cpu_s": cpu_here + cpu, "peak_rss_mb": rss, "metrics": {}}
+        return {"report": rep, "fp": self._scan_fp()}
+
+    def _duplicate_ids(self) -> int:
+        """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``)."""
+        paths = [os.path.join(self.work, "scan", f"shard-{j:05d}.npz") for j in range(len(self.shards))]
+        scans = [workdir.read_npz(p) for p in paths]
+        h = np.concatenate([s["id_hash"] for s in scans]) if scans else np.zeros(0, np.uint64)
+        if len(h) == 0:
+            return 0
+        order = np.argsort(h, kind="stable")
+        sh = h[order]
+        dup_sorted = np.zeros(len(h), bool)
+        dup_sorted[1:] = sh[1:] == sh[:-1]
+        if not dup_sorted.any():
+            return 0
+        is_dup = np.zeros(len(h), bool)
+        is_dup[order] = dup_sorted  # later occurrences (stable order) are the duplicates
+        sizes = [len(s["id_hash"]) for s in scans]
+        offs = np.concatenate([[0], np.cumsum(sizes)])
+        if self.cfg.on_duplicate_id == "error":
+            g = int(np.flatnonzero(is_dup)[0])
+            j = int(np.searchsorted(offs, g, side="right") - 1)
+            row = g - offs[j]
+            tbl = take_rows(self.shards[j], np.array([row]), None, self.cfg.input.batch_size)
+            tbl, _ = normalize(tbl, self.shards[j], self.cfg.input.text_column, self.cfg.input.id_column,
+                               row, need_text=False) if tbl is not None else (None, None)
+            the_id = tbl.column(self.cfg.input.id_column)[0].as_py() if tbl is not None else "?"
+            raise DataError(
+                f"{self.shards[j].uri}: duplicate id {the_id!r} at row {row} ({int(is_dup.sum())} duplicate ids "
+                "in the input); set on_duplicate_id: keep_first to keep the first occurrence")
+        n = 0
+        for j, (s, p) in enumerate(zip(scans, paths)):
+            d = is_dup[offs[j]:offs[j + 1]] & s["valid"]
+            if d.any() and (s["alive"] & d).any():
+                s["alive"] = s["valid"] & ~d
+                workdir.write_npz(p, s)
+            n += int(d.sum())
+        return n
+
+    def _stage_setup(self, i: int, st, prev_fp: str):
+        """The stage's selector (seeded), label, fingerprint, work folder and keep files."""
+        sel = st.build()
+        sel.seed_ = stage_seed(self.cfg.seed, i)
+        label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
+        fp = fingerprint(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
+                 sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)))
+        safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
+        stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
+        storage.makedirs(stage_dir)
+        keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
+        return sel, label, fp, stage_dir, keep_paths
+
+    def _stage(self, i: int, st, alive_path: list, prev_fp: str):
+        sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)
+        done = os.path.join(stage_dir, "done.json")
+        if storage.exists(done):
+            self.progress.line(f"{label}: done (resumed)")
+            rep = workdir.read_json(done)
+            self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
+            return rep, keep_paths, fp
+
+        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        if i == 0:
+            c0 -= self.fused_cpu
+        ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(len(self.shards))]
+        n_in = sum(len(c.alive_rows()) for c in ctxs)
+        stats_all: list[dict] = []
+        sel_path = os.path.join(stage_dir, "selector.pkl")
+        if storage.exists(sel_path):
+            sel = workdir.read_pickle(sel_path)
+        else:
+            if sel.capabilities().needs_fit:
+                self.progress.line(f"{label}: fit")
+                sel.setup()
+                metrics = sel.fit(StageFit(self, stage_dir, ctxs, n_in, sel.seed_))
+                if metrics is not None:
+                    sel.fit_metrics_ = dict(metrics)
+            workdir.write_pickle(sel_path, sel)
+            faults.point(f"fit:{i:02d}")
+        self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")
+        tasks = [ScoreTask(c, stage_dir, sel_path, f"{label}") for c in ctxs]
+        stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
+        metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
+        if sel.capabilities().scope == "global":
+            self.progress.line(f"{label}: decide")
+            metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
+        rep = self._stage_report(i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats_all, metrics,
+                                 time.perf_counter() - t0, usage()["cpu_s"] - c0)
+        return rep, keep_paths, fp
+
+    def _stage_report(self, i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats, metrics, wall, cpu_here):
+        """Count the stage's keep files, check docs_in = kept + dropped, record done.json."""
+        dropped: dict[str, int] = {}
+        kept = tokens_in = tokens_kept = bytes_kept = 0
+        for c, p in zip(ctxs, keep_paths):
+            z = workdir.read_npz(p)
+            kept += int(z["keep"].sum())
+            for k, v in drop_counts(z).items():
+                dropped[k] = dropped.get(k, 0) + v
+            scan = c.stats()
+            tokens_in += int(scan["n_words"][z["row"]].sum())
+            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
+        cpu, rss = self._account(stats)
+        if kept + sum(dropped.values()) != n_in:
+            raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
+        rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
+               "params": sel.get_params(), "docs_in": n_in, "kept": kept, "dropped": dropped,
+               "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
+               "wall_s": wall, "cpu_s": cpu_here + cpu,
+               "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
+               "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
+        workdir.write_json(os.path.join(stage_dir, "done.json"), rep)
+        faults.point(f"stage:{i:02d}")
+        self.progress.line(f"{label}: kept {kept} of {n_in}")
+        return rep
+
+    def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
+        cols, offs = _concat_scores([t.scores_path for t in tasks])
+        if offs[-1]:
+            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]),
+                             StageDecide(self, stage_dir, sel.seed_))
+        else:  # nothing reaches this stage: nothing to decide
+            dec = Decision(keep=np.zeros(0, bool))
+        arrays = decision_arrays(cols, dec, sel.display_name(), name)
+        for j, p in enumerate(keep_paths):
+            write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
+            faults.point(f"decide:{os.path.basename(stage_dir)[:2]}:{j}")
+        return dict(getattr(dec, "metrics", {}) or {})
+
+
+
+def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | bool | None = None,
+                 executor: Executor | None = None) -> dict:
+    """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
+    cfg = config if isinstance(config, Config) else parse_config(config)
+    if isinstance(progress, bool):
+        progress = Progress(enabled=progress)
+    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor).run()
+
