@@ -287,8 +287,8 @@ def tool_index_memory(inp, out, extra):
     """Peak memory of minhash_dedup's global decide over N synthetic documents (21 band keys each):
     1% exact-signature copies, 1% sharing one band with another document (read back, rejected)."""
     import pyarrow as pa
-
     from shardsift.selectors.base import DecideContext, Docs, Scores
+
     from shardsift.selectors.dedup import MinHashDedup
 
     n = int(extra.get("n", 1_000_000))
@@ -426,7 +426,6 @@ def pool_dedup(out_dir):
         return None
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from shardsift.pipeline.runner import run_pipeline
 
     out = os.path.join(out_dir, "pool-out")

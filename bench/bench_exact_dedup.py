@@ -40,8 +40,8 @@ def main():
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from shardsift.selectors.dedup import ExactDedup
     from shardsift.columns import hash_strings
+    from shardsift.selectors.dedup import ExactDedup
 
     files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[: 2 if args.quick else None]
     texts = [pq.ParquetFile(f).read(columns=["text"]).column("text").combine_chunks() for f in files]

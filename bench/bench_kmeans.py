@@ -131,8 +131,9 @@ def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
     sys.path.insert(0, ROOT)
     from shardsift.pipeline.runner import stage_seed
     from shardsift.selectors.base import Docs
-    from shardsift.selectors.kmeans import KMeansDiversity, _normalize
+
     from shardsift.columns import count_words
+    from shardsift.selectors.kmeans import KMeansDiversity, _normalize
 
     seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
     text = tbl.column("text").combine_chunks()

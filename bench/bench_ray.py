@@ -60,7 +60,6 @@ def main() -> int:
         return 2
     import ray
     import yaml
-
     from shardsift.pipeline.runner import run_pipeline
 
     files = sorted(glob.glob(os.path.join(args.pool, "*.parquet")))

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from conftest import file_digests, run_cli
 
+from shardsift import io
 from shardsift.engine.accounting import verify_output
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, DataError, UsageError
-from shardsift import io
 from shardsift.io import readers
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
