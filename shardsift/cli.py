@@ -24,11 +24,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="override workers")
     s.add_argument("--executor", choices=["local", "ray"], help="override executor")
     s.add_argument("--seed", type=int, help="override seed")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="override any config value by its dotted path, e.g. --set stages.0.length.min_words=50 "
+                        "(repeatable; the value is read as YAML)")
     s.add_argument("--overwrite", action="store_true", help="replace a finished output at the same path")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
     s.add_argument("--report", action="store_true", help="then write OUTPUT/report.html and print its path")
     s.add_argument("--label-column", help="with --report: input column to show the composition by")
+
+    ck = sub.add_parser("check", help="validate a config (every key, parameter and input file) without running it")
+    ck.add_argument("config", help="YAML config file")
+    ck.add_argument("--input", help="override input.path")
+    ck.add_argument("--output", help="override output.path")
+    ck.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="override any config value by its dotted path (repeatable)")
 
     i = sub.add_parser("inspect", help="show an output's manifest as a table")
     i.add_argument("output")
@@ -90,7 +100,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        commands = {"select": _select, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
+        commands = {"select": _select, "check": _check, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
                     "explain": _explain, "verify": _verify, "report": _report, "compare": _compare}
         return commands[args.command](args)
     except ShardsiftError as err:
@@ -107,25 +117,33 @@ def main(argv=None) -> int:
 
 
 def _select(args) -> int:
-    from .engine.config import apply_overrides, load_yaml, parse_config
-    from .engine.executors import Progress
-    from .engine.runner import run_pipeline
+    from .pipeline import Pipeline
     from .report_text import manifest_table
 
-    raw = load_yaml(args.config)
-    raw = apply_overrides(raw, input=args.input, output=args.output, workers=args.workers,
-                          executor=args.executor, seed=args.seed)
-    cfg = parse_config(raw)
-    manifest = run_pipeline(cfg, overwrite=args.overwrite, progress=Progress(enabled=not args.quiet))
+    result = Pipeline.from_yaml(args.config, args.sets).run(
+        args.input, args.output, overwrite=args.overwrite, progress=not args.quiet,
+        workers=args.workers, executor=args.executor, seed=args.seed)
+    manifest = result.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
     else:
-        print(manifest_table(manifest, cfg.output.path))
+        print(manifest_table(manifest, result.output))
     if args.report:
         from .report import write_report
 
-        path = write_report(cfg.output.path, label_column=args.label_column)
+        path = write_report(result.output, label_column=args.label_column)
         print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _check(args) -> int:
+    from .engine.check import check_inputs
+    from .pipeline import Pipeline
+
+    cfg = Pipeline.from_yaml(args.config, args.sets).check(args.input, args.output)
+    for line in check_inputs(cfg):
+        print(line)
+    print(f"{args.config}: ok ({len(cfg.stages)} stage(s); nothing was read beyond file listings and footers)")
     return 0
 
 

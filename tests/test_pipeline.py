@@ -343,13 +343,23 @@ def test_missing_text_column(tmp_path):
                   1, "a.parquet: no text column 'text' (columns: body")
 
 
-def test_null_and_non_string_texts_dropped_and_counted(tmp_path):
+def test_null_texts_dropped_and_counted(tmp_path):
     pq.write_table(pa.table({"text": ["good one", None, "another good", None]}), tmp_path / "a.parquet")
-    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"text": pa.nulls(3)}), tmp_path / "b.parquet")
     m = run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"), "workers": 1,
                       "stages": []})
     assert m["stages"][0]["dropped"] == {"null_text": 5}
     assert m["docs_kept"] == 2 and read_out(tmp_path / "o").num_rows == 2
+
+
+def test_a_text_column_that_is_not_strings_stops_the_run(tmp_path):
+    """Integers in the text column are a data error naming file, column and type, never an empty
+    output with every document dropped as null_text; nothing is left in a new output folder."""
+    pq.write_table(pa.table({"text": ["good one"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "b.parquet")
+    err = _expect_error(tmp_path, {"input": str(tmp_path / "*.parquet"), "output": str(tmp_path / "o"),
+                                   "stages": []}, 1, "b.parquet: column 'text' is int64, not a string type")
+    assert "\n" not in err.strip() and not (tmp_path / "o").exists()
 
 
 def test_empty_shards(tmp_path):
@@ -581,26 +591,27 @@ def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_p
     assert m1["stages"][1]["cpu_s"] > 0 and m1["stages"][1]["metrics"] == m0["stages"][1]["metrics"]
 
 
-def test_a_failing_first_stage_score_is_reported_by_the_stage(sample_dir, tmp_path):
-    """The scan does not fail for a score that raises: the stage's own task runs it again and
-    reports it under the stage's name (so a score that fails once gets a second try)."""
+def test_a_failing_fused_stage_fails_its_task_naming_stage_and_shard(sample_dir, tmp_path):
+    """A stage fused into the scan that raises fails the scan's task with one line naming the
+    stage and the shard (no second, silent attempt); the rerun after the cause is gone resumes and
+    gives the same output as a run that never failed."""
     from shardsift.errors import TaskError
 
     log = tmp_path / "attempts.log"
 
     def cfg(out, fails):
-        return basic(sample_dir, out, workers=2, stages=[{"ray_plugins:FailSome": {  # 2: the staged flow
+        return basic(sample_dir, out, workers=2, stages=[{"ray_plugins:FailSome": {
             "shard": "part-00001.parquet", "fails": fails, "log": str(log)}}])
 
-    run_pipeline(cfg(tmp_path / "ok", 1))
-    assert log.read_text().count("part-00001.parquet ") == 2  # in the scan, then in the stage
-    log.unlink()
     with pytest.raises(TaskError) as exc:
-        run_pipeline(cfg(tmp_path / "bad", 99))
+        run_pipeline(cfg(tmp_path / "bad", 1))
     msg = str(exc.value)
-    assert msg.startswith("stage 1/1 ray_plugins:FailSome: ") and "part-00001.parquet" in msg and "boom 2" in msg, msg
-    assert (tmp_path / "bad" / ".work" / "scan" / "shard-00001.json").exists()  # the scan finished
+    assert msg.startswith("stage 1/1 ray_plugins:FailSome: ") and "part-00001.parquet" in msg and "boom 1" in msg, msg
     assert not (tmp_path / "bad" / "manifest.json").exists()
+    assert log.read_text().count("part-00001.parquet ") == 1
+    run_pipeline(cfg(tmp_path / "bad", 1))  # the log says it failed once already: this time it passes
+    run_pipeline(cfg(tmp_path / "ok", 0))
+    assert outputs(tmp_path / "bad") == outputs(tmp_path / "ok")
 
 
 def test_score_files_concatenated_from_their_headers(tmp_path):
@@ -669,3 +680,21 @@ def test_importing_and_running_leave_the_process_as_it_was(sample_dir, tmp_path)
             " gc.get_freeze_count(), m['docs_kept'] > 0]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, 0, True], proc.stdout
+
+
+def test_a_document_only_pipeline_reads_each_shard_once(sample_dir, tmp_path, monkeypatch):
+    """Every stage document-scope: the scan's task scores and decides each batch through all of
+    them and writes the shard's output parts and decisions, so each shard is decoded once; the
+    bytes are those of the unfused flow (on_duplicate_id: keep_first turns fusion off)."""
+    reads = parquet_reads(monkeypatch)
+    got = {}
+    for fused in (True, False):
+        reads.clear()
+        out = tmp_path / f"out-{fused}"
+        extra = {} if fused else {"on_duplicate_id": "keep_first"}
+        run_pipeline(doc_stages(sample_dir, out, **extra))
+        got[fused] = (outputs(out), sorted(reads))
+    shards = sorted(set(got[False][1]))
+    assert got[True][1] == shards and len(shards) == 3  # one read per shard: the scan's
+    assert len(got[False][1]) == 4 * len(shards)  # scan, two stages, write
+    assert got[True][0] == got[False][0] and got[True][0]["data"] and got[True][0]["decisions"]

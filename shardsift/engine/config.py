@@ -263,3 +263,47 @@ def apply_overrides(raw: dict, *, input=None, output=None, workers=None, executo
         if val is not None:
             raw[key] = val
     return raw
+
+
+def apply_sets(raw: dict, sets: list[str]) -> dict:
+    """``--set KEY=VALUE`` overrides: a dotted path into the config (list items by index, a stage by
+    its index then its selector's name: ``stages.2.dsir.target.path=wiki/``); the value is read as
+    YAML (``5``, ``0.3``, ``true``, ``[a, b]``, ``{k: v}``). A path through a missing key creates it;
+    a path through a list index or a value that does not exist is an error naming it."""
+    import yaml
+
+    raw = copy.deepcopy(raw)
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. stages.0.length.min_words=50)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        parts = key.split(".")
+        node: Any = raw
+        for k, part in enumerate(parts):
+            where = ".".join(parts[:k + 1])
+            last = k == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: {where!r}: no item {part} in a list of {len(node)}")
+                idx = int(part)
+                if last:
+                    node[idx] = value
+                elif isinstance(node[idx], str):  # a stage written as a bare name: give it parameters
+                    node[idx] = {node[idx]: {}}
+                node = node[idx]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    elif isinstance(node[part], str) and part in ("input", "output"):
+                        node[part] = {"path": node[part]}
+                    node = node[part]
+            else:
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:k])!r} is {node!r}, not a mapping or list")
+    return raw

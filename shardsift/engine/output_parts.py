@@ -1,10 +1,12 @@
 """The output's data parts and decisions, written by one task per input shard.
 
 A shard's task reads the shard once more, keeps the rows that survived every stage (in input
-order) and writes them as bounded Parquet parts named after the shard (``part-SSSSS-KKKK``), plus
-the shard's decisions file. What a task writes depends on its shard alone, so the bytes are the
+order) and writes them as bounded Parquet parts named after the shard (``part-SSSSS-KKKKK``),
+plus the shard's decisions file. What a task writes depends on its shard alone, so the bytes are the
 same for any number of workers and either executor, and no document passes through the driver.
-A task that dies is rerun whole: it writes its files afresh.
+Each task writes into its shard's folder in the work dir, done marker last, so a rerun skips the
+shards already written (by these tasks, or by a scan that ran every stage fused); the driver then
+moves the parts into the output (a rename on a local disk).
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..columns import one_array
-from ..io import BoundedParquetWriter, iter_tables, make_ids, normalize, pass_batch_size, select_rows, storage
+from ..columns import any_arrow_array, arrow_array, arrow_strings, arrow_take, one_array
+from ..io import BoundedParquetWriter, iter_tables, normalize, pass_batch_size, select_rows, storage
 from . import faults, workdir
 from .accounting import shard_decisions
 from .shards import ShardContext, task_stats, usage
@@ -27,83 +29,132 @@ from .shards import ShardContext, task_stats, usage
 class ShardOutputTask:
     ctx: ShardContext            # the shard, with the last stage's keep file as its alive rows
     schema: pa.Schema
-    data_dir: str                # the output's temporary data folder
-    decisions_path: str
+    data_dir: str                # this shard's output folder in the work dir
     keep_paths: list             # each stage's keep file of this shard, in stage order
     stage_names: list
     max_shard_bytes: int
     row_group_bytes: int
     compression: str
+    scores: bool = False         # also each stage's score table of this shard (the scores sidecar)
 
     @property
     def label(self):
         return f"write: {self.ctx.shard.uri}"
 
+    @property
+    def done_path(self) -> str:
+        return os.path.join(self.data_dir, "done.json")
+
+    @property
+    def decisions_path(self) -> str:
+        return os.path.join(self.data_dir, "decisions.parquet")
+
+    def scores_path(self, stage: int) -> str:
+        return os.path.join(self.data_dir, f"scores-{stage:02d}.parquet")
+
+    def writer(self) -> BoundedParquetWriter:
+        return BoundedParquetWriter(self.data_dir, self.schema, self.max_shard_bytes, self.row_group_bytes,
+                                    self.compression, prefix=f"part-{self.ctx.index:05d}-")
+
 
 def run_shard_output(task: ShardOutputTask) -> dict:
-    """Write one shard's kept rows and its decisions; return the parts written and what was kept."""
+    """Write one shard's kept rows, decisions and scores (unless a task, or the fused scan, already
+    did); returns the parts written and what was kept."""
+    if storage.exists(task.done_path):
+        done = workdir.read_json(task.done_path)
+        if all(storage.exists(os.path.join(task.data_dir, f["name"]))
+               for f in done["files"]) and storage.exists(task.decisions_path):
+            return done
     t0, before = time.perf_counter(), usage()
+    workdir.remove(task.data_dir)  # what a killed task left
+    storage.makedirs(task.data_dir)
+    writer = task.writer()
+    ids = _write_kept(task.ctx, task.schema, task.ctx.alive_rows(), writer)
+    return {**finish_shard_output(task, writer.close(), ids), **task_stats(before, t0)}
+
+
+def finish_shard_output(task: ShardOutputTask, files: list[dict], ids: pa.Array) -> dict:
+    """The shard's decisions and score tables beside its parts, then its done marker (the task's
+    one result)."""
     ctx = task.ctx
-    rows = ctx.alive_rows()
     scan = ctx.stats()
-    files = []
-    if len(rows):
-        writer = BoundedParquetWriter(task.data_dir, task.schema, task.max_shard_bytes, task.row_group_bytes,
-                                      task.compression, prefix=f"part-{ctx.index:05d}-")
-        try:
-            for tbl in _kept_tables(ctx, task.schema, rows):
-                writer.write(tbl)
-        finally:
-            files = writer.close()
+    rows = ctx.alive_rows()
     keeps = [workdir.read_npz(p) for p in task.keep_paths]
-    table = shard_decisions(scan, keeps, task.stage_names, shard_ids(ctx))
-    fs, where = storage.arrow_fs(task.decisions_path)
-    pq.write_table(table, where, filesystem=fs, compression="zstd")
+    _write_table(shard_decisions(scan, keeps, task.stage_names, ids), task.decisions_path)
+    if task.scores:
+        for i, (name, keep) in enumerate(zip(task.stage_names, keeps)):
+            if len(keep["row"]):
+                _write_table(score_table(name, keep, ids), task.scores_path(i))
+    done = {"files": [{"name": os.path.basename(f["path"]), "rows": f["rows"]} for f in files],
+            "rows": int(len(rows)), "bytes": int(scan["n_bytes"][rows].sum()),
+            "words": int(scan["n_words"][rows].sum())}
+    workdir.write_json(task.done_path, done)
     faults.point(f"write:{ctx.index}")
-    return {"files": files, "rows": int(len(rows)), "bytes": int(scan["n_bytes"][rows].sum()),
-            "words": int(scan["n_words"][rows].sum()), **task_stats(before, t0)}
+    return done
 
 
-def _kept_tables(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray):
-    """The given ascending rows of the shard, every column, batch by batch, in the output schema."""
-    start = 0
+def _write_kept(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray, writer) -> pa.Array:
+    """One pass over the shard: the given ascending rows, every column, into ``writer`` in the
+    output schema; returns every row's id (made from the shard's name and row where the input has
+    none) for the decisions."""
+    start, ids = 0, []
     for tbl in iter_tables(ctx.shard, None, pass_batch_size(ctx.batch_size), ctx.batch_bytes):
         n = tbl.num_rows
+        tbl, _ = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start, need_text=False)
+        ids.append(one_array(tbl.column(ctx.id_column)))
         lo, hi = np.searchsorted(rows, [start, start + n])
         if hi > lo:
-            if ctx.id_column not in tbl.column_names:
-                tbl = tbl.append_column(ctx.id_column, make_ids(ctx.shard.name, start, n))
-            tbl = select_rows(tbl, rows[lo:hi] - start).select(schema.names)
-            yield tbl.cast(schema) if tbl.schema != schema else tbl
+            writer.write(select_rows(tbl, rows[lo:hi] - start).select(schema.names))
         start += n
-        if hi == len(rows):
-            break
+    return as_ids(ids)
 
 
-def shard_ids(ctx: ShardContext) -> pa.Array:
-    """Every row's id (made from the shard's name and row where the input has none)."""
-    parts, start = [], 0
-    for tbl in iter_tables(ctx.shard, [ctx.id_column], ctx.batch_size):
-        tbl, _ = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start, need_text=False)
-        ids = one_array(tbl.column(ctx.id_column))
-        parts.append(ids if ids.type == pa.string() else ids.cast(pa.string()))
-        start += tbl.num_rows
-    return pa.concat_arrays(parts) if parts else pa.nulls(0, pa.string())
+def as_ids(parts: list) -> pa.Array:
+    """The id arrays of a shard's batches as one string array."""
+    return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.nulls(0, pa.string())
 
 
-def write_shards(runner, tmp: str, schema: pa.Schema, alive_path: list, stage_reports: list) -> dict:
-    """Run every shard's output task; return the files and the kept rows, bytes and words."""
+def score_table(stage_name: str, keep: dict, ids: pa.Array) -> pa.Table:
+    """One stage's rows of the scores sidecar for one shard: id, stage, score, kept, reason and the
+    selector's extra columns, from the stage's keep file."""
+    names = arrow_strings([*keep["reason_names"].tolist(), None])  # code -1 (kept): the trailing null
+    code = keep["reason_code"].astype(np.int64)
+    cols = {"id": arrow_take(ids, arrow_array(keep["row"])),
+            "stage": arrow_take(arrow_strings([stage_name]), arrow_array(np.zeros(len(keep["row"]), np.int32))),
+            "score": arrow_array(keep["score"]), "kept": arrow_array(keep["keep"]),
+            "reason": arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))}
+    for k in keep:
+        if k.startswith("extra_"):
+            cols[k[6:]] = any_arrow_array(keep[k])
+    return pa.table(cols)
+
+
+def _write_table(table: pa.Table, path: str) -> None:
+    fs, where = storage.arrow_fs(path)
+    pq.write_table(table, where, filesystem=fs, compression="zstd")
+
+
+def output_tasks(runner, schema: pa.Schema, alive_path: list, stage_dirs: list, names: list,
+                 folder: str, scores: bool) -> list[ShardOutputTask]:
+    """Every shard's output task; ``folder`` (in the work dir) is keyed by all that decides the bytes."""
     out = runner.cfg.output
-    dec_tmp = os.path.join(runner.out, ".decisions.tmp")
-    workdir.remove(dec_tmp)
-    storage.makedirs(dec_tmp)
-    names = [r["name"] for r in stage_reports[1:]]
-    tasks = [ShardOutputTask(runner.shard_ctx(j, alive_path[j]), schema, tmp,
-                             os.path.join(dec_tmp, f"shard-{j:05d}.parquet"),
-                             [os.path.join(r["dir"], f"keep-{j:05d}.npz") for r in stage_reports[1:]], names,
-                             out.max_shard_bytes, out.row_group_bytes, out.compression)
-             for j in range(len(runner.shards))]
+    return [ShardOutputTask(runner.shard_ctx(j, alive_path[j]), schema, os.path.join(folder, f"shard-{j:05d}"),
+                            [os.path.join(d, f"keep-{j:05d}.npz") for d in stage_dirs], names,
+                            out.max_shard_bytes, out.row_group_bytes, out.compression, scores)
+            for j in range(len(runner.shards))]
+
+
+def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_tmp: str) -> dict:
+    """Run the shards' output tasks not done yet, then move their parts into ``data_tmp`` and their
+    decisions into ``decisions_tmp``; returns the files and the kept rows, bytes and words."""
     stats = runner.executor.map(run_shard_output, tasks, desc="write", progress=runner.progress)
-    runner._account(stats)
-    return {"files": [f for s in stats for f in s["files"]], "rows": sum(s["rows"] for s in stats),
-            "bytes": sum(s["bytes"] for s in stats), "words": sum(s["words"] for s in stats)}
+    runner._account([s for s in stats if "cpu_s" in s])
+    files = []
+    for task, done in zip(tasks, stats):
+        for f in done["files"]:
+            dest = os.path.join(data_tmp, f["name"])
+            storage.move(os.path.join(task.data_dir, f["name"]), dest)
+            files.append({"path": dest, "rows": f["rows"]})
+        storage.move(task.decisions_path, os.path.join(decisions_tmp, f"shard-{task.ctx.index:05d}.parquet"))
+    return {"files": files, "rows": sum(s["rows"] for s in stats), "bytes": sum(s["bytes"] for s in stats),
+            "words": sum(s["words"] for s in stats)}

@@ -8,16 +8,15 @@ import resource
 import socket
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..columns import any_arrow_array, arrow_array, arrow_strings, arrow_take
 from ..errors import DataError
 from ..io import shard_schema, storage
 from . import faults, workdir
-from .output_parts import shard_ids, write_shards
+from .fingerprint import fingerprint
+from .output_parts import output_tasks, write_shards
 from .shards import usage
 
 MANIFEST = "manifest.json"
@@ -27,20 +26,35 @@ class OutputWriting:
     """The Runner's output steps (a mixin: they read the runner's config, shards and work dir)."""
 
     def _write(self, stage_reports: list[dict], alive_path: list) -> dict:
-        t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        t0, c0 = time.perf_counter(), usage()["cpu_s"] - self.fused_write_cpu
         self.progress.line("write: output shards")
         tmp, schema = self._write_begin()
-        done = write_shards(self, tmp, schema, alive_path, stage_reports)
+        dec_tmp = os.path.join(self.out, ".decisions.tmp")
+        workdir.remove(dec_tmp)
+        storage.makedirs(dec_tmp)
+        tasks = self.output_tasks(schema, alive_path, [r["dir"] for r in stage_reports[1:]])
+        done = write_shards(self, tasks, tmp, dec_tmp)
+        if self.cfg.output.scores:
+            self._write_scores(tasks)
         files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["words"]
         return self._write_end(stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words,
                                time.perf_counter() - t0, usage()["cpu_s"] - c0)
+
+    def output_tasks(self, schema: pa.Schema, alive_path: list, stage_dirs: list) -> list:
+        """Each shard's output task, in a work-dir folder keyed by the last stage and the output's
+        settings (what decides the bytes)."""
+        out = self.cfg.output
+        key = fingerprint(self.last_fp, str(schema), out.max_shard_bytes, out.row_group_bytes, out.compression)
+        names = [st.name for st in self.cfg.stages]
+        return output_tasks(self, schema, alive_path, stage_dirs, names, os.path.join(self.work, "output", key),
+                            self.cfg.output.scores)
 
     def _write_begin(self) -> tuple[str, pa.Schema]:
         tmp = os.path.join(self.out, ".data.tmp")
         workdir.remove(tmp)
         workdir.remove(os.path.join(self.out, "data"))  # a data/ without manifest.json is an unfinished write
         storage.makedirs(tmp)
-        return tmp, self._output_schema()
+        return tmp, self.output_schema()
 
     def _write_end(self, stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words, wall, cpu) -> dict:
         """Decisions, scores and models next to the data, the renames, then manifest.json last."""
@@ -56,8 +70,6 @@ class OutputWriting:
             name = os.path.basename(f["path"])
             out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
         faults.point("write:decisions")
-        if self.cfg.output.scores:
-            self._write_scores(stage_reports)
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
         storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
@@ -73,7 +85,13 @@ class OutputWriting:
         self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
         return manifest
 
-    def _output_schema(self) -> pa.Schema:
+    def output_schema(self) -> pa.Schema:
+        """The output's schema: every input column (unified across shards) and the id column."""
+        if self._schema is None:
+            self._schema = self._unified_schema()
+        return self._schema
+
+    def _unified_schema(self) -> pa.Schema:
         inp = self.cfg.input
         schemas = []
         raw = [shard_schema(sh) for sh in self.shards]
@@ -81,8 +99,7 @@ class OutputWriting:
         str_type = next((t for t in text_types if pa.types.is_string(t) or pa.types.is_large_string(t)), pa.string())
         for s in raw:
             i = s.get_field_index(inp.text_column)
-            if i >= 0 and s.field(i).type != str_type:
-                # a shard whose texts are not strings has all its rows dropped as null_text
+            if i >= 0 and s.field(i).type != str_type:  # string against large_string, or all null
                 s = s.set(i, pa.field(inp.text_column, str_type))
             if inp.id_column not in s.names:
                 s = s.append(pa.field(inp.id_column, pa.string()))
@@ -99,41 +116,24 @@ class OutputWriting:
                             f"{self.shards[0].uri}") from None
             raise DataError(f"inputs have incompatible schemas ({err})") from None
 
-    def _write_scores(self, stage_reports):
+    def _write_scores(self, tasks: list) -> None:
+        """scores/stage-NN-NAME.parquet: each stage's per-shard score tables (written by the output
+        tasks) in shard order."""
         tmp = os.path.join(self.out, ".scores.tmp")
         workdir.remove(tmp)
         storage.makedirs(tmp)
-        for i, rep in enumerate(stage_reports[1:]):
+        for i, st in enumerate(self.cfg.stages):
             tables = []
-            for j in range(len(self.shards)):
-                z = workdir.read_npz(os.path.join(rep["dir"], f"keep-{j:05d}.npz"))
-                if len(z["row"]) == 0:
-                    continue
-                # code -1 (kept) picks the trailing null; one string per reason, taken per row
-                names = arrow_strings([*z["reason_names"].tolist(), None])
-                code = z["reason_code"].astype(np.int64)
-                reason = arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))
-                cols = {"id": arrow_take(self._ids(j), arrow_array(z["row"])),
-                        "stage": arrow_take(arrow_strings([rep["name"]]), arrow_array(np.zeros(len(z["row"]), np.int32))),
-                        "score": arrow_array(z["score"]), "kept": arrow_array(z["keep"]),
-                        "reason": reason}
-                for k in z:
-                    if k.startswith("extra_"):
-                        v = z[k]
-                        cols[k[6:]] = any_arrow_array(v)
-                tables.append(pa.table(cols))
+            for task in tasks:
+                path = task.scores_path(i)
+                if storage.exists(path):
+                    with storage.open_file(path) as fh:  # ParquetFile: read_table would import pandas
+                        tables.append(pq.ParquetFile(fh).read())
             if tables:
-                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
+                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
                 fs, where = storage.arrow_fs(os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"))
                 pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
                                compression="zstd")
-
-    def _ids(self, j: int) -> pa.Array:
-        cache = self.__dict__.setdefault("_id_cache", {})
-        if j not in cache:
-            cache.clear()
-            cache[j] = shard_ids(self.shard_ctx(j, None))
-        return cache[j]
 
     def _copy_models(self, stage_reports) -> dict:
         out = {}

@@ -22,17 +22,17 @@ from ..io import normalize, resolve_shards, storage, take_rows
 from . import faults, workdir
 from .config import Config, _is_dataset, parse_config
 from .contexts import StageDecide, StageFit, _concat_scores
-from .executors import Executor, LocalExecutor, Progress, make_executor
+from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
+from .fused import FusedPlan
 from .lock import OutputLock
 from .output_writer import MANIFEST, OutputWriting
+from .scan import ScanTask, run_scan
 from .shards import (
-    ScanTask,
     ScoreTask,
     ShardContext,
     decision_arrays,
     drop_counts,
-    run_scan,
     run_score,
     usage,
     write_keep,
@@ -56,7 +56,9 @@ class Runner(OutputWriting):
         self.cpu0 = usage()["cpu_s"]
         self.task_cpu = 0.0
         self.task_rss = 0.0
-        self.fused_cpu = 0.0  # CPU seconds of first-stage scores run inside this process's scan tasks
+        self.fused_cpu: dict[int, float] = {}  # stage -> CPU seconds of its scores fused into this process's scans
+        self.fused_write_cpu = 0.0  # and of the output parts those scans wrote
+        self._schema = None
 
     @property
     def executor(self) -> Executor:
@@ -101,17 +103,23 @@ class Runner(OutputWriting):
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
+            self.last_fp = prev_fp
             return self._write(stage_reports, alive_path)
         except ShardsiftError:
             # bad input found before any stage ran: leave nothing behind in an output we created
             if created and not started:
+                self._close_executor()  # tasks still in flight finish first: nothing is written after
                 lock.release()
                 workdir.remove(self.out)
             raise
         finally:
-            if self._executor is not None:
-                self._executor.close()
+            self._close_executor()
             lock.release()
+
+    def _close_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def _prepare_output(self):
         out = self.out
@@ -156,34 +164,53 @@ class Runner(OutputWriting):
     def _scan(self) -> dict:
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         self._scan_prepare()
-        fused = self._fused_score()
-        tasks = [ScanTask(self.shard_ctx(j, None), fused and ScoreTask(self.shard_ctx(j, None), *fused))
-                 for j in range(len(self.shards))]
-        self.progress.line(f"scan: {len(tasks)} input shard(s)" + (f" (and {fused[2]}: score)" if fused else ""))
+        plans = self._fusion_plan()
+        tasks = [ScanTask(self.shard_ctx(j, None), plans[j] if plans else None) for j in range(len(self.shards))]
+        also = f" and {len(plans[0].stages)} fused stage(s)" if plans else ""
+        self.progress.line(f"scan: {len(tasks)} input shard(s){also}" + (" and the output" if plans and plans[0].output
+                                                                          else ""))
         stats = self.executor.map(run_scan, tasks, desc="scan", progress=self.progress)
-        # a first-stage score run inside a scan task of this process: its CPU goes to that stage
         me = os.getpid()
-        self.fused_cpu = sum(st.get("fused_cpu_s", 0.0) for st in stats if st.get("pid") == me)
-        c0 += self.fused_cpu
+        for st in stats:  # fused work run in this process: its CPU goes to its stage (or the write)
+            if st.get("pid") == me:
+                for i, cpu in enumerate(st.get("fused_cpu_s", [])):
+                    self.fused_cpu[i] = self.fused_cpu.get(i, 0.0) + cpu
+                self.fused_write_cpu += st.get("fused_write_cpu_s", 0.0)
+        c0 += sum(self.fused_cpu.values()) + self.fused_write_cpu
         dup = self._duplicate_ids()
         return self._scan_report(stats, dup, time.perf_counter() - t0, usage()["cpu_s"] - c0)
 
-    def _fused_score(self) -> tuple[str, str, str] | None:
-        """(stage dir, selector path, label) of the first stage when its score can run inside the
-        scan tasks (``run_scan``: the shard decoded once for both), else None.
+    def _fusion_plan(self) -> list[FusedPlan] | None:
+        """Per shard, what its scan also runs (engine/fused.py), or None for the scan alone.
 
-        That needs a first stage with nothing to fit, not finished before, and documents reaching
-        it that are known when its shard is scanned: ``on_duplicate_id: error`` (the default), as
-        dropping a later duplicate changes an earlier shard's alive rows only after every scan.
-        Local executors only: on Ray a failing score would spend the scan task's retries."""
-        if not self.cfg.stages or self.cfg.on_duplicate_id != "error" or not isinstance(self.executor, LocalExecutor):
+        The leading document-scope stages with nothing to fit, then the score of a global stage
+        with nothing to fit; when every stage is fused, the shard's output too. Only where the
+        documents reaching the first stage are known when a shard is scanned: with
+        ``on_duplicate_id: error`` (dropping a later duplicate would change an earlier shard's)."""
+        if not self.cfg.stages or self.cfg.on_duplicate_id != "error":
             return None
-        sel, label, _, stage_dir, _ = self._stage_setup(0, self.cfg.stages[0], self.input_fp + self._scan_fp())
-        if sel.capabilities().needs_fit:
+        prev_fp = self.input_fp + self._scan_fp()
+        fused, dirs = [], []
+        for i, st in enumerate(self.cfg.stages):
+            sel, label, fp, stage_dir, _ = self._stage_setup(i, st, prev_fp)
+            caps = sel.capabilities()
+            if caps.needs_fit or storage.exists(os.path.join(stage_dir, "done.json")):
+                break
+            fused.append((stage_dir, self._unfitted_selector(i, sel, stage_dir), label))
+            dirs.append(stage_dir)
+            prev_fp = fp
+            if caps.scope != "document":
+                break
+        if not fused:
             return None
-        if storage.exists(os.path.join(stage_dir, "done.json")):
-            return None
-        return stage_dir, self._unfitted_selector(0, sel, stage_dir), label
+        whole = len(fused) == len(self.cfg.stages) and caps.scope == "document"
+        outputs = None
+        if whole:
+            self.last_fp = prev_fp
+            last = [os.path.join(dirs[-1], f"keep-{j:05d}.npz") for j in range(len(self.shards))]
+            outputs = self.output_tasks(self.output_schema(), last, dirs)
+        return [FusedPlan([ScoreTask(self.shard_ctx(j, None), *f) for f in fused],
+                          outputs[j] if outputs else None) for j in range(len(self.shards))]
 
     @staticmethod
     def _unfitted_selector(i: int, sel, stage_dir: str) -> str:
@@ -280,8 +307,7 @@ class Runner(OutputWriting):
             return rep, keep_paths, fp
 
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        if i == 0:
-            c0 -= self.fused_cpu
+        c0 -= self.fused_cpu.get(i, 0.0)
         ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(len(self.shards))]
         n_in = sum(len(c.alive_rows()) for c in ctxs)
         stats_all: list[dict] = []

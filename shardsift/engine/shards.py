@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..api import Decision, Docs, Scores
-from ..columns import arrow_array, arrow_filter, byte_lengths, count_words, hash_strings, one_array
+from ..api import DecideContext, Decision, Docs, Scores
+from ..columns import arrow_filter
 from ..io import Shard, iter_tables, normalize, row_mask, storage
 from . import faults, workdir
 
@@ -104,138 +104,6 @@ class ShardContext:
                 break
 
 
-# -- scan --------------------------------------------------------------------------------------
-
-@dataclass
-class ScanTask:
-    ctx: ShardContext
-    score: ScoreTask | None = None  # the first stage's score, run on the shard while it is in memory
-
-    @property
-    def label(self):
-        return self.ctx.shard.uri
-
-
-def run_scan(task: ScanTask) -> dict:
-    """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early.
-
-    With ``task.score`` (the runner's choice: a first stage with nothing to fit), each batch the
-    scan reads goes on to that stage's score (``_FusedScore``), so the input is decoded once for
-    both and only one batch is in memory at a time; the score's files and fault point are those of
-    ``run_score``, and its CPU seconds come back as ``fused_cpu_s`` (not stored: a resumed scan
-    skips both). A score that fails leaves no file and does not fail the scan: the stage's own
-    score task runs it again, and reports it under the stage's name."""
-    ctx = task.ctx
-    summary_path = ctx.scan_path[:-4] + ".json"
-    if storage.exists(ctx.scan_path) and storage.exists(summary_path):
-        return workdir.read_json(summary_path)
-    if task.score is None:
-        return _scan_shard(task, summary_path)
-    fused = _FusedScore(task.score)
-    summary = _scan_shard(task, summary_path, fused)
-    stats = fused.finish()
-    return summary if stats is None else {**summary, "fused_cpu_s": stats["cpu_s"]}
-
-
-class _FusedScore:
-    """The first stage's score of the batches a scan reads: their valid rows (the scan's alive
-    rows, as ``ShardContext.iter_docs`` would give them) as Docs, then ``run_score``'s files.
-    Its CPU seconds are counted apart from the scan's. After an error it stops scoring."""
-
-    def __init__(self, task: ScoreTask):
-        self.task = task
-        self.acc: _ScoreParts | None = None  # once the selector is loaded
-        self.cpu = self.wall = 0.0
-        self.failed = False
-        self.columns: list[str] = []
-        try:
-            self.sel = load_selector(task.selector_path)
-            self.columns = [c for c in self.sel.capabilities().columns
-                            if c not in (task.ctx.text_column, task.ctx.id_column)]
-            self.acc = _ScoreParts(task.stage_label)
-        except Exception:  # noqa: BLE001 - as in add
-            self.failed = True
-
-    def add(self, tbl, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray) -> None:
-        if self.failed:
-            return
-        t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        try:
-            ctx = self.task.ctx
-            missing = [c for c in self.columns if c not in tbl.column_names]
-            if missing:  # reported by the stage's own score task (iter_docs)
-                raise KeyError(missing[0])
-            r = np.flatnonzero(ok)
-            if len(r):
-                if len(r) != tbl.num_rows:
-                    tbl = arrow_filter(tbl, arrow_array(ok))
-                self.acc.add(self.sel, Docs(tbl, text_column=ctx.text_column, id_column=ctx.id_column,
-                                            row=r + start, n_words=words[r], n_bytes=nbytes[r],
-                                            shard=ctx.shard.name, shard_index=ctx.index))
-        except Exception:  # noqa: BLE001 - the stage's own score task runs it again and reports it
-            self.failed = True
-        self.cpu += usage()["cpu_s"] - c0
-        self.wall += time.perf_counter() - t0
-
-    def finish(self) -> dict | None:
-        if self.failed:
-            return None
-        t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        try:
-            self.acc.write(self.task, self.sel)
-        except Exception:  # noqa: BLE001 - as in add
-            return None
-        stats = {"cpu_s": self.cpu + usage()["cpu_s"] - c0, "rss_mb": usage()["rss_mb"],
-                 "wall_s": self.wall + time.perf_counter() - t0, "pid": os.getpid()}
-        return _score_done(self.task, stats)
-
-
-def _scan_shard(task: ScanTask, summary_path: str, fused: _FusedScore | None = None) -> dict:
-    """The scan's result (its arrays are in the work dir)."""
-    ctx = task.ctx
-    t0, before = time.perf_counter(), usage()
-    valid, words, nbytes, idh = [], [], [], []
-    start = _scan_batches(ctx, [ctx.text_column, ctx.id_column], valid, words, nbytes, idh, fused)
-    if start == 0:
-        # still validates the text column on a zero-row shard
-        from ..errors import DataError
-        from ..io import shard_schema
-
-        names = shard_schema(ctx.shard).names
-        if names and ctx.text_column not in names:
-            raise DataError(f"{ctx.shard.uri}: no text column {ctx.text_column!r} (columns: {', '.join(names)})")
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
-    arrays = {"valid": cat(valid, bool), "n_words": cat(words, np.int64),
-              "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64)}
-    arrays["alive"] = arrays["valid"].copy()
-    workdir.write_npz(ctx.scan_path, arrays)
-    summary = {"rows": start, "null_text": int((~arrays["valid"]).sum()),
-               "bytes": int(arrays["n_bytes"].sum()), "words": int(arrays["n_words"].sum()),
-               **task_stats(before, t0)}
-    if fused is not None:
-        summary["cpu_s"] -= fused.cpu
-    workdir.write_json(summary_path, summary)
-    faults.point(f"scan:{ctx.index}")
-    return summary
-
-
-def _scan_batches(ctx: ShardContext, keys, valid, words, nbytes, idh, fused=None) -> int:
-    """The scan's per-batch work; with a fused score, each batch (its columns too) goes on to it."""
-    start = 0
-    read = keys + fused.columns if fused is not None else keys
-    for tbl in iter_tables(ctx.shard, read, ctx.batch_size, ctx.batch_bytes):
-        tbl, ok = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start)
-        text = one_array(tbl.column(ctx.text_column))
-        valid.append(ok)
-        words.append(count_words(text))
-        nbytes.append(byte_lengths(text))
-        idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
-        if fused is not None:
-            fused.add(tbl, ok, start, words[-1], nbytes[-1])
-        start += tbl.num_rows
-    return start
-
-
 # -- score -------------------------------------------------------------------------------------
 
 _SELECTORS: dict[str, Any] = {}  # selector file -> the selector, set up, in this process
@@ -293,6 +161,21 @@ def normalize_scores(out, n: int, where: str) -> dict[str, np.ndarray]:
     return cols
 
 
+class ShardDecide(DecideContext):
+    """What a document-scope decide gets: the stage's seed and the name of its one shard. It sees
+    that shard's scores only (its memory never grows with the corpus), so it reads nothing back."""
+
+    def __init__(self, seed: int, shard: str):
+        self.seed, self.shard, self.work_dir, self.workers = seed, shard, None, 1
+
+    def map(self, fn, items) -> list:
+        return [fn(item) for item in items]
+
+    def read_docs(self, shard_index, rows, columns=()):
+        raise NotImplementedError("a document-scope decide sees its shard's scores only; "
+                                  "declare scope = 'global' to read documents back")
+
+
 class _ScoreParts:
     """A stage's score columns of one shard, batch by batch, and the files ``run_score`` leaves."""
 
@@ -319,7 +202,8 @@ class _ScoreParts:
         workdir.write_npz(task.scores_path, arrays)
         if sel.capabilities().scope == "document":
             scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
-            dec = sel.decide(scores, None) if len(arrays["row"]) else Decision(keep=np.zeros(0, bool))
+            dec = (sel.decide(scores, ShardDecide(getattr(sel, "seed_", 0), task.ctx.shard.name))
+                   if len(arrays["row"]) else Decision(keep=np.zeros(0, bool)))
             write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
 
 

@@ -139,7 +139,8 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
     check is not run again. Without ``need_ids`` the id column is left as it is (or absent).
 
     Returns (table with the text column (string or large_string, as read) and an id column, valid mask) where
-    ``valid`` is False for null or non-string texts (dropped later with reason ``null_text``).
+    ``valid`` is False for null texts (dropped later with reason ``null_text``). A text column of
+    another type (integers, say) is a DataError naming the file, column and type.
     """
     n = table.num_rows
     names = table.column_names
@@ -161,9 +162,9 @@ def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, r
         elif pa.types.is_null(col.type):
             col = pa.nulls(n, pa.large_string())
             valid = np.zeros(n, dtype=bool)
-        else:  # non-string texts count as null_text
-            col = pa.nulls(n, pa.large_string())
-            valid = np.zeros(n, dtype=bool)
+        else:  # read as empty it would drop every document silently: refuse it instead
+            raise DataError(f"{shard.uri}: column {text_column!r} is {col.type}, not a string type "
+                            "(set input.text_column to the column that holds the text)")
         table = table.set_column(names.index(text_column), text_column, col)
     else:
         valid = np.ones(n, dtype=bool)

@@ -186,6 +186,17 @@ def replace_dir(src: str, dst: str) -> None:
     fs.rm(sp, recursive=True)
 
 
+def move(src: str, dst: str) -> None:
+    """One file to another place: a rename on a local disk (a copy where the two are on different
+    file systems), a copy then a delete on object storage."""
+    if not is_remote(src) and not is_remote(dst):
+        shutil.move(src, dst)
+        return
+    with open_file(src, "rb") as fin, open_file(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 8 << 20)
+    remove(src)
+
+
 def upload(local: str, dst: str) -> None:
     """Copy a local file or directory to ``dst`` (local or remote)."""
     if not is_remote(dst):

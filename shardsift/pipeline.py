@@ -1,0 +1,101 @@
+"""The Python API: build a pipeline from selector objects, names or ``{name: params}``, run it on
+paths or a ``datasets.Dataset``, and get the kept documents back.
+
+    import shardsift
+    result = shardsift.Pipeline(["exact_dedup", {"length": {"min_words": 50}}], seed=0).run(
+        "corpus/*.parquet", "out/")
+    ds = result.to_dataset()          # the kept documents, as a datasets.Dataset
+
+``shardsift select CONFIG`` runs through the same code: ``Pipeline.from_yaml(CONFIG)``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .engine.config import apply_overrides, apply_sets, load_yaml, parse_config
+from .errors import ConfigError
+
+
+class Pipeline:
+    """Stages in order, each a Selector instance, a registered name, or ``{name: params}``.
+
+    Every other keyword is a top-level config key (``seed``, ``workers``, ``executor``, ``ray``,
+    ``on_duplicate_id``); ``input`` and ``output`` may hold reader and writer options (a mapping
+    as in YAML), their paths coming from :meth:`run`.
+    """
+
+    def __init__(self, stages: list | None = None, **config: Any):
+        self.config: dict = {k: v for k, v in config.items() if v is not None}
+        self.config["stages"] = list(stages or [])
+
+    @classmethod
+    def from_yaml(cls, path: str, sets: list[str] | None = None) -> Pipeline:
+        """A pipeline from a config file; ``sets`` are ``KEY.PATH=VALUE`` overrides (``--set``)."""
+        raw = apply_sets(load_yaml(path), sets or [])
+        stages = raw.pop("stages", None) or []
+        if not isinstance(stages, list):
+            raise ConfigError(f"{path}: stages: expected a list of stages, got {type(stages).__name__}")
+        return cls(stages, **raw)
+
+    def check(self, input=None, output=None, **overrides):
+        """The validated config of a run (every key and parameter checked), without any I/O."""
+        return parse_config(self._raw(input, output, **overrides))
+
+    def run(self, input=None, output=None, *, overwrite: bool = False, progress: bool = False,
+            **overrides) -> Result:
+        """Run on ``input`` (a path, glob, list of paths, or a ``datasets.Dataset``; default: the
+        config's) into ``output`` (a directory; default: the config's). ``overrides`` are top-level
+        keys for this run only (``workers=2``)."""
+        from .engine.executors import Progress
+        from .engine.runner import run_pipeline
+
+        cfg = self.check(input, output, **overrides)
+        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress))
+        return Result(cfg.output.path, manifest)
+
+    def _raw(self, input, output, **overrides) -> dict:
+        raw = {k: v for k, v in self.config.items() if k != "stages"}
+        raw = apply_overrides(raw, input=input, output=output)
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        raw["stages"] = list(self.config["stages"])  # selector objects are not copied here
+        return raw
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.config['stages']!r})"
+
+
+class Result:
+    """A finished run: its manifest and its kept documents."""
+
+    def __init__(self, output: str, manifest: dict):
+        self.output = output
+        self.manifest = manifest
+
+    @property
+    def files(self) -> list[str]:
+        return [os.path.join(self.output, f["path"]) for f in self.manifest["output"]["files"]]
+
+    def to_table(self):
+        """The kept documents as one Arrow table, in output order."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .io import storage
+
+        tables = []
+        for path in self.files:
+            fs, where = storage.arrow_fs(path)
+            tables.append(pq.read_table(where, filesystem=fs))
+        return pa.concat_tables(tables) if tables else None
+
+    def to_dataset(self):
+        """The kept documents as a ``datasets.Dataset`` (in memory)."""
+        import datasets
+
+        return datasets.Dataset(self.to_table())
+
+    def __repr__(self) -> str:
+        return (f"Result({self.output!r}: kept {self.manifest['docs_kept']:,} of "
+                f"{self.manifest['docs_in']:,} documents)")
+
