@@ -13,16 +13,10 @@ from conftest import ROOT, corpora_path, file_digests, run_cli
 from shardsift.api import Scores
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, DataError
-from shardsift.selectors import perplexity_math as pm
 from shardsift.selectors import resolve
-from shardsift.selectors.perplexity import (
-    _write_fasttext_file,
-    align_inputs,
-    fasttext_lines,
-    read_errors,
-    read_losses,
-    write_example_inputs,
-)
+from shardsift.selectors.perplexity import estimators as pm
+from shardsift.selectors.perplexity.classifier import fasttext_lines, write_fasttext_file
+from shardsift.selectors.perplexity.inputs import align_inputs, read_errors, read_losses, write_example_inputs
 
 # -- math: parity with the reference package -------------------------------------------------------
 
@@ -186,7 +180,7 @@ def test_multiline_documents_become_one_training_line_each(tmp_path):
     assert lines.to_pylist()[0] == "first line second third x y z w"
     assert "__label__" not in lines.to_pylist()[1]
     path = tmp_path / "train.txt"
-    _write_fasttext_file(str(path), np.array([True, False, True, False]), lines)
+    write_fasttext_file(str(path), np.array([True, False, True, False]), lines)
     raw = path.read_bytes().decode()
     assert raw.count("\n") == 4 and raw.endswith("\n")
     labels = [ln.split(" ")[0] for ln in raw.split("\n")[:-1]]
