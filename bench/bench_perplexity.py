@@ -90,8 +90,7 @@ def bench_math(n: int, d: int, seed: int = 0) -> dict:
 
 
 def bench_stage(quick: bool, workers: int) -> dict:
-    from shardsift.pipeline.runner import run_pipeline
-
+    from shardsift.engine.runner import run_pipeline
     from shardsift.selectors.perplexity.inputs import write_example_inputs
 
     tmp = tempfile.mkdtemp(prefix="bench-ppl-")
