@@ -1,5 +1,13 @@
 """``perplexity_correlation``: the stage. Parameters, fit (estimate, project, label, train), score
-(P(include) per document) and the global decide."""
+(P(include) and the include rank of the document's key) and the global decide.
+
+One rule ties the include set, the budget and the fill together. The budget is counted in its own
+unit: documents for ``keep``/``n``, whitespace words for ``tokens``. The projection's caps count
+the matrix keys in that unit, with the ratio the budget implies (or ``target_ratio``), so the
+include keys are the top keys, in estimate order, that the budget's share of the matrix keys can
+hold. The decide fills the budget with the include keys' documents in that order, then with the
+other documents by classifier score.
+"""
 from __future__ import annotations
 
 import os
@@ -8,19 +16,21 @@ from functools import partial
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ...api import Decision, Param, Selector, check_keep_n, count_to_keep
+from ...api import Capabilities, Decision, Param, Selector, check_keep_n, count_to_keep
 from ...errors import ConfigError, DataError
 from . import classifier as clf
 from . import estimators as est_mod
-from .inputs import align_inputs, file_fingerprint, read_errors, read_losses
+from .inputs import align_inputs, doc_keys, file_fingerprint, read_errors, read_losses
 
 
 class PerplexityCorrelationSelector(Selector):
     """Perplexity-correlation selection (Thrush et al. 2024) with a fastText include/exclude filter.
 
-    Keys whose loss best predicts benchmark error label the training text; the classifier then
-    ranks every pool document and the most likely 'include' ones are kept."""
+    Keys whose loss best predicts benchmark error are labelled include; their documents fill the
+    budget first, in estimate order, and a classifier trained on the labels fills the rest with
+    the documents it finds most likely 'include'."""
 
     name = "perplexity_correlation"
     scope = "global"
@@ -32,14 +42,16 @@ class PerplexityCorrelationSelector(Selector):
                 "document id, e.g. 'domain' for a per-domain matrix")
     estimator = Param(str, "sign_cdf", "correlation estimator", choices=est_mod.ESTIMATORS)
     projection = Param(str, "linear", "projection onto the capped simplex", choices=est_mod.PROJECTIONS)
-    target_ratio = Param(float, None, "desired keep ratio in tokens for the caps tau = token share / ratio; "
-                         "default: the ratio that keep, n or tokens implies", gt=0, le=1)
+    target_ratio = Param(float, None, "share of the matrix keys' documents (keep, n) or words (tokens) to "
+                         "label include, the ratio in the caps tau = share / ratio; default: the budget's share "
+                         "of the pool", gt=0, le=1)
     strict = Param(bool, False, "refuse benchmark errors outside [0, 1] instead of warning")
     missing_keys = Param(str, "error", "loss-matrix keys absent from the pool: error, or drop them",
                          choices=("error", "drop"))
-    keep = Param(float, None, "fraction of documents to keep", gt=0, le=1)
-    n = Param(int, None, "number of documents to keep", ge=0)
-    tokens = Param(int, None, "keep the most likely documents until this many whitespace words", ge=0)
+    keep = Param(float, None, "budget: fraction of documents to keep", gt=0, le=1)
+    n = Param(int, None, "budget: number of documents to keep", ge=0)
+    tokens = Param(int, None, "budget: whitespace words to keep (the longest prefix of the ranking that fits)",
+                   ge=0)
     model = Param(str, None, "a trained fastText classifier (.bin) to reuse instead of training")
     holdout = Param(float, 0.1, "fraction of the training documents held out to measure the classifier",
                     ge=0, lt=0.9)
@@ -71,6 +83,17 @@ class PerplexityCorrelationSelector(Selector):
     def _key_columns(self) -> tuple[str, ...]:
         """The pool column holding each document's key (none when the key is the document id)."""
         return () if self.key == "id" else (self.key,)
+
+    def capabilities(self) -> Capabilities:
+        """score reads the key column (named by ``key``) to rank the include keys' documents first;
+        a reused classifier has no include keys and reads the text only."""
+        return Capabilities(scope=self.scope, needs_fit=self.needs_fit,
+                            columns=() if self.model is not None else self._key_columns(), reads_text=True)
+
+    @property
+    def budget_unit(self) -> str:
+        """What the budget counts: documents (keep, n) or whitespace words (tokens)."""
+        return "words" if self.tokens is not None else "documents"
 
     @property
     def version(self):
@@ -132,21 +155,28 @@ class PerplexityCorrelationSelector(Selector):
                             f"{col} of the pool (e.g. {ex}); set missing_keys: drop to ignore them")
         present = ~absent
 
-        # estimate and project over the keys present in the pool
+        # estimate and project over the keys present in the pool, the caps in the budget's unit
         est = est_mod.estimate(X[:, present], y, self.estimator)
         key_words = np.maximum(words[present], 1.0)  # a key of empty documents still gets a positive cap
-        share = key_words / key_words.sum()
+        key_size = key_words if self.budget_unit == "words" else ndocs[present].astype(np.float64)
         ratio = self._ratio(pool_words, pool_docs)
-        tau = share / ratio
+        tau = key_size / key_size.sum() / ratio
         weight = est_mod.project(est, tau, self.projection)
         include_present = weight > 0
         include = np.zeros(len(keys), dtype=bool)
         include[np.flatnonzero(present)[include_present]] = True
+        # the fill order: include keys by decreasing estimate (ties by position), the projection's order
+        by_estimate = np.argsort(-est, kind="stable")
+        fill_order = by_estimate[include_present[by_estimate]]
+        present_keys = keys[present].astype(str)
+        self.include_keys_ = pa.array(present_keys[fill_order].tolist(), pa.string())
+        include_rank = np.full(len(est), -1, dtype=np.int64)
+        include_rank[fill_order] = np.arange(len(fill_order))
 
         table = pa.table({
-            "key": pa.array(keys[present].astype(str).tolist(), pa.string()),
+            "key": pa.array(present_keys.tolist(), pa.string()),
             "words": key_words.astype(np.int64), "docs": ndocs[present], "tau": tau, "estimate": est,
-            "weight": weight, "include": include_present})
+            "weight": weight, "include": include_present, "include_rank": include_rank})
         import pyarrow.parquet as pq
 
         self.weights_path_ = os.path.join(ctx.work_dir, "key_weights.parquet")
@@ -183,9 +213,9 @@ class PerplexityCorrelationSelector(Selector):
 
         metrics = {"trained": True, "models": len(models), "keys": len(keys),
                    "keys_missing_from_pool": int(absent.sum()), "estimator": self.estimator,
-                   "projection": self.projection, "target_ratio": ratio,
-                   "include_keys": int(include.sum()),
-                   "include_word_share": float(key_words[include_present].sum() / key_words.sum()),
+                   "projection": self.projection, "budget_unit": self.budget_unit, "target_ratio": ratio,
+                   "include_keys": int(include.sum()), "include_docs": int(ndocs[present][include_present].sum()),
+                   "include_words": int(words[present][include_present].sum()),
                    "train_docs": int(train.sum()), "lr_used": self.lr_used_, "train_include": int(labels[train].sum()),
                    "holdout_docs": int(hold.sum())}
         if hold.any():
@@ -204,6 +234,7 @@ class PerplexityCorrelationSelector(Selector):
         return metrics
 
     def _ratio(self, pool_words: int, pool_docs: int) -> float:
+        """The projection's ratio: ``target_ratio``, else the budget's share of the pool in its unit."""
         if self.target_ratio is not None:
             return float(self.target_ratio)
         if self.keep is not None:
@@ -214,14 +245,26 @@ class PerplexityCorrelationSelector(Selector):
 
     # -- score and decide ------------------------------------------------------------------------
     def score(self, docs):
+        """P(include) of each document, and the fill rank of its key (-1: not an include key)."""
         lines = clf.fasttext_lines(docs.text, self.max_chars, self.lowercase)
-        return {"score": clf.predict_include(self._model, lines)}
+        include_keys = getattr(self, "include_keys_", None)
+        if include_keys is None or len(include_keys) == 0:
+            rank = np.full(len(docs), -1, dtype=np.int64)
+        else:
+            rank = pc.index_in(doc_keys(docs, self.key), value_set=include_keys).fill_null(-1)
+            rank = rank.to_numpy(zero_copy_only=False).astype(np.int64)
+        return {"score": clf.predict_include(self._model, lines), "include_rank": rank}
 
     def decide(self, scores, ctx=None):
+        """Fill the budget with the include keys' documents in fill order (within a key, most likely
+        first), then with the other documents by P(include); ties by position."""
         p = np.asarray(scores["score"], dtype=np.float64)
         words = np.asarray(scores["n_words"], dtype=np.int64)
+        rank = np.asarray(scores["include_rank"], dtype=np.int64)
         total = len(p)
-        order = np.lexsort((np.arange(total), -p))  # most likely first; ties by position
+        from_include = rank >= 0
+        fill_rank = np.where(from_include, rank, np.iinfo(np.int64).max)
+        order = np.lexsort((np.arange(total), -p, fill_rank))
         keep = np.zeros(total, dtype=bool)
         if self.tokens is not None:
             cum = np.cumsum(words[order])
@@ -229,8 +272,19 @@ class PerplexityCorrelationSelector(Selector):
         else:
             k = count_to_keep(total, self.keep, self.n, "perplexity_correlation")
         keep[order[:k]] = True
-        metrics = {"kept_words": int(words[keep].sum()),
-                   "include_prob_threshold": float(p[order[k - 1]]) if 0 < k <= total else None,
+        by_classifier = keep & ~from_include
+        units = words if self.tokens is not None else np.ones(total, dtype=np.int64)
+        kept_units = int(units[keep].sum())
+        last_filled = order[:k][~from_include[order[:k]]]
+        fill_threshold = float(p[last_filled[-1]]) if len(last_filled) else None
+        metrics = {"budget_unit": self.budget_unit, "kept_words": int(words[keep].sum()),
+                   "kept_from_include_keys": int((keep & from_include).sum()),
+                   "kept_by_classifier": int(by_classifier.sum()),
+                   "budget_share_from_include_keys": (float(units[keep & from_include].sum() / kept_units)
+                                                      if kept_units else None),
+                   "fill_prob_threshold": fill_threshold,
+                   # a cut on P(include) alone only when no include key was placed ahead of it
+                   "include_prob_threshold": fill_threshold if not (keep & from_include).any() else None,
                    "mean_include_prob_kept": float(p[keep].mean()) if keep.any() else None,
                    "mean_include_prob_all": float(p.mean()) if total else None}
         return Decision(keep=keep, reason="low_include_prob", score=p, metrics=metrics)
