@@ -107,7 +107,8 @@ class PerplexityCorrelationSelector(Selector):
         if path is None:
             return
         if not os.path.exists(path):
-            raise DataError(f"perplexity_correlation.model: {path}: file not found")
+            what = "perplexity_correlation.model" if path == self.model else "the trained classifier"
+            raise DataError(f"{what}: {path}: file not found")
         self._model = clf.load_model(path)
 
     def __getstate__(self):
@@ -117,6 +118,8 @@ class PerplexityCorrelationSelector(Selector):
 
     # -- fit -------------------------------------------------------------------------------------
     def fit(self, ctx):
+        """Estimate, project and label the keys, then train the classifier on a seeded sample; with
+        ``model`` only check that it is an include/exclude classifier. Returns the metrics."""
         seed = int(ctx.seed)
         if self.model is not None:
             self.model_path_ = os.path.abspath(self.model)
@@ -154,33 +157,11 @@ class PerplexityCorrelationSelector(Selector):
             raise DataError(f"{self.losses}: {int(absent.sum())} of {len(keys)} loss-matrix keys are not "
                             f"{col} of the pool (e.g. {ex}); set missing_keys: drop to ignore them")
         present = ~absent
-
-        # estimate and project over the keys present in the pool, the caps in the budget's unit
-        est = est_mod.estimate(X[:, present], y, self.estimator)
-        key_words = np.maximum(words[present], 1.0)  # a key of empty documents still gets a positive cap
-        key_size = key_words if self.budget_unit == "words" else ndocs[present].astype(np.float64)
         ratio = self._ratio(pool_words, pool_docs)
-        tau = key_size / key_size.sum() / ratio
-        weight = est_mod.project(est, tau, self.projection)
-        include_present = weight > 0
+        est, weight = self._label_keys(X[:, present], y, keys[present].astype(str), words[present],
+                                       ndocs[present], ratio, ctx.work_dir)
         include = np.zeros(len(keys), dtype=bool)
-        include[np.flatnonzero(present)[include_present]] = True
-        # the fill order: include keys by decreasing estimate (ties by position), the projection's order
-        by_estimate = np.argsort(-est, kind="stable")
-        fill_order = by_estimate[include_present[by_estimate]]
-        present_keys = keys[present].astype(str)
-        self.include_keys_ = pa.array(present_keys[fill_order].tolist(), pa.string())
-        include_rank = np.full(len(est), -1, dtype=np.int64)
-        include_rank[fill_order] = np.arange(len(fill_order))
-
-        table = pa.table({
-            "key": pa.array(present_keys.tolist(), pa.string()),
-            "words": key_words.astype(np.int64), "docs": ndocs[present], "tau": tau, "estimate": est,
-            "weight": weight, "include": include_present, "include_rank": include_rank})
-        import pyarrow.parquet as pq
-
-        self.weights_path_ = os.path.join(ctx.work_dir, "key_weights.parquet")
-        pq.write_table(table, self.weights_path_)
+        include[np.flatnonzero(present)[weight > 0]] = True
 
         # the training sample: the max_train_docs matrix documents with the smallest random keys
         c = {k: np.concatenate([p["cand"][k] for p in parts]) for k in ("rand", "row", "key", "shard")}
@@ -214,8 +195,8 @@ class PerplexityCorrelationSelector(Selector):
         metrics = {"trained": True, "models": len(models), "keys": len(keys),
                    "keys_missing_from_pool": int(absent.sum()), "estimator": self.estimator,
                    "projection": self.projection, "budget_unit": self.budget_unit, "target_ratio": ratio,
-                   "include_keys": int(include.sum()), "include_docs": int(ndocs[present][include_present].sum()),
-                   "include_words": int(words[present][include_present].sum()),
+                   "include_keys": int(include.sum()), "include_docs": int(ndocs[include].sum()),
+                   "include_words": int(words[include].sum()),
                    "train_docs": int(train.sum()), "lr_used": self.lr_used_, "train_include": int(labels[train].sum()),
                    "holdout_docs": int(hold.sum())}
         if hold.any():
@@ -232,6 +213,29 @@ class PerplexityCorrelationSelector(Selector):
         if input_warnings:
             metrics["warnings"] = input_warnings
         return metrics
+
+    def _label_keys(self, X, y, keys, words, ndocs, ratio: float, work_dir: str):
+        """(estimate, projected weight) of the keys present in the pool; sets the fill order
+        ``include_keys_`` (weight > 0, by decreasing estimate, ties by position: the projection's
+        order) and writes the per-key table. The caps count the budget's unit."""
+        est = est_mod.estimate(X, y, self.estimator)
+        key_words = np.maximum(words, 1.0)  # a key of empty documents still gets a positive cap
+        key_size = key_words if self.budget_unit == "words" else ndocs.astype(np.float64)
+        tau = key_size / key_size.sum() / ratio
+        weight = est_mod.project(est, tau, self.projection)
+        by_estimate = np.argsort(-est, kind="stable")
+        fill_order = by_estimate[weight[by_estimate] > 0]
+        self.include_keys_ = pa.array(keys[fill_order].tolist(), pa.string())
+        include_rank = np.full(len(est), -1, dtype=np.int64)
+        include_rank[fill_order] = np.arange(len(fill_order))
+        import pyarrow.parquet as pq
+
+        self.weights_path_ = os.path.join(work_dir, "key_weights.parquet")
+        pq.write_table(pa.table({
+            "key": pa.array(keys.tolist(), pa.string()), "words": key_words.astype(np.int64), "docs": ndocs,
+            "tau": tau, "estimate": est, "weight": weight, "include": weight > 0, "include_rank": include_rank}),
+            self.weights_path_)
+        return est, weight
 
     def _ratio(self, pool_words: int, pool_docs: int) -> float:
         """The projection's ratio: ``target_ratio``, else the budget's share of the pool in its unit."""
