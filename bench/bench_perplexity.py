@@ -24,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from shardsift.selectors import perplexity_math as pm
+from shardsift.selectors.perplexity import estimators as pm
 
 
 def peak_rss_mb() -> float:
@@ -90,9 +90,8 @@ def bench_math(n: int, d: int, seed: int = 0) -> dict:
 
 
 def bench_stage(quick: bool, workers: int) -> dict:
-    from shardsift.pipeline.runner import run_pipeline
-
-    from shardsift.selectors.perplexity import write_example_inputs
+    from shardsift.engine.runner import run_pipeline
+    from shardsift.selectors.perplexity.inputs import write_example_inputs
 
     tmp = tempfile.mkdtemp(prefix="bench-ppl-")
     real = os.path.join(os.path.dirname(ROOT), "shared", "corpora", "pool")

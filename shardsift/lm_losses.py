@@ -204,7 +204,6 @@ def run(args) -> dict:
     except ImportError as err:
         raise ConfigError(f"shardsift losses needs torch and transformers: pip install 'shardsift[lm]' ({err})") \
             from None
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local directories only, never the hub
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if args.batch_size < 1:

@@ -20,7 +20,7 @@ BUILTINS: dict[str, str] = {
     "random": "shardsift.selectors.basic:RandomSelector",
     "minhash_dedup": "shardsift.selectors.dedup:MinHashDedup",
     "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
-    "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
+    "perplexity_correlation": "shardsift.selectors.perplexity.selector:PerplexityCorrelationSelector",
     "dsir": "shardsift.selectors.dsir:DSIRSelector",
     "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
     "semdedup": "shardsift.selectors.kmeans:SemDeDup",
