@@ -242,11 +242,13 @@ class FitContext:
     n_docs: int            # documents reaching this stage
     workers: int
 
-    def map_shards(self, fn: Callable[[Iterator[Docs]], Any], columns: Sequence[str] = ()) -> list:
-        """Run ``fn(batches_of_one_shard)`` for every shard in parallel; results in shard order."""
+    def map_shards(self, fn: Callable[[Iterator[Docs]], Any], columns: Sequence[str] = (),
+                   need_text: bool = True) -> list:
+        """Run ``fn(batches_of_one_shard)`` for every shard in parallel; results in shard order.
+        Without ``need_text`` the batches carry no text (word and byte counts, ids, ``columns``)."""
         raise NotImplementedError
 
-    def iter_docs(self, columns: Sequence[str] = ()) -> Iterator[Docs]:
+    def iter_docs(self, columns: Sequence[str] = (), need_text: bool = True) -> Iterator[Docs]:
         """Stream every document reaching this stage, batch by batch, in shard order."""
         raise NotImplementedError
 
