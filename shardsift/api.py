@@ -272,6 +272,11 @@ class DecideContext:
     def map(self, fn: Callable, items: Sequence) -> list:
         raise NotImplementedError
 
+    def stage_scores(self, stage: int | str) -> np.ndarray:
+        """The score an earlier stage (its name, or its 1-based position) gave each document of
+        this decide's ``scores``, in the same order: what ``combine`` ranks on."""
+        raise NotImplementedError
+
     def read_docs(self, shard_index: int, rows: np.ndarray, columns: Sequence[str] = ()) -> Docs:
         """The documents at the given row indices of one input shard (in the order given)."""
         raise NotImplementedError

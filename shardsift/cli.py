@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module:Class selectors in the current folder, as with python -m
     if argv and argv[0] == "losses":  # its own argparse lives beside the code (needs the lm extra)
         from .lm_losses import main as losses_main
 

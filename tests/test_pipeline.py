@@ -698,3 +698,17 @@ def test_a_document_only_pipeline_reads_each_shard_once(sample_dir, tmp_path, mo
     assert got[True][1] == shards and len(shards) == 3  # one read per shard: the scan's
     assert len(got[False][1]) == 4 * len(shards)  # scan, two stages, write
     assert got[True][0] == got[False][0] and got[True][0]["data"] and got[True][0]["decisions"]
+
+
+def test_a_folder_input_skips_shardsift_outputs_and_work_dirs(tmp_path):
+    """A folder holding an earlier run's output (manifest.json, decisions/, a .work/ dir) next to
+    the raw shards reads the raw shards only; a folder that is an output reads its kept documents."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["one two", "three four", "five six"]}), raw / "p.parquet")
+    m1 = run_pipeline({"input": str(raw), "output": str(raw / "out"), "workers": 1, "stages": [{"random": {"keep": 0.67}}]})
+    assert m1["docs_in"] == 3
+    m2 = run_pipeline({"input": str(raw), "output": str(tmp_path / "again"), "workers": 1, "stages": []})
+    assert m2["docs_in"] == 3 and [i["path"].endswith("raw/p.parquet") for i in m2["inputs"]] == [True]
+    m3 = run_pipeline({"input": str(raw / "out"), "output": str(tmp_path / "from-out"), "workers": 1, "stages": []})
+    assert m3["docs_in"] == m1["docs_kept"] == 2

@@ -56,6 +56,10 @@ OUTPUT = {
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
 }
+# keys of every stage, beside its selector's parameters
+STAGE_KEYS = {
+    "drop": Param(bool, True, "false: annotate only (score and record the decision, keep every document)"),
+}
 RAY = {
     "address": Param(str, None, "a running cluster (auto, ray://host:10001); none: start a local one"),
     "num_cpus": Param(float, None, "CPUs each task asks for", gt=0),
@@ -122,6 +126,7 @@ class StageConfig:
     cls: type[Selector]
     where: str
     instance: Selector | None = None
+    drop: bool = True    # False: annotate only (score and record, keep every document)
 
     def build(self) -> Selector:
         """A fresh selector for a run: the class's real ``__init__`` with the parameters, or a
@@ -156,7 +161,9 @@ class StageConfig:
                 raise ConfigError(f"{where}.{name}: expected a mapping of parameters, got {params!r}")
         else:
             raise ConfigError(f"{where}: expected 'name' or {{name: {{params}}}}, got {item!r}")
-        return cls(name=str(name), params=params, cls=resolve(str(name), where), where=f"{where}.{name}")
+        params = dict(params)
+        drop = STAGE_KEYS["drop"].check(params.pop("drop", True), f"{where}.{name}.drop")
+        return cls(name=str(name), params=params, cls=resolve(str(name), where), where=f"{where}.{name}", drop=drop)
 
 
 @dataclass
@@ -186,7 +193,8 @@ class Config:
             "seed": self.seed,
             "ray": self.ray,
             "on_duplicate_id": self.on_duplicate_id,
-            "stages": [{s.name: sel.get_params()} for s, sel in zip(self.stages, self.built)],
+            "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
+                       for s, sel in zip(self.stages, self.built)],
         }
 
 

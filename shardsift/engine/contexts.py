@@ -132,12 +132,34 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
 
 
 class StageDecide(DecideContext):
-    def __init__(self, runner, stage_dir: str, seed: int):
+    """What a global decide gets: seed, work dir, tasks, documents read back, earlier scores."""
+
+    def __init__(self, runner, stage_dir: str, seed: int, rows=None, offsets=None, earlier=()):
         self.runner = runner
         self.seed = seed
         self.work_dir = storage.local_dir(os.path.join(stage_dir, "decide"))
         self.workers = runner.cfg.workers
         self.stage_dir = stage_dir
+        self._rows, self._offsets = rows, offsets
+        self._earlier = list(earlier)  # (name, stage dir) of the stages before this one
+
+    def stage_scores(self, stage) -> np.ndarray:
+        names = [n for n, _ in self._earlier]
+        if isinstance(stage, int) and 1 <= stage <= len(names):
+            k = stage - 1
+        elif stage in names:
+            k = len(names) - 1 - names[::-1].index(stage)  # the latest stage of that name
+        else:
+            raise KeyError(f"no earlier stage {stage!r}; earlier stages: {', '.join(map(str, names)) or 'none'}")
+        out = np.empty(len(self._rows), dtype=np.float64)
+        for j in range(len(self._offsets) - 1):
+            lo, hi = int(self._offsets[j]), int(self._offsets[j + 1])
+            if hi == lo:
+                continue
+            z = workdir.read_npz(os.path.join(self._earlier[k][1], f"keep-{j:05d}.npz"), ["row", "score"])
+            pos = np.searchsorted(z["row"], self._rows[lo:hi])  # keep files list their rows ascending
+            out[lo:hi] = z["score"][pos]
+        return out
 
     def map(self, fn, items):
         tasks = [CallTask(fn, it, i, f"decide task {i}") for i, it in enumerate(items)]

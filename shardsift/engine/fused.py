@@ -27,6 +27,7 @@ from .shards import (
     ScoreTask,
     ShardDecide,
     _score_done,
+    annotate_only,
     decision_arrays,
     load_selector,
     normalize_scores,
@@ -73,6 +74,9 @@ class _Stage:
             keep = np.asarray(dec.keep, dtype=bool)
             if keep.shape != (n,):
                 raise ValueError(f"{self.task.stage_label}: decide must return {n} booleans, got {keep.shape}")
+            if not self.task.drop:
+                dec = annotate_only(dec)
+                keep = dec.keep
             self.keep.append(keep)
             self.reason.append(dec.reason if dec.reason is None or isinstance(dec.reason, str)
                                else np.asarray(dec.reason, dtype=object))

@@ -31,6 +31,8 @@ from .scan import ScanTask, run_scan
 from .shards import (
     ScoreTask,
     ShardContext,
+    annotate_only,
+    as_decision,
     decision_arrays,
     drop_counts,
     run_score,
@@ -59,6 +61,7 @@ class Runner(OutputWriting):
         self.fused_cpu: dict[int, float] = {}  # stage -> CPU seconds of its scores fused into this process's scans
         self.fused_write_cpu = 0.0  # and of the output parts those scans wrote
         self._schema = None
+        self._earlier: list[tuple[str, str]] = []  # (name, stage dir) of the stages done so far
 
     @property
     def executor(self) -> Executor:
@@ -103,6 +106,7 @@ class Runner(OutputWriting):
             for i, st in enumerate(self.cfg.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
+                self._earlier.append((st.name, rep["dir"]))
             self.last_fp = prev_fp
             return self._write(stage_reports, alive_path)
         except ShardsiftError:
@@ -196,7 +200,7 @@ class Runner(OutputWriting):
             caps = sel.capabilities()
             if caps.needs_fit or storage.exists(os.path.join(stage_dir, "done.json")):
                 break
-            fused.append((stage_dir, self._unfitted_selector(i, sel, stage_dir), label))
+            fused.append((stage_dir, self._unfitted_selector(i, sel, stage_dir), label, st.drop))
             dirs.append(stage_dir)
             prev_fp = fp
             if caps.scope != "document":
@@ -290,7 +294,7 @@ class Runner(OutputWriting):
         sel.seed_ = stage_seed(self.cfg.seed, i)
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = fingerprint(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
-                 sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)))
+                         sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)), st.drop)
         safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
         storage.makedirs(stage_dir)
@@ -324,12 +328,12 @@ class Runner(OutputWriting):
             workdir.write_pickle(sel_path, sel)
             faults.point(f"fit:{i:02d}")
         self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")
-        tasks = [ScoreTask(c, stage_dir, sel_path, f"{label}") for c in ctxs]
+        tasks = [ScoreTask(c, stage_dir, sel_path, label, st.drop) for c in ctxs]
         stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
         metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
         if sel.capabilities().scope == "global":
             self.progress.line(f"{label}: decide")
-            metrics.update(self._global_decide(sel, st.name, stage_dir, tasks, keep_paths))
+            metrics.update(self._global_decide(sel, st, stage_dir, tasks, keep_paths))
         rep = self._stage_report(i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats_all, metrics,
                                  time.perf_counter() - t0, usage()["cpu_s"] - c0)
         return rep, keep_paths, fp
@@ -337,10 +341,11 @@ class Runner(OutputWriting):
     def _stage_report(self, i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats, metrics, wall, cpu_here):
         """Count the stage's keep files, check docs_in = kept + dropped, record done.json."""
         dropped: dict[str, int] = {}
-        kept = tokens_in = tokens_kept = bytes_kept = 0
+        kept = tokens_in = tokens_kept = bytes_kept = selected = 0
         for c, p in zip(ctxs, keep_paths):
             z = workdir.read_npz(p)
             kept += int(z["keep"].sum())
+            selected += int(z["extra_selected"].sum()) if "extra_selected" in z else 0
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
             scan = c.stats()
@@ -348,6 +353,8 @@ class Runner(OutputWriting):
             tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
             bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats)
+        if not st.drop:  # annotate only: how many the selector would have kept
+            metrics = {**metrics, "selected": selected}
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
@@ -361,14 +368,17 @@ class Runner(OutputWriting):
         self.progress.line(f"{label}: kept {kept} of {n_in}")
         return rep
 
-    def _global_decide(self, sel, name, stage_dir, tasks, keep_paths) -> dict:
+    def _global_decide(self, sel, st, stage_dir, tasks, keep_paths) -> dict:
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
-            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]),
-                             StageDecide(self, stage_dir, sel.seed_))
+            ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)
+            dec = sel.decide(Scores(cols, offs, [s.name for s in self.shards]), ctx)
         else:  # nothing reaches this stage: nothing to decide
             dec = Decision(keep=np.zeros(0, bool))
-        arrays = decision_arrays(cols, dec, sel.display_name(), name)
+        dec = as_decision(dec, int(offs[-1]), st.name)
+        if not st.drop:
+            dec = annotate_only(dec)
+        arrays = decision_arrays(cols, dec, sel.display_name(), st.name)
         for j, p in enumerate(keep_paths):
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
             faults.point(f"decide:{os.path.basename(stage_dir)[:2]}:{j}")

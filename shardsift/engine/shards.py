@@ -128,6 +128,7 @@ class ScoreTask:
     stage_dir: str
     selector_path: str
     stage_label: str
+    drop: bool = True      # False: annotate only (annotate_only)
 
     @property
     def label(self):
@@ -204,6 +205,8 @@ class _ScoreParts:
             scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
             dec = (sel.decide(scores, ShardDecide(getattr(sel, "seed_", 0), task.ctx.shard.name))
                    if len(arrays["row"]) else Decision(keep=np.zeros(0, bool)))
+            if not task.drop:
+                dec = annotate_only(as_decision(dec, len(arrays["row"]), task.stage_label))
             write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
 
 
@@ -226,6 +229,14 @@ def _score_done(task: ScoreTask, stats: dict) -> dict:
     workdir.write_json(task.stats_path, stats)
     faults.point(f"score:{os.path.basename(task.stage_dir)[:2]}:{task.ctx.index}")
     return stats
+
+
+def annotate_only(dec: Decision) -> Decision:
+    """A stage with ``drop: false``: every document kept; what the selector would have kept is
+    recorded as the ``selected`` column of the scores sidecar."""
+    return Decision(keep=np.ones(len(dec.keep), dtype=bool), score=dec.score,
+                    extra={**(dec.extra or {}), "selected": np.asarray(dec.keep, dtype=bool)},
+                    metrics=dec.metrics)
 
 
 def as_decision(out, n: int, where: str) -> Decision:

@@ -120,14 +120,24 @@ def resolve_shards(paths, fmt: str = "auto", storage_options: dict | None = None
     return shards
 
 
+# files of a shardsift output that a directory walk must not take for input documents
+_OUTPUT_FILES = ("manifest.json",)
+
+
 def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
+    """The files a path names: a glob's matches, a folder's data files (skipping hidden folders,
+    such as a work dir, and the folders of finished shardsift outputs), or the file itself."""
     if is_remote(p):
         fs, fs_path = _fsspec(p, storage_options)
         proto = p.split("://", 1)[0]
         if any(c in fs_path for c in "*?["):
             hits = sorted(fs.glob(fs_path))
         elif fs.isdir(fs_path):
-            hits = sorted(x for x in fs.find(fs_path) if _format_of(x, fmt))
+            found = [x for x in fs.find(fs_path) if _format_of(x, fmt)]
+            outputs = {x.rsplit("/", 1)[0] for x in fs.find(fs_path) if x.endswith("/manifest.json")}
+            hits = sorted(x for x in found if not any(x.startswith(o + "/") or x == o + "/manifest.json"
+                                                      for o in outputs if o != fs_path.rstrip("/"))
+                          and "/." not in x[len(fs_path):])
         elif fs.exists(fs_path):
             hits = [fs_path]
         else:
@@ -138,11 +148,16 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
         hits = sorted(h for h in globlib.glob(local, recursive=True) if os.path.isfile(h))
         return [(h, os.path.abspath(h)) for h in hits]
     if os.path.isdir(local):
+        if os.path.exists(os.path.join(local, "manifest.json")) and os.path.isdir(os.path.join(local, "data")):
+            local = os.path.join(local, "data")  # a finished shardsift output: its kept documents
         hits = []
         for root, dirs, files in os.walk(local):
+            if root != local and "manifest.json" in files:  # an earlier shardsift output: not input
+                dirs[:] = []
+                continue
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for f in sorted(files):
-                if _format_of(f, fmt) and not f.startswith("."):
+                if _format_of(f, fmt) and not f.startswith(".") and f not in _OUTPUT_FILES:
                     hits.append(os.path.join(root, f))
         return [(h, os.path.abspath(h)) for h in sorted(hits)]
     if not os.path.exists(local):

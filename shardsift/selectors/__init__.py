@@ -24,6 +24,7 @@ BUILTINS: dict[str, str] = {
     "dsir": "shardsift.selectors.dsir:DSIRSelector",
     "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
     "semdedup": "shardsift.selectors.kmeans:SemDeDup",
+    "combine": "shardsift.selectors.combine:Combine",
 }
 
 
