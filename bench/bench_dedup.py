@@ -171,7 +171,7 @@ def kept_ids(folder):
 
 
 def tool_shardsift(inp, out, extra):
-    from shardsift.pipeline.runner import run_pipeline
+    from shardsift.engine.runner import run_pipeline
 
     cfg = {"input": {"path": inp, "text_column": "text"}, "output": {"path": out, "scores": False},
            "workers": 1, "seed": 0, "stages": [{"minhash_dedup": {"threshold": THRESHOLD, **extra}}]}
@@ -287,12 +287,12 @@ def tool_index_memory(inp, out, extra):
     """Peak memory of minhash_dedup's global decide over N synthetic documents (21 band keys each):
     1% exact-signature copies, 1% sharing one band with another document (read back, rejected)."""
     import pyarrow as pa
-    from shardsift.selectors.base import DecideContext, Docs, Scores
 
-    from shardsift.selectors.dedup import MinHashDedup
+    from shardsift.api import DecideContext, Docs, Scores
+    from shardsift.selectors.minhash import MinHashDedup
 
     n = int(extra.get("n", 1_000_000))
-    sel = MinHashDedup(memory_budget=extra.get("memory_budget", "512MB"))
+    sel = MinHashDedup(memory_budget=extra.get("memory_budget", "512MiB"))
     b, _ = sel.band_shape()
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 2**63, size=(n, b), dtype=np.uint64)
@@ -426,7 +426,8 @@ def pool_dedup(out_dir):
         return None
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from shardsift.pipeline.runner import run_pipeline
+
+    from shardsift.engine.runner import run_pipeline
 
     out = os.path.join(out_dir, "pool-out")
     cfg = {"input": {"path": pool, "text_column": "text"}, "output": {"path": out, "scores": True},
@@ -457,7 +458,7 @@ def pool_dedup(out_dir):
     rows = pick.iloc[np.linspace(0, len(pick) - 1, min(10, len(pick))).astype(int)]
     survivor = side[side.kept & (side.cluster_size > 1)].set_index("cluster").id
     examples = []
-    from shardsift.selectors.dedup import shingle_hashes
+    from shardsift.selectors.minhash import shingle_hashes
 
     def jac(x, y):
         sh, off = shingle_hashes(pa.array([x, y], pa.large_string()))

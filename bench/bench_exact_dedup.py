@@ -41,7 +41,7 @@ def main():
     import pyarrow.parquet as pq
 
     from shardsift.columns import hash_strings
-    from shardsift.selectors.dedup import ExactDedup
+    from shardsift.selectors.exact import ExactDedup
 
     files = sorted(glob.glob(os.path.join(pool, "*.parquet")))[: 2 if args.quick else None]
     texts = [pq.ParquetFile(f).read(columns=["text"]).column("text").combine_chunks() for f in files]
@@ -82,7 +82,7 @@ def main():
               "ratio": ratio}
 
     if not args.quick:
-        from shardsift.pipeline.runner import run_pipeline
+        from shardsift.engine.runner import run_pipeline
 
         with tempfile.TemporaryDirectory() as tmp:
             man = run_pipeline({"input": {"path": pool}, "output": {"path": os.path.join(tmp, "out"), "scores": False},

@@ -18,8 +18,8 @@ ENTRY_POINT_GROUP = "shardsift.selectors"
 BUILTINS: dict[str, str] = {
     "length": "shardsift.selectors.basic:LengthSelector",
     "random": "shardsift.selectors.basic:RandomSelector",
-    "minhash_dedup": "shardsift.selectors.dedup:MinHashDedup",
-    "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
+    "minhash_dedup": "shardsift.selectors.minhash.selector:MinHashDedup",
+    "exact_dedup": "shardsift.selectors.exact:ExactDedup",
     "perplexity_correlation": "shardsift.selectors.perplexity.selector:PerplexityCorrelationSelector",
     "dsir": "shardsift.selectors.dsir:DSIRSelector",
     "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",

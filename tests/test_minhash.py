@@ -1,4 +1,4 @@
-"""minhash_dedup and exact_dedup: signatures, S-curve, clusters across shards, spill path, runner."""
+"""minhash_dedup: signatures, S-curve, clusters across shards, spill path, runner, word tokenizer."""
 import glob
 import os
 
@@ -6,99 +6,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dedup_fakes import VOCAB, edit, jaccard, make_docs, positions, random_doc, run_global, write_corpus
 
-from shardsift.api import DecideContext, Docs, Scores
-from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.dedup import (
+from shardsift.selectors.exact import ExactDedup
+from shardsift.selectors.minhash import (
     MERSENNE61,
-    ExactDedup,
     MinHashDedup,
-    _runs,
-    _sorted_sets,
     candidate_probability,
     choose_bands,
     minhash_signatures,
     permutations,
     shingle_hashes,
-    size_histogram,
 )
+from shardsift.selectors.minhash.lsh import _runs
+from shardsift.selectors.minhash.shingles import _sorted_sets
 from shardsift.text import tokenize
-
-VOCAB = np.array([f"w{i}" for i in range(5000)])
-
-
-def random_doc(rng, n_words=300):
-    return list(VOCAB[rng.integers(0, len(VOCAB), n_words)])
-
-
-def edit(rng, words, rate):
-    """Substitute a fraction of the words."""
-    words = list(words)
-    for i in rng.choice(len(words), size=round(rate * len(words)), replace=False):
-        words[i] = VOCAB[rng.integers(0, len(VOCAB))] + "x"
-    return words
-
-
-def shingle_set(text, n=5):
-    toks = text.lower().split()
-    return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
-
-
-def jaccard(a, b):
-    sa, sb = shingle_set(a), shingle_set(b)
-    return len(sa & sb) / len(sa | sb)
-
-
-def make_docs(texts, shard_index=0, start=0, extra=None):
-    arr = pa.array(texts, pa.large_string())
-    cols = {"text": arr, "id": pa.array([f"s{shard_index}-{i}" for i in range(start, start + len(texts))])}
-    cols.update(extra or {})
-    tbl = pa.table(cols)
-    return Docs(tbl, text_column="text", id_column="id", row=np.arange(start, start + len(texts)),
-                n_words=count_words(arr), n_bytes=np.array([len(t.encode()) for t in texts], np.int64),
-                shard=f"shard{shard_index}", shard_index=shard_index)
-
-
-class FakeCtx(DecideContext):
-    """The parts of the runner's DecideContext a global decide uses."""
-
-    def __init__(self, shards, work_dir):
-        self.shards = shards  # list of lists of texts
-        self.work_dir = str(work_dir)
-        self.seed = 0
-        self.workers = 1
-        self.reads = 0
-
-    def read_docs(self, shard_index, rows, columns=()):
-        self.reads += len(rows)
-        texts = [self.shards[shard_index][r] for r in rows]
-        d = make_docs(texts, shard_index)
-        d.row = np.asarray(rows)
-        return d
-
-
-def run_global(sel, shards, work_dir, batch=7, extra=None, order=None):
-    """Score every shard in batches (in ``order``), concatenate as the runner does, decide."""
-    parts, offs = {}, [0]
-    for s in order or range(len(shards)):
-        texts, cols = shards[s], {}
-        for lo in range(0, len(texts), batch):
-            ex = {k: v[s][lo:lo + batch] for k, v in (extra or {}).items()}
-            docs = make_docs(texts[lo:lo + batch], s, lo, {k: pa.array(v) for k, v in ex.items()})
-            out = sel.score(docs)
-            out = dict(out, row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
-            for k, v in out.items():
-                cols.setdefault(k, []).append(np.asarray(v))
-        parts[s] = {k: np.concatenate(v) for k, v in cols.items()}
-    for texts in shards:
-        offs.append(offs[-1] + len(texts))
-    parts = [parts[s] for s in range(len(shards))]
-    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    scores = Scores(cols, np.array(offs), [f"shard{i}" for i in range(len(shards))])
-    ctx = FakeCtx(shards, work_dir)
-    return sel.decide(scores, ctx), scores, ctx
 
 
 @pytest.fixture(scope="module")
@@ -125,15 +49,6 @@ def planted():
     shard2.append("short doc")
     shard2.append("")
     return [shard0, shard1, shard2], pairs_dup, pairs_far
-
-
-def positions(shards):
-    pos, p = {}, 0
-    for texts in shards:
-        for t in texts:
-            pos.setdefault(t, p)
-            p += 1
-    return pos
 
 
 # -- signatures ----------------------------------------------------------------------------
@@ -297,7 +212,7 @@ def test_exact_copies_cluster_cheaply_and_keep_policies(tmp_path):
     assert dec.keep.sum() == 1 and dec.keep[50]
     quality = [np.arange(25, dtype=np.float64), np.r_[np.arange(25.0), -1.0]]
     sel = MinHashDedup(keep="quality")
-    assert sel.columns == ("quality",)
+    assert sel.capabilities().columns == ("quality",) and MinHashDedup().capabilities().columns == ()
     dec, _, _ = run_global(sel, shards, tmp_path, extra={"quality": quality})
     assert dec.keep.sum() == 1 and dec.keep[24]  # value 24 first appears at position 24
 
@@ -381,77 +296,13 @@ def test_config_errors():
         sel.score(make_docs(["a b c"], extra={"label": pa.array(["x"])}))
 
 
-def test_size_histogram():
-    assert size_histogram(np.array([1, 2, 2, 3, 4, 5, 9, 17])) == {"2": 2, "3-4": 2, "5-8": 1, "9-16": 1,
-                                                                   "17-32": 1}
-
-
-# -- exact_dedup ---------------------------------------------------------------------------
-
-def test_exact_dedup_normalized(tmp_path):
-    shards = [["Hello  World", "other text", "x"], ["hello world ", "Other text!", "HELLO\nWORLD"]]
-    dec, _, _ = run_global(ExactDedup(), shards, tmp_path)
-    assert dec.keep.tolist() == [True, True, True, False, True, False]
-    assert dec.extra["cluster"].tolist() == [0, 1, 2, 0, 4, 0]
-    assert dec.metrics["groups"] == 1 and dec.metrics["docs_removed"] == 2
-    dec, _, _ = run_global(ExactDedup(strip_punctuation=True, keep="longest"), shards, tmp_path)
-    assert dec.keep.tolist() == [True, False, True, False, True, False]  # byte-length tie: first
-    dec, _, _ = run_global(ExactDedup(lowercase=False, collapse_whitespace=False), shards, tmp_path)
-    assert dec.keep.all()
-
-
-def test_exact_dedup_hashes_equal_arrows_normalization_of_every_text():
-    """The one-pass kernel gives, for every option, the hash and byte length of Arrow's
-    normalize(): texts with every kind of whitespace (RE2's \\s, \\v, the other control and Unicode
-    spaces) inside and at both ends, mixed case, non-ASCII letters (Arrow lowers those), empty and
-    all-space texts, in batches that are all-ASCII and mixed."""
-    import pyarrow.compute as pc
-
-    from shardsift.columns import hash_strings
-
-    rng = np.random.default_rng(7)
-    pieces = ["Ab", "cD", "x", "ÉTÉ", "İstanbul", "Straße", "日本", "ΣΑΣ", ".", ",!", " ", "  ", "\t", "\n", "\r\n",
-              "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2003", "\u3000", "\u2028", "\u200b"]
-    texts = ["", " ", "\u3000 \t", "A", "a\x0bb", " \u3000Ab\u2003 "]
-    for _ in range(3000):
-        texts.append("".join(rng.choice(pieces, size=int(rng.integers(0, 12)))))
-    ascii_only = [t for t in texts if t.isascii()]
-    for batch in (pa.array(texts, pa.string()), pa.array(ascii_only, pa.large_string()), texts[:50]):
-        for kw in ({}, {"lowercase": False}, {"collapse_whitespace": False}, {"strip_punctuation": True},
-                   {"lowercase": False, "collapse_whitespace": False}):
-            sel = ExactDedup(**kw)
-            h, size = sel.normalized_hashes(batch)
-            norm = sel.normalize(pa.array(batch) if isinstance(batch, list) else batch)
-            assert h.tolist() == hash_strings(norm).tolist(), kw
-            assert size.tolist() == pc.binary_length(norm).to_numpy(zero_copy_only=False).tolist(), kw
-
-
-def test_trimmed_code_points_are_the_ones_arrow_trims():
-    """text.TRIM_CODE_POINTS (Python's isspace set) is exactly what Arrow's utf8_trim_whitespace
-    removes, over every code point."""
-    import pyarrow.compute as pc
-
-    from shardsift.text import TRIM_CODE_POINTS
-
-    cps = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
-    trimmed = pc.utf8_trim_whitespace(pa.array([chr(c) + "a" + chr(c) for c in cps])).to_pylist()
-    assert [c for c, s in zip(cps, trimmed) if s == "a"] == TRIM_CODE_POINTS.tolist()
-
-
 # -- through the runner --------------------------------------------------------------------
-
-def _write_corpus(folder, shards):
-    os.makedirs(folder, exist_ok=True)
-    for i, texts in enumerate(shards):
-        pq.write_table(pa.table({"id": [f"d{i}-{k}" for k in range(len(texts))], "text": texts}),
-                       os.path.join(folder, f"part-{i:05d}.parquet"))
-
 
 def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
     from shardsift.engine.runner import run_pipeline
 
     shards, pairs_dup, _ = planted
-    _write_corpus(tmp_path / "in", [s for s in shards])
+    write_corpus(tmp_path / "in", [s for s in shards])
     outs = []
     for w in (1, 2):
         cfg = {"input": {"path": str(tmp_path / "in"), "text_column": "text"},
@@ -476,7 +327,7 @@ def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
     from shardsift.engine.runner import run_pipeline
 
     words = " ".join(f"w{i}" for i in range(50))
-    _write_corpus(tmp_path / "in", [["x", "y"], [words, words, words + " z", "unrelated " * 9]])
+    write_corpus(tmp_path / "in", [["x", "y"], [words, words, words + " z", "unrelated " * 9]])
     cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
            "stages": [{"length": {"min_words": 5}}, {"minhash_dedup": {}}]}
     man = run_pipeline(cfg)
@@ -509,7 +360,7 @@ def test_real_pool_shards(tmp_path):
 def test_nothing_reaches_the_stage(tmp_path):
     from shardsift.engine.runner import run_pipeline
 
-    _write_corpus(tmp_path / "in", [["a b", "c d"], ["e f"]])
+    write_corpus(tmp_path / "in", [["a b", "c d"], ["e f"]])
     cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out")}, "workers": 1,
            "stages": [{"length": {"min_words": 5}}, {"exact_dedup": {}}, {"minhash_dedup": {}}]}
     man = run_pipeline(cfg)
@@ -555,7 +406,7 @@ def ref_tokens(raw: bytes, keep_punct: bool) -> list:
 
 
 def ref_shingles(toks: list, n: int) -> list:
-    from shardsift.selectors.dedup import _shingle_multipliers
+    from shardsift.selectors.minhash.shingles import _shingle_multipliers
 
     mult = [int(x) for x in _shingle_multipliers(n)]
     w = min(n, len(toks))
@@ -620,7 +471,7 @@ def tokens_of(texts, keep_punct, one_by_one=False):
     import numba as nb
 
     from shardsift.columns import spans
-    from shardsift.selectors.dedup import _doc_tokens, _word_buffer, _word_tables
+    from shardsift.selectors.minhash.shingles import _doc_tokens, _word_buffer, _word_tables
 
     @nb.njit(boundscheck=True)
     def run(starts, ends, data, val, msk):
@@ -695,7 +546,7 @@ def test_lower_spans_lowers_only_non_ascii_documents():
     import pyarrow.compute as pc
 
     from shardsift.columns import spans
-    from shardsift.selectors.dedup import _lower_spans
+    from shardsift.selectors.normalize import lower_spans
 
     def docs_of(s, e, d):
         return [bytes(d[a:b]) for a, b in zip(s, e)]
@@ -708,30 +559,30 @@ def test_lower_spans_lowers_only_non_ascii_documents():
     texts = ["Hello WORLD", "ÉCOLE à Paris", None, "", "PLAIN ascii", "İstanbul \u212a", "tail TEXT " * 30]
     low = [lowered(t) for t in texts]  # ASCII documents as they are, the rest lowered by Arrow
     arr = pa.array(texts, pa.string())
-    assert docs_of(*_lower_spans(arr)) == low
-    assert docs_of(*_lower_spans(arr.slice(1, 6))) == low[1:7]
-    assert docs_of(*_lower_spans(pa.chunked_array([arr.slice(0, 2), arr.slice(2)]))) == low
+    assert docs_of(*lower_spans(arr)) == low
+    assert docs_of(*lower_spans(arr.slice(1, 6))) == low[1:7]
+    assert docs_of(*lower_spans(pa.chunked_array([arr.slice(0, 2), arr.slice(2)]))) == low
     # an all-ASCII batch is not copied at all
     asc = pa.array(["Only ASCII", None, "HERE"], pa.large_string())
-    s, e, d = _lower_spans(asc)
+    s, e, d = lower_spans(asc)
     assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE"]
     # non-ASCII documents hold most bytes: the whole batch is lowered, ASCII documents too
-    assert docs_of(*_lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]
+    assert docs_of(*lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]
     # selected rows of a batch (the read-back's): their spans in the whole batch's bytes, the
     # non-ASCII ones lowered; the same documents as the selection taken out first
     for rows in ([0, 4, 6], [1, 5, 6], [1, 5], [3], []):
         rows = np.array(rows, np.int64)
-        s, e, d = _lower_spans(arr, rows)
+        s, e, d = lower_spans(arr, rows)
         assert docs_of(s, e, d) == [low[r] for r in rows]
         if rows.tolist() == [0, 4, 6]:  # all ASCII: nothing copied, the batch's own bytes
             assert np.shares_memory(d, spans(arr)[2])
-    assert docs_of(*_lower_spans(arr, np.array([1, 5]))) == [lowered(texts[1], True), lowered(texts[5], True)]
+    assert docs_of(*lower_spans(arr, np.array([1, 5]))) == [lowered(texts[1], True), lowered(texts[5], True)]
 
 
 def test_verification_jaccard_is_exact_at_and_above_the_threshold():
     """The merge that verifies a candidate pair: every pair at or above the threshold (the exact
     boundary J == t included) gets its exact Jaccard, every pair below it a value below it."""
-    from shardsift.selectors.dedup import _jaccard
+    from shardsift.selectors.minhash.verify import _jaccard
 
     rng = np.random.default_rng(11)
     sets, want = [], []
@@ -765,7 +616,7 @@ def test_a_refused_pair_is_merged_once_across_the_bands_it_shares():
     """A pair below the threshold that shares several bands is merged once: the later bands find it
     among the refused pairs (counted as pairs_rejected_before), and the clusters are those of
     merging it every time (the memo off: a table too small to take any pair)."""
-    from shardsift.selectors.dedup import _cluster_band
+    from shardsift.selectors.minhash.verify import _cluster_band
 
     rng = np.random.default_rng(2)
     base = np.sort(rng.choice(2**32 - 1, size=200, replace=False)).astype(np.uint32)
