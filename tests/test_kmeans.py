@@ -19,12 +19,8 @@ from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
 from shardsift.selectors.diversity import KMeansDiversity, SemDeDup
 from shardsift.selectors.diversity.embedders import HashedTfidfEmbedder
-from shardsift.selectors.diversity.strategies import (
-    allocate,
-    facility_greedy,
-    nearest_similarity,
-    semdedup_max_similarity,
-)
+from shardsift.selectors.diversity.members import MEMBER_MAX, facility_greedy, farthest_greedy
+from shardsift.selectors.diversity.strategies import allocate, nearest_similarity, semdedup_max_similarity
 
 # -- generated corpora ----------------------------------------------------------------------------
 
@@ -131,7 +127,8 @@ def test_semdedup_max_similarity_matches_brute_force():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     cluster = rng.integers(0, 4, 300)
     dist = rng.random(300).astype(np.float32)
-    got = semdedup_max_similarity(x, cluster, dist)
+    got, info = semdedup_max_similarity(x, cluster, dist)
+    assert info["exact"] == 4 and info["subclustered"] == 0
     for c in range(4):
         idx = np.flatnonzero(cluster == c)
         order = idx[np.lexsort((idx, -dist[idx]))]
@@ -154,6 +151,44 @@ def test_facility_lazy_greedy_matches_plain_greedy():
             plain.append(j)
             cover = np.maximum(cover, sim[:, j])
         assert facility_greedy(sim, q).tolist() == sorted(plain)
+
+
+def test_farthest_greedy_matches_plain_greedy():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    picked, best = [0], (x @ x[0]).astype(np.float64)
+    best[0] = np.inf
+    for _ in range(39):
+        j = int(np.argmin(best))
+        picked.append(j)
+        best = np.maximum(best, x @ x[j])
+        best[picked] = np.inf
+    assert farthest_greedy(x, 40).tolist() == picked
+
+
+def blobs(n, n_blobs, dim, seed, spread=0.05):
+    """Unit vectors around ``n_blobs`` random directions; returns (vectors, blob of each)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_blobs, dim))
+    lab = rng.integers(0, n_blobs, n)
+    x = centers[lab] / np.linalg.norm(centers[lab], axis=1, keepdims=True) + spread * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), lab
+
+
+def test_semdedup_splits_a_large_cluster_and_still_finds_duplicates():
+    x, _ = blobs(6000, 20, 16, seed=2, spread=0.3)
+    rng = np.random.default_rng(0)
+    src = rng.choice(len(x), 200, replace=False)
+    dup = x[src] + 0.002 * rng.standard_normal((200, 16)).astype(np.float32)
+    x = np.concatenate([x, dup / np.linalg.norm(dup, axis=1, keepdims=True)])
+    cluster = np.zeros(len(x), dtype=np.int64)
+    dist = rng.random(len(x)).astype(np.float32)
+    msim, info = semdedup_max_similarity(x, cluster, dist, seed=0, max_size=1000)
+    assert info["subclustered"] == 1 and info["subclusters"] >= 7 and info["exact"] == 0
+    pair_found = np.maximum(msim[src], msim[6000:]) > 0.99
+    assert pair_found.sum() >= 195  # a pair straddling a sub-cluster boundary is the approximation
+    assert (msim[:6000][~np.isin(np.arange(6000), src)] > 0.99).sum() <= 5
 
 
 def test_nearest_similarity_blockwise():
@@ -184,6 +219,7 @@ def test_each_strategy_keeps_exactly_the_budget(corpus, strategy):
     m = dec.metrics
     assert sum(m["cluster_sizes_before"]) == len(docs) and sum(m["cluster_sizes_after"]) == dec.keep.sum()
     assert {"mean_distance", "p95_distance", "cluster_entropy", "random_mean_distance"} <= set(m["coverage"])
+    assert m["selection"]["approximate"] is False and sum(m["selection"]["clusters_by_method"].values()) <= 8
     assert cols["embedding"].dtype == np.float16 and cols["embedding"].shape == (len(docs), 32)
     json.dumps(m)  # manifest-serialisable
 
@@ -307,6 +343,33 @@ def test_column_embedding(tmp_path):
     ragged = make_docs(["a", "b"], extra={"vec": pa.array([[1.0, 2.0], [1.0]])})
     with pytest.raises(DataError, match="vec"):
         sel.score(ragged)
+
+
+@pytest.mark.parametrize("member", ["facility", "farthest"])
+def test_member_selection_holds_above_the_member_limit(member):
+    """One cluster three times the limit: split into sub-clusters, reported, and still covering
+    every blob of the data better than random members."""
+    n = 3 * MEMBER_MAX + 500
+    x, lab = blobs(n, 40, 16, seed=1)
+    col = pa.array(list(x), type=pa.list_(pa.float32(), 16))
+    docs = make_docs([f"doc {i}" for i in range(n)], extra={"vec": col})
+    sel = KMeansDiversity(strategy="balanced", n=400, k=1, embedding="column", embedding_column="vec",
+                          member=member, embedding_dtype="float32")
+    dec, _ = run_direct(sel, docs, batch=5000)
+    assert dec.keep.sum() == 400
+    info = dec.metrics["selection"]
+    assert info["clusters_by_method"][f"{member}_subclustered"] == 1 and info["approximate"]
+    assert info["largest_cluster"] == n and info["subclusters"] >= 3
+    assert set(np.unique(lab[dec.keep])) == set(range(40))
+    cov = dec.metrics["coverage"]
+    # random members (what a cluster over the limit used to get) score like the random selection
+    if member == "facility":  # the most representative members: the typical document is closer
+        assert cov["mean_distance"] < 0.9 * cov["random_mean_distance"]
+        assert cov["p95_distance"] < 0.9 * cov["random_p95_distance"]
+    else:  # k-center: the farthest document from the selection is closer than with random members
+        rand = np.random.default_rng(0).choice(n, 400, replace=False)
+        assert nearest_similarity(x, x[dec.keep]).min() > nearest_similarity(x, x[rand]).min()
+    json.dumps(dec.metrics)
 
 
 def test_config_errors():

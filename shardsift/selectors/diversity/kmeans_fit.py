@@ -109,3 +109,31 @@ def load_embedder(path: str, where: str, embedder: HashedTfidfEmbedder, dim: int
     if len(embedder.lut_) != (1 << embedder.bucket_bits) or embedder.dim_ != dim:
         raise ConfigError(f"{where}.model_dir: {epath!r} does not match bucket_bits / centroid dimension")
     return embedder
+
+
+def split_cluster(x: np.ndarray, max_size: int, seed: int, depth: int = 0) -> tuple[list[np.ndarray], bool]:
+    """Positions of ``x``'s rows (unit vectors) in groups of at most ``max_size``: spherical k-means
+    into ~2 x len(x) / max_size sub-clusters (fitted on at most 10,000 rows, every row assigned),
+    again inside any still too large. Rows k-means cannot separate (identical ones, or three levels
+    down) are cut into consecutive chunks; the flag says whether that happened."""
+    m = len(x)
+    if m <= max_size:
+        return [np.arange(m)], False
+    parts = -(-2 * m // max_size)
+    if depth < 3:
+        rng = np.random.default_rng([seed, depth, m])
+        fit_rows = x if m <= 10000 else x[np.sort(rng.choice(m, 10000, replace=False))]
+        cents = spherical_kmeans(fit_rows, parts, seed + depth, 1, 20)
+        if len(cents) > 1:
+            sub, _ = assign_nearest(np.ascontiguousarray(x, dtype=np.float32), cents)
+            order = np.argsort(sub, kind="stable")
+            bounds = np.r_[0, np.flatnonzero(np.diff(sub[order])) + 1, m]
+            if len(bounds) > 2:  # at least two non-empty groups: progress
+                groups, chunked = [], False
+                for s, e in zip(bounds[:-1], bounds[1:]):
+                    pos = order[s:e]
+                    inner, ch = split_cluster(x[pos], max_size, seed, depth + 1)
+                    groups += [pos[g] for g in inner]
+                    chunked |= ch
+                return groups, chunked
+    return [np.arange(a, min(m, a + max_size)) for a in range(0, m, max_size)], True

@@ -38,6 +38,7 @@ from .kmeans_fit import (
     save_fitted,
     spherical_kmeans,
 )
+from .members import select_members
 
 STRATEGIES = ("balanced", "semdedup", "prototypes", "density", "d4")
 REASONS = {
@@ -251,18 +252,20 @@ class KMeansDiversity(Selector):
             quotas = st.allocate(sizes, np.ones(k), budget, tiebreak)
             if self.member == "random":
                 keep = st.take_by_quota(cluster, rng.random(n), quotas)
-            elif self.member == "facility":
-                keep = st.facility_location(emb, cluster, quotas, rng)
+                metrics["selection"] = st.quota_methods(sizes, quotas, "random")
             else:
-                keep = st.farthest_first(emb, cluster, dist, quotas)
+                keep, metrics["selection"] = select_members(emb, cluster, dist, quotas, self.member, seed)
             reason[~keep] = REASONS[s]
         elif s == "prototypes":
             keep = top_k_mask(dist, budget)
+            metrics["selection"] = {"clusters_by_method": {"global_distance_rank": int((sizes > 0).sum())},
+                                    "approximate": False}
             reason[~keep] = REASONS[s]
         elif s == "semdedup":
-            msim = st.semdedup_max_similarity(emb, cluster, dist)
+            msim, compared = st.semdedup_max_similarity(emb, cluster, dist, seed)
             keep, info = st.semdedup_keep(msim, budget, self.eps)
             metrics.update(info)
+            metrics["selection"] = st.semdedup_methods(compared)
             reason[~keep] = REASONS[s]
         elif s == "density":
             quotas, info = st.density_quotas(self.centroids_, cluster, dist, sizes, budget, tiebreak,
@@ -270,6 +273,7 @@ class KMeansDiversity(Selector):
                                              inter_neighbors=self.inter_neighbors)
             metrics.update(info)
             keep = st.take_by_quota(cluster, -dist.astype(np.float64), quotas)
+            metrics["selection"] = st.quota_methods(sizes, quotas, "farthest_from_centroid")
             reason[~keep] = REASONS[s]
         else:  # d4
             keep = self._d4(emb, cluster, dist, budget, k, seed, rng, reason, metrics)
@@ -290,8 +294,9 @@ class KMeansDiversity(Selector):
         """SemDeDup down to ``dedup_keep``, re-cluster the survivors, prototypes down to the budget."""
         n = len(cluster)
         n_dedup = max(budget, round(self.dedup_keep * n))
-        msim = st.semdedup_max_similarity(emb, cluster, dist)
+        msim, compared = st.semdedup_max_similarity(emb, cluster, dist, seed)
         stage1, info = st.semdedup_keep(msim, n_dedup, self.eps)
+        metrics["selection"] = st.semdedup_methods(compared)
         metrics.update({f"d4_{key}": val for key, val in info.items()})
         reason[~stage1] = REASONS["semdedup"]
         idx = np.flatnonzero(stage1)

@@ -1,8 +1,8 @@
 """Per-cluster budgets and selection strategies on unit embeddings (cosine geometry).
 
 - :func:`allocate`: integer quotas per cluster (water-filling), exact and deterministic.
-- members of a cluster: :func:`facility_location` (most representative), :func:`farthest_first`
-  (greedy k-center), or the smallest key (:func:`take_by_quota`).
+- members of a cluster by the smallest key (:func:`take_by_quota`); facility location and
+  farthest-first are in :mod:`.members`.
 - :func:`semdedup_max_similarity` (SemDeDup, Abbas et al. 2023) and :func:`density_quotas`
   (density-based pruning, Abbas et al. 2024).
 - :func:`coverage`: how well a selection covers the pool, against a random one of the same size.
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import itertools
 
-import numba as nb
 import numpy as np
 
 from ...api import top_k_mask
+from .kmeans_fit import split_cluster
 
-BLOCK = 2048          # rows per block of the blockwise similarity products
-FACILITY_MAX = 4096   # larger clusters pick random members (similarity matrix at most 64 MB)
+BLOCK = 2048            # rows per block of the blockwise similarity products
+SEMDEDUP_MAX = 16384    # larger clusters are compared inside their sub-clusters
 
 
 def allocate(sizes: np.ndarray, weights: np.ndarray, budget: int, tiebreak: np.ndarray) -> np.ndarray:
@@ -92,32 +92,72 @@ def nearest_similarity(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return best
 
 
-def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Per document: the highest cosine similarity to a document of its cluster ranked before it.
+def _max_similarity_to_earlier(x: np.ndarray) -> np.ndarray:
+    """Per row of ``x``: the highest dot product with a row before it (-inf for the first).
+    Blocks of rows against everything before them, at most ~2^23 floats at a time."""
+    m = len(x)
+    res = np.full(m, -np.inf, dtype=np.float32)
+    step = BLOCK if m <= 4096 else max(256, BLOCK * 4096 // m)
+    for a in range(1, m, step):
+        b = min(m, a + step)
+        sims = x[a:b] @ x[:b].T            # rows a..b-1 against everything ranked before b
+        # row r (global index a + r) may only look at columns < a + r
+        sims[np.arange(b)[None, :] >= np.arange(a, b)[:, None]] = -np.inf
+        res[a:b] = sims.max(axis=1)
+    return res
+
+
+def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarray, seed: int = 0,
+                            max_size: int = SEMDEDUP_MAX) -> tuple[np.ndarray, dict]:
+    """Per document: the highest cosine similarity to a document of its cluster ranked before it;
+    and how the clusters were compared.
 
     Rank inside a cluster: distance to the centroid, far first (ties by position). The first
-    document of each cluster gets -inf (always kept by any threshold).
+    document of each cluster gets -inf (always kept by any threshold). A cluster of more than
+    ``max_size`` documents is split into sub-clusters (:func:`split_cluster`) and each document is
+    compared with the earlier ones of its sub-cluster: near-duplicates sit next to each other, so
+    they land in one sub-cluster unless they straddle a boundary (the approximation), and the cost
+    stays O(size x max_size) instead of O(size^2).
     """
     n = len(cluster)
     out = np.full(n, -np.inf, dtype=np.float32)
     order = np.lexsort((np.arange(n), -dist, cluster))
     g = cluster[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
+    info = {"exact": 0, "subclustered": 0, "subclusters": 0, "chunked": 0, "largest_cluster": 0}
     for s, e in itertools.pairwise(bounds):
         idx = order[s:e]
         x = emb[idx]
-        m = len(idx)
-        res = np.full(m, -np.inf, dtype=np.float32)
-        for a in range(1, m, BLOCK):
-            b = min(m, a + BLOCK)
-            sims = x[a:b] @ x[:b].T            # rows a..b-1 against everything ranked before b
-            # row r (global index a + r) may only look at columns < a + r
-            cols = np.arange(b)
-            rows = np.arange(a, b)[:, None]
-            sims[cols[None, :] >= rows] = -np.inf
-            res[a:b] = sims.max(axis=1)
-        out[idx] = res
-    return out
+        info["largest_cluster"] = max(info["largest_cluster"], len(idx))
+        if len(idx) <= max_size:
+            out[idx] = _max_similarity_to_earlier(x)
+            info["exact"] += 1
+            continue
+        groups, chunked = split_cluster(x, max_size, seed + int(g[s]))
+        for pos in groups:  # positions ascending: the cluster's rank order within each group
+            out[idx[pos]] = _max_similarity_to_earlier(x[pos])
+        info["subclustered"] += 1
+        info["subclusters"] += len(groups)
+        info["chunked"] += int(chunked)
+    return out, info
+
+
+def quota_methods(sizes: np.ndarray, quotas: np.ndarray, method: str) -> dict:
+    """Manifest summary of a per-cluster quota taken by ``method`` (exact at any cluster size)."""
+    live = sizes > 0
+    return {"clusters_by_method": {"all": int((live & (quotas >= sizes)).sum()),
+                                   "none": int((live & (quotas == 0)).sum()),
+                                   method: int((live & (quotas > 0) & (quotas < sizes)).sum())},
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0, "approximate": False}
+
+
+def semdedup_methods(compared: dict) -> dict:
+    """Manifest summary of how :func:`semdedup_max_similarity` compared each cluster."""
+    return {"clusters_by_method": {"semdedup": compared["exact"],
+                                   "semdedup_subclustered": compared["subclustered"]},
+            "semdedup_max": SEMDEDUP_MAX, "subclusters": compared["subclusters"],
+            "chunked_clusters": compared["chunked"], "largest_cluster": compared["largest_cluster"],
+            "approximate": bool(compared["subclustered"])}
 
 
 def entropy(counts: np.ndarray) -> float:
@@ -127,104 +167,6 @@ def entropy(counts: np.ndarray) -> float:
     p = c / c.sum()
     return float(-(p * np.log(p)).sum())
 
-
-
-@nb.njit(cache=True, nogil=True)
-def facility_greedy(sim, q):
-    """Greedy facility location on a symmetric non-negative similarity matrix: ``q`` items, each
-    maximising the gain sum_i max(0, sim[i, j] - cover[i]). Lazy evaluation (Minoux 1978): gains
-    only shrink as items are picked (submodularity), so a stale gain is an upper bound and only the
-    item on top is re-evaluated; the picks equal the plain greedy's (ties: lowest index)."""
-    m = sim.shape[0]
-    cover = np.zeros(m, dtype=np.float64)
-    bound = np.empty(m, dtype=np.float64)
-    fresh = np.ones(m, dtype=np.int64)  # the step at which bound[j] was last exact (all: step 1)
-    for j in range(m):
-        g = 0.0
-        for i in range(m):
-            g += sim[j, i]
-        bound[j] = g
-    picked = np.zeros(m, dtype=np.bool_)
-    for step in range(1, min(q, m) + 1):
-        while True:
-            j = int(np.argmax(bound))
-            if fresh[j] == step:
-                break
-            g = 0.0
-            row = sim[j]
-            for i in range(m):
-                d = row[i] - cover[i]
-                if d > 0:
-                    g += d
-            bound[j] = g
-            fresh[j] = step
-        picked[j] = True
-        bound[j] = -np.inf
-        row = sim[j]
-        for i in range(m):
-            if row[i] > cover[i]:
-                cover[i] = row[i]
-    return np.flatnonzero(picked)
-
-
-# -- members of each cluster -------------------------------------------------------------------
-
-
-def _per_cluster(cluster, quotas, order):
-    """Walk the clusters in ``order`` (a permutation grouped by cluster). Returns (keep, choices):
-    ``keep`` marks the whole clusters whose quota covers them, ``choices`` lists (members, quota)
-    for each cluster that must choose."""
-    n = len(cluster)
-    keep = np.zeros(n, dtype=bool)
-    g = cluster[order]
-    bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
-    choices = []
-    for s, e in itertools.pairwise(bounds):
-        idx = order[s:e]
-        q = int(quotas[cluster[idx[0]]])
-        if q >= len(idx):
-            keep[idx] = True
-        elif q > 0:
-            choices.append((idx, q))
-    return keep, choices
-
-
-def farthest_first(emb, cluster, dist, quotas):
-    """Greedy k-center inside each cluster: start at the member nearest the centroid, then
-    repeatedly add the member farthest (cosine) from everything picked so far."""
-    n = len(cluster)
-    keep, choices = _per_cluster(cluster, quotas, np.lexsort((np.arange(n), dist, cluster)))
-    for idx, q in choices:
-        x = emb[idx]
-        picked = [0]
-        best = x @ x[0]
-        best[0] = np.inf
-        for _ in range(q - 1):
-            j = int(np.argmin(best))
-            picked.append(j)
-            np.maximum(best, x @ x[j], out=best)
-            best[j] = np.inf
-        keep[idx[picked]] = True
-    return keep
-
-
-def facility_location(emb, cluster, quotas, rng):
-    """Greedy facility location inside each cluster: repeatedly add the member that most raises
-    sum_i max_{j picked} sim(i, j) over the cluster, i.e. the most representative documents.
-
-    Cost O(quota x size^2) per cluster; clusters larger than FACILITY_MAX members fall back to
-    random members (seeded), so memory stays bounded."""
-    n = len(cluster)
-    keep, choices = _per_cluster(cluster, quotas, np.lexsort((np.arange(n), cluster)))
-    for idx, q in choices:
-        if len(idx) > FACILITY_MAX:
-            keep[idx[np.argsort(rng.random(len(idx)), kind="stable")[:q]]] = True
-            continue
-        x = emb[idx]
-        sim = x @ x.T
-        np.maximum(sim, np.float32(0.0), out=sim)
-        keep[idx[facility_greedy(sim, q)]] = True
-    return keep
 
 
 # -- SemDeDup and density-based quotas -----------------------------------------------------------
