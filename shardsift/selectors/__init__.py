@@ -22,8 +22,8 @@ BUILTINS: dict[str, str] = {
     "exact_dedup": "shardsift.selectors.exact:ExactDedup",
     "perplexity_correlation": "shardsift.selectors.perplexity.selector:PerplexityCorrelationSelector",
     "dsir": "shardsift.selectors.dsir:DSIRSelector",
-    "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
-    "semdedup": "shardsift.selectors.kmeans:SemDeDup",
+    "kmeans_diversity": "shardsift.selectors.diversity.selector:KMeansDiversity",
+    "semdedup": "shardsift.selectors.diversity.selector:SemDeDup",
     "combine": "shardsift.selectors.combine:Combine",
 }
 

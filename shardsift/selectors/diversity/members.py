@@ -1,0 +1,140 @@
+"""Members of each cluster: which documents fill a cluster's quota.
+
+- ``facility``: greedy facility location, the members that maximise the sum over the cluster of the
+  similarity to the nearest pick (the most representative documents).
+- ``farthest``: greedy k-center from the member nearest the centroid (the most spread-out ones).
+
+Both need a cluster's members against each other: a cluster of more than ``MEMBER_MAX`` members is
+split into sub-clusters of at most ``MEMBER_MAX`` (:func:`split_cluster`), its quota shared among
+them in proportion to their sizes, and the method runs inside each. Memory stays bounded by one
+MEMBER_MAX^2 similarity matrix (64 MB) and the cost grows linearly with the cluster.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .kmeans_fit import split_cluster
+from .strategies import allocate
+
+MEMBER_MAX = 4096
+
+
+@nb.njit(cache=True, nogil=True)
+def facility_greedy(sim, q):
+    """Greedy facility location on a symmetric non-negative similarity matrix: ``q`` items, each
+    maximising the gain sum_i max(0, sim[i, j] - cover[i]). Lazy evaluation (Minoux 1978): gains
+    only shrink as items are picked (submodularity), so a stale gain is an upper bound and only the
+    item on top is re-evaluated; the picks equal the plain greedy's (ties: lowest index)."""
+    m = sim.shape[0]
+    cover = np.zeros(m, dtype=np.float64)
+    bound = np.empty(m, dtype=np.float64)
+    fresh = np.ones(m, dtype=np.int64)  # the step at which bound[j] was last exact (all: step 1)
+    for j in range(m):
+        g = 0.0
+        for i in range(m):
+            g += sim[j, i]
+        bound[j] = g
+    picked = np.zeros(m, dtype=np.bool_)
+    for step in range(1, min(q, m) + 1):
+        while True:
+            j = int(np.argmax(bound))
+            if fresh[j] == step:
+                break
+            g = 0.0
+            row = sim[j]
+            for i in range(m):
+                d = row[i] - cover[i]
+                if d > 0:
+                    g += d
+            bound[j] = g
+            fresh[j] = step
+        picked[j] = True
+        bound[j] = -np.inf
+        row = sim[j]
+        for i in range(m):
+            if row[i] > cover[i]:
+                cover[i] = row[i]
+    return np.flatnonzero(picked)
+
+
+@nb.njit(cache=True, nogil=True)
+def farthest_greedy(x, q):
+    """Greedy k-center on unit rows: row 0 first, then repeatedly the row least similar to its most
+    similar pick (ties: lowest index). Returns the picked rows in pick order."""
+    m, dim = x.shape
+    q = min(q, m)
+    best = np.full(m, -np.inf, dtype=np.float32)  # similarity to the most similar pick
+    picked = np.empty(q, dtype=np.int64)
+    j = 0
+    for step in range(q):
+        picked[step] = j
+        best[j] = np.inf
+        if step == q - 1:
+            break
+        for i in range(m):
+            if best[i] != np.inf:
+                s = np.float32(0.0)
+                for t in range(dim):
+                    s += x[i, t] * x[j, t]
+                if s > best[i]:
+                    best[i] = s
+        j = int(np.argmin(best))
+    return picked
+
+
+def _pick(x: np.ndarray, q: int, method: str) -> np.ndarray:
+    if method == "farthest":
+        return farthest_greedy(np.ascontiguousarray(x, dtype=np.float32), q)
+    sim = x @ x.T
+    np.maximum(sim, np.float32(0.0), out=sim)
+    return facility_greedy(sim, q)
+
+
+def select_members(emb, cluster, dist, quotas, method: str, seed: int) -> tuple[np.ndarray, dict]:
+    """Keep ``quotas[c]`` members of each cluster c by ``method`` (``facility`` or ``farthest``).
+
+    Returns the keep mask and how each cluster was served, for the manifest: clusters kept whole
+    (``all``), given nothing (``none``), chosen among exactly (the method's name) or inside
+    sub-clusters (``<method>_subclustered``), with the number of sub-clusters and of clusters that
+    had to be cut into consecutive chunks."""
+    n = len(cluster)
+    key = (np.arange(n), dist, cluster) if method == "farthest" else (np.arange(n), cluster)
+    order = np.lexsort(key)
+    keep = np.zeros(n, dtype=bool)
+    g = cluster[order]
+    bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
+    counts = {"all": 0, "none": 0, method: 0, f"{method}_subclustered": 0}
+    subclusters = chunked = 0
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:e]
+        c = int(g[s])
+        q = int(quotas[c])
+        if q >= len(idx):
+            keep[idx] = True
+            counts["all"] += 1
+            continue
+        if q == 0:
+            counts["none"] += 1
+            continue
+        x = emb[idx]
+        if len(idx) <= MEMBER_MAX:
+            keep[idx[_pick(x, q, method)]] = True
+            counts[method] += 1
+            continue
+        # positions ascending in each group: the cluster's order (farthest starts nearest the centroid)
+        groups, cut = split_cluster(x, MEMBER_MAX, seed + c)
+        sizes = np.array([len(p) for p in groups])
+        shares = allocate(sizes, sizes.astype(np.float64), q, np.arange(len(groups)))
+        for pos, qg in zip(groups, shares):
+            if qg >= len(pos):
+                keep[idx[pos]] = True
+            elif qg > 0:
+                keep[idx[pos[_pick(x[pos], int(qg), method)]]] = True
+        counts[f"{method}_subclustered"] += 1
+        subclusters += len(groups)
+        chunked += int(cut)
+    info = {"clusters_by_method": counts, "member_max": MEMBER_MAX, "subclusters": subclusters,
+            "chunked_clusters": chunked, "largest_cluster": int(np.bincount(cluster).max()) if n else 0,
+            "approximate": bool(counts[f"{method}_subclustered"])}
+    return keep, info
