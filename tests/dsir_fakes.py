@@ -41,10 +41,10 @@ class FakeFit:
         for a in range(0, t.num_rows, self.batch):
             yield make_docs(t.slice(a, self.batch), i, np.arange(a, min(a + self.batch, t.num_rows)))
 
-    def map_shards(self, fn, columns=()):
+    def map_shards(self, fn, columns=(), need_text=True):
         return [fn(self._batches(i)) for i in range(len(self.shards))]
 
-    def iter_docs(self, columns=()):
+    def iter_docs(self, columns=(), need_text=True):
         for i in range(len(self.shards)):
             yield from self._batches(i)
 

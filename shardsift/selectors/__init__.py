@@ -21,7 +21,7 @@ BUILTINS: dict[str, str] = {
     "minhash_dedup": "shardsift.selectors.dedup:MinHashDedup",
     "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
     "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
-    "dsir": "shardsift.selectors.dsir:DSIRSelector",
+    "dsir": "shardsift.selectors.dsir.selector:DSIRSelector",
     "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
     "semdedup": "shardsift.selectors.kmeans:SemDeDup",
 }
