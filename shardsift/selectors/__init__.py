@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "exact_dedup": "shardsift.selectors.dedup:ExactDedup",
     "perplexity_correlation": "shardsift.selectors.perplexity:PerplexityCorrelationSelector",
     "dsir": "shardsift.selectors.dsir.selector:DSIRSelector",
+    "quality_classifier": "shardsift.selectors.quality.selector:QualityClassifier",
     "kmeans_diversity": "shardsift.selectors.kmeans:KMeansDiversity",
     "semdedup": "shardsift.selectors.kmeans:SemDeDup",
 }
