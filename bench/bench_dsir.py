@@ -38,7 +38,9 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from dsir_fakes import FakeDecide, FakeFit, score_all
 
-from shardsift.selectors.dsir import DSIRSelector, featurize, kl, log_probs
+from shardsift.selectors.dsir.estimator import kl, log_probs
+from shardsift.selectors.dsir.features import featurize
+from shardsift.selectors.dsir.selector import DSIRSelector
 
 CORPORA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "corpora"))
 if not os.path.isdir(CORPORA):

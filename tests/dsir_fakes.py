@@ -41,12 +41,21 @@ class FakeFit:
         for a in range(0, t.num_rows, self.batch):
             yield make_docs(t.slice(a, self.batch), i, np.arange(a, min(a + self.batch, t.num_rows)))
 
-    def map_shards(self, fn, columns=()):
+    def map_shards(self, fn, columns=(), need_text=True):
         return [fn(self._batches(i)) for i in range(len(self.shards))]
 
-    def iter_docs(self, columns=()):
+    def iter_docs(self, columns=(), need_text=True):
         for i in range(len(self.shards)):
             yield from self._batches(i)
+
+    def sample(self, n, columns=()):
+        """A seeded uniform sample of n documents (all if fewer), in shard order, as one Docs."""
+        sizes = [t.num_rows for t in self.shards]
+        total = sum(sizes)
+        rng = np.random.default_rng([self.seed, 7])
+        pick = np.sort(rng.choice(total, size=min(n, total), replace=False))
+        whole = pa.concat_tables(self.shards)
+        return make_docs(whole.take(pa.array(pick)), -1, pick, shard="<sample>")
 
     def read_input(self, spec, what="target"):
         if isinstance(spec, pa.Table):

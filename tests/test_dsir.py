@@ -83,8 +83,7 @@ def fitted(pool_shards, target_tbl, seed=0, **kw):
     if not {"target", "targets", "estimator"} & set(kw):
         kw["target"] = target_tbl
     sel = DSIRSelector(**kw)
-    sel.seed_ = seed
-    sel.fit(FakeFit(pool_shards, seed=seed))
+    sel.fit_metrics_ = sel.fit(FakeFit(pool_shards, seed=seed))   # as the engine stores them
     return sel
 
 
@@ -265,14 +264,13 @@ def test_estimator_roundtrip(tmp_path):
     pool = shards_of(table(corpus(120, seed=15)), 2)
     target = table(corpus(30, seed=16, topic_bias=[2]), "t")
     sel = DSIRSelector(target=target, keep=0.3, buckets=512, min_tokens=0)
-    sel.seed_ = 0
-    sel.fit(FakeFit(pool, work_dir=str(tmp_path / "fit")))
+    fit_metrics = sel.fit(FakeFit(pool, work_dir=str(tmp_path / "fit")))
     files = sel.fitted_files()
     assert list(files) == ["dsir_estimator.npz"] and os.path.exists(files["dsir_estimator.npz"])
     loaded = DSIRSelector(estimator=str(tmp_path / "fit"), keep=0.3, min_tokens=0)
-    loaded.seed_ = 0
-    loaded.fit(FakeFit(pool, work_dir=str(tmp_path / "fit2")))
+    loaded_metrics = loaded.fit(FakeFit(pool, work_dir=str(tmp_path / "fit2")))
     assert loaded.buckets == 512  # the feature space comes from the estimator
+    assert loaded_metrics == {"estimator": files["dsir_estimator.npz"], **fit_metrics}
     a, b = score_all(sel, pool), score_all(loaded, pool)
     np.testing.assert_allclose(a["score"], b["score"])
     with pytest.raises(DataError, match="not found"):
@@ -392,7 +390,6 @@ def test_real_corpus_selects_encyclopedia():
     domain = np.concatenate([s["domain"].to_numpy(zero_copy_only=False) for s in shards])
     shards = [s.drop(["domain"]) for s in shards]  # the selector never sees the label
     sel = DSIRSelector(target={"path": target}, keep=0.04)
-    sel.seed_ = 0
     sel.fit(FakeFit(shards))
     sc, dec = run_select(sel, shards)
     share = float((domain[dec.keep] == "encyclopedia").mean())
@@ -429,6 +426,22 @@ def test_matches_reference_package(tmp_path, monkeypatch):
     from scipy.stats import spearmanr
     assert spearmanr(ours, ref_w).statistic > 0.99
     np.testing.assert_allclose(ours, ref_w, rtol=1e-9, atol=1e-9)
+
+
+def test_fit_returns_metrics_and_takes_the_seed_from_the_context():
+    pool = [table(corpus(200, seed=30))]
+    target = table(corpus(30, seed=31, topic_bias=[1]), "t")
+    sel = DSIRSelector(target=target, keep=0.2, min_tokens=0, raw_tokens=1500)
+    sel.seed_ = 99   # a stale value: fit takes ctx.seed
+    metrics = sel.fit(FakeFit(pool, seed=4))
+    assert sel.seed_ == 4
+    assert metrics["raw_docs"] < 200 and metrics["target_docs"] == 30 and metrics["raw_sample_rate"] < 1
+    assert not hasattr(sel, "fit_metrics_")   # the engine stores what fit returns
+    again = fitted(pool, target, seed=4, keep=0.2, raw_tokens=1500)
+    np.testing.assert_array_equal(sel.raw_counts_, again.raw_counts_)
+    other = fitted(pool, target, seed=5, keep=0.2, raw_tokens=1500)
+    assert (other.raw_counts_ != sel.raw_counts_).any()   # the raw subsample follows the seed
+    assert DSIRSelector.needs_fit and sel.capabilities().scope == "global"
 
 
 def test_raw_token_budget_is_layout_free():

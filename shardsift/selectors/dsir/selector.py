@@ -1,187 +1,32 @@
-"""DSIR: Data Selection with Importance Resampling (Xie et al. 2023).
+"""DSIR: Data Selection with Importance Resampling (Xie et al. 2023), the selector.
 
-Each document is a bag of hashed n-gram features (lowercased word-punct tokens, unigrams and bigrams
-by default, hashed into ``buckets``). Two smoothed categorical distributions over the buckets are fit:
-``p_target`` on the target corpus and ``p_raw`` on the documents that reach the stage. A document's
-log importance weight is ``sum_features count * (log p_target - log p_raw)``, computed as a segmented
-sum of a per-bucket log-ratio table over its feature occurrences (no per-document count vectors).
-Selection samples ``k`` documents without replacement in proportion to the weights with the Gumbel
-top-k trick; the Gumbel noise of a document is a stable hash of (seed, document id), so the selection
-does not depend on shard layout, batch size or the number of workers.
+``fit`` counts hashed n-gram features (``features``) of the target corpus and of the documents that
+reach the stage into two smoothed distributions (``estimator``); ``score`` gives every document its
+log importance weight; ``decide`` samples ``k`` documents without replacement in proportion to the
+weights with the Gumbel top-k trick, the noise of a document being a stable hash of (seed, id), so
+the selection does not depend on shard layout, batch size or the number of workers.
 
-The manifest gets the paper's quality figure, the KL reduction ``KL(target||raw) - KL(target||selected)``
-in the same hashed feature space, and the same figure for a uniform random selection of the same size.
+The decide's metrics give the paper's quality figure, the KL reduction
+``KL(target||raw) - KL(target||selected)`` in the same hashed feature space, and the same figure
+for a uniform random selection of the same size.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from functools import partial
 
-import numba as nb
 import numpy as np
 
-from ..api import Decision, Param, Selector, check_keep_n, count_to_keep
-from ..columns import hash_strings, mix64
-from ..errors import ConfigError, DataError
-from ..text import MODES, lower, ngrams, tokenize
+from ...api import Decision, Param, Selector, check_keep_n, count_to_keep
+from ...columns import hash_strings
+from ...errors import ConfigError, DataError
+from ...text import MODES
+from . import estimator as est
+from .features import gumbel_from_hash, uniform_from_hash
 
-ESTIMATOR_FILE = "dsir_estimator.npz"
-_FORMAT = 1
-_FIT_SALT = np.uint64(0x5DEECE66D1F2B3C5)      # raw-fit token budget subsample
-_RANDOM_SALT = np.uint64(0xA24BAED4963EE407)   # random baseline selection for the manifest
+_RANDOM_SALT = np.uint64(0xA24BAED4963EE407)   # random baseline selection for the metrics
 _TARGET_SALT = np.uint64(0x9FB21C651E98DF25)   # per-target Gumbel noise streams
-
-
-# -- featurization -------------------------------------------------------------------------------
-
-@nb.njit(cache=True, nogil=True)
-def _chunk_offsets(off, size):
-    """Split every document's token range into pieces of ``size`` tokens (the last may be shorter)."""
-    nd = off.shape[0] - 1
-    total = 0
-    for d in range(nd):
-        m = off[d + 1] - off[d]
-        total += (m + size - 1) // size
-    out = np.empty(total + 1, dtype=np.int64)
-    k = 0
-    for d in range(nd):
-        a = off[d]
-        while a < off[d + 1]:
-            out[k] = a
-            k += 1
-            a += size
-    out[k] = off[nd]
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
-def _segment_sums(hashes, off, table, buckets):
-    """out[d, t] = sum over document d's features f of table[t, hash_f % buckets]."""
-    nd = off.shape[0] - 1
-    nt = table.shape[0]
-    out = np.zeros((nd, nt), dtype=np.float64)
-    b64 = np.uint64(buckets)
-    for d in range(nd):
-        for i in range(off[d], off[d + 1]):
-            b = np.int64(hashes[i] % b64)
-            for t in range(nt):
-                out[d, t] += table[t, b]
-    return out
-
-
-@nb.njit(cache=True, nogil=True)
-def _bucket_counts(hashes, off, keep_doc, buckets):
-    """Bucket histogram of the features of documents with keep_doc true."""
-    counts = np.zeros(buckets, dtype=np.int64)
-    b64 = np.uint64(buckets)
-    for d in range(off.shape[0] - 1):
-        if keep_doc[d]:
-            for i in range(off[d], off[d + 1]):
-                counts[np.int64(hashes[i] % b64)] += 1
-    return counts
-
-
-def featurize(text, *, ngram_order: int, tokenizer: str = "wordpunct", lowercase: bool = True,
-              chunk_tokens: int | None = None):
-    """Hashed n-gram features of a string array.
-
-    Returns (feature_hashes uint64[F], feature_offsets int64[n+1], n_tokens int64[n]). With
-    ``chunk_tokens`` the documents are cut into pieces of that many tokens first (n-grams do not
-    cross a cut); offsets are still per document.
-    """
-    if lowercase:
-        text = lower(text)
-    tok, off = tokenize(text, tokenizer, lowercase)
-    n_tokens = np.diff(off)
-    if chunk_tokens:
-        coff = _chunk_offsets(off, chunk_tokens)
-        feats, foff = ngrams(tok, coff, ngram_order)
-        # map chunk offsets back to document offsets: doc d's chunks are contiguous
-        n_chunks = (n_tokens + chunk_tokens - 1) // chunk_tokens
-        doc_first_chunk = np.concatenate([[0], np.cumsum(n_chunks)])
-        return feats, foff[doc_first_chunk], n_tokens
-    feats, foff = ngrams(tok, off, ngram_order)
-    return feats, foff, n_tokens
-
-
-_NO_SALT = np.uint64(0)
-
-
-def uniform_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = _NO_SALT) -> np.ndarray:
-    """A uniform number in (0, 1) per document from its id hash, the seed and a salt: stable anywhere."""
-    with np.errstate(over="ignore"):
-        s = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % (1 << 64))
-        h = mix64(np.asarray(idhash, dtype=np.uint64) ^ s ^ salt)
-    return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-
-
-def gumbel_from_hash(idhash: np.ndarray, seed: int, salt: np.uint64 = _NO_SALT) -> np.ndarray:
-    return -np.log(-np.log(uniform_from_hash(idhash, seed, salt)))
-
-
-def log_probs(counts: np.ndarray, smoothing: float) -> np.ndarray:
-    """Additively smoothed log distribution over the last axis: log((c + a) / (N + a B))."""
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum(axis=-1, keepdims=True)
-    return np.log(counts + smoothing) - np.log(total + smoothing * counts.shape[-1])
-
-
-def kl(p_log: np.ndarray, q_log: np.ndarray) -> float:
-    """KL(p || q) in nats from log probabilities."""
-    p = np.exp(p_log)
-    return float(np.sum(p * (p_log - q_log)))
-
-
-# -- map functions (module level so they pickle) ----------------------------------------------
-
-def _shard_words(batches):
-    """Whitespace words of one shard (to turn a raw-token budget into a sampling rate)."""
-    return int(sum(int(np.sum(b.n_words)) for b in batches))
-
-
-def _count_docs(batches, *, buckets, ngram_order, tokenizer, lowercase, chunk_tokens, min_tokens,
-                rate=1.0, seed=0, return_lengths=False):
-    """Bucket histogram of a stream of Docs batches (one shard, or a target corpus).
-
-    Documents shorter than ``min_tokens`` are left out; with ``rate < 1`` a stable hash of the
-    document id picks a subsample of about that fraction (the raw-distribution token budget).
-    """
-    counts = np.zeros(buckets, dtype=np.int64)
-    n_docs = n_tok = n_seen = 0
-    lengths = []
-    for docs in batches:
-        n_seen += len(docs)
-        if len(docs) == 0:
-            continue
-        feats, foff, ntok = featurize(docs.text, ngram_order=ngram_order, tokenizer=tokenizer,
-                                      lowercase=lowercase, chunk_tokens=chunk_tokens)
-        use = ntok >= max(min_tokens, 1)
-        if rate < 1.0:
-            use &= uniform_from_hash(hash_strings(docs.ids), seed, _FIT_SALT) < rate
-        counts += _bucket_counts(feats, foff, use, buckets)
-        n_docs += int(use.sum())
-        n_tok += int(ntok[use].sum())
-        if return_lengths:
-            lengths.append(np.diff(foff)[use].astype(np.int32))
-    out = {"counts": counts, "docs": n_docs, "tokens": n_tok, "seen": n_seen}
-    if return_lengths:
-        out["lengths"] = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
-    return out
-
-
-def _recount_rows(item, *, read_docs, feature_kw):
-    """Bucket histograms of given rows of one shard, for the KL metrics in decide."""
-    shard_index, row_sets = item
-    out = []
-    for rows in row_sets:
-        if len(rows) == 0:
-            out.append(np.zeros(feature_kw["buckets"], dtype=np.int64))
-            continue
-        docs = read_docs(shard_index, rows)
-        out.append(_count_docs([docs], **feature_kw)["counts"])
-    return out
 
 
 # -- the selector ----------------------------------------------------------------------------
@@ -310,18 +155,32 @@ class DSIRSelector(Selector):
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, ctx):
-        seed = getattr(self, "seed_", None)
-        self.seed_ = int(ctx.seed if seed is None else seed)
-        self.work_dir_ = getattr(ctx, "work_dir", None)
+        """Count the target(s) and the raw pool, or load an estimator; save it; return the metrics."""
+        self.seed_ = int(ctx.seed)
         if self.estimator is not None:
-            self._load(self.estimator)
-            self._finish_fit(save=True)
-            return
+            metrics = self._load(self.estimator)
+        else:
+            metrics = self._fit_counts(ctx)
+        self.target_log_ = est.log_probs(self.target_counts_, self.smoothing)
+        self.raw_log_ = est.log_probs(self.raw_counts_, self.smoothing)
+        self.log_ratio_ = self.target_log_ - self.raw_log_[None, :]
+        self.norm_length_ = float(self.norm_length or max(self.median_length_, 1.0))
+        if self._norm_power():
+            metrics["norm_length"] = self.norm_length_
+        self.estimator_path_ = None
+        if ctx.work_dir:
+            os.makedirs(ctx.work_dir, exist_ok=True)
+            self.estimator_path_ = os.path.join(ctx.work_dir, est.ESTIMATOR_FILE)
+            self.save(self.estimator_path_, metrics)
+        return metrics
+
+    def _fit_counts(self, ctx) -> dict:
+        """Bucket histograms of the targets and of the documents reaching the stage."""
         kw = self._feature_kw(chunk=True)
         names, tcounts, weights, tstats = [], [], [], []
         for name, spec, w in self._target_specs():
             where = "dsir.target" if self.target is not None else f"dsir.targets[{len(names)}]"
-            res = _count_docs(ctx.read_input(spec, what=where), **kw)
+            res = est.count_docs(ctx.read_input(spec, what=where), **kw)
             if res["seen"] == 0:
                 raise DataError(f"{where}: the target {name} is empty (no documents with text)")
             if res["docs"] == 0 or res["counts"].sum() == 0:
@@ -333,106 +192,68 @@ class DSIRSelector(Selector):
             tstats.append({"docs": res["docs"], "tokens": res["tokens"]})
         rate = 1.0
         if self.raw_tokens is not None:
-            try:
-                words = ctx.map_shards(_shard_words, need_text=False)
-            except TypeError:  # a context without need_text
-                words = ctx.map_shards(_shard_words)
-            total_words = int(sum(words))
+            total_words = int(sum(ctx.map_shards(est.shard_words, need_text=False)))
             rate = min(1.0, self.raw_tokens / max(total_words, 1))
-        shard_res = ctx.map_shards(partial(_count_docs, **kw, rate=rate, seed=self.seed_,
-                                           return_lengths=True))
+        shard_res = ctx.map_shards(partial(est.count_docs, **kw, rate=rate, seed=self.seed_, return_lengths=True))
         raw = np.zeros(self.buckets, dtype=np.int64)
-        lengths = []
-        raw_docs = raw_tok = 0
         for r in shard_res:
             raw += r["counts"]
-            lengths.append(r["lengths"])
-            raw_docs += r["docs"]
-            raw_tok += r["tokens"]
         if raw.sum() == 0:
             raise DataError(f"dsir: no document reaching the stage has at least {max(self.min_tokens, 1)} "
                             "tokens; nothing to fit the raw distribution on")
-        lengths = np.concatenate(lengths)
+        lengths = np.concatenate([r["lengths"] for r in shard_res])
         w = np.asarray(weights, dtype=np.float64)
         self.target_names_ = names
         self.target_weights_ = w / w.sum()
         self.target_counts_ = np.stack(tcounts)
         self.raw_counts_ = raw
         self.median_length_ = float(np.median(lengths)) if len(lengths) else 1.0
-        self.fit_metrics_ = {
+        metrics = {
             "target_docs": sum(st["docs"] for st in tstats),
             "target_tokens": sum(st["tokens"] for st in tstats),
-            "raw_docs": raw_docs, "raw_tokens": raw_tok, "raw_sample_rate": rate,
+            "raw_docs": sum(r["docs"] for r in shard_res), "raw_tokens": sum(r["tokens"] for r in shard_res),
+            "raw_sample_rate": rate,
         }
         if len(names) > 1:
-            self.fit_metrics_["targets"] = {nm: {"weight": float(wt), **st}
-                                            for nm, wt, st in zip(names, self.target_weights_, tstats)}
-        self._finish_fit(save=True)
-
-    def _finish_fit(self, save: bool):
-        self.target_log_ = log_probs(self.target_counts_, self.smoothing)
-        self.raw_log_ = log_probs(self.raw_counts_, self.smoothing)
-        self.log_ratio_ = self.target_log_ - self.raw_log_[None, :]
-        self.norm_length_ = float(self.norm_length or max(self.median_length_, 1.0))
-        self.fit_metrics_ = dict(getattr(self, "fit_metrics_", {}) or {})
-        if self._norm_power():
-            self.fit_metrics_["norm_length"] = self.norm_length_
-        self.estimator_path_ = None
-        if save and self.work_dir_:
-            os.makedirs(self.work_dir_, exist_ok=True)
-            self.estimator_path_ = os.path.join(self.work_dir_, ESTIMATOR_FILE)
-            self.save(self.estimator_path_)
+            metrics["targets"] = {nm: {"weight": float(wt), **st}
+                                  for nm, wt, st in zip(names, self.target_weights_, tstats)}
+        return metrics
 
     # -- the estimator file ------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Write the fitted estimator (counts, feature parameters) as one .npz."""
+    def save(self, path: str, metrics: dict | None = None) -> None:
+        """Write the fitted estimator (counts, feature settings, fit metrics) as one .npz."""
         meta = {
-            "format": _FORMAT, "buckets": self.buckets, "ngrams": self.ngrams, "tokenizer": self.tokenizer,
+            "buckets": self.buckets, "ngrams": self.ngrams, "tokenizer": self.tokenizer,
             "lowercase": self.lowercase, "smoothing": self.smoothing, "min_tokens": self.min_tokens,
             "chunk_tokens": self.chunk_tokens, "median_length": self.median_length_,
-            "target_names": list(self.target_names_), "fit_metrics": getattr(self, "fit_metrics_", {}),
+            "target_names": list(self.target_names_), "fit_metrics": dict(metrics or {}),
         }
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, target_counts=self.target_counts_, raw_counts=self.raw_counts_,
-                 target_weights=self.target_weights_, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        est.save_estimator(path, target_counts=self.target_counts_, raw_counts=self.raw_counts_,
+                       target_weights=self.target_weights_, meta=meta)
 
-    def _load(self, path: str) -> None:
-        if os.path.isdir(path):
-            path = os.path.join(path, ESTIMATOR_FILE)
-        if not os.path.isfile(path):
-            raise DataError(f"dsir.estimator: {path} not found")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                tc, rc, tw = z["target_counts"], z["raw_counts"], z["target_weights"]
-        except Exception as err:  # noqa: BLE001 - any unreadable file is one data error
-            raise DataError(f"dsir.estimator: {path} is not a DSIR estimator ({err})") from None
-        if meta.get("format") != _FORMAT:
-            raise DataError(f"dsir.estimator: {path} has format {meta.get('format')}, expected {_FORMAT}")
+    def _load(self, path: str) -> dict:
+        """Take the counts and the feature space from an estimator file; its fit metrics."""
+        path, arrays, meta = est.load_estimator(path)
         # the feature space is the estimator's: a different setting here would make the counts meaningless
-        for key in ("buckets", "ngrams", "tokenizer", "lowercase"):
+        for key in est.FEATURE_KEYS:
             setattr(self, key, meta[key])
-        self.target_counts_, self.raw_counts_, self.target_weights_ = tc, rc, tw
+        self.target_counts_ = arrays["target_counts"]
+        self.raw_counts_ = arrays["raw_counts"]
+        self.target_weights_ = arrays["target_weights"]
         self.target_names_ = meta["target_names"]
         self.median_length_ = float(meta["median_length"])
-        self.fit_metrics_ = {"estimator": path, **meta.get("fit_metrics", {})}
+        return {"estimator": path, **meta.get("fit_metrics", {})}
 
     def fitted_files(self):
         p = getattr(self, "estimator_path_", None)
-        return {ESTIMATOR_FILE: p} if p and os.path.exists(p) else {}
+        return {est.ESTIMATOR_FILE: p} if p and os.path.exists(p) else {}
 
     # -- score -------------------------------------------------------------------------------
     def log_weights(self, text) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log weights float64[n, targets], n_tokens, n_features) of a string array."""
-        feats, foff, ntok = featurize(text, **{k: v for k, v in self._feature_kw().items()
-                                               if k not in ("buckets", "min_tokens")})
-        lw = _segment_sums(feats, foff, self.log_ratio_, self.buckets)
-        nfeat = np.diff(foff)
-        power = self._norm_power()
-        if power:
-            lw *= ((self.norm_length_ / np.maximum(nfeat, 1)) ** power)[:, None]
-        return lw, ntok, nfeat
+        return est.log_weights(text, self.log_ratio_, buckets=self.buckets, ngram_order=self.ngrams,
+                           tokenizer=self.tokenizer, lowercase=self.lowercase, power=self._norm_power(),
+                           norm_length=self.norm_length_)
 
     def score(self, docs):
         lw, ntok, _ = self.log_weights(docs.text)
@@ -490,7 +311,6 @@ class DSIRSelector(Selector):
              "mean_log_weight_all": _mean(score[eligible]), "mean_log_weight_selected": _mean(score[keep])}
         if len(per_target) > 1:
             m["selected_per_target"] = dict(zip(self.target_names_, per_target))
-        m.update({k: v for k, v in (getattr(self, "fit_metrics_", {}) or {}).items()})
         if not self.metrics or keep.sum() == 0:
             return m
         # random baseline of the same size among the eligible documents
@@ -499,9 +319,9 @@ class DSIRSelector(Selector):
         rand[_top_k(u, idhash, eligible, int(keep.sum()))] = True
         sel_counts, rand_counts = self._recount(scores, [keep, rand], ctx)
         t_log = np.log(np.exp(self.target_log_).T @ self.target_weights_)  # mixture target
-        m["kl_target_raw"] = kl(t_log, self.raw_log_)
-        m["kl_target_selected"] = kl(t_log, log_probs(sel_counts, self.smoothing))
-        m["kl_target_random"] = kl(t_log, log_probs(rand_counts, self.smoothing))
+        m["kl_target_raw"] = est.kl(t_log, self.raw_log_)
+        m["kl_target_selected"] = est.kl(t_log, est.log_probs(sel_counts, self.smoothing))
+        m["kl_target_random"] = est.kl(t_log, est.log_probs(rand_counts, self.smoothing))
         m["kl_reduction"] = m["kl_target_raw"] - m["kl_target_selected"]
         m["kl_reduction_random"] = m["kl_target_raw"] - m["kl_target_random"]
         return m
@@ -518,7 +338,7 @@ class DSIRSelector(Selector):
                 items.append((s, sets))
         # On the driver: the documents are a fraction of the pool, and the context's reader holds
         # the runner, which does not travel to worker processes.
-        fn = partial(_recount_rows, read_docs=ctx.read_docs,
+        fn = partial(est.recount_rows, read_docs=ctx.read_docs,
                      feature_kw={**self._feature_kw(), "min_tokens": 0})
         results = [fn(it) for it in items]
         totals = [np.zeros(self.buckets, dtype=np.int64) for _ in masks]
