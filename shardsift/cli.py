@@ -161,14 +161,14 @@ def _inspect(args) -> int:
 
 
 def _explain(args) -> int:
-    from .engine.accounting import explain
+    from .output import explain
 
     print("\n".join(explain(args.output, args.id)))
     return 0
 
 
 def _verify(args) -> int:
-    from .engine.accounting import verify_output
+    from .output import verify_output
 
     r = verify_output(args.output)
     print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "

@@ -14,10 +14,10 @@ from conftest import ROOT, file_digests, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shardsift.engine.accounting import verify_output
 from shardsift.engine.config import parse_config
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, ShardsiftError, UsageError
+from shardsift.output import verify_output
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 

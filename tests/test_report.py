@@ -118,20 +118,52 @@ def test_report_has_funnel_and_every_stage(page, runs):
 def test_report_selector_sections(page, runs):
     _, html = page
     sec = {int(k): v for k, v in re.findall(r'<section id="stage-(\d+)">(.*?)</section>', html, re.DOTALL)}
-    # duplicates: cluster-size histogram and pairs side by side with a recomputed Jaccard
-    assert "duplicate clusters" in html
+    # every stage's score is named in words (the length filter's score is the length)
+    assert "distribution of words per document" not in sec[1] or "log scale" in sec[1]
+    assert "Score: words per document." in sec[1]
+    assert "Score: MinHash Jaccard similarity to nearest duplicate." in sec[2]
+    assert "Score: DSIR log importance weight." in sec[3]
+    # duplicates: cluster-size histogram, only clustered documents in the score histogram, and pairs
+    # whose survivor's text comes from the output beside the stage's similarity
+    assert "duplicate clusters" in sec[2] and "documents without a duplicate (all kept) are not shown" in sec[2]
     assert "sample duplicate pairs" in sec[2]
-    jac = [float(x) for x in re.findall(r'<td class="num">([01]\.\d{3})</td>', sec[2])]
-    assert jac and all(0.5 <= j <= 1.0 for j in jac)
-    # k-means: sizes before/after and a projection of the stage's own embeddings (work dir)
-    assert "<img" in sec[4] and sec[4].count("<img") >= 4
-    # perplexity: top keys table and classifier quality
+    pairs = re.search(r"<h3>sample duplicate pairs</h3>(.*?)</table>", sec[2], re.DOTALL).group(1)
+    sims = [float(x) for x in re.findall(r'<td class="num">([01](?:\.\d+)?)</td>', pairs)]
+    assert sims and all(0.5 <= j <= 1.0 for j in sims)
+    assert pairs.count("(text not in the output") < pairs.count("<tr>") - 1
+    # the importance stage: score against length, lengths taken from the length stage's scores
+    assert "against length" not in sec[1] and "lengths from the scores of stage 1 (length)" in sec[3]
+    # k-means: score histogram, score against length, sizes before/after, and a projection of the
+    # embeddings the sidecar holds
+    assert sec[4].count("<img") >= 4 and "no projection" not in sec[4]
+    # perplexity: top keys table and classifier quality, the threshold marks the cut
     assert "domain0" in sec[6] and "holdout_precision" in sec[6]
-    # a threshold metric marks the cut
     assert sec[6].count("<img") >= 4
-    # composition by the label column, before and after
+    # composition of the output by the label column, in documents and words
     comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
-    assert "<img" in comp and "astronomy" in comp and "<th>output</th>" in comp
+    assert "<img" in comp and "astronomy" in comp and "<th>output</th>" in comp and "<th>words</th>" in comp
+    # dropped documents are named, their texts are said to be missing
+    assert "dropped documents&#x27; texts are not stored in the output" in sec[3]
+
+
+def test_report_projection_of_sidecar_embeddings(runs, tmp_path):
+    """The k-means stand-in stores its embeddings in the sidecar: the page projects them; without
+    that column the section says there is no projection."""
+    from shardsift.output import read_scores
+    from shardsift.report import write_report
+
+    _, outs = runs
+    t = read_scores(outs[0])[4]
+    assert "embedding" in t.column_names and len(t.column("embedding")[0].as_py()) == 32
+    html = _read(write_report(outs[0], path=str(tmp_path / "r.html")))
+    sec4 = re.search(r'<section id="stage-4">(.*?)</section>', html, re.DOTALL).group(1)
+    assert "no projection" not in sec4 and sec4.count("<img") >= 4
+    side = os.path.join(outs[0], "scores", "stage-04-report_fakes_FakeKMeans.parquet")
+    copy = tmp_path / "out"
+    shutil.copytree(outs[0], copy)
+    pq.write_table(t.drop_columns(["embedding"]), copy / "scores" / os.path.basename(side))
+    sec4 = re.search(r'<section id="stage-4">(.*?)</section>', _read(write_report(str(copy))), re.DOTALL).group(1)
+    assert "the scores sidecar of this stage has no &#x27;embedding&#x27; column" in sec4
 
 
 def test_report_text_is_escaped_and_truncated(tmp_path):
@@ -150,25 +182,56 @@ def test_report_text_is_escaped_and_truncated(tmp_path):
     assert "..." in shown and shown.count("word") < 300 // 5 + 1
 
 
-def test_report_without_sidecar_or_input(tmp_path, runs):
+def _without_timestamp(html: str) -> str:
+    return re.sub(r" &middot; report \S+</p>", "</p>", html)
+
+
+def test_report_reads_only_the_output(tmp_path, runs):
+    """No sidecar: the manifest still gives the funnel with words after every stage and the output
+    its composition; the page is the same once the input and the work dir are gone."""
     from shardsift.report import write_report
 
     d, _ = runs
     pool = tmp_path / "pool"
     shutil.copytree(d / "sample" / "pool", pool)
     m = _run(pool, tmp_path / "out", stages=STAGES[:2], scores=False)
-    # no sidecar: the decisions/ record still gives composition and tokens after every stage
-    html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
-    comp = re.search(r'<section id="composition">(.*?)</section>', html, re.DOTALL).group(1)
-    assert "<th>after report_fakes:FakeDedup</th>" in comp and "<th>output</th>" in comp
-    funnel = re.search(r'<section id="funnel">(.*?)</section>', html, re.DOTALL).group(1)
+    before = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    comp = re.search(r'<section id="composition">(.*?)</section>', before, re.DOTALL).group(1)
+    assert "<th>output</th>" in comp and "stores the label of kept documents only" in comp
+    funnel = re.search(r'<section id="funnel">(.*?)</section>', before, re.DOTALL).group(1)
     assert f"<td>{m['docs_kept']:,}</td><td>{100 * m['docs_kept'] / m['docs_in']:.1f}%</td>" \
         f"<td>{m['tokens_kept']:,}</td>" in funnel
-    shutil.rmtree(pool)  # the input is gone: the page still draws from the manifest
-    html = _read(write_report(str(tmp_path / "out")))
-    assert '<section id="funnel">' in html and "<img" in html
-    assert "No scores/ sidecar" in html and "not readable" in html
-    assert "could not be drawn" not in html
+    for st in m["stages"][1:]:
+        assert f"<td>after {st['name']}</td><td>{st['kept']:,}</td>" in funnel
+    assert "No scores/ sidecar" in before and "could not be drawn" not in before
+    shutil.rmtree(pool)
+    shutil.rmtree(tmp_path / "out" / ".work", ignore_errors=True)
+    after = _read(write_report(str(tmp_path / "out"), label_column="domain"))
+    assert _without_timestamp(after) == _without_timestamp(before)
+
+
+def test_axes_for_scores_that_span_orders_of_magnitude():
+    """Lengths of 20 to 100,000 words get a log axis; DSIR log weights with a few documents down at
+    -300,000 get the central 99% and a caption naming the outliers; a plain range stays linear."""
+    import numpy as np
+
+    from shardsift.report.plots import axis_for, score_hist
+
+    rng = np.random.default_rng(0)
+    words = np.exp(rng.uniform(np.log(20), np.log(100_000), 5000))
+    ax = axis_for(words, positive=True)
+    assert ax.log and ax.lo == words.min() and ax.hi == words.max() and not ax.below and not ax.above
+    weights = np.r_[rng.normal(-500, 300, 5000), [-300_000.0, -250_000.0, -120_000.0]]
+    ax = axis_for(weights, positive=False)
+    assert not ax.log and -2500 < ax.lo < -1000 and ax.below == int((weights < ax.lo).sum()) >= 3
+    assert "outliers of x not shown" in ax.outliers("x") and "-3e+05" in ax.outliers("x")
+    flat = rng.uniform(0, 1, 1000)
+    ax = axis_for(flat, positive=False)
+    assert not ax.log and ax.lo == flat.min() and ax.hi == flat.max() and not ax.outliers("x")
+    kept = weights > -400
+    html = score_hist(weights, kept, "DSIR log importance weight", False)
+    assert html.count("<img") == 1 and "outliers of DSIR log importance weight not shown" in html
+    assert "lowest -3e+05" in html
 
 
 def test_report_cli_and_select_flag(tmp_path, runs, capsys):
