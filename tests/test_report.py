@@ -291,3 +291,37 @@ def test_report_when_a_stage_drops_everything(tmp_path, runs, capsys):
     assert '<section id="stage-3">' in html and "no scores sidecar for this stage" in html
     code, out, _ = cli(capsys, "inspect", tmp_path / "out")
     assert code == 0 and f"report: {tmp_path / 'out' / 'report.html'}" in out
+
+
+def test_verify_explain_report_compare_read_an_output_on_s3(runs, tmp_path):
+    """Every reader goes through the storage layer: an output on an S3 server (moto, over HTTP) is
+    verified, explained, reported and compared like the local copy it was uploaded from."""
+    from s3_server import moto_s3
+
+    from shardsift.compare import compare_outputs
+    from shardsift.io import storage
+    from shardsift.output import explain, verify_output
+    from shardsift.report import write_report
+
+    _, outs = runs
+    local = outs[0]
+    with moto_s3("report-test") as (opts, fs):
+        for root, _, files in os.walk(local):
+            for f in files:
+                rel = os.path.relpath(os.path.join(root, f), local)
+                if not rel.startswith((".work", "report.html")):
+                    fs.put_file(os.path.join(root, f), f"report-test/out/{rel}")
+        remote = "s3://report-test/out"
+        storage.set_options(remote, opts)
+        assert verify_output(remote) == verify_output(local)
+        dec = pq.read_table(os.path.join(local, "decisions"))
+        for doc_id in (dec.filter(dec.column("kept")).column("id")[0].as_py(),
+                       dec.filter(pa.compute.invert(dec.column("kept"))).column("id")[0].as_py()):
+            assert explain(remote, doc_id) == explain(local, doc_id)
+        res = compare_outputs(local, remote)
+        assert res["kept"]["jaccard"] == 1.0 and res["composition"] and not res["config"]
+        page = write_report(remote, label_column="domain")
+        assert page == f"{remote}/report.html" and fs.exists("report-test/out/report.html")
+        html = fs.cat_file("report-test/out/report.html").decode()
+        ref = _read(write_report(local, label_column="domain", path=str(tmp_path / "local.html")))
+        assert html[html.index("<section"):] == ref[ref.index("<section"):]

@@ -1,9 +1,10 @@
 """The report's plots (matplotlib, Agg backend) as <img> tags with base64 PNG data URIs.
 
 Real outputs have scores that span orders of magnitude (documents of 20 to 100,000 words, DSIR log
-weights from 0 down to -300,000), so every axis is chosen from the data: a log axis for a positive
-quantity that spans 100x or more, else the range of the central 99% of values when the extremes
-are far from it, with the documents left outside named under the plot."""
+weights from 0 down to -300,000), so every axis is chosen from the data (`axis_for`): a log axis for
+a positive quantity that spans 100x or more, the central 99% of values when a few extremes lie far
+from it (the documents left outside named under the plot), a symmetric log axis for a long
+one-sided tail, else a plain linear axis."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,7 @@ from .html import pct, small
 
 KEPT_C, DROP_C, GREY = "#2a9d4b", "#d1495b", "#888888"
 WIDE_SPAN = 100.0     # a positive quantity with max/min beyond this gets a log axis
+SKEW_SPAN = 20.0      # a largest |value| this many times the median |value| may call for a symmetric log axis
 FAR_TAILS = 10.0      # full range beyond this many times the central 99%: clip to the central 99%
 
 
@@ -40,21 +42,53 @@ def png(fig) -> str:
 
 @dataclass
 class Axis:
-    """How one quantity is laid on an axis: log or linear, the shown range, and what falls outside."""
+    """How one quantity is laid on an axis: its scale ("linear", "log", or "symlog": logarithmic on
+    both sides of a linear band of half-width ``linthresh`` around 0), the shown range, and what
+    falls outside it."""
 
-    log: bool
+    scale: str
     lo: float
     hi: float
     below: int = 0
     above: int = 0
     min: float = 0.0
     max: float = 0.0
+    linthresh: float = 1.0
+
+    @property
+    def log(self) -> bool:
+        return self.scale == "log"
 
     def inside(self, x: np.ndarray) -> np.ndarray:
         return (x >= self.lo) & (x <= self.hi)
 
     def bins(self, n: int = 50) -> np.ndarray:
-        return np.geomspace(self.lo, self.hi, n) if self.log else np.linspace(self.lo, self.hi, n)
+        if self.scale == "log":
+            return np.geomspace(self.lo, self.hi, n)
+        if self.scale == "symlog":
+            c = self.linthresh
+            lo, hi = (np.sign(v) * np.log10(1 + abs(v) / c) for v in (self.lo, self.hi))
+            t = np.linspace(lo, hi, n)
+            return np.sign(t) * c * (10 ** np.abs(t) - 1)
+        return np.linspace(self.lo, self.hi, n)
+
+    def apply(self, ax, which: str) -> None:
+        """Set the axis's scale on a matplotlib axes (after plotting)."""
+        if self.scale == "log":
+            log_axis(ax, which)
+        elif self.scale == "symlog":
+            from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            (ax.set_xscale if which == "x" else ax.set_yscale)("symlog", linthresh=self.linthresh)
+            top = int(np.ceil(np.log10(max(abs(self.lo), abs(self.hi), self.linthresh))))
+            powers = [10.0 ** k for k in range(int(round(np.log10(self.linthresh))), top + 1)]
+            ticks = [t for t in [-p for p in powers[::-1]] + [0.0] + powers if self.lo <= t <= self.hi]
+            if len(ticks) > 8:  # every other decade, keeping 0
+                ticks = [t for j, t in enumerate(ticks) if t == 0 or j % 2 == ticks.index(0.0) % 2]
+            axis.set_major_locator(FixedLocator(ticks))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1 or v == 0 else f"{v:g}"))
+            axis.set_minor_formatter(NullFormatter())
 
     def outliers(self, what: str) -> str:
         """A sentence naming the documents outside the axis ('' when none)."""
@@ -66,31 +100,54 @@ class Axis:
         return f"outliers of {what} not shown: " + "; ".join(parts) if parts else ""
 
     def label(self, what: str) -> str:
-        if self.log:
+        if self.scale == "log":
             return f"{what} (log scale)"
-        return f"{what} (central 99%)" if self.below or self.above else what
+        if self.scale == "symlog":
+            return f"{what} (log scale past \u00b1{self.linthresh:,.0f})"
+        return f"{what} (outliers cut)" if self.below or self.above else what
 
 
 def axis_for(x: np.ndarray, positive: bool) -> Axis:
-    """The axis for finite values ``x``: log when positive and spanning WIDE_SPAN or more, clipped to
-    the 0.5%..99.5% quantiles when the extremes lie FAR_TAILS times further out, else the full range."""
+    """The axis for finite values ``x``.
+
+    - a positive quantity spanning WIDE_SPAN or more (lengths, cluster sizes): a log axis;
+    - a few extremes FAR_TAILS times further out than the central 99%: the central 99% widened by
+      half on each side, and the documents left outside counted;
+    - a long one-sided tail (log weights of 20- to 100,000-word documents, where a linear axis puts
+      most documents in one or two of 50 bins): a symmetric log axis over the whole range;
+    - else the full range, linear.
+    """
     lo, hi = float(x.min()), float(x.max())
     if positive and lo >= 0 and hi > 0:
         floor = lo if lo > 0 else float(x[x > 0].min()) if (x > 0).any() else 1.0
         if hi / floor >= WIDE_SPAN:
-            return Axis(True, floor, hi, below=int((x < floor).sum()), min=lo, max=hi)
+            return Axis("log", floor, hi, below=int((x < floor).sum()), min=lo, max=hi)
     qlo, qhi = (float(v) for v in np.quantile(x, [0.005, 0.995]))
     if qhi > qlo and hi - lo > FAR_TAILS * (qhi - qlo):
-        return Axis(False, qlo, qhi, int((x < qlo).sum()), int((x > qhi).sum()), lo, hi)
-    return Axis(False, lo, hi, min=lo, max=hi)
+        # the central 99% and half its width again on each side: a distribution's own tails stay
+        lo_in, hi_in = max(lo, qlo - (qhi - qlo) / 2), min(hi, qhi + (qhi - qlo) / 2)
+        return Axis("linear", lo_in, hi_in, int((x < lo_in).sum()), int((x > hi_in).sum()), lo, hi)
+    a = np.abs(x)
+    if hi > lo and a.max() >= SKEW_SPAN * max(float(np.median(a)), 1e-12):
+        counts = np.histogram(x, bins=50, range=(lo, hi))[0]
+        if np.sort(counts)[-2:].sum() > 0.5 * len(x):
+            nonzero = a[a > 0]
+            c = float(np.quantile(nonzero, 0.05)) if len(nonzero) else 1.0
+            c = 10.0 ** np.ceil(np.log10(max(c, 1e-12)))  # a power of ten: ticks at 0, +-c, +-10c, ...
+            return Axis("symlog", lo, hi, min=lo, max=hi, linthresh=c)
+    return Axis("linear", lo, hi, min=lo, max=hi)
 
 
 def log_axis(ax, which: str = "x") -> None:
-    """A log axis labelled in plain numbers (10, 100, 1,000) with unlabelled minor ticks."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    """A log axis labelled in plain numbers (10, 100, 1,000; also 20, 50 when it spans three decades
+    or fewer) with unlabelled minor ticks. Call it after plotting, when the limits are known."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+    if lo > 0 and hi / lo <= 1e3:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -148,8 +205,7 @@ def score_hist(score: np.ndarray, kept: np.ndarray, what: str, positive: bool,
     ax.hist([score[shown & kept], score[shown & ~kept]], bins=ax_x.bins(), stacked=True, histtype="stepfilled",
             color=[KEPT_C, DROP_C],
             label=[f"kept ({int((ok & kept).sum()):,})", f"dropped ({int((ok & ~kept).sum()):,})"])
-    if ax_x.log:
-        log_axis(ax, "x")
+    ax_x.apply(ax, "x")
     at, how = cut
     if at is not None and ax_x.lo <= at <= ax_x.hi:
         ax.axvline(at, color="k", ls="--", lw=1.2, label=f"cut: {how}")
@@ -177,10 +233,9 @@ def score_vs_length(words: np.ndarray, score: np.ndarray, kept: np.ndarray, what
     for mask, c, lab in ((~k & inside, DROP_C, "dropped"), (k & inside, KEPT_C, "kept")):
         ax.scatter(w[mask], s[mask], s=5, alpha=0.5, c=c, label=f"{lab} ({int(mask.sum()):,})", linewidths=0)
     log_axis(ax, "x")
-    if ax_y.log:
-        log_axis(ax, "y")
+    ax_y.apply(ax, "y")
     ax.set_xlabel("document length (words, log scale)")
-    ax.set_ylabel(ax_y.label(what))
+    ax.set_ylabel(ax_y.label(what).replace(" (", "\n(", 1), fontsize=9)
     r = np.corrcoef(np.log(w), s)[0, 1] if np.ptp(w) > 0 else np.nan
     ax.set_title(f"{what} against length (r with log words = {r:.2f})", fontsize=9)
     ax.legend(fontsize=8, markerscale=3)
@@ -247,7 +302,7 @@ def cluster_bars(before: np.ndarray, after: np.ndarray) -> str:
     ax.bar(x, after[order], color=KEPT_C, label=f"after ({int(after.sum()):,})", width=0.5)
     if len(order) <= 30:
         ax.set_xticks(x, [str(c) for c in order], fontsize=7)
-    if before.max(initial=0) > WIDE_SPAN * max(before[before > 0].min(initial=1), 1):
+    if (before > 0).any() and before.max() >= WIDE_SPAN * before[before > 0].min():
         log_axis(ax, "y")
     ax.set_xlabel(f"cluster, largest first ({len(order)} clusters)")
     ax.set_ylabel("documents" + (" (log scale)" if ax.get_yscale() == "log" else ""))
