@@ -110,7 +110,7 @@ def _select(args) -> int:
     from .engine.config import apply_overrides, load_yaml, parse_config
     from .engine.executors import Progress
     from .engine.runner import run_pipeline
-    from .report_text import manifest_table
+    from .report.summary import manifest_table
 
     raw = load_yaml(args.config)
     raw = apply_overrides(raw, input=args.input, output=args.output, workers=args.workers,
@@ -146,7 +146,7 @@ def _compare(args) -> int:
 
 def _inspect(args) -> int:
     from .errors import DataError
-    from .report_text import manifest_table
+    from .report.summary import manifest_table
 
     path = os.path.join(args.output, "manifest.json")
     if not os.path.exists(path):

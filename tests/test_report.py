@@ -325,3 +325,24 @@ def test_verify_explain_report_compare_read_an_output_on_s3(runs, tmp_path):
         html = fs.cat_file("report-test/out/report.html").decode()
         ref = _read(write_report(local, label_column="domain", path=str(tmp_path / "local.html")))
         assert html[html.index("<section"):] == ref[ref.index("<section"):]
+
+
+def test_report_lists_the_models_the_output_holds(runs, tmp_path):
+    """A stage's fitted models (manifest output.models, files under models/) are listed with their
+    size; one the manifest names but the output lacks is not."""
+    from shardsift.output import models, models_dir
+    from shardsift.report import write_report
+
+    _, outs = runs
+    out = tmp_path / "out"
+    shutil.copytree(outs[0], out, ignore=shutil.ignore_patterns(".work"))
+    os.makedirs(os.path.join(models_dir(str(out)), "stage-06-x"))
+    (out / "models" / "stage-06-x" / "weights.bin").write_bytes(b"\0" * 1_500_000)
+    m = json.loads((out / "manifest.json").read_text())
+    name = m["stages"][6]["name"]
+    m["output"]["models"] = {name: {"weights": "models/stage-06-x/weights.bin", "gone": "models/stage-06-x/gone.bin"}}
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert list(models(str(out), m)[name]) == ["weights"]
+    sec = re.search(r'<section id="stage-6">(.*?)</section>', _read(write_report(str(out))), re.DOTALL).group(1)
+    assert "fitted models in the output: weights (<code>models/stage-06-x/weights.bin</code>, 1.50 MB)" in sec
+    assert "gone" not in sec

@@ -100,6 +100,7 @@ class RunData:
         self._kept_lengths: tuple[pa.Array, np.ndarray] | None = None
         self._texts: dict[str, str] = {}
         self._in_output: pa.Array | None = None
+        self._models: dict[str, dict[str, str]] | None = None
 
     @property
     def decisions(self) -> pa.Table | None:
@@ -120,9 +121,18 @@ class RunData:
         return np.asarray(pc.is_in(ids, value_set=self.output_ids()).to_numpy(zero_copy_only=False), bool)
 
     def kept_labels(self) -> pa.Table:
-        """id, the label column and the text column of the kept documents."""
-        text_col, _ = output.input_columns(self.manifest)
-        return output.read_kept(self.out, self.manifest, [c for c in (self.label, text_col) if c])
+        """id and the label column of the kept documents."""
+        return output.read_kept(self.out, self.manifest, [self.label] if self.label else [])
+
+    def models_of(self, stage_name: str) -> list[tuple[str, str, int]]:
+        """(key, path inside the output, bytes) of the models a stage fitted, as the output holds them."""
+        from ..io import storage
+
+        if self._models is None:
+            self._models = output.models(self.out, self.manifest)
+        found = self._models
+        rel = ((self.manifest.get("output") or {}).get("models") or {}).get(stage_name) or {}
+        return [(k, rel[k], storage.getsize(p)) for k, p in sorted(found.get(stage_name, {}).items())]
 
     def fetch_texts(self, ids) -> None:
         """Read the texts of those of ``ids`` that are in the output, in one pass over data/."""

@@ -163,6 +163,10 @@ class StageSection:
             parts.append(_safe(self.examples))
         else:
             parts.append(note("no scores sidecar for this stage"))
+        fitted = self.run.models_of(st.get("name", ""))
+        if fitted:
+            parts.append("<p>fitted models in the output: " + ", ".join(
+                f"{esc(k)} (<code>{esc(rel)}</code>, {size / 1e6:.2f} MB)" for k, rel, size in fitted) + "</p>")
         flat = list(flat_metrics(metrics))
         if flat:
             state = " open" if len(flat) <= 12 else ""
