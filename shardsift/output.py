@@ -253,7 +253,9 @@ def verify_output(out: str) -> dict:
         raise DataError(f"{out}: {DECISIONS}/ has {0 if dec is None else dec.num_rows} rows for "
                         f"{m['docs_in']} input documents")
     kept_ids = dec.filter(dec.column("kept")).column("id").combine_chunks().cast(pa.string())
-    if sorted(kept_ids.to_pylist()) != sorted(data_ids.to_pylist()):
+    # data ids are distinct (above): the same count, all of them kept and the kept distinct = the same set
+    if len(kept_ids) != len(data_ids) or len(pc.unique(kept_ids)) != len(kept_ids) \
+            or not pc.all(pc.is_in(data_ids.cast(pa.string()), value_set=kept_ids), min_count=0).as_py():
         raise DataError(f"{out}: the ids in {DATA}/ are not exactly the kept ids in {DECISIONS}/")
     by_stage: dict[int, dict] = {}
     for r in dec.filter(pc.invert(dec.column("kept"))).group_by(["stage", "reason"]).aggregate(

@@ -56,6 +56,20 @@ def test_verify_catches_tampering(sample_dir, tmp_path):
     assert proc.returncode == 1 and "differs from the manifest" in proc.stderr
 
 
+def test_verify_catches_a_dropped_id_in_place_of_a_kept_one(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    run_pipeline(cfg_for(sample_dir, out))
+    dec = pq.read_table(out / "decisions")
+    dropped = dec.filter(pa.compute.invert(dec.column("kept"))).column("id")[0].as_py()
+    part = out / "data" / "part-00000-00000.parquet"
+    t = pq.read_table(part)
+    ids = t.column("id").to_pylist()
+    ids[0] = dropped
+    pq.write_table(t.set_column(t.column_names.index("id"), "id", pa.array(ids)), part)
+    with pytest.raises(ShardsiftError, match="not exactly the kept ids"):
+        verify_output(str(out))
+
+
 # -- the output lock ---------------------------------------------------------------------------------
 
 def test_lock_held_by_live_run_refuses_and_stale_lock_is_taken(sample_dir, tmp_path):

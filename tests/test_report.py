@@ -286,6 +286,9 @@ def test_report_when_a_stage_drops_everything(tmp_path, runs, capsys):
     m = _run(d / "sample" / "pool", tmp_path / "out",
              stages=[{"length": {"min_words": 10}}, {"length": {"min_words": 10**6}}, {"random": {"keep": 0.5}}])
     assert m["docs_kept"] == 0
+    from shardsift.output import verify_output
+
+    assert verify_output(str(tmp_path / "out"))["docs_kept"] == 0
     html = _read(write_report(str(tmp_path / "out"), label_column="domain"))
     assert "could not be drawn" not in html and "plot not drawn" not in html
     assert '<section id="stage-3">' in html and "no scores sidecar for this stage" in html

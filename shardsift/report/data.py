@@ -24,6 +24,7 @@ SCORE_NAMES = (
 )
 CUT_METRICS = ("include_prob_threshold", "threshold", "score_threshold", "cut")
 LENGTH_SELECTOR = re.compile(r"LengthSelector$")
+TEXT_BYTES_MAX = 2_000_000_000  # count words in the kept texts only up to this much text
 
 
 def score_meaning(stage: dict) -> tuple[str, bool]:
@@ -167,17 +168,19 @@ class RunData:
             fill = (words < 0) & (pos >= 0)
             words[fill] = column(t, col, np.float64)[pos[fill]].astype(np.int64)
             source = source or f"the scores of stage {i} ({self.stages[i].get('name')})"
-        if (words < 0).any():
-            kid, kwords = self.kept_lengths()
-            pos = positions(ids, kid)
+        if (words < 0).any() and (kept := self.kept_lengths()) is not None:
+            pos = positions(ids, kept[0])
             fill = (words < 0) & (pos >= 0)
             if fill.any():
-                words[fill] = kwords[pos[fill]]
+                words[fill] = kept[1][pos[fill]]
                 source = source or "the kept documents' texts (dropped documents are not stored)"
         return words, source
 
-    def kept_lengths(self) -> tuple[pa.Array, np.ndarray]:
-        """(ids, words) of the kept documents, counted from their texts file by file."""
+    def kept_lengths(self) -> tuple[pa.Array, np.ndarray] | None:
+        """(ids, words) of the kept documents, counted from their texts file by file; None when the
+        output holds more than TEXT_BYTES_MAX of text (a length stage's scores give lengths cheaply)."""
+        if int(self.manifest.get("bytes_kept") or 0) > TEXT_BYTES_MAX:
+            return None
         if self._kept_lengths is None:
             from ..columns import count_words
 

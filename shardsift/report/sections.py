@@ -14,7 +14,6 @@ from .data import (
     column,
     cut_of,
     is_duplicate_stage,
-    positions,
     scalar_metrics,
     score_meaning,
     value_counts,
@@ -101,13 +100,13 @@ def composition(run: RunData) -> str:
         return note(f"column {lab!r} has {len(docs)} values; composition is shown for at most {MAX_LABELS}")
     keys = sorted(docs, key=lambda k: (-docs[k], k))
     series = [("documents", docs)]
-    kid, kwords = run.kept_lengths()
+    ids = t.column("id").combine_chunks()
+    words_per_doc, _ = run.words_of(ids)
     words = {}
-    if len(kid) == t.num_rows:
-        labels = t.column(lab).combine_chunks().cast(pa.string()).fill_null("(null)").to_pylist()
-        per = kwords[positions(t.column("id").combine_chunks(), kid)]
-        for k, w in zip(labels, per.tolist()):
-            words[k] = words.get(k, 0) + w
+    if len(ids) and (words_per_doc >= 0).all():
+        labels = t.column(lab).combine_chunks().cast(pa.string()).fill_null("(null)")
+        sums = pa.table({"label": labels, "words": words_per_doc}).group_by("label").aggregate([("words", "sum")])
+        words = dict(zip(sums.column("label").to_pylist(), sums.column("words_sum").to_pylist()))
         series.append(("words", words))
     rows = [[k, f"{docs[k]:,}", pct(docs[k], t.num_rows)]
             + ([f"{words.get(k, 0):,}", pct(words.get(k, 0), sum(words.values()))] if words else []) for k in keys]
