@@ -121,8 +121,9 @@ def test_report_selector_sections(page, runs):
     # every stage's score is named in words (the length filter's score is the length)
     assert "distribution of words per document" not in sec[1] or "log scale" in sec[1]
     assert "Score: words per document." in sec[1]
-    assert "Score: MinHash Jaccard similarity to nearest duplicate." in sec[2]
-    assert "Score: DSIR log importance weight." in sec[3]
+    assert "Score: similarity to nearest duplicate." in sec[2]
+    assert "Score: log importance weight." in sec[3] and "Score: distance to the cluster centroid." in sec[4]
+    assert "Score: random draw (uniform in 0..1)." in sec[5] and "Score: fastText include probability." in sec[6]
     # duplicates: cluster-size histogram, only clustered documents in the score histogram, and pairs
     # whose survivor's text comes from the output beside the stage's similarity
     assert "duplicate clusters" in sec[2] and "documents without a duplicate (all kept) are not shown" in sec[2]
@@ -347,5 +348,5 @@ def test_report_lists_the_models_the_output_holds(runs, tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     assert list(models(str(out), m)[name]) == ["weights"]
     sec = re.search(r'<section id="stage-6">(.*?)</section>', _read(write_report(str(out))), re.DOTALL).group(1)
-    assert "fitted models in the output: weights (<code>models/stage-06-x/weights.bin</code>, 1.50 MB)" in sec
+    assert "fitted models in the output: weights (<code>models/stage-06-x/weights.bin</code>, 1.5 MB)" in sec
     assert "gone" not in sec

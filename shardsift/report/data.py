@@ -11,16 +11,18 @@ import pyarrow.compute as pc
 
 from .. import output
 
-# (pattern on "selector stage-name", what the score is, its unit on an axis, positive and spanning
-# orders of magnitude so a log axis reads best)
+# (pattern on "selector stage-name", what the score is in words, whether it is a positive quantity
+# that may span orders of magnitude); the first match wins, so specific patterns come first
 SCORE_NAMES = (
-    (r"LengthSelector|\blength\b", "words per document", "words", True),
-    (r"dsir|importance", "DSIR log importance weight", "log weight", False),
-    (r"minhash|FakeDedup", "MinHash Jaccard similarity to nearest duplicate", "Jaccard", False),
-    (r"exact_dedup|ExactDedup", "exact duplicate group size", "documents", True),
-    (r"semdedup|kmeans|KMeans", "distance to the cluster centroid", "distance", False),
-    (r"perplexity", "fastText include probability", "probability", False),
-    (r"RandomSelector|\brandom\b", "random draw (uniform in 0..1)", "draw", False),
+    (r"LengthSelector|\blength\b", "words per document", True),
+    (r"dsir", "DSIR log importance weight", False),
+    (r"importance", "log importance weight", False),
+    (r"exact_?dedup", "exact duplicate group size", True),
+    (r"semdedup|kmeans", "distance to the cluster centroid", False),
+    (r"minhash", "MinHash Jaccard similarity to nearest duplicate", False),
+    (r"dedup", "similarity to nearest duplicate", False),
+    (r"perplexity", "fastText include probability", False),
+    (r"RandomSelector|\brandom\b", "random draw (uniform in 0..1)", False),
 )
 CUT_METRICS = ("include_prob_threshold", "threshold", "score_threshold", "cut")
 LENGTH_SELECTOR = re.compile(r"LengthSelector$")
@@ -30,7 +32,7 @@ TEXT_BYTES_MAX = 2_000_000_000  # count words in the kept texts only up to this 
 def score_meaning(stage: dict) -> tuple[str, bool]:
     """(what the stage's score is, in words; whether it is a positive quantity for a log axis)."""
     key = f"{stage.get('selector', '')} {stage.get('name', '')}"
-    for pattern, name, _, positive in SCORE_NAMES:
+    for pattern, name, positive in SCORE_NAMES:
         if re.search(pattern, key, re.IGNORECASE):
             return name, positive
     return f"score of {stage.get('name', 'the stage')}", False

@@ -40,6 +40,14 @@ def num(v: Any) -> str:
     return str(v)
 
 
+def size(n: int) -> str:
+    """A byte count in the largest unit that keeps it at least 1 (B, kB, MB, GB; powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def pct(a: float, b: float) -> str:
     return f"{100.0 * a / b:.1f}%" if b else "-"
 

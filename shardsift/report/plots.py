@@ -133,7 +133,7 @@ def axis_for(x: np.ndarray, positive: bool) -> Axis:
         if np.sort(counts)[-2:].sum() > 0.5 * len(x):
             nonzero = a[a > 0]
             c = float(np.quantile(nonzero, 0.05)) if len(nonzero) else 1.0
-            c = 10.0 ** np.ceil(np.log10(max(c, 1e-12)))  # a power of ten: ticks at 0, +-c, +-10c, ...
+            c = 10.0 ** np.floor(np.log10(max(c, 1e-12)))  # a power of ten: ticks at 0, +-c, +-10c, ...
             return Axis("symlog", lo, hi, min=lo, max=hi, linthresh=c)
     return Axis("linear", lo, hi, min=lo, max=hi)
 
@@ -202,15 +202,20 @@ def score_hist(score: np.ndarray, kept: np.ndarray, what: str, positive: bool,
     shown[ok] = ax_x.inside(score[ok])
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
-    ax.hist([score[shown & kept], score[shown & ~kept]], bins=ax_x.bins(), stacked=True, histtype="stepfilled",
+    bins = ax_x.bins(80 if ax_x.scale == "symlog" else 50)
+    ax.hist([score[shown & kept], score[shown & ~kept]], bins=bins, stacked=True, histtype="stepfilled",
             color=[KEPT_C, DROP_C],
             label=[f"kept ({int((ok & kept).sum()):,})", f"dropped ({int((ok & ~kept).sum()):,})"])
     ax_x.apply(ax, "x")
+    counts = np.histogram(score[shown], bins=bins)[0]
+    log_counts = ax_x.scale != "linear" and counts.max() >= WIDE_SPAN * counts[counts > 0].min()
+    if log_counts:  # a long tail of a few documents per bin stays visible beside the bulk
+        log_axis(ax, "y")
     at, how = cut
     if at is not None and ax_x.lo <= at <= ax_x.hi:
         ax.axvline(at, color="k", ls="--", lw=1.2, label=f"cut: {how}")
     ax.set_xlabel(ax_x.label(what))
-    ax.set_ylabel("documents")
+    ax.set_ylabel("documents (log scale)" if log_counts else "documents")
     ax.set_title(f"distribution of {what}", fontsize=10)
     ax.legend(fontsize=8)
     missing = int((~ok).sum())

@@ -18,7 +18,7 @@ from .data import (
     score_meaning,
     value_counts,
 )
-from .html import esc, flat_metrics, note, num, pct, table
+from .html import esc, flat_metrics, note, num, pct, size, table
 from .sampling import duplicate_pairs, pick, rng, sample_rows
 
 TEXT_CHARS = 300
@@ -165,7 +165,7 @@ class StageSection:
         fitted = self.run.models_of(st.get("name", ""))
         if fitted:
             parts.append("<p>fitted models in the output: " + ", ".join(
-                f"{esc(k)} (<code>{esc(rel)}</code>, {size / 1e6:.2f} MB)" for k, rel, size in fitted) + "</p>")
+                f"{esc(k)} (<code>{esc(rel)}</code>, {size(n)})" for k, rel, n in fitted) + "</p>")
         flat = list(flat_metrics(metrics))
         if flat:
             state = " open" if len(flat) <= 12 else ""
