@@ -350,3 +350,23 @@ def test_report_lists_the_models_the_output_holds(runs, tmp_path):
     sec = re.search(r'<section id="stage-6">(.*?)</section>', _read(write_report(str(out))), re.DOTALL).group(1)
     assert "fitted models in the output: weights (<code>models/stage-06-x/weights.bin</code>, 1.5 MB)" in sec
     assert "gone" not in sec
+
+
+def test_output_layout_names_every_file_of_a_run(runs):
+    """The layout functions of shardsift.output name what the engine wrote."""
+    from shardsift import output
+    from shardsift.errors import DataError
+
+    _, outs = runs
+    out = outs[0]
+    m = output.load_manifest(out)
+    assert [os.path.relpath(p, out) for p in output.data_files(out)] == sorted(f["path"] for f in m["output"]["files"])
+    names = [output.scores_file_name(i, st["name"]) for i, st in enumerate(m["stages"]) if i]
+    assert sorted(os.listdir(output.scores_dir(out))) == sorted(names)
+    assert sorted(output.read_scores(out)) == list(range(1, len(m["stages"])))
+    dec = output.read_decisions(out)
+    assert dec.num_rows == m["docs_in"] and set(dec.column_names) >= {"id", "kept", "stage", "stage_name", "reason"}
+    assert output.manifest_path(out) == os.path.join(out, "manifest.json")
+    assert output.models_dir(out) == os.path.join(out, "models") and output.decisions_dir(out) == os.path.join(out, "decisions")
+    with pytest.raises(DataError, match="no manifest.json"):
+        output.load_manifest(os.path.join(out, "data"))
