@@ -120,7 +120,7 @@ def main(argv=None) -> int:
 
 def _select(args) -> int:
     from .pipeline import Pipeline
-    from .report_text import manifest_table
+    from .report.summary import manifest_table
 
     result = Pipeline.from_yaml(args.config, args.sets).run(
         args.input, args.output, overwrite=args.overwrite, progress=not args.quiet,
@@ -166,7 +166,7 @@ def _compare(args) -> int:
 
 def _inspect(args) -> int:
     from .errors import DataError
-    from .report_text import manifest_table
+    from .report.summary import manifest_table
 
     path = os.path.join(args.output, "manifest.json")
     if not os.path.exists(path):
@@ -181,14 +181,14 @@ def _inspect(args) -> int:
 
 
 def _explain(args) -> int:
-    from .engine.accounting import explain
+    from .output import explain
 
     print("\n".join(explain(args.output, args.id)))
     return 0
 
 
 def _verify(args) -> int:
-    from .engine.accounting import verify_output
+    from .output import verify_output
 
     r = verify_output(args.output)
     print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "

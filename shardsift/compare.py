@@ -2,6 +2,7 @@
 
 Overlap of the kept ids (Jaccard, A-only, B-only), composition by a label column when the outputs
 have one, config differences, and per stage the document counts and every numeric metric that differs.
+Both outputs are read through `shardsift.output` (local or on object storage).
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 
 import pyarrow.compute as pc
 
-from .report import _counts, _detect_label, load_manifest, output_ids, scalar_metrics
+from .output import detect_label, load_manifest, read_kept
+from .report.data import scalar_metrics, value_counts
 
 
 def _flat_config(cfg, prefix: str = "") -> dict:
@@ -29,10 +31,10 @@ def compare_outputs(a: str, b: str, label_column: str | None = None) -> dict:
     """A dict describing the differences between outputs ``a`` and ``b`` (see `format_compare`)."""
     ma, mb = load_manifest(a), load_manifest(b)
     if label_column is None:
-        label_column = _detect_label(a, ma) or _detect_label(b, mb)
+        label_column = detect_label(a, ma) or detect_label(b, mb)
     label_column = label_column or None
     cols = [label_column] if label_column else []
-    ta, tb = output_ids(a, ma, cols), output_ids(b, mb, cols)
+    ta, tb = read_kept(a, ma, cols), read_kept(b, mb, cols)
     ida = pc.unique(ta.column("id").combine_chunks())
     idb = pc.unique(tb.column("id").combine_chunks())
     both = int(pc.sum(pc.is_in(ida, value_set=idb)).as_py() or 0)
@@ -49,7 +51,7 @@ def compare_outputs(a: str, b: str, label_column: str | None = None) -> dict:
         "stages": [],
     }
     if label_column and label_column in ta.column_names and label_column in tb.column_names:
-        ca, cb = _counts(ta.column(label_column)), _counts(tb.column(label_column))
+        ca, cb = value_counts(ta.column(label_column)), value_counts(tb.column(label_column))
         na, nb = max(sum(ca.values()), 1), max(sum(cb.values()), 1)
         keys = sorted(set(ca) | set(cb), key=lambda k: (-(ca.get(k, 0) + cb.get(k, 0)), k))
         res["composition"] = [{"label": k, "a": ca.get(k, 0), "b": cb.get(k, 0),

@@ -45,7 +45,7 @@ class FakeDedup(Selector):
         cluster = first[inv].astype(np.int64)
         size = np.bincount(cluster, minlength=n)
         keep = cluster == np.arange(n)
-        sim = np.where(size[cluster] >= 2, 0.95, 0.0)
+        sim = np.where(size[cluster] >= 2, 0.8 + (np.arange(n) % 17) / 85.0, 0.0)  # 0.8 to 1 in clusters
         return Decision(keep=keep, reason=np.where(keep, "", "near_duplicate"), score=sim,
                         extra={"cluster": cluster, "cluster_size": size[cluster].astype(np.int64)},
                         metrics={"clusters": int((size >= 2).sum()), "docs_removed": int((~keep).sum())})
@@ -53,7 +53,7 @@ class FakeDedup(Selector):
 
 class FakeKMeans(Selector):
     """kmeans_diversity-like: an embedding per document (hashed word counts), nearest of k random
-    centroids, a balanced quota per cluster; embeddings stay in the work dir's score files."""
+    centroids, a balanced quota per cluster; the embeddings go to the scores sidecar."""
 
     name = "fake_kmeans"
     scope = "global"
@@ -87,7 +87,8 @@ class FakeKMeans(Selector):
         keep[np.lexsort((dist, rank))[:budget]] = True
         sizes = np.bincount(cluster, minlength=self.k)
         return Decision(keep=keep, reason="balanced", score=dist,
-                        extra={"cluster": cluster.astype(np.int32), "distance": dist},
+                        extra={"cluster": cluster.astype(np.int32), "distance": dist,
+                               "embedding": np.asarray(scores["embedding"], np.float32)},
                         metrics={"cluster_sizes_before": sizes.tolist(),
                                  "cluster_sizes_after": np.bincount(cluster[keep], minlength=self.k).tolist()})
 

@@ -12,10 +12,10 @@ import yaml
 from conftest import file_digests, run_cli
 
 from shardsift import io
-from shardsift.engine.accounting import verify_output
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, DataError, UsageError
 from shardsift.io import readers
+from shardsift.output import verify_output
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 

@@ -14,10 +14,10 @@ from conftest import ROOT, file_digests, run_cli
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shardsift.engine.accounting import verify_output
 from shardsift.engine.config import parse_config
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError, ShardsiftError, UsageError
+from shardsift.output import verify_output
 
 TORTURE = bool(os.environ.get("SHARDSIFT_TORTURE"))
 
@@ -54,6 +54,20 @@ def test_verify_catches_tampering(sample_dir, tmp_path):
     pq.write_table(t.slice(1), part)  # one kept document lost
     proc = run_cli("verify", out, check=False)
     assert proc.returncode == 1 and "differs from the manifest" in proc.stderr
+
+
+def test_verify_catches_a_dropped_id_in_place_of_a_kept_one(sample_dir, tmp_path):
+    out = tmp_path / "out"
+    run_pipeline(cfg_for(sample_dir, out))
+    dec = pq.read_table(out / "decisions")
+    dropped = dec.filter(pa.compute.invert(dec.column("kept"))).column("id")[0].as_py()
+    part = out / "data" / "part-00000-00000.parquet"
+    t = pq.read_table(part)
+    ids = t.column("id").to_pylist()
+    ids[0] = dropped
+    pq.write_table(t.set_column(t.column_names.index("id"), "id", pa.array(ids)), part)
+    with pytest.raises(ShardsiftError, match="not exactly the kept ids"):
+        verify_output(str(out))
 
 
 # -- the output lock ---------------------------------------------------------------------------------

@@ -1,33 +1,11 @@
-"""The manifest as a readable table, for `shardsift select` and `shardsift inspect`."""
+"""The manifest as a plain-text table, for `shardsift select` and `shardsift inspect`."""
 from __future__ import annotations
 
-
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def _scalars(metrics: dict, prefix: str = ""):
-    """Flatten nested metrics to (key, value) pairs of scalars; long lists are summarised."""
-    for k, v in metrics.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            yield from _scalars(v, key + ".")
-        elif isinstance(v, (list, tuple)):
-            if len(v) <= 8 and all(isinstance(x, (int, float, str)) for x in v):
-                yield key, "[" + ", ".join(_fmt(x) for x in v) + "]"
-            else:
-                yield key, f"<{len(v)} values>"
-        else:
-            yield key, _fmt(v)
+from .html import flat_metrics
 
 
 def manifest_table(m: dict, output: str = "") -> str:
+    """Counts, drop reasons, timings and metrics of every stage, one line each."""
     lines = []
     if output:
         lines.append(f"output: {output}")
@@ -50,7 +28,7 @@ def manifest_table(m: dict, output: str = "") -> str:
     lines.append(f"total: wall {m['wall_s']:.2f} s, cpu {m['cpu_s']:.2f} s, peak memory {m['peak_rss_mb']:.0f} MB; "
                  f"{len(m['output']['files'])} output file(s)")
     for st in m["stages"]:
-        pairs = list(_scalars(st.get("metrics") or {}))
+        pairs = list(flat_metrics(st.get("metrics") or {}))
         if pairs:
             lines.append(f"metrics of {st['name']}:")
             for k, v in pairs:
