@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override any config value by its dotted path, e.g. --set stages.0.length.min_words=50 "
                         "(repeatable; the value is read as YAML)")
     s.add_argument("--overwrite", action="store_true", help="replace a finished output at the same path")
+    s.add_argument("--fresh", action="store_true", help="recompute everything (do not reuse the work dir)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
     s.add_argument("--report", action="store_true", help="then write OUTPUT/report.html and print its path")
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="say whether a document was kept and, if not, which stage dropped it and why")
     e.add_argument("output")
     e.add_argument("id", help="the document's id")
+
+    cl = sub.add_parser("clean", help="remove a finished output's work dir (what a resume or --overwrite reuses)")
+    cl.add_argument("output")
 
     v = sub.add_parser("verify", help="check an output: accounting adds up, output ids are exactly the kept ids")
     v.add_argument("output")
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        commands = {"select": _select, "check": _check, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
+        commands = {"select": _select, "check": _check, "clean": _clean, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
                     "explain": _explain, "verify": _verify, "report": _report, "compare": _compare}
         return commands[args.command](args)
     except ShardsiftError as err:
@@ -113,6 +117,12 @@ def main(argv=None) -> int:
         print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
               file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `shardsift inspect OUT | head`: the reader went away, nothing is wrong
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout's own close at exit must not fail
+        except OSError:
+            pass
+        return 0
     except KeyboardInterrupt:
         print("shardsift: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -123,7 +133,7 @@ def _select(args) -> int:
     from .report.summary import manifest_table
 
     result = Pipeline.from_yaml(args.config, args.sets).run(
-        args.input, args.output, overwrite=args.overwrite, progress=not args.quiet,
+        args.input, args.output, overwrite=args.overwrite, progress=not args.quiet, fresh=args.fresh,
         workers=args.workers, executor=args.executor, seed=args.seed)
     manifest = result.manifest
     if args.json:
@@ -146,6 +156,21 @@ def _check(args) -> int:
     for line in check_inputs(cfg):
         print(line)
     print(f"{args.config}: ok ({len(cfg.stages)} stage(s); nothing was read beyond file listings and footers)")
+    return 0
+
+
+def _clean(args) -> int:
+    from .engine.workdir import remove
+    from .errors import UsageError
+    from .io import storage
+    from .output import load_manifest
+
+    manifest = load_manifest(args.output)  # only a finished output: an unfinished one needs its work dir
+    work = (manifest.get("config", {}).get("output") or {}).get("work_dir") or storage.join(args.output, ".work")
+    if not storage.exists(work):
+        raise UsageError(f"{args.output}: no work dir at {work}")
+    remove(work)
+    print(f"removed {work}")
     return 0
 
 

@@ -43,15 +43,16 @@ class Pipeline:
         return parse_config(self._raw(input, output, **overrides))
 
     def run(self, input=None, output=None, *, overwrite: bool = False, progress: bool = False,
-            **overrides) -> Result:
+            fresh: bool = False, **overrides) -> Result:
         """Run on ``input`` (a path, glob, list of paths, or a ``datasets.Dataset``; default: the
         config's) into ``output`` (a directory; default: the config's). ``overrides`` are top-level
-        keys for this run only (``workers=2``)."""
+        keys for this run only (``workers=2``). ``fresh`` recomputes everything instead of reusing
+        the work dir of an earlier run."""
         from .engine.executors import Progress
         from .engine.runner import run_pipeline
 
         cfg = self.check(input, output, **overrides)
-        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress))
+        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress), fresh=fresh)
         return Result(cfg.output.path, manifest)
 
     def _raw(self, input, output, **overrides) -> dict:

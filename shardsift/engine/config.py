@@ -52,7 +52,8 @@ OUTPUT = {
     "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
     "compression": Param(str, "zstd", "Parquet compression",
                          choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
-    "scores": Param(bool, False, "write the scores sidecar (scores/)"),
+    "scores": Param(bool, True, "write the scores sidecar: every stage's score, decision and extras per document"),
+    "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
 }
@@ -103,7 +104,8 @@ class OutputConfig:
     max_shard_bytes: int = 256 * 10**6
     row_group_bytes: int = 8 * 2**20
     compression: str = "zstd"
-    scores: bool = False
+    scores: bool = True
+    keep_work: bool = True
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
 

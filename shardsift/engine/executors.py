@@ -27,6 +27,10 @@ class Progress:
         if self.enabled:
             print(f"[shardsift] {text}", file=self.stream, flush=True)
 
+    def warn(self, text: str) -> None:
+        """Printed even when progress lines are off."""
+        print(f"[shardsift] warning: {text}", file=self.stream, flush=True)
+
     def bar(self, total: int, desc: str):
         return _Bar(self, total, desc)
 

@@ -15,9 +15,10 @@ from .. import __version__
 from ..errors import DataError
 from ..io import shard_schema, storage
 from . import faults, workdir
+from .executors import LocalExecutor
 from .fingerprint import fingerprint
 from .output_parts import output_tasks, write_shards
-from .shards import usage
+from .shards import tree_cpu, usage
 
 MANIFEST = "manifest.json"
 
@@ -60,10 +61,9 @@ class OutputWriting:
         """Decisions, scores and models next to the data, the renames, then manifest.json last."""
         t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
         final = os.path.join(self.out, "data")
-        if not files:  # an empty selection is still a readable dataset
+        if not files:  # an empty selection is still a readable table: the schema, no row group
             fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
-            empty = pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)  # no pandas import
-            pq.write_table(empty, where, filesystem=fs, compression=self.cfg.output.compression)
+            pq.ParquetWriter(where, schema, filesystem=fs).close()
             files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
         out_files = []
         for f in files:
@@ -79,10 +79,18 @@ class OutputWriting:
                 workdir.remove(os.path.join(self.out, name))
                 storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
         write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
+        if isinstance(self._executor, LocalExecutor):
+            self._close_executor()  # its worker processes are reaped: their CPU counts in the tree's
         manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        if kept_rows == 0:
+            manifest["warnings"].append("the run kept no documents: data/ holds one empty part")
         faults.point("manifest")
         workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
         self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
+        for w in manifest["warnings"]:
+            self.progress.warn(w)
+        if not self.cfg.output.keep_work:
+            workdir.remove(self.work)
         return manifest
 
     def output_schema(self) -> pa.Schema:
@@ -178,6 +186,14 @@ class OutputWriting:
             "write": write_rep,
             "output": {"files": out_files, "models": models, "scores": bool(self.cfg.output.scores)},
             "wall_s": time.perf_counter() - self.t0,
-            "cpu_s": usage()["cpu_s"] - self.cpu0 + self.task_cpu,
+            "cpu_s": self.total_cpu(),
             "peak_rss_mb": max(ru.ru_maxrss / 1024.0, self.task_rss),
+            "warnings": [],
         }
+
+    def total_cpu(self) -> float:
+        """The whole run's CPU seconds: with local workers the process tree's (reaped children
+        included, their start-up and imports too); on Ray this process's plus its tasks'."""
+        if self._executor is None or isinstance(self._executor, LocalExecutor):
+            return tree_cpu() - self.tree_cpu0
+        return usage()["cpu_s"] - self.cpu0 + self.task_cpu

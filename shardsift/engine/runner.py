@@ -36,6 +36,7 @@ from .shards import (
     decision_arrays,
     drop_counts,
     run_score,
+    tree_cpu,
     usage,
     write_keep,
 )
@@ -45,7 +46,8 @@ class Runner(OutputWriting):
     """One run: scan, the stages in order, the output; every step's results in the work dir."""
 
     def __init__(self, cfg: Config, *, overwrite: bool = False, progress: Progress | None = None,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, fresh: bool = False):
+        self.fresh = fresh  # recompute everything: the work dir of earlier runs is removed first
         self.cfg = cfg
         self.overwrite = overwrite
         self.progress = progress or Progress(enabled=False)
@@ -56,6 +58,7 @@ class Runner(OutputWriting):
         self._executor = executor
         self.t0 = time.perf_counter()
         self.cpu0 = usage()["cpu_s"]
+        self.tree_cpu0 = tree_cpu()
         self.task_cpu = 0.0
         self.task_rss = 0.0
         self.fused_cpu: dict[int, float] = {}  # stage -> CPU seconds of its scores fused into this process's scans
@@ -138,6 +141,8 @@ class Runner(OutputWriting):
             other = [x for x in storage.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
+        if self.fresh:
+            workdir.remove(self.work)
         storage.makedirs(self.work)
 
     def _resolve_inputs(self):
@@ -305,8 +310,8 @@ class Runner(OutputWriting):
         sel, label, fp, stage_dir, keep_paths = self._stage_setup(i, st, prev_fp)
         done = os.path.join(stage_dir, "done.json")
         if storage.exists(done):
-            self.progress.line(f"{label}: done (resumed)")
-            rep = workdir.read_json(done)
+            self.progress.line(f"{label}: done (reused from the work dir)")
+            rep = {**workdir.read_json(done), "reused": True}  # its times are those of the run that made it
             self._account([{"rss_mb": rep.get("peak_rss_mb", 0)}])
             return rep, keep_paths, fp
 
@@ -387,10 +392,10 @@ class Runner(OutputWriting):
 
 
 def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | bool | None = None,
-                 executor: Executor | None = None) -> dict:
+                 executor: Executor | None = None, fresh: bool = False) -> dict:
     """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
     cfg = config if isinstance(config, Config) else parse_config(config)
     if isinstance(progress, bool):
         progress = Progress(enabled=progress)
-    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor).run()
+    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor, fresh=fresh).run()
 

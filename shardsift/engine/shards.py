@@ -27,6 +27,13 @@ def usage() -> dict:
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024.0, "pid": os.getpid()}
 
 
+def tree_cpu() -> float:
+    """CPU seconds of this process and of every child it has reaped (local worker processes once
+    their pool is shut down): the whole process tree's work, start-up and imports included."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def task_stats(before: dict, t0: float) -> dict:
     after = usage()
     return {"cpu_s": after["cpu_s"] - before["cpu_s"], "rss_mb": after["rss_mb"],
