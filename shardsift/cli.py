@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="recompute everything (do not reuse the work dir)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
-    s.add_argument("--report", action="store_true", help="then write OUTPUT/report.html and print its path")
+    s.add_argument("--report", action="store_true", help="then write OUTPUT/.shardsift/report.html and print its path")
     s.add_argument("--label-column", help="with --report: input column to show the composition by")
 
     ck = sub.add_parser("check", help="validate a config (every key, parameter and input file) without running it")
@@ -45,12 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("output")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
 
-    r = sub.add_parser("report", help="write OUTPUT/report.html: plots of what a run kept and dropped")
+    r = sub.add_parser("report", help="write OUTPUT/.shardsift/report.html: plots of what a run kept and dropped")
     r.add_argument("output")
     r.add_argument("--label-column", help="input column to show the composition by (default: a domain/label/"
                    "source column when the output has one; '' for none)")
     r.add_argument("--samples", type=int, default=3, help="kept and dropped example documents per stage")
-    r.add_argument("--path", help="write the page here instead of OUTPUT/report.html")
+    r.add_argument("--path", help="write the page here instead of OUTPUT/.shardsift/report.html")
 
     c = sub.add_parser("compare", help="compare two outputs: kept-id overlap, composition, metrics")
     c.add_argument("output_a")
@@ -112,17 +112,17 @@ def main(argv=None) -> int:
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
         return err.exit_code
-    except OSError as err:  # disk full, read-only output, permissions: one line naming the path
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
-              file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `shardsift inspect OUT | head`: the reader went away, nothing is wrong
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stdout's own close at exit must not fail
         except OSError:
             pass
         return 0
+    except OSError as err:  # disk full, read-only output, permissions: one line naming the path
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("shardsift: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -191,15 +191,16 @@ def _compare(args) -> int:
 
 def _inspect(args) -> int:
     from .errors import DataError
+    from .io import layout
     from .report.summary import manifest_table
 
-    path = os.path.join(args.output, "manifest.json")
+    path = os.path.join(args.output, layout.MANIFEST)
     if not os.path.exists(path):
-        raise DataError(f"{args.output}: no manifest.json (not a finished shardsift output)")
+        raise DataError(f"{args.output}: no {layout.MANIFEST} (not a finished shardsift output)")
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
-    report = os.path.join(args.output, "report.html")
+    report = os.path.join(args.output, layout.REPORT)
     if not args.json:
         print(f"report: {report}" if os.path.exists(report) else f"no report yet: shardsift report {args.output}")
     return 0

@@ -1,12 +1,12 @@
 """The one reader of a finished output directory, for `verify`, `explain`, `report` and `compare`.
 
-A finished output holds ``manifest.json`` (written last: no manifest, no finished output), the kept
-documents under ``data/``, one row per input document under ``decisions/`` (id, kept, the stage that
-dropped it and why), the scores sidecar ``scores/stage-NN-NAME.parquet`` when the run asked for it
-(``output.scores: true``) and fitted models under ``models/``. Every path of that layout is made
-here (`data_dir`, `decisions_dir`, `scores_dir`, `models_dir`), and every read goes through the
-storage layer, so an output on object storage reads like a local one. Nothing here reads the
-input corpus or the private work dir: what the output does not hold, its readers say is missing.
+A finished output holds the kept documents under ``data/`` and, in the hidden ``.shardsift/``
+folder, ``manifest.json`` (written last: no manifest, no finished output), one row per input document
+(``decisions/``: id, kept, the stage that dropped it and why), the scores sidecar
+(``scores/stage-NN-NAME.parquet``) and fitted models (``models/``); the layout is named once, in
+``shardsift.io.layout``. Every read goes through the storage layer, so an output on object storage
+reads like a local one. Nothing here reads the input corpus or the private work dir: what the
+output does not hold, its readers say is missing.
 """
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .io import storage
+from .io.layout import DATA, DECISIONS, MANIFEST, MODELS, SCORES, scores_file_name  # noqa: F401 (the layout)
 
-MANIFEST = "manifest.json"
-DATA, DECISIONS, SCORES, MODELS = "data", "decisions", "scores", "models"
 LABEL_CANDIDATES = ("domain", "label", "source", "category", "lang", "language")
 MAX_LABELS = 40
 _SCORES_FILE = re.compile(r"stage-(\d+)-.*\.parquet$")
@@ -51,11 +50,6 @@ def scores_dir(out: str) -> str:
 def models_dir(out: str) -> str:
     """What stages fitted (classifiers, n-gram tables), one folder per stage."""
     return storage.join(out, MODELS)
-
-
-def scores_file_name(index: int, stage_name: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in stage_name)[:40]
-    return f"stage-{index:02d}-{safe}.parquet"
 
 
 # -- low-level reads -------------------------------------------------------------------------------

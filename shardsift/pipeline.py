@@ -50,9 +50,12 @@ class Pipeline:
         the work dir of an earlier run."""
         from .engine.executors import Progress
         from .engine.runner import run_pipeline
+        from .engine.shards import tree_cpu
 
+        cpu0 = tree_cpu()  # the run's CPU counts reading the config and loading the selectors too
         cfg = self.check(input, output, **overrides)
-        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress), fresh=fresh)
+        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress), fresh=fresh,
+                                tree_cpu0=cpu0)
         return Result(cfg.output.path, manifest)
 
     def _raw(self, input, output, **overrides) -> dict:

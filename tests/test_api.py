@@ -116,7 +116,7 @@ def test_from_yaml_and_select_share_one_path(tmp_path, wordlist):
                    check=True, env=env, capture_output=True)
     result = shardsift.Pipeline.from_yaml(str(cfg), ["stages.0.length.min_words=10", "stages.1.random.keep=0.25"]) \
         .run(output=str(tmp_path / "api"))
-    cli = json.loads((tmp_path / "cli" / "manifest.json").read_text())
+    cli = json.loads((tmp_path / "cli" / ".shardsift" / "manifest.json").read_text())
     assert cli["stages"][1]["params"]["min_words"] == 10 and cli["stages"][2]["params"]["keep"] == 0.25
     assert cli["docs_kept"] == result.manifest["docs_kept"]
     for name in sorted(os.listdir(tmp_path / "cli" / "data")):

@@ -47,7 +47,7 @@ def test_annotate_only_stages_keep_everything_and_record_what_they_would_select(
     m = run(tmp_path, {"weights": {"length": 1}, "n": 6})
     assert [s["kept"] for s in m["stages"][1:]] == [6, 6, 6]
     assert m["stages"][2]["metrics"]["selected"] == 5  # XCount would have dropped "a"
-    side = pq.read_table(tmp_path / "out" / "scores" / "stage-02-test_combine_XCount.parquet").to_pydict()
+    side = pq.read_table(tmp_path / "out" / ".shardsift" / "scores" / "stage-02-test_combine_XCount.parquet").to_pydict()
     got = dict(zip(side["id"], zip(side["score"], side["selected"], side["kept"])))
     assert got["a"] == (0.0, False, True) and got["e"] == (5.0, True, True)
     assert m["stages"][1]["metrics"]["selected"] == 6
@@ -60,7 +60,7 @@ def test_combine_by_hand(tmp_path):
     m = run(tmp_path, {"weights": {"length": 1, 2: 2}, "n": 3})
     assert kept_ids(tmp_path) == ["d", "e", "f"]
     assert m["stages"][3]["dropped"] == {"below_combined_cut": 3}
-    side = pq.read_table(tmp_path / "out" / "scores" / "stage-03-combine.parquet").to_pydict()
+    side = pq.read_table(tmp_path / "out" / ".shardsift" / "scores" / "stage-03-combine.parquet").to_pydict()
     score = dict(zip(side["id"], side["score"]))
     assert score == pytest.approx({"a": 3 / 18, "b": 6 / 18, "c": 10 / 18, "d": 14 / 18, "e": 17 / 18, "f": 13 / 18})
     # a negative weight prefers low scores: the fewest words first

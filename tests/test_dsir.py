@@ -352,8 +352,8 @@ def test_pipeline_end_to_end_workers(tmp_path):
         st = [s for s in man["stages"] if s["name"] == "dsir"][0]
         assert st["kept"] == 90
         assert st["metrics"]["kl_reduction"] > st["metrics"]["kl_reduction_random"]
-        assert os.path.exists(out / "models")
-        assert glob.glob(str(out / "models" / "**" / "dsir_estimator.npz"), recursive=True)
+        assert os.path.exists(out / ".shardsift" / "models")
+        assert glob.glob(str(out / ".shardsift" / "models" / "**" / "dsir_estimator.npz"), recursive=True)
         ids = pq.read_table(str(out / "data")).column("id").to_pylist()
         kept.append(sorted(ids))
     assert kept[0] == kept[1]

@@ -468,10 +468,10 @@ def test_pipeline_end_to_end_workers_agree(tmp_path):
         assert st["kept"] == 200 and st["docs_in"] == 500
         assert "coverage" in st["metrics"] and len(st["metrics"]["cluster_sizes_after"]) == 6
         outs[w] = pq.read_table(str(tmp_path / f"out{w}" / "data")).column("id").to_pylist()
-        side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "scores" / "*.parquet"))[0])
+        side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / ".shardsift" / "scores" / "*.parquet"))[0])
         assert {"cluster", "distance"} <= set(side.column_names)
-        assert os.path.exists(tmp_path / f"out{w}" / "models")
-        assert glob.glob(str(tmp_path / f"out{w}" / "models" / "**" / "centroids.npy"), recursive=True)
+        assert os.path.exists(tmp_path / f"out{w}" / ".shardsift" / "models")
+        assert glob.glob(str(tmp_path / f"out{w}" / ".shardsift" / "models" / "**" / "centroids.npy"), recursive=True)
     assert outs[1] == outs[2]
 
 

@@ -314,7 +314,7 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
         assert st["metrics"]["clusters"] == len(pairs_dup)
         assert st["metrics"]["shards_read_back"] == 3  # the decide reads its candidates back
         data = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "data" / "*.parquet"))).sort_by("id")
-        side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / "scores" / "*minhash*.parquet"))[0])
+        side = pq.read_table(glob.glob(str(tmp_path / f"out{w}" / ".shardsift" / "scores" / "*minhash*.parquet"))[0])
         outs.append((data.column("id").to_pylist(), side.sort_by("id").to_pydict()))
     assert outs[0] == outs[1]
     side = outs[0][1]
@@ -350,7 +350,7 @@ def test_real_pool_shards(tmp_path):
     man = run_pipeline(cfg)
     m = man["stages"][1]["metrics"]
     assert m["clusters"] > 50 and m["docs_removed"] > 100 and m["pairs_rejected"] > 0
-    side = pq.read_table(glob.glob(str(tmp_path / "out" / "scores" / "*.parquet"))[0]).to_pandas()
+    side = pq.read_table(glob.glob(str(tmp_path / "out" / ".shardsift" / "scores" / "*.parquet"))[0]).to_pandas()
     removed = side[~side.kept]
     assert len(removed) == m["docs_removed"] and (removed.score >= 0.8).all()
     in_clusters = side[side.cluster_size > 1]

@@ -261,8 +261,8 @@ def test_end_to_end_recovers_correlated_domains(sample_dir, tmp_path):
     print(f"informative share: kept {share:.3f}, pool {base:.3f}")
     assert share > 0.9 and share > 2 * base
     assert m["stages"][-1]["kept"] == round(0.3 * m["stages"][-1]["docs_in"])
-    assert os.path.exists(out1 / "models") and any(
-        f.endswith("fasttext.bin") for _, _, fs in os.walk(out1 / "models") for f in fs)
+    assert os.path.exists(out1 / ".shardsift" / "models") and any(
+        f.endswith("fasttext.bin") for _, _, fs in os.walk(out1 / ".shardsift" / "models") for f in fs)
 
     # two workers give the same bytes
     out2 = tmp_path / "out2"
@@ -271,13 +271,13 @@ def test_end_to_end_recovers_correlated_domains(sample_dir, tmp_path):
 
     # the saved classifier filters a pool again without the loss matrix: the same P(include) per
     # document; with no include keys to place first, the budget is filled by P(include) alone
-    model_path = next(os.path.join(d, f) for d, _, fs in os.walk(out1 / "models") for f in fs
+    model_path = next(os.path.join(d, f) for d, _, fs in os.walk(out1 / ".shardsift" / "models") for f in fs
                       if f.endswith("fasttext.bin"))
     out3 = tmp_path / "out3"
     m3 = run_pipeline(_cfg(sample_dir / "pool", out3, {"model": model_path, "keep": 0.3}))
     met3 = m3["stages"][-1]["metrics"]
     assert met3["trained"] is False and met3["kept_from_include_keys"] == 0
-    s1, s3 = (pads.dataset(os.path.join(o, "scores")).to_table(columns=["id", "score", "kept"]) for o in (out1, out3))
+    s1, s3 = (pads.dataset(os.path.join(o, ".shardsift", "scores")).to_table(columns=["id", "score", "kept"]) for o in (out1, out3))
     assert s1.column("id").equals(s3.column("id")) and s1.column("score").equals(s3.column("score"))
     kept3 = s3.filter(s3.column("kept")).column("score").to_numpy()
     assert kept3.min() == met3["include_prob_threshold"] >= s3.filter(pc.invert(s3.column("kept"))).column(

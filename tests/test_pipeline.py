@@ -43,7 +43,7 @@ def test_select_cli_summary_manifest_and_datasets_load(sample_dir, tmp_path):
     cfg = write_cfg(tmp_path, **basic(sample_dir, out, workers=2))
     proc = run_cli("select", cfg)
     assert "length" in proc.stdout and "random" in proc.stdout and "kept" in proc.stdout
-    m = json.loads((out / "manifest.json").read_text())
+    m = json.loads((out / ".shardsift" / "manifest.json").read_text())
     assert m["docs_in"] == 1200
     assert m["docs_in"] == m["docs_kept"] + sum(sum(s["dropped"].values()) for s in m["stages"])
     st = {s["name"]: s for s in m["stages"]}
@@ -67,7 +67,7 @@ def test_workers_1_and_2_give_identical_bytes(sample_dir, tmp_path):
     run_pipeline(basic(sample_dir, tmp_path / "w2", workers=2))
     d1, d2 = file_digests(tmp_path / "w1" / "data"), file_digests(tmp_path / "w2" / "data")
     assert d1 and d1 == d2
-    assert file_digests(tmp_path / "w1" / "scores") == file_digests(tmp_path / "w2" / "scores")
+    assert file_digests(tmp_path / "w1" / ".shardsift" / "scores") == file_digests(tmp_path / "w2" / ".shardsift" / "scores")
 
 
 @pytest.mark.parametrize("kill_at", ["scan:1", "score:00:2", "stage:00", "decide:01:1", "write:0",
@@ -79,7 +79,7 @@ def test_sigkill_then_rerun_is_byte_identical(sample_dir, tmp_path, kill_at):
     cfg = write_cfg(tmp_path, **basic(sample_dir, out, workers=2))
     proc = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": kill_at}, check=False)
     assert proc.returncode != 0, "the kill point was never reached"
-    assert not (out / "manifest.json").exists()
+    assert not (out / ".shardsift" / "manifest.json").exists()
     log = tmp_path / "points.log"
     proc = run_cli("select", cfg, env={"SHARDSIFT_LIST_POINTS": str(log)})
     points = log.read_text().split()
@@ -91,7 +91,7 @@ def test_sigkill_then_rerun_is_byte_identical(sample_dir, tmp_path, kill_at):
     if kill_at.startswith("decide:"):
         assert not any(p.startswith("score:01") for p in points)
     assert file_digests(out / "data") == file_digests(ref / "data")
-    assert file_digests(out / "scores") == file_digests(ref / "scores")
+    assert file_digests(out / ".shardsift" / "scores") == file_digests(ref / ".shardsift" / "scores")
 
 
 def test_output_exists_refused_unless_overwrite(sample_dir, tmp_path):
@@ -103,7 +103,7 @@ def test_output_exists_refused_unless_overwrite(sample_dir, tmp_path):
     proc = run_cli("select", cfg, check=False)
     assert proc.returncode == 2 and "use --overwrite" in proc.stderr and proc.stderr.count("\n") == 1
     run_cli("select", cfg, "--overwrite", "--seed", "4")
-    assert json.loads((out / "manifest.json").read_text())["config"]["seed"] == 4
+    assert json.loads((out / ".shardsift" / "manifest.json").read_text())["config"]["seed"] == 4
 
 
 def test_bounded_output_shards(sample_dir, tmp_path):
@@ -161,13 +161,13 @@ def test_output_row_groups_and_batch_bytes_keep_the_output(sample_dir, tmp_path)
 def test_scores_sidecar_records_every_decision(sample_dir, tmp_path):
     out = tmp_path / "out"
     m = run_pipeline(basic(sample_dir, out))
-    sc = pq.read_table(out / "scores" / "stage-02-random.parquet")
+    sc = pq.read_table(out / ".shardsift" / "scores" / "stage-02-random.parquet")
     st = m["stages"][2]
     assert sc.num_rows == st["docs_in"]
     kept = sc.filter(sc.column("kept")).column("id").to_pylist()
     assert sorted(kept) == sorted(read_out(out).column("id").to_pylist())
     assert set(sc.filter(pa.compute.invert(sc.column("kept"))).column("reason").to_pylist()) == {"random"}
-    ln = pq.read_table(out / "scores" / "stage-01-length.parquet")
+    ln = pq.read_table(out / ".shardsift" / "scores" / "stage-01-length.parquet")
     short = ln.filter(pa.compute.invert(ln.column("kept")))
     assert set(short.column("reason").to_pylist()) == {"too_short"}
     assert max(short.column("score").to_pylist()) < 20
@@ -311,7 +311,7 @@ def _expect_error(tmp_path, cfg, code, needle):
     assert needle in err and "\n" not in err and "Traceback" not in err, err
     out = cfg.get("output", {}).get("path") if isinstance(cfg.get("output"), dict) else cfg.get("output")
     if out:
-        assert not os.path.exists(os.path.join(out, "manifest.json"))
+        assert not os.path.exists(os.path.join(out, ".shardsift", "manifest.json"))
         assert not os.path.exists(os.path.join(out, "data"))
     return err
 
@@ -476,7 +476,8 @@ def doc_stages(sample_dir, out, workers=1, **extra):
 
 
 def outputs(out) -> dict:
-    return {d: file_digests(os.path.join(out, d)) for d in ("data", "decisions", "scores")}
+    return {d: file_digests(os.path.join(out, p)) for d, p in (("data", "data"), ("decisions", ".shardsift/decisions"),
+                                                                 ("scores", ".shardsift/scores"))}
 
 
 def test_one_and_two_workers_write_the_same_bytes_and_accounts(sample_dir, tmp_path):
@@ -484,7 +485,7 @@ def test_one_and_two_workers_write_the_same_bytes_and_accounts(sample_dir, tmp_p
     run_pipeline(doc_stages(sample_dir, tmp_path / "staged", workers=2))
     one, staged = outputs(tmp_path / "one"), outputs(tmp_path / "staged")
     assert len(one["data"]) > 1 and len(one["decisions"]) == 3 and one == staged
-    m1, m2 = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "staged"))
+    m1, m2 = (json.loads((tmp_path / d / ".shardsift" / "manifest.json").read_text()) for d in ("one", "staged"))
     for key in ("docs_in", "docs_kept", "docs_dropped", "bytes_in", "bytes_kept", "tokens_in", "tokens_kept"):
         assert m1[key] == m2[key], key
     assert [(s["docs_in"], s["kept"], s["dropped"]) for s in m1["stages"]] == \
@@ -506,7 +507,7 @@ def test_one_pass_sigkill_at_any_point_then_rerun_is_byte_identical(sample_dir, 
         out = tmp_path / f"out{k}"
         cfg = write_cfg(tmp_path, f"c{k}.yaml", **doc_stages(sample_dir, out))
         killed = run_cli("select", cfg, env={"SHARDSIFT_KILL_AT": point}, check=False)
-        assert killed.returncode != 0 and not (out / "manifest.json").exists(), point
+        assert killed.returncode != 0 and not (out / ".shardsift" / "manifest.json").exists(), point
         again = tmp_path / f"again{k}.log"
         run_cli("select", cfg, env={"SHARDSIFT_LIST_POINTS": str(again)})
         if point.startswith(("fit:", "scan:", "score:")):  # the task that finished is not redone
@@ -607,7 +608,7 @@ def test_a_failing_fused_stage_fails_its_task_naming_stage_and_shard(sample_dir,
         run_pipeline(cfg(tmp_path / "bad", 1))
     msg = str(exc.value)
     assert msg.startswith("stage 1/1 ray_plugins:FailSome: ") and "part-00001.parquet" in msg and "boom 1" in msg, msg
-    assert not (tmp_path / "bad" / "manifest.json").exists()
+    assert not (tmp_path / "bad" / ".shardsift" / "manifest.json").exists()
     assert log.read_text().count("part-00001.parquet ") == 1
     run_pipeline(cfg(tmp_path / "bad", 1))  # the log says it failed once already: this time it passes
     run_pipeline(cfg(tmp_path / "ok", 0))

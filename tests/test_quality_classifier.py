@@ -232,7 +232,7 @@ def test_pipeline_end_to_end(tmp_path):
                             "workers": workers, "seed": 3, "stages": [{"quality_classifier": stage}]}, progress=False)
         st = man["stages"][-1]
         assert st["kept"] == 60 and st["metrics"]["holdout_auc"] > 0.85 and st["metrics"]["selected"] == 60
-        assert glob.glob(str(out / "models" / "**" / "quality_classifier.bin"), recursive=True)
+        assert glob.glob(str(out / ".shardsift" / "models" / "**" / "quality_classifier.bin"), recursive=True)
         ids = pq.read_table(str(out / "data")).column("id").to_pylist()
         kept.append(sorted(ids))
     assert kept[0] == kept[1]

@@ -46,7 +46,7 @@ def default_cfg(sample_dir, out, **extra):
 def same_output(a, b):
     da, db = file_digests(os.path.join(a, "data")), file_digests(os.path.join(b, "data"))
     assert da and da == db
-    assert file_digests(os.path.join(a, "scores")) == file_digests(os.path.join(b, "scores"))
+    assert file_digests(os.path.join(a, ".shardsift", "scores")) == file_digests(os.path.join(b, ".shardsift", "scores"))
 
 
 def test_default_pipeline_same_bytes_as_local(sample_dir, tmp_path, ray_address):
@@ -99,7 +99,7 @@ def test_worker_lost_every_time_fails_the_run_in_one_line(sample_dir, tmp_path, 
                                  stages=[{"ray_plugins:KillAlways": {"shard": "part-00002.parquet"}}]))
     msg = str(exc.value)
     assert "part-00002.parquet" in msg and "worker lost 2 times" in msg and "\n" not in msg, msg
-    assert not (tmp_path / "o" / "manifest.json").exists()
+    assert not (tmp_path / "o" / ".shardsift" / "manifest.json").exists()
 
 
 def test_failing_task_retried_then_reported_in_one_line(sample_dir, tmp_path, ray_address):
@@ -117,7 +117,7 @@ def test_failing_task_retried_then_reported_in_one_line(sample_dir, tmp_path, ra
     assert "part-00001.parquet" in msg and "RuntimeError: boom 3" in msg and "failed 3 times" in msg, msg
     assert "\n" not in msg
     assert log.read_text().count("part-00001.parquet ") == 3
-    assert not (tmp_path / "bad" / "manifest.json").exists()
+    assert not (tmp_path / "bad" / ".shardsift" / "manifest.json").exists()
 
 
 def test_data_error_is_not_retried(tmp_path, ray_address):
@@ -141,7 +141,7 @@ def test_driver_killed_then_resume_skips_finished_tasks(sample_dir, tmp_path, ra
                                               ray={"address": ray_address})))
     proc = run_cli("select", cfg, "--quiet", env={"SHARDSIFT_KILL_AT": kill_at}, check=False)
     assert proc.returncode != 0, "the kill point was never reached"
-    assert not (out / "manifest.json").exists()
+    assert not (out / ".shardsift" / "manifest.json").exists()
     work = out / ".work" / "stages"
     before = {str(p): p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
     points = tmp_path / "points.log"
@@ -154,7 +154,7 @@ def test_driver_killed_then_resume_skips_finished_tasks(sample_dir, tmp_path, ra
     finished = [p for p in before if os.path.basename(p).startswith(("task-", "scores-"))]
     assert finished and all(os.stat(p).st_mtime_ns == before[p] for p in finished)
     same_output(tmp_path / "ref", out)
-    assert json.loads((out / "manifest.json").read_text())["config"]["executor"] == "ray"
+    assert json.loads((out / ".shardsift" / "manifest.json").read_text())["config"]["executor"] == "ray"
 
 
 def test_ray_tasks_read_and_write_s3(sample_dir, tmp_path, ray_address):
@@ -171,7 +171,7 @@ def test_ray_tasks_read_and_write_s3(sample_dir, tmp_path, ray_address):
             input={"path": "s3://ray-bucket/pool", "storage_options": opts},
             output={"path": "s3://ray-bucket/out", "storage_options": opts, "scores": True}))
         assert s3_digests(fs, "ray-bucket/out/data") == file_digests(tmp_path / "ref" / "data")
-        assert s3_digests(fs, "ray-bucket/out/scores") == file_digests(tmp_path / "ref" / "scores")
-        assert fs.exists("ray-bucket/out/manifest.json") and m["config"]["executor"] == "ray"
+        assert s3_digests(fs, "ray-bucket/out/.shardsift/scores") == file_digests(tmp_path / "ref" / ".shardsift" / "scores")
+        assert fs.exists("ray-bucket/out/.shardsift/manifest.json") and m["config"]["executor"] == "ray"
         # every score task wrote its result to the S3 work dir from a Ray worker
         assert len(fs.glob("ray-bucket/out/.work/stages/*/task-*.json")) == 2 * len(m["inputs"])

@@ -33,7 +33,7 @@ def test_explain_every_fate(sample_dir, tmp_path):
     out = tmp_path / "out"
     run_pipeline(cfg_for(sample_dir, out))
     verify_output(str(out))
-    dec = pq.read_table(out / "decisions")
+    dec = pq.read_table(out / ".shardsift" / "decisions")
     kept = dec.filter(dec.column("kept")).column("id")[0].as_py()
     short = dec.filter(pa.compute.equal(dec.column("stage"), 1)).column("id")[0].as_py()
     rnd = dec.filter(pa.compute.equal(dec.column("stage"), 2)).column("id")[0].as_py()
@@ -59,7 +59,7 @@ def test_verify_catches_tampering(sample_dir, tmp_path):
 def test_verify_catches_a_dropped_id_in_place_of_a_kept_one(sample_dir, tmp_path):
     out = tmp_path / "out"
     run_pipeline(cfg_for(sample_dir, out))
-    dec = pq.read_table(out / "decisions")
+    dec = pq.read_table(out / ".shardsift" / "decisions")
     dropped = dec.filter(pa.compute.invert(dec.column("kept"))).column("id")[0].as_py()
     part = out / "data" / "part-00000-00000.parquet"
     t = pq.read_table(part)
@@ -87,7 +87,7 @@ def test_lock_held_by_live_run_refuses_and_stale_lock_is_taken(sample_dir, tmp_p
         holder.wait()
     # the holder is dead now: its lock is stale and is taken over
     run_pipeline(cfg_for(sample_dir, out))
-    assert not (out / ".lock").exists() and (out / "manifest.json").exists()
+    assert not (out / ".lock").exists() and (out / ".shardsift" / "manifest.json").exists()
 
 
 def test_two_concurrent_runs_on_one_output(sample_dir, tmp_path):
@@ -133,7 +133,7 @@ def test_disk_full_then_resume_after_freeing_space(sample_dir, tmp_path):
         assert proc.returncode == 1, proc.stderr
         err = proc.stderr.strip()
         assert "No space left on device" in err and "\n" not in err and "Traceback" not in err
-        assert not (out / "manifest.json").exists() and not (out / "data").exists()
+        assert not (out / ".shardsift" / "manifest.json").exists() and not (out / "data").exists()
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
         log = tmp_path / "points.log"
         run_cli("select", c, "--quiet", env={"SHARDSIFT_LIST_POINTS": str(log)})
@@ -237,7 +237,7 @@ def test_fuzz_input_files(tmp_path_factory, files, seed):
                       "stages": [{"length": {"min_words": 2}}, {"random": {"keep": 0.5}}]})
     except ShardsiftError as err:
         assert "\n" not in str(err) and str(err)
-        assert not (out / "manifest.json").exists() and not (out / "data").exists()
+        assert not (out / ".shardsift" / "manifest.json").exists() and not (out / "data").exists()
         return
     verify_output(str(out))
 
@@ -278,14 +278,14 @@ def test_sigkill_at_many_points_rerun_is_byte_identical(sample_dir, tmp_path):
     chosen = [points[i] for i in idx]
     if TORTURE:
         assert len(chosen) >= 20, f"only {len(chosen)} kill points: {points}"
-    ref_digests = {k: file_digests(ref / k) for k in ("data", "decisions", "scores")}
+    ref_digests = {k: file_digests(ref / k) for k in ("data", ".shardsift/decisions", ".shardsift/scores")}
     for n, point in enumerate(chosen):
         out = tmp_path / f"out{n}"
         c = tmp_path / f"c{n}.yaml"
         c.write_text(yaml.safe_dump(_full_cfg(sample_dir, out)))
         killed = run_cli("select", c, "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
         assert killed.returncode != 0, f"kill point {point} not reached"
-        assert not (out / "manifest.json").exists(), f"{point}: a killed run left a finished-looking output"
+        assert not (out / ".shardsift" / "manifest.json").exists(), f"{point}: a killed run left a finished-looking output"
         run_cli("select", c, "--quiet")
         for k, dig in ref_digests.items():
             assert file_digests(out / k) == dig, f"{k} differs after a kill at {point}"

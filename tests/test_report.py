@@ -96,7 +96,7 @@ def test_report_is_self_contained(page):
 
 def test_report_has_funnel_and_every_stage(page, runs):
     _, html = page
-    with open(os.path.join(runs[1][0], "manifest.json")) as fh:
+    with open(os.path.join(runs[1][0], ".shardsift", "manifest.json")) as fh:
         m = json.load(fh)
     assert '<section id="funnel">' in html and '<section id="summary">' in html
     for i, st in enumerate(m["stages"][1:], start=1):
@@ -159,10 +159,10 @@ def test_report_projection_of_sidecar_embeddings(runs, tmp_path):
     html = _read(write_report(outs[0], path=str(tmp_path / "r.html")))
     sec4 = re.search(r'<section id="stage-4">(.*?)</section>', html, re.DOTALL).group(1)
     assert "no projection" not in sec4 and sec4.count("<img") >= 4
-    side = os.path.join(outs[0], "scores", "stage-04-report_fakes_FakeKMeans.parquet")
+    side = os.path.join(outs[0], ".shardsift", "scores", "stage-04-report_fakes_FakeKMeans.parquet")
     copy = tmp_path / "out"
     shutil.copytree(outs[0], copy)
-    pq.write_table(t.drop_columns(["embedding"]), copy / "scores" / os.path.basename(side))
+    pq.write_table(t.drop_columns(["embedding"]), copy / ".shardsift" / "scores" / os.path.basename(side))
     sec4 = re.search(r'<section id="stage-4">(.*?)</section>', _read(write_report(str(copy))), re.DOTALL).group(1)
     assert "the scores sidecar of this stage has no &#x27;embedding&#x27; column" in sec4
 
@@ -243,10 +243,10 @@ def test_report_cli_and_select_flag(tmp_path, runs, capsys):
     cfg.write_text(f"input: {{path: {d / 'sample' / 'pool'}}}\noutput: {{path: {tmp_path / 'o'}, scores: true}}\n"
                    "workers: 1\nstages:\n  - length: {min_words: 20}\n")
     code, out, _ = cli(capsys, "select", cfg, "--quiet", "--report")
-    path = str(tmp_path / "o" / "report.html")
+    path = str(tmp_path / "o" / ".shardsift" / "report.html")
     assert code == 0 and f"report: {path}" in out and os.path.exists(path)
     code, _, err = cli(capsys, "report", tmp_path / "nothing")
-    assert code == 1 and "no manifest.json" in err and err.count("\n") == 1
+    assert code == 1 and "no .shardsift/manifest.json" in err and err.count("\n") == 1
 
 
 def test_compare_two_seeds(runs, capsys):
@@ -294,7 +294,7 @@ def test_report_when_a_stage_drops_everything(tmp_path, runs, capsys):
     assert "could not be drawn" not in html and "plot not drawn" not in html
     assert '<section id="stage-3">' in html and "no scores sidecar for this stage" in html
     code, out, _ = cli(capsys, "inspect", tmp_path / "out")
-    assert code == 0 and f"report: {tmp_path / 'out' / 'report.html'}" in out
+    assert code == 0 and f"report: {tmp_path / 'out' / '.shardsift' / 'report.html'}" in out
 
 
 def test_verify_explain_report_compare_read_an_output_on_s3(runs, tmp_path):
@@ -313,20 +313,20 @@ def test_verify_explain_report_compare_read_an_output_on_s3(runs, tmp_path):
         for root, _, files in os.walk(local):
             for f in files:
                 rel = os.path.relpath(os.path.join(root, f), local)
-                if not rel.startswith((".work", "report.html")):
+                if not rel.startswith((".work", ".shardsift/report.html")):
                     fs.put_file(os.path.join(root, f), f"report-test/out/{rel}")
         remote = "s3://report-test/out"
         storage.set_options(remote, opts)
         assert verify_output(remote) == verify_output(local)
-        dec = pq.read_table(os.path.join(local, "decisions"))
+        dec = pq.read_table(os.path.join(local, ".shardsift", "decisions"))
         for doc_id in (dec.filter(dec.column("kept")).column("id")[0].as_py(),
                        dec.filter(pa.compute.invert(dec.column("kept"))).column("id")[0].as_py()):
             assert explain(remote, doc_id) == explain(local, doc_id)
         res = compare_outputs(local, remote)
         assert res["kept"]["jaccard"] == 1.0 and res["composition"] and not res["config"]
         page = write_report(remote, label_column="domain")
-        assert page == f"{remote}/report.html" and fs.exists("report-test/out/report.html")
-        html = fs.cat_file("report-test/out/report.html").decode()
+        assert page == f"{remote}/.shardsift/report.html" and fs.exists("report-test/out/.shardsift/report.html")
+        html = fs.cat_file("report-test/out/.shardsift/report.html").decode()
         ref = _read(write_report(local, label_column="domain", path=str(tmp_path / "local.html")))
         assert html[html.index("<section"):] == ref[ref.index("<section"):]
 
@@ -341,14 +341,15 @@ def test_report_lists_the_models_the_output_holds(runs, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(outs[0], out, ignore=shutil.ignore_patterns(".work"))
     os.makedirs(os.path.join(models_dir(str(out)), "stage-06-x"))
-    (out / "models" / "stage-06-x" / "weights.bin").write_bytes(b"\0" * 1_500_000)
-    m = json.loads((out / "manifest.json").read_text())
+    (out / ".shardsift" / "models" / "stage-06-x" / "weights.bin").write_bytes(b"\0" * 1_500_000)
+    m = json.loads((out / ".shardsift" / "manifest.json").read_text())
     name = m["stages"][6]["name"]
-    m["output"]["models"] = {name: {"weights": "models/stage-06-x/weights.bin", "gone": "models/stage-06-x/gone.bin"}}
-    (out / "manifest.json").write_text(json.dumps(m))
+    m["output"]["models"] = {name: {"weights": ".shardsift/models/stage-06-x/weights.bin",
+                                   "gone": ".shardsift/models/stage-06-x/gone.bin"}}
+    (out / ".shardsift" / "manifest.json").write_text(json.dumps(m))
     assert list(models(str(out), m)[name]) == ["weights"]
     sec = re.search(r'<section id="stage-6">(.*?)</section>', _read(write_report(str(out))), re.DOTALL).group(1)
-    assert "fitted models in the output: weights (<code>models/stage-06-x/weights.bin</code>, 1.5 MB)" in sec
+    assert "fitted models in the output: weights (<code>.shardsift/models/stage-06-x/weights.bin</code>, 1.5 MB)" in sec
     assert "gone" not in sec
 
 
@@ -366,7 +367,8 @@ def test_output_layout_names_every_file_of_a_run(runs):
     assert sorted(output.read_scores(out)) == list(range(1, len(m["stages"])))
     dec = output.read_decisions(out)
     assert dec.num_rows == m["docs_in"] and set(dec.column_names) >= {"id", "kept", "stage", "stage_name", "reason"}
-    assert output.manifest_path(out) == os.path.join(out, "manifest.json")
-    assert output.models_dir(out) == os.path.join(out, "models") and output.decisions_dir(out) == os.path.join(out, "decisions")
-    with pytest.raises(DataError, match="no manifest.json"):
+    assert output.manifest_path(out) == os.path.join(out, ".shardsift", "manifest.json")
+    assert output.models_dir(out) == os.path.join(out, ".shardsift", "models")
+    assert output.decisions_dir(out) == os.path.join(out, ".shardsift", "decisions")
+    with pytest.raises(DataError, match="no .shardsift/manifest.json"):
         output.load_manifest(os.path.join(out, "data"))

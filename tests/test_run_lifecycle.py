@@ -23,7 +23,7 @@ def test_scores_by_default_and_reused_stages_marked(tmp_path):
     cfg = {"input": corpus(tmp_path), "output": str(tmp_path / "o"), "workers": 1,
            "stages": [{"length": {"min_words": 10}}, {"random": {"keep": 0.5}}]}
     m = run_pipeline(cfg)
-    assert m["output"]["scores"] and sorted(os.listdir(tmp_path / "o" / "scores")) == [
+    assert m["output"]["scores"] and sorted(os.listdir(tmp_path / "o" / ".shardsift" / "scores")) == [
         "stage-01-length.parquet", "stage-02-random.parquet"]
     assert not any(s.get("reused") for s in m["stages"])
     again = run_pipeline(cfg, overwrite=True)
@@ -35,9 +35,11 @@ def test_manifest_cpu_counts_the_worker_processes(tmp_path):
     """With local workers the manifest's CPU is the process tree's: what the workers spent,
     their start-up and imports included, is not missing from it."""
     code = ("import json, resource, sys\nfrom shardsift.engine.runner import run_pipeline\n"
-            "m = run_pipeline(json.loads(sys.argv[1]))\n"
-            "me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-            "print(m['cpu_s'], me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)")
+            "def tree():\n"
+            "    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime\n"
+            "t0 = tree()\nm = run_pipeline(json.loads(sys.argv[1]))\n"
+            "print(m['cpu_s'], tree() - t0)")
     cfg = {"input": corpus(tmp_path, 4000), "output": str(tmp_path / "o"), "workers": 2,
            "stages": [{"length": {"min_words": 10}}, {"minhash_dedup": {}}]}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], capture_output=True, text=True, check=True,
@@ -68,7 +70,7 @@ def test_keep_work_false_and_clean_remove_the_work_dir(tmp_path):
     src = corpus(tmp_path)
     run_pipeline({"input": src, "output": {"path": str(tmp_path / "a"), "keep_work": False}, "workers": 1,
                   "stages": [{"length": {"min_words": 10}}]})
-    assert not (tmp_path / "a" / ".work").exists() and (tmp_path / "a" / "manifest.json").exists()
+    assert not (tmp_path / "a" / ".work").exists() and (tmp_path / "a" / ".shardsift" / "manifest.json").exists()
     run_pipeline({"input": src, "output": str(tmp_path / "b"), "workers": 1, "stages": [{"length": {"min_words": 10}}]})
     assert (tmp_path / "b" / ".work").exists()
     assert "removed" in run_cli("clean", tmp_path / "b").stdout
@@ -116,3 +118,14 @@ def test_check_accepts_a_good_config_and_names_its_inputs(tmp_path):
     pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "in.parquet")
     bad = run_cli("check", path, check=False)
     assert bad.returncode == 1 and "column 'text' is int64, not a string type" in bad.stderr
+
+
+def test_load_dataset_on_the_output_folder_reads_the_kept_documents_only(tmp_path):
+    import datasets
+
+    m = run_pipeline({"input": corpus(tmp_path), "output": str(tmp_path / "o"), "workers": 1,
+                      "stages": [{"length": {"min_words": 10}}, {"exact_dedup": {}}]})
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "o"), split="train")
+    assert len(ds) == m["docs_kept"] and 0 < m["docs_kept"] < m["docs_in"]
+    assert set(ds.column_names) == {"id", "text"}
+    assert (tmp_path / "o" / ".shardsift" / "decisions").is_dir() and (tmp_path / "o" / ".shardsift" / "scores").is_dir()

@@ -44,17 +44,17 @@ def test_input_output_and_work_dir_on_s3(s3, reference):
     out = f"s3://{BUCKET}/run1"
     m = run_pipeline(cfg(opts, out))  # two local worker processes read and write S3 themselves
     assert s3_digests(fs, f"{BUCKET}/run1/data") == file_digests(reference / "data")
-    assert s3_digests(fs, f"{BUCKET}/run1/scores") == file_digests(reference / "scores")
+    assert s3_digests(fs, f"{BUCKET}/run1/.shardsift/scores") == file_digests(reference / ".shardsift" / "scores")
     names = {k.rsplit("/", 1)[-1] for k in fs.ls(f"{BUCKET}/run1", detail=False)}
-    assert {"manifest.json", "data", "scores", ".work"} <= names and ".data.tmp" not in names
-    man = json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))
+    assert {"data", ".shardsift", ".work"} <= names and ".data.tmp" not in names
+    man = json.loads(fs.cat_file(f"{BUCKET}/run1/.shardsift/manifest.json"))
     assert man["docs_kept"] == m["docs_kept"] and man["inputs"][0]["path"].startswith("s3://")
     assert [f["path"] for f in man["output"]["files"]] == [f"data/part-{j:05d}-00000.parquet" for j in range(3)]
     assert fs.exists(f"{BUCKET}/run1/.work/scan/shard-00000.npz")
     with pytest.raises(UsageError, match="output exists"):
         run_pipeline(cfg(opts, out))
     run_pipeline(cfg(opts, out, seed=4, workers=1), overwrite=True)
-    assert json.loads(fs.cat_file(f"{BUCKET}/run1/manifest.json"))["config"]["seed"] == 4
+    assert json.loads(fs.cat_file(f"{BUCKET}/run1/.shardsift/manifest.json"))["config"]["seed"] == 4
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_sigkill_on_s3_then_resume(s3, reference, tmp_path, kill_at):
     proc = run_cli("select", path, "--quiet", env={"SHARDSIFT_KILL_AT": kill_at}, check=False)
     assert proc.returncode != 0, proc.stderr
     key = out[len("s3://"):]
-    assert not fs.exists(f"{key}/manifest.json")  # never before every data part is in place
+    assert not fs.exists(f"{key}/.shardsift/manifest.json")  # never before every data part is in place
     if kill_at == "write:renamed":
         assert s3_digests(fs, f"{key}/data") == file_digests(reference / "data")
     points = tmp_path / "points.log"
@@ -79,5 +79,5 @@ def test_sigkill_on_s3_then_resume(s3, reference, tmp_path, kill_at):
     else:
         assert not any(p.startswith("scan:") for p in reached), reached
     assert s3_digests(fs, f"{key}/data") == file_digests(reference / "data")
-    assert s3_digests(fs, f"{key}/scores") == file_digests(reference / "scores")
-    assert fs.exists(f"{key}/manifest.json")
+    assert s3_digests(fs, f"{key}/.shardsift/scores") == file_digests(reference / ".shardsift" / "scores")
+    assert fs.exists(f"{key}/.shardsift/manifest.json")

@@ -11,7 +11,7 @@ import os
 import pyarrow as pa
 
 from ..errors import DataError
-from ..io import resolve_shards, shard_schema, storage
+from ..io import layout, resolve_shards, shard_schema, storage
 from .config import Config, _is_dataset
 
 
@@ -38,7 +38,7 @@ def check_inputs(cfg: Config) -> list[str]:
         total += sh.size
     lines.append(f"input: {len(shards)} file(s), {total / 1e6:,.1f} MB, text column {inp.text_column!r}")
     out = storage.abspath(cfg.output.path)
-    if storage.exists(os.path.join(out, "manifest.json")):
+    if storage.exists(os.path.join(out, layout.MANIFEST)):
         lines.append(f"output: {out} holds a finished run (select needs --overwrite to replace it)")
     else:
         lines.append(f"output: {out}")

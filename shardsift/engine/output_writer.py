@@ -13,14 +13,12 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..errors import DataError
-from ..io import shard_schema, storage
+from ..io import layout, shard_schema, storage
 from . import faults, workdir
 from .executors import LocalExecutor
 from .fingerprint import fingerprint
 from .output_parts import output_tasks, write_shards
 from .shards import tree_cpu, usage
-
-MANIFEST = "manifest.json"
 
 
 class OutputWriting:
@@ -30,9 +28,7 @@ class OutputWriting:
         t0, c0 = time.perf_counter(), usage()["cpu_s"] - self.fused_write_cpu
         self.progress.line("write: output shards")
         tmp, schema = self._write_begin()
-        dec_tmp = os.path.join(self.out, ".decisions.tmp")
-        workdir.remove(dec_tmp)
-        storage.makedirs(dec_tmp)
+        dec_tmp = self._tmp(layout.DECISIONS)
         tasks = self.output_tasks(schema, alive_path, [r["dir"] for r in stage_reports[1:]])
         done = write_shards(self, tasks, tmp, dec_tmp)
         if self.cfg.output.scores:
@@ -53,14 +49,14 @@ class OutputWriting:
     def _write_begin(self) -> tuple[str, pa.Schema]:
         tmp = os.path.join(self.out, ".data.tmp")
         workdir.remove(tmp)
-        workdir.remove(os.path.join(self.out, "data"))  # a data/ without manifest.json is an unfinished write
+        workdir.remove(os.path.join(self.out, layout.DATA))  # a data/ without manifest.json is an unfinished write
         storage.makedirs(tmp)
         return tmp, self.output_schema()
 
     def _write_end(self, stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words, wall, cpu) -> dict:
         """Decisions, scores and models next to the data, the renames, then manifest.json last."""
         t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
-        final = os.path.join(self.out, "data")
+        final = os.path.join(self.out, layout.DATA)
         if not files:  # an empty selection is still a readable table: the schema, no row group
             fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
             pq.ParquetWriter(where, schema, filesystem=fs).close()
@@ -68,16 +64,16 @@ class OutputWriting:
         out_files = []
         for f in files:
             name = os.path.basename(f["path"])
-            out_files.append({"path": f"data/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
+            out_files.append({"path": f"{layout.DATA}/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
         faults.point("write:decisions")
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
         storage.replace_dir(tmp, final)  # object stores: a copy, not atomic; manifest.json comes after
         faults.point("write:renamed")
-        for name in ("decisions", "scores", "models"):
-            if storage.exists(os.path.join(self.out, f".{name}.tmp")):
+        for name in (layout.DECISIONS, layout.SCORES, layout.MODELS):
+            if storage.exists(self._tmp(name, make=False)):
                 workdir.remove(os.path.join(self.out, name))
-                storage.replace_dir(os.path.join(self.out, f".{name}.tmp"), os.path.join(self.out, name))
+                storage.replace_dir(self._tmp(name, make=False), os.path.join(self.out, name))
         write_rep = {"wall_s": time.perf_counter() - t0, "cpu_s": usage()["cpu_s"] - c0}
         if isinstance(self._executor, LocalExecutor):
             self._close_executor()  # its worker processes are reaped: their CPU counts in the tree's
@@ -85,13 +81,22 @@ class OutputWriting:
         if kept_rows == 0:
             manifest["warnings"].append("the run kept no documents: data/ holds one empty part")
         faults.point("manifest")
-        workdir.write_json(os.path.join(self.out, MANIFEST), manifest)
+        workdir.write_json(os.path.join(self.out, layout.MANIFEST), manifest)
         self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
         for w in manifest["warnings"]:
             self.progress.warn(w)
         if not self.cfg.output.keep_work:
             workdir.remove(self.work)
         return manifest
+
+    def _tmp(self, name: str, make: bool = True) -> str:
+        """The temporary folder an output folder is written in before its rename (emptied first)."""
+        head, _, tail = name.rpartition("/")
+        tmp = os.path.join(self.out, head, f".{tail}.tmp")
+        if make:
+            workdir.remove(tmp)
+            storage.makedirs(tmp)
+        return tmp
 
     def output_schema(self) -> pa.Schema:
         """The output's schema: every input column (unified across shards) and the id column."""
@@ -127,9 +132,7 @@ class OutputWriting:
     def _write_scores(self, tasks: list) -> None:
         """scores/stage-NN-NAME.parquet: each stage's per-shard score tables (written by the output
         tasks) in shard order."""
-        tmp = os.path.join(self.out, ".scores.tmp")
-        workdir.remove(tmp)
-        storage.makedirs(tmp)
+        tmp = self._tmp(layout.SCORES)
         for i, st in enumerate(self.cfg.stages):
             tables = []
             for task in tasks:
@@ -138,25 +141,23 @@ class OutputWriting:
                     with storage.open_file(path) as fh:  # ParquetFile: read_table would import pandas
                         tables.append(pq.ParquetFile(fh).read())
             if tables:
-                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
-                fs, where = storage.arrow_fs(os.path.join(tmp, f"stage-{i + 1:02d}-{safe}.parquet"))
+                fs, where = storage.arrow_fs(os.path.join(tmp, layout.scores_file_name(i + 1, st.name)))
                 pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
                                compression="zstd")
 
     def _copy_models(self, stage_reports) -> dict:
         out = {}
-        tmp = os.path.join(self.out, ".models.tmp")
+        tmp = self._tmp(layout.MODELS, make=False)
         workdir.remove(tmp)
         for i, rep in enumerate(stage_reports[1:]):
             for key, path in (rep.get("models") or {}).items():
                 if not os.path.exists(path):
                     continue
-                safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in rep["name"])[:40]
-                d = os.path.join(tmp, f"stage-{i + 1:02d}-{safe}")
+                d = os.path.join(tmp, f"stage-{i + 1:02d}-{layout.safe_name(rep['name'])}")
                 storage.makedirs(d)
                 dest = os.path.join(d, os.path.basename(path))
                 storage.upload(path, dest)
-                out.setdefault(rep["name"], {})[key] = f"models/{os.path.relpath(dest, tmp)}"
+                out.setdefault(rep["name"], {})[key] = f"{layout.MODELS}/{os.path.relpath(dest, tmp)}"
         return out
 
     def _manifest(self, stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models) -> dict:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .. import __version__
 from ..api import Decision, Scores
 from ..errors import DataError, ShardsiftError, UsageError
-from ..io import normalize, resolve_shards, storage, take_rows
+from ..io import layout, normalize, resolve_shards, storage, take_rows
 from . import faults, workdir
 from .config import Config, _is_dataset, parse_config
 from .contexts import StageDecide, StageFit, _concat_scores
@@ -26,7 +26,7 @@ from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
 from .fused import FusedPlan
 from .lock import OutputLock
-from .output_writer import MANIFEST, OutputWriting
+from .output_writer import OutputWriting
 from .scan import ScanTask, run_scan
 from .shards import (
     ScoreTask,
@@ -46,7 +46,7 @@ class Runner(OutputWriting):
     """One run: scan, the stages in order, the output; every step's results in the work dir."""
 
     def __init__(self, cfg: Config, *, overwrite: bool = False, progress: Progress | None = None,
-                 executor: Executor | None = None, fresh: bool = False):
+                 executor: Executor | None = None, fresh: bool = False, tree_cpu0: float | None = None):
         self.fresh = fresh  # recompute everything: the work dir of earlier runs is removed first
         self.cfg = cfg
         self.overwrite = overwrite
@@ -58,7 +58,7 @@ class Runner(OutputWriting):
         self._executor = executor
         self.t0 = time.perf_counter()
         self.cpu0 = usage()["cpu_s"]
-        self.tree_cpu0 = tree_cpu()
+        self.tree_cpu0 = tree_cpu() if tree_cpu0 is None else tree_cpu0  # from before the config was read
         self.task_cpu = 0.0
         self.task_rss = 0.0
         self.fused_cpu: dict[int, float] = {}  # stage -> CPU seconds of its scores fused into this process's scans
@@ -130,14 +130,13 @@ class Runner(OutputWriting):
 
     def _prepare_output(self):
         out = self.out
-        if storage.exists(os.path.join(out, MANIFEST)):
+        if storage.exists(os.path.join(out, layout.MANIFEST)):
             if not self.overwrite:
-                raise UsageError(f"{out}: output exists (has {MANIFEST}); use --overwrite to replace it")
-            for name in (MANIFEST, "data", "decisions", "scores", "models", "report.html"):
+                raise UsageError(f"{out}: output exists (has {layout.MANIFEST}); use --overwrite to replace it")
+            for name in (layout.MANIFEST, layout.DATA, layout.AUDIT, layout.REPORT):
                 workdir.remove(os.path.join(out, name))
         elif storage.isdir(out) and storage.listdir(out):
-            known = {".work", "data", "decisions", "scores", "models", ".lock", ".data.tmp", ".decisions.tmp",
-                     ".scores.tmp", ".models.tmp"}
+            known = {layout.WORK, layout.DATA, layout.AUDIT, ".lock", ".data.tmp"}
             other = [x for x in storage.listdir(out) if x not in known and not x.startswith(".tmp-")]
             if other and not self.overwrite:
                 raise UsageError(f"{out}: output directory is not empty ({other[0]!r}); use --overwrite or another path")
@@ -300,8 +299,7 @@ class Runner(OutputWriting):
         label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
         fp = fingerprint(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                          sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)), st.drop)
-        safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in st.name)[:40]
-        stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{safe}-{fp}")
+        stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{layout.safe_name(st.name)}-{fp}")
         storage.makedirs(stage_dir)
         keep_paths = [os.path.join(stage_dir, f"keep-{j:05d}.npz") for j in range(len(self.shards))]
         return sel, label, fp, stage_dir, keep_paths
@@ -392,10 +390,13 @@ class Runner(OutputWriting):
 
 
 def run_pipeline(config: Any, *, overwrite: bool = False, progress: Progress | bool | None = None,
-                 executor: Executor | None = None, fresh: bool = False) -> dict:
-    """Run a pipeline from a config mapping (or a validated Config); returns the manifest."""
+                 executor: Executor | None = None, fresh: bool = False, tree_cpu0: float | None = None) -> dict:
+    """Run a pipeline from a config mapping (or a validated Config); returns the manifest.
+    ``tree_cpu0``: the process tree's CPU seconds when the caller started (default: now)."""
+    tree_cpu0 = tree_cpu() if tree_cpu0 is None else tree_cpu0
     cfg = config if isinstance(config, Config) else parse_config(config)
     if isinstance(progress, bool):
         progress = Progress(enabled=progress)
-    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor, fresh=fresh).run()
+    return Runner(cfg, overwrite=overwrite, progress=progress, executor=executor, fresh=fresh,
+                  tree_cpu0=tree_cpu0).run()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 
 from ..errors import DataError
+from . import layout
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -121,7 +122,7 @@ def resolve_shards(paths, fmt: str = "auto", storage_options: dict | None = None
 
 
 # files of a shardsift output that a directory walk must not take for input documents
-_OUTPUT_FILES = ("manifest.json",)
+_OUTPUT_FILES = ("manifest.json",)  # and an older layout's manifest at the output's top
 
 
 def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
@@ -134,10 +135,8 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
             hits = sorted(fs.glob(fs_path))
         elif fs.isdir(fs_path):
             found = [x for x in fs.find(fs_path) if _format_of(x, fmt)]
-            outputs = {x.rsplit("/", 1)[0] for x in fs.find(fs_path) if x.endswith("/manifest.json")}
-            hits = sorted(x for x in found if not any(x.startswith(o + "/") or x == o + "/manifest.json"
-                                                      for o in outputs if o != fs_path.rstrip("/"))
-                          and "/." not in x[len(fs_path):])
+            hits = sorted(x for x in found if "/." not in x[len(fs_path):]  # hidden: audit and work dirs
+                          and not any(x.startswith(o + "/") for o in _remote_outputs(fs, fs_path)))
         elif fs.exists(fs_path):
             hits = [fs_path]
         else:
@@ -148,11 +147,11 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
         hits = sorted(h for h in globlib.glob(local, recursive=True) if os.path.isfile(h))
         return [(h, os.path.abspath(h)) for h in hits]
     if os.path.isdir(local):
-        if os.path.exists(os.path.join(local, "manifest.json")) and os.path.isdir(os.path.join(local, "data")):
+        if layout.is_output(local) and os.path.isdir(os.path.join(local, layout.DATA)):
             local = os.path.join(local, "data")  # a finished shardsift output: its kept documents
         hits = []
         for root, dirs, files in os.walk(local):
-            if root != local and "manifest.json" in files:  # an earlier shardsift output: not input
+            if root != local and layout.is_output(root):  # an earlier shardsift output: not input
                 dirs[:] = []
                 continue
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -163,6 +162,12 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
     if not os.path.exists(local):
         raise DataError(f"{what}: {p} not found")
     return [(local, os.path.abspath(local))]
+
+
+def _remote_outputs(fs, root: str) -> set[str]:
+    """The folders under ``root`` that hold a finished shardsift output (other than root)."""
+    suffix = "/" + layout.MANIFEST
+    return {x[: -len(suffix)] for x in fs.find(root) if x.endswith(suffix)} - {root.rstrip("/")}
 
 
 def _short_names(uris: list[str]) -> list[str]:

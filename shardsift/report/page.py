@@ -5,16 +5,15 @@ import os
 import time
 
 from ..io import storage
+from ..io.layout import REPORT
 from . import sections
 from .data import RunData
 from .html import CSS, esc, note
 
-REPORT = "report.html"
-
 
 def write_report(output_dir: str, label_column: str | None = None, *, path: str | None = None,
                  samples: int = 3, max_points: int = 5000, seed: int = 0) -> str:
-    """Write OUTPUT/report.html (or ``path``) and return its path.
+    """Write OUTPUT/.shardsift/report.html (or ``path``) and return its path.
 
     ``label_column``: a column of the kept documents to show the composition by (None: look for a
     low-cardinality ``domain``/``label``/``source``/... column; "" to show none). ``samples``: kept and
