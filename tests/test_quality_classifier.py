@@ -194,6 +194,10 @@ def test_a_given_model_is_applied(tmp_path):
                                atol=1e-4)   # fastText's probabilities sum to 1 within 1e-4
     with pytest.raises(ConfigError, match=r"has no label 'hq'; its labels: __label__positive, __label__negative"):
         QualityClassifier(model=path, label="hq", keep=0.2).fit(FakeFit([POOL]))
+    before = QualityClassifier(model=path, keep=0.2).version   # in the stage fingerprint
+    os.utime(path, ns=(1, 1))
+    assert QualityClassifier(model=path, keep=0.2).version != before
+    assert QualityClassifier(positives="x", keep=0.2).version == ""
 
 
 def test_config_errors():
