@@ -40,7 +40,7 @@ def corpus(n, seed, science_share, prefix="d"):
 POOL, POOL_TOPICAL = corpus(600, 1, 0.1)   # 10% of the negatives sampled from it are on-topic
 POSITIVES, _ = corpus(300, 2, 1.0, "p")
 SMALL = dict(dim=8, bucket=5000, epoch=10, lr=0.5)
-POOL_SETTINGS = {"balance": "weighted"}
+POOL_SETTINGS = {"balance": "weighted", "max_chars": 2000, "negative_sample": 10000}   # measured in the docs
 
 
 def shards_of(tbl, n):
@@ -194,6 +194,10 @@ def test_a_given_model_is_applied(tmp_path):
                                atol=1e-4)   # fastText's probabilities sum to 1 within 1e-4
     with pytest.raises(ConfigError, match=r"has no label 'hq'; its labels: __label__positive, __label__negative"):
         QualityClassifier(model=path, label="hq", keep=0.2).fit(FakeFit([POOL]))
+    before = QualityClassifier(model=path, keep=0.2).version   # in the stage fingerprint
+    os.utime(path, ns=(1, 1))
+    assert QualityClassifier(model=path, keep=0.2).version != before
+    assert QualityClassifier(positives="x", keep=0.2).version == ""
 
 
 def test_config_errors():
@@ -263,14 +267,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
 
 # -- the shared corpora ----------------------------------------------------------------------------
 @pytest.mark.slow
-def test_pool_toward_wikipedia_keeps_encyclopedia():
+def test_pool_toward_wikipedia_keeps_encyclopedia(tmp_path):
     pool_dir, target = corpora_path("pool"), corpora_path("target", "wikipedia.parquet")
     shards = [pq.read_table(f, columns=["id", "text", "domain"]) for f in sorted(glob.glob(f"{pool_dir}/*.parquet"))]
     domain = np.concatenate([s["domain"].to_numpy(zero_copy_only=False) for s in shards])
     shards = [s.drop(["domain"]) for s in shards]   # the selector never sees the label
     sel = QualityClassifier(positives={"path": target}, keep=0.02, **POOL_SETTINGS)
     sel.setup()
-    metrics = sel.fit(FakeFit(shards, seed=0))
+    metrics = sel.fit(FakeFit(shards, seed=0, work_dir=str(tmp_path)))
     sc = score_all(sel, shards, batch=4096)
     shares = {}
     for keep in (0.02, 0.04):

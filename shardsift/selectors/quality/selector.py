@@ -124,6 +124,18 @@ class QualityClassifier(Selector):
         if path and getattr(self, "model_", None) is None:
             self.model_ = ft.load(path, f"{self.display_name()}.model")
 
+    @property
+    def version(self) -> str:
+        """Part of the stage's fingerprint: a given model file that changed is not served from an earlier
+        run's work dir."""
+        if not self.model:
+            return ""
+        try:
+            st = os.stat(self.model)
+        except OSError:
+            return f"{self.model}:missing"
+        return f"{os.path.abspath(self.model)}:{st.st_size}:{st.st_mtime_ns}"
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("model_", None)   # fastText models do not pickle; setup() loads them again
