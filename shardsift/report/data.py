@@ -1,5 +1,5 @@
 """What the report draws from, all read through `shardsift.output`: the manifest, the scores sidecar
-per stage, the decisions table, and the kept documents (their texts, lengths and label column).
+per stage, the kept documents (their ids, texts, lengths and label column) and the fitted models.
 Also what each stage's score means in words, so axes are labelled by what they measure."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import output
+from ..io import storage
 
 # (pattern on "selector stage-name", what the score is in words, whether it is a positive quantity
 # that may span orders of magnitude); the first match wins, so specific patterns come first
@@ -99,20 +100,10 @@ class RunData:
         self.stages: list[dict] = list(self.manifest.get("stages") or [])
         self.scores = output.read_scores(out)
         self.label = label_column
-        self._decisions: pa.Table | None | bool = False
         self._kept_lengths: tuple[pa.Array, np.ndarray] | None = None
         self._texts: dict[str, str] = {}
         self._in_output: pa.Array | None = None
         self._models: dict[str, dict[str, str]] | None = None
-
-    @property
-    def decisions(self) -> pa.Table | None:
-        if self._decisions is False:
-            t = output.read_decisions(self.out, columns=["id", "stage"])
-            self._decisions = None if t is None else pa.table(
-                {"id": t.column("id").combine_chunks().cast(pa.string()),
-                 "stage": t.column("stage").combine_chunks().cast(pa.int32())})
-        return self._decisions
 
     def output_ids(self) -> pa.Array:
         """The ids of the kept documents (the output's data parts)."""
@@ -129,8 +120,6 @@ class RunData:
 
     def models_of(self, stage_name: str) -> list[tuple[str, str, int]]:
         """(key, path inside the output, bytes) of the models a stage fitted, as the output holds them."""
-        from ..io import storage
-
         if self._models is None:
             self._models = output.models(self.out, self.manifest)
         found = self._models

@@ -152,6 +152,23 @@ def log_axis(ax, which: str = "x") -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def short_count(v: float) -> str:
+    """A tick label for a count: 950, 12k, 1.5M (no '1e6' offset, no crowding)."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def count_axis(ax, which: str = "x") -> None:
+    """A linear count axis with at most six ticks labelled 950, 12k, 1.5M."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: short_count(v)))
+
+
 def _caption(*lines: str) -> str:
     return "".join(small(x) for x in lines if x)
 
@@ -167,7 +184,8 @@ def funnel(names: list[str], series: list[tuple[str, list[int]]]) -> str:
         ax.set_yticks(y, names)
         for yy, v in zip(y, vals):
             ax.text(v, yy, f" {v:,} ({pct(v, vals[0])})", va="center", fontsize=8)
-        ax.set_xlim(0, max(vals + [1]) * 1.4)
+        ax.set_xlim(0, max(vals + [1]) * 1.6)
+        count_axis(ax, "x")
         ax.set_xlabel(what)
         ax.set_title(f"{what} left after each stage")
     return png(fig)
@@ -186,7 +204,8 @@ def composition(keys: list[str], series: list[tuple[str, dict]]) -> str:
             ax.text(v, yy, f" {int(v):,} ({100 * v / total:.1f}%)", va="center", fontsize=8)
         ax.set_yticks(y, keys)
         ax.invert_yaxis()
-        ax.set_xlim(0, max(vals.max(initial=0), 1) * 1.35)
+        ax.set_xlim(0, max(vals.max(initial=0), 1) * 1.5)
+        count_axis(ax, "x")
         ax.set_xlabel(f"{what} in the output")
     return png(fig)
 
@@ -211,6 +230,8 @@ def score_hist(score: np.ndarray, kept: np.ndarray, what: str, positive: bool,
     log_counts = ax_x.scale != "linear" and counts.max() >= WIDE_SPAN * counts[counts > 0].min()
     if log_counts:  # a long tail of a few documents per bin stays visible beside the bulk
         log_axis(ax, "y")
+    else:
+        count_axis(ax, "y")
     at, how = cut
     if at is not None and ax_x.lo <= at <= ax_x.hi:
         ax.axvline(at, color="k", ls="--", lw=1.2, label=f"cut: {how}")
@@ -309,6 +330,8 @@ def cluster_bars(before: np.ndarray, after: np.ndarray) -> str:
         ax.set_xticks(x, [str(c) for c in order], fontsize=7)
     if (before > 0).any() and before.max() >= WIDE_SPAN * before[before > 0].min():
         log_axis(ax, "y")
+    else:
+        count_axis(ax, "y")
     ax.set_xlabel(f"cluster, largest first ({len(order)} clusters)")
     ax.set_ylabel("documents" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title("documents per cluster before / after", fontsize=10)
