@@ -79,8 +79,7 @@ def _iter_parquet(shard: Shard, columns, batch_size, batch_bytes=None):
         raise DataError(f"{shard.uri}: cannot open ({_first_line(err)})") from None
     # A local file is read as the batches need it (1 MB reads) instead of whole column chunks
     # first (pyarrow's pre_buffer, meant for object stores' latency): a 124 MB text column held
-    # ~40 MB of compressed chunk in memory (fresh memory is dear: docs/pipeline.md, "Memory of the
-    # passes").
+    # ~40 MB of compressed chunk in memory (fresh memory is dear).
     local = isinstance(fs, pafs.LocalFileSystem)
     with fh:
         try:
