@@ -79,8 +79,12 @@ class FitCtx:
 
 
 class DecideCtx:
-    def __init__(self, seed=0):
-        self.seed, self.work_dir, self.workers = seed, None, 1
+    def __init__(self, seed=0, docs=None):
+        self.seed, self.work_dir, self.workers, self.docs = seed, None, 1, docs
+
+    def read_texts(self, shard_index, rows):
+        assert shard_index == 0 and np.all(np.diff(rows) > 0)
+        yield self.docs.text.take(pa.array(rows)), np.arange(len(rows))
 
 
 def run_direct(sel, docs, seed=0, batch=97, work_dir=None):
@@ -94,8 +98,9 @@ def run_direct(sel, docs, seed=0, batch=97, work_dir=None):
                                     n_words=docs.n_words[a:a + batch], n_bytes=docs.n_bytes[a:a + batch],
                                     shard="s0", shard_index=0)))
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    scores = Scores(cols, np.array([0, len(docs)]), ["s0"])
-    return sel.decide(scores, DecideCtx(seed)), cols
+    always = {"row": docs.row, "n_words": docs.n_words, "n_bytes": docs.n_bytes}  # as the runner adds
+    scores = Scores({**cols, **always}, np.array([0, len(docs)]), ["s0"])
+    return sel.decide(scores, DecideCtx(seed, docs)), cols
 
 
 # -- allocation and geometry helpers ----------------------------------------------------------------
@@ -220,6 +225,9 @@ def test_each_strategy_keeps_exactly_the_budget(corpus, strategy):
     assert sum(m["cluster_sizes_before"]) == len(docs) and sum(m["cluster_sizes_after"]) == dec.keep.sum()
     assert {"mean_distance", "p95_distance", "cluster_entropy", "random_mean_distance"} <= set(m["coverage"])
     assert m["selection"]["approximate"] is False and sum(m["selection"]["clusters_by_method"].values()) <= 8
+    held = m["coverage_heldout"]
+    assert held["docs"] == len(docs) and held["selected_in_sample"] == dec.keep.sum()
+    assert 0 <= held["mean_distance"] <= held["p95_distance"] and held["random_mean_distance"] > 0
     assert cols["embedding"].dtype == np.float16 and cols["embedding"].shape == (len(docs), 32)
     json.dumps(m)  # manifest-serialisable
 

@@ -30,6 +30,7 @@ from .embedders import (
     normalize_rows,
     st_embed,
 )
+from .heldout import heldout_coverage
 from .kmeans_fit import (
     assign_nearest,
     load_centroids,
@@ -99,6 +100,8 @@ class KMeansDiversity(Selector):
     inter_neighbors = Param(int, 5, "density: nearest other centroids averaged for inter-cluster distance",
                             ge=1)
     coverage_sample = Param(int, 5000, "pool documents sampled for the coverage metrics (0: all)", ge=0)
+    heldout_sample = Param(int, 4000, "documents read back for the coverage in an independent embedding "
+                                      "(word TF-IDF + SVD; 0: not measured)", ge=0)
 
     # -- parameters -----------------------------------------------------------------------------
     def validate(self):
@@ -225,9 +228,10 @@ class KMeansDiversity(Selector):
     # -- decide (global) ------------------------------------------------------------------------
     def decide(self, scores, ctx) -> Decision:
         with one_thread():
-            return self._decide(scores, int(ctx.seed))
+            return self._decide(scores, ctx)
 
-    def _decide(self, scores, seed: int) -> Decision:
+    def _decide(self, scores, ctx) -> Decision:
+        seed = int(ctx.seed)
         where = self.display_name()
         if len(scores) == 0 or "cluster" not in scores:
             count_to_keep(0, self.keep, self.n, where)
@@ -287,6 +291,8 @@ class KMeansDiversity(Selector):
                                                "max": int(arr.max()), "empty": int((arr == 0).sum())}
         metrics["coverage"] = st.coverage(emb, cluster, keep, k, np.random.default_rng([seed, 0x636F76]),
                                           self.coverage_sample)
+        if self.heldout_sample:
+            metrics["coverage_heldout"] = heldout_coverage(scores, ctx, keep, self.heldout_sample, seed)
         return Decision(keep=keep, reason=reason, score=dist,
                         extra={"cluster": cluster.astype(np.int32), "distance": dist}, metrics=metrics)
 
