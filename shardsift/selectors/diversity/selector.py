@@ -87,6 +87,8 @@ class KMeansDiversity(Selector):
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
     model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
+    quota_exponent = Param(float, 1.0, "balanced: cluster quotas proportional to size^quota_exponent (1: to "
+                                        "size; 0: even, water-filled, for an even topic mix)", ge=0, le=1)
     member = Param(str, "facility", "balanced: greedy facility location (most representative), members at "
                                     "random (seeded) or farthest-first (greedy k-center)",
                    choices=("facility", "random", "farthest"))
@@ -253,7 +255,7 @@ class KMeansDiversity(Selector):
         s = self.strategy
 
         if s == "balanced":
-            quotas = st.allocate(sizes, np.ones(k), budget, tiebreak)
+            quotas = st.allocate(sizes, sizes.astype(np.float64) ** self.quota_exponent, budget, tiebreak)
             if self.member == "random":
                 keep = st.take_by_quota(cluster, rng.random(n), quotas)
                 metrics["selection"] = st.quota_methods(sizes, quotas, "random")
