@@ -4,7 +4,8 @@ Every document is embedded (hashed TF-IDF + SVD by default, offline; a sentence-
 or a precomputed embedding column), assigned to the nearest of ``k`` spherical k-means centroids
 learned on a sample, and a global strategy decides what to keep:
 
-- ``balanced``: the budget is spread evenly over clusters (water-filling).
+- ``balanced``: the budget is shared over clusters by size (or evenly: ``quota_exponent``), members
+  by facility location, farthest-first or at random.
 - ``semdedup`` (Abbas et al. 2023): inside each cluster, drop documents too similar to one ranked
   before them (ranked by distance to the centroid, far first).
 - ``prototypes`` (Sorscher et al. 2022): drop the documents closest to their centroid.
