@@ -20,12 +20,18 @@ from .strategies import allocate
 MEMBER_MAX = 4096
 
 
-@nb.njit(cache=True, nogil=True)
 def facility_greedy(sim, q):
+    """The ``q`` items greedy facility location picks (:func:`facility_greedy_ordered`), ascending."""
+    return np.sort(facility_greedy_ordered(sim, q)[0])
+
+
+@nb.njit(cache=True, nogil=True)
+def facility_greedy_ordered(sim, q):
     """Greedy facility location on a symmetric non-negative similarity matrix: ``q`` items, each
-    maximising the gain sum_i max(0, sim[i, j] - cover[i]). Lazy evaluation (Minoux 1978): gains
-    only shrink as items are picked (submodularity), so a stale gain is an upper bound and only the
-    item on top is re-evaluated; the picks equal the plain greedy's (ties: lowest index)."""
+    maximising the gain sum_i max(0, sim[i, j] - cover[i]); returns the items in pick order and
+    their gains (non-increasing: the objective is submodular). Lazy evaluation (Minoux 1978): a
+    stale gain is an upper bound, so only the item on top is re-evaluated; the picks equal the
+    plain greedy's (ties: lowest index)."""
     m = sim.shape[0]
     cover = np.zeros(m, dtype=np.float64)
     bound = np.empty(m, dtype=np.float64)
@@ -35,8 +41,10 @@ def facility_greedy(sim, q):
         for i in range(m):
             g += sim[j, i]
         bound[j] = g
-    picked = np.zeros(m, dtype=np.bool_)
-    for step in range(1, min(q, m) + 1):
+    q = min(q, m)
+    order = np.empty(q, dtype=np.int64)
+    gains = np.empty(q, dtype=np.float64)
+    for step in range(1, q + 1):
         while True:
             j = int(np.argmax(bound))
             if fresh[j] == step:
@@ -49,13 +57,14 @@ def facility_greedy(sim, q):
                     g += d
             bound[j] = g
             fresh[j] = step
-        picked[j] = True
+        order[step - 1] = j
+        gains[step - 1] = bound[j]
         bound[j] = -np.inf
         row = sim[j]
         for i in range(m):
             if row[i] > cover[i]:
                 cover[i] = row[i]
-    return np.flatnonzero(picked)
+    return order, gains
 
 
 @nb.njit(cache=True, nogil=True)

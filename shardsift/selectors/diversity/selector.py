@@ -4,7 +4,8 @@ Every document is embedded (hashed TF-IDF + SVD by default, offline; a sentence-
 or a precomputed embedding column), assigned to the nearest of ``k`` spherical k-means centroids
 learned on a sample, and a global strategy decides what to keep:
 
-- ``balanced``: the budget is spread evenly over clusters (water-filling).
+- ``balanced``: the budget is shared over clusters by size (or evenly: ``quota_exponent``), members
+  by facility location, farthest-first or at random.
 - ``semdedup`` (Abbas et al. 2023): inside each cluster, drop documents too similar to one ranked
   before them (ranked by distance to the centroid, far first).
 - ``prototypes`` (Sorscher et al. 2022): drop the documents closest to their centroid.
@@ -30,6 +31,7 @@ from .embedders import (
     normalize_rows,
     st_embed,
 )
+from .heldout import heldout_coverage
 from .kmeans_fit import (
     assign_nearest,
     load_centroids,
@@ -86,6 +88,8 @@ class KMeansDiversity(Selector):
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
     model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
+    quota_exponent = Param(float, 1.0, "balanced: cluster quotas proportional to size^quota_exponent (1: to "
+                                        "size; 0: even, water-filled, for an even topic mix)", ge=0, le=1)
     member = Param(str, "facility", "balanced: greedy facility location (most representative), members at "
                                     "random (seeded) or farthest-first (greedy k-center)",
                    choices=("facility", "random", "farthest"))
@@ -99,6 +103,8 @@ class KMeansDiversity(Selector):
     inter_neighbors = Param(int, 5, "density: nearest other centroids averaged for inter-cluster distance",
                             ge=1)
     coverage_sample = Param(int, 5000, "pool documents sampled for the coverage metrics (0: all)", ge=0)
+    heldout_sample = Param(int, 4000, "documents read back for the coverage in an independent embedding "
+                                      "(word TF-IDF + SVD; 0: not measured)", ge=0)
 
     # -- parameters -----------------------------------------------------------------------------
     def validate(self):
@@ -225,9 +231,10 @@ class KMeansDiversity(Selector):
     # -- decide (global) ------------------------------------------------------------------------
     def decide(self, scores, ctx) -> Decision:
         with one_thread():
-            return self._decide(scores, int(ctx.seed))
+            return self._decide(scores, ctx)
 
-    def _decide(self, scores, seed: int) -> Decision:
+    def _decide(self, scores, ctx) -> Decision:
+        seed = int(ctx.seed)
         where = self.display_name()
         if len(scores) == 0 or "cluster" not in scores:
             count_to_keep(0, self.keep, self.n, where)
@@ -249,7 +256,7 @@ class KMeansDiversity(Selector):
         s = self.strategy
 
         if s == "balanced":
-            quotas = st.allocate(sizes, np.ones(k), budget, tiebreak)
+            quotas = st.allocate(sizes, sizes.astype(np.float64) ** self.quota_exponent, budget, tiebreak)
             if self.member == "random":
                 keep = st.take_by_quota(cluster, rng.random(n), quotas)
                 metrics["selection"] = st.quota_methods(sizes, quotas, "random")
@@ -287,6 +294,8 @@ class KMeansDiversity(Selector):
                                                "max": int(arr.max()), "empty": int((arr == 0).sum())}
         metrics["coverage"] = st.coverage(emb, cluster, keep, k, np.random.default_rng([seed, 0x636F76]),
                                           self.coverage_sample)
+        if self.heldout_sample:
+            metrics["coverage_heldout"] = heldout_coverage(scores, ctx, keep, self.heldout_sample, seed)
         return Decision(keep=keep, reason=reason, score=dist,
                         extra={"cluster": cluster.astype(np.int32), "distance": dist}, metrics=metrics)
 
