@@ -129,3 +129,21 @@ def test_load_dataset_on_the_output_folder_reads_the_kept_documents_only(tmp_pat
     assert len(ds) == m["docs_kept"] and 0 < m["docs_kept"] < m["docs_in"]
     assert set(ds.column_names) == {"id", "text"}
     assert (tmp_path / "o" / ".shardsift" / "decisions").is_dir() and (tmp_path / "o" / ".shardsift" / "scores").is_dir()
+
+
+def test_a_bad_shard_with_two_workers_gives_its_own_error_every_time(tmp_path):
+    """The first real error is the one reported, never a cleanup error of the work dir, and the new
+    output folder is gone: 20 runs with two workers racing over a bad shard among good ones."""
+    from shardsift.errors import DataError
+
+    for s in range(4):
+        pq.write_table(pa.table({"text": [f"doc {s} {i} " * 30 for i in range(3000)]}), tmp_path / f"p{s}.parquet")
+    data = (tmp_path / "p2.parquet").read_bytes()
+    (tmp_path / "p2.parquet").write_bytes(data[: len(data) // 2])
+    for k in range(20):
+        out = tmp_path / f"o{k}"
+        with pytest.raises(DataError) as exc:
+            run_pipeline({"input": str(tmp_path / "*.parquet"), "output": str(out), "workers": 2,
+                          "stages": [{"random": {"keep": 0.5}}]})  # the bad shard is found in a worker's scan
+        assert "p2.parquet: not a readable Parquet file" in str(exc.value), (k, str(exc.value))
+        assert not out.exists(), k

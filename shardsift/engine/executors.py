@@ -31,27 +31,61 @@ class Progress:
         """Printed even when progress lines are off."""
         print(f"[shardsift] warning: {text}", file=self.stream, flush=True)
 
-    def bar(self, total: int, desc: str):
-        return _Bar(self, total, desc)
+    def bar(self, items: Sequence, desc: str):
+        return _Bar(self, items, desc)
+
+
+def _amount(item) -> tuple[int, str]:
+    """How much work a task is, for progress: its ``work`` (documents or bytes), else one task."""
+    work = getattr(item, "work", None)
+    return work if work else (1, "task")
+
+
+def _human(x: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= div:
+            return f"{x / div:.1f}{unit}"
+    return f"{x:.0f}"
 
 
 class _Bar:
-    def __init__(self, progress: Progress, total: int, desc: str):
-        self.p, self.total, self.desc, self.n = progress, total, desc, 0
+    """One bar per phase: tasks done, and the documents (or bytes) they held per second with the
+    time left, on a terminal (tqdm) or as a line every few seconds."""
+
+    def __init__(self, progress: Progress, items: Sequence, desc: str):
+        amounts = [_amount(it) for it in items]
+        units = {u for _, u in amounts}
+        self.unit = units.pop() if len(units) == 1 else "task"
+        self.weights = [a if self.unit != "task" else 1 for a, _ in amounts]
+        self.p, self.desc, self.tasks, self.done = progress, desc, len(items), 0
+        self.total, self.n, self.t0 = sum(self.weights), 0, time.monotonic()
         self._tqdm = None
         self._last = 0.0
         if progress.tty:
             from tqdm import tqdm
 
-            self._tqdm = tqdm(total=total, desc=desc, unit="task", file=progress.stream, leave=False)
+            self._tqdm = tqdm(total=self.total, desc=desc, unit=self.unit if self.unit != "task" else "task",
+                              unit_scale=self.unit != "task", file=progress.stream, leave=False)
 
-    def update(self, k: int = 1) -> None:
+    def update(self, index: int) -> None:
+        k = self.weights[index]
         self.n += k
+        self.done += 1
         if self._tqdm is not None:
             self._tqdm.update(k)
-        elif self.p.enabled and (self.n == self.total or time.monotonic() - self._last > 5):
+        elif self.p.enabled and (self.done == self.tasks or time.monotonic() - self._last > 5):
             self._last = time.monotonic()
-            self.p.line(f"{self.desc}: {self.n}/{self.total}")
+            took = max(time.monotonic() - self.t0, 1e-9)
+            line = f"{self.desc}: {self.done}/{self.tasks} task(s)"
+            if self.unit != "task":
+                rate = self.n / took
+                left = (self.total - self.n) / rate if rate else 0.0
+                if self.unit == "B":
+                    line += f", {self.n / 1e6:,.1f} MB, {rate / 1e6:,.1f} MB/s"
+                else:
+                    line += f", {_human(self.n)} {self.unit}, {_human(rate)} {self.unit}/s"
+                line += f", {left:.0f} s left" if self.done < self.tasks else f" in {took:.1f} s"
+            self.p.line(line)
 
     def close(self) -> None:
         if self._tqdm is not None:
@@ -101,14 +135,14 @@ class LocalExecutor(Executor):
 
     def map(self, fn, items, desc="", progress=None):
         items = list(items)
-        bar = progress.bar(len(items), desc) if progress and items else None
+        bar = progress.bar(items, desc) if progress and items else None
         results: list = [None] * len(items)
         try:
             if self.workers == 1 or len(items) <= 1:
                 for i, item in enumerate(items):
                     results[i] = _call(fn, item)
                     if bar:
-                        bar.update()
+                        bar.update(i)
                 return results
             return self._map_pool(fn, items, bar, results, desc)
         finally:
@@ -127,7 +161,7 @@ class LocalExecutor(Executor):
                 for fut in cf.as_completed(futures):
                     results[futures[fut]] = fut.result()
                     if bar:
-                        bar.update()
+                        bar.update(futures[fut])
             except BaseException:
                 for f in futures:
                     f.cancel()

@@ -82,7 +82,7 @@ class RayExecutor(Executor):
         items = list(items)
         if not items:
             return []
-        bar = progress.bar(len(items), desc) if progress else None
+        bar = progress.bar(items, desc) if progress else None
         reg = storage.registry()
         env = faults.settings()
         fn_ref = ray.put(fn)  # one copy of the function (and what it closes over) for all tasks
@@ -99,7 +99,7 @@ class RayExecutor(Executor):
                     i = pending.pop(ref)
                     results[i] = self._get(ref, items[i])
                     if bar:
-                        bar.update()
+                        bar.update(i)
             return results
         except BaseException:
             for ref in pending:

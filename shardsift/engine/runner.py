@@ -316,7 +316,8 @@ class Runner(OutputWriting):
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         c0 -= self.fused_cpu.get(i, 0.0)
         ctxs = [self.shard_ctx(j, alive_path[j]) for j in range(len(self.shards))]
-        n_in = sum(len(c.alive_rows()) for c in ctxs)
+        per_shard = [len(c.alive_rows()) for c in ctxs]
+        n_in = sum(per_shard)
         stats_all: list[dict] = []
         sel_path = os.path.join(stage_dir, "selector.pkl")
         if storage.exists(sel_path):
@@ -331,7 +332,7 @@ class Runner(OutputWriting):
             workdir.write_pickle(sel_path, sel)
             faults.point(f"fit:{i:02d}")
         self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")
-        tasks = [ScoreTask(c, stage_dir, sel_path, label, st.drop) for c in ctxs]
+        tasks = [ScoreTask(c, stage_dir, sel_path, label, st.drop, n) for c, n in zip(ctxs, per_shard)]
         stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
         metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
         if sel.capabilities().scope == "global":

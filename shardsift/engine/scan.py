@@ -23,6 +23,10 @@ class ScanTask:
     def label(self):
         return self.ctx.shard.uri
 
+    @property
+    def work(self) -> tuple[int, str]:
+        return self.ctx.shard.size, "B"
+
 
 def run_scan(task: ScanTask) -> dict:
     """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early.

@@ -136,6 +136,11 @@ class ScoreTask:
     selector_path: str
     stage_label: str
     drop: bool = True      # False: annotate only (annotate_only)
+    docs: int = 0          # documents reaching the stage in this shard (for progress)
+
+    @property
+    def work(self) -> tuple[int, str] | None:
+        return (self.docs, "docs") if self.docs else None
 
     @property
     def label(self):

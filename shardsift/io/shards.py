@@ -145,7 +145,7 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
     local = p.removeprefix("file://")
     if any(c in local for c in "*?["):
         hits = sorted(h for h in globlib.glob(local, recursive=True) if os.path.isfile(h))
-        return [(h, os.path.abspath(h)) for h in hits]
+        return [(os.path.abspath(h), os.path.abspath(h)) for h in hits]
     if os.path.isdir(local):
         if layout.is_output(local) and os.path.isdir(os.path.join(local, layout.DATA)):
             local = os.path.join(local, "data")  # a finished shardsift output: its kept documents
@@ -158,10 +158,10 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
             for f in sorted(files):
                 if _format_of(f, fmt) and not f.startswith(".") and f not in _OUTPUT_FILES:
                     hits.append(os.path.join(root, f))
-        return [(h, os.path.abspath(h)) for h in sorted(hits)]
+        return [(os.path.abspath(h), os.path.abspath(h)) for h in sorted(hits)]
     if not os.path.exists(local):
         raise DataError(f"{what}: {p} not found")
-    return [(local, os.path.abspath(local))]
+    return [(os.path.abspath(local), os.path.abspath(local))]
 
 
 def _remote_outputs(fs, root: str) -> set[str]:
