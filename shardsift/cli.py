@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(repeatable; the value is read as YAML)")
     s.add_argument("--overwrite", action="store_true", help="replace a finished output at the same path")
     s.add_argument("--fresh", action="store_true", help="recompute everything (do not reuse the work dir)")
-    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.add_argument("--quiet", action="store_true", help="no progress lines: the summary table only")
+    s.add_argument("--log-file", help="also append the progress lines to this file")
     s.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a table")
     s.add_argument("--report", action="store_true", help="then write OUTPUT/.shardsift/report.html and print its path")
     s.add_argument("--label-column", help="with --report: input column to show the composition by")
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show an output's manifest as a table")
     i.add_argument("output")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
+    i.add_argument("--all-metrics", action="store_true", help="after the table, every metric by its raw name")
 
     r = sub.add_parser("report", help="write OUTPUT/.shardsift/report.html: plots of what a run kept and dropped")
     r.add_argument("output")
@@ -132,8 +134,11 @@ def _select(args) -> int:
     from .pipeline import Pipeline
     from .report.summary import manifest_table
 
+    progress = not args.quiet
+    if args.log_file:
+        progress = _tee(args.log_file, echo=not args.quiet)
     result = Pipeline.from_yaml(args.config, args.sets).run(
-        args.input, args.output, overwrite=args.overwrite, progress=not args.quiet, fresh=args.fresh,
+        args.input, args.output, overwrite=args.overwrite, progress=progress, fresh=args.fresh,
         workers=args.workers, executor=args.executor, seed=args.seed)
     manifest = result.manifest
     if args.json:
@@ -146,6 +151,29 @@ def _select(args) -> int:
         path = write_report(result.output, label_column=args.label_column)
         print(f"report: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _tee(path: str, echo: bool):
+    """A Progress whose lines go to ``path`` (appended) and, with ``echo``, to stderr too."""
+    from .engine.executors import Progress
+
+    class Tee:
+        def __init__(self):
+            self.log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run's life
+
+        def write(self, text):
+            self.log.write(text)
+            if echo:
+                sys.stderr.write(text)
+
+        def flush(self):
+            self.log.flush()
+            sys.stderr.flush()
+
+        def isatty(self):
+            return False
+
+    return Progress(enabled=True, stream=Tee())
 
 
 def _check(args) -> int:
@@ -192,7 +220,7 @@ def _compare(args) -> int:
 def _inspect(args) -> int:
     from .errors import DataError
     from .io import layout
-    from .report.summary import manifest_table
+    from .report.summary import all_metrics, manifest_table
 
     path = os.path.join(args.output, layout.MANIFEST)
     if not os.path.exists(path):
@@ -200,6 +228,8 @@ def _inspect(args) -> int:
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     print(json.dumps(manifest, indent=2) if args.json else manifest_table(manifest, args.output))
+    if args.all_metrics and not args.json:
+        print("\n".join(all_metrics(manifest)))
     report = os.path.join(args.output, layout.REPORT)
     if not args.json:
         print(f"report: {report}" if os.path.exists(report) else f"no report yet: shardsift report {args.output}")

@@ -42,7 +42,7 @@ class Pipeline:
         """The validated config of a run (every key and parameter checked), without any I/O."""
         return parse_config(self._raw(input, output, **overrides))
 
-    def run(self, input=None, output=None, *, overwrite: bool = False, progress: bool = False,
+    def run(self, input=None, output=None, *, overwrite: bool = False, progress=False,
             fresh: bool = False, **overrides) -> Result:
         """Run on ``input`` (a path, glob, list of paths, or a ``datasets.Dataset``; default: the
         config's) into ``output`` (a directory; default: the config's). ``overrides`` are top-level
@@ -54,8 +54,8 @@ class Pipeline:
 
         cpu0 = tree_cpu()  # the run's CPU counts reading the config and loading the selectors too
         cfg = self.check(input, output, **overrides)
-        manifest = run_pipeline(cfg, overwrite=overwrite, progress=Progress(enabled=progress), fresh=fresh,
-                                tree_cpu0=cpu0)
+        prog = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress))
+        manifest = run_pipeline(cfg, overwrite=overwrite, progress=prog, fresh=fresh, tree_cpu0=cpu0)
         return Result(cfg.output.path, manifest)
 
     def _raw(self, input, output, **overrides) -> dict:

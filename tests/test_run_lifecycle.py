@@ -147,3 +147,18 @@ def test_a_bad_shard_with_two_workers_gives_its_own_error_every_time(tmp_path):
                           "stages": [{"random": {"keep": 0.5}}]})  # the bad shard is found in a worker's scan
         assert "p2.parquet: not a readable Parquet file" in str(exc.value), (k, str(exc.value))
         assert not out.exists(), k
+
+
+def test_quiet_log_file_and_key_figures(tmp_path):
+    """--quiet prints the summary only, --log-file keeps the progress lines, the summary names its
+    key figures in words, and inspect --all-metrics lists every metric by its raw name."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"input": corpus(tmp_path), "output": str(tmp_path / "o"), "workers": 1,
+                               "stages": [{"exact_dedup": {}}, {"length": {"min_words": 10}}]}))
+    proc = run_cli("select", cfg, "--quiet", "--log-file", tmp_path / "run.log")
+    assert "[shardsift]" not in proc.stderr and "[shardsift]" not in proc.stdout
+    log = (tmp_path / "run.log").read_text()
+    assert "scan:" in log and "done: kept" in log
+    assert "exact_dedup: groups of identical text" in proc.stdout
+    full = run_cli("inspect", tmp_path / "o", "--all-metrics").stdout
+    assert "metrics of exact_dedup:" in full and "    groups:" in full

@@ -359,6 +359,9 @@ class Runner(OutputWriting):
         cpu, rss = self._account(stats)
         if not st.drop:  # annotate only: how many the selector would have kept
             metrics = {**metrics, "selected": selected}
+            rep_extra = {"annotate_only": True}
+        else:
+            rep_extra = {}
         if kept + sum(dropped.values()) != n_in:
             raise RuntimeError(f"{label}: accounting error: {n_in} in, {kept} kept, {dropped} dropped")
         rep = {"name": st.name, "selector": f"{type(sel).__module__}:{type(sel).__qualname__}",
@@ -366,7 +369,7 @@ class Runner(OutputWriting):
                "tokens_in": tokens_in, "tokens_kept": tokens_kept, "bytes_kept": bytes_kept,
                "wall_s": wall, "cpu_s": cpu_here + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
-               "models": {k: v for k, v in (sel.fitted_files() or {}).items()}}
+               "models": {k: v for k, v in (sel.fitted_files() or {}).items()}, **rep_extra}
         workdir.write_json(os.path.join(stage_dir, "done.json"), rep)
         faults.point(f"stage:{i:02d}")
         self.progress.line(f"{label}: kept {kept} of {n_in}")

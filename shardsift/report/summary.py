@@ -27,10 +27,43 @@ def manifest_table(m: dict, output: str = "") -> str:
                  f"{w.get('cpu_s', 0):>8.2f}")
     lines.append(f"total: wall {m['wall_s']:.2f} s, cpu {m['cpu_s']:.2f} s, peak memory {m['peak_rss_mb']:.0f} MB; "
                  f"{len(m['output']['files'])} output file(s)")
+    lines += key_metrics(m)
+    return "\n".join(lines)
+
+
+def all_metrics(m: dict) -> list[str]:
+    """Every metric of every stage under its raw name (``inspect --all-metrics``)."""
+    lines = []
     for st in m["stages"]:
         pairs = list(flat_metrics(st.get("metrics") or {}))
         if pairs:
             lines.append(f"metrics of {st['name']}:")
-            for k, v in pairs:
-                lines.append(f"    {k}: {v}")
-    return "\n".join(lines)
+            lines += [f"    {k}: {v}" for k, v in pairs]
+    return lines
+
+
+# the metrics worth a line after the table, in words; every other one is in the manifest (--json)
+LABELS = {
+    "clusters": "duplicate clusters", "largest_cluster": "largest cluster", "pairs_checked": "candidate pairs verified",
+    "pairs_rejected": "candidate pairs rejected by exact Jaccard", "groups": "groups of identical text",
+    "kl_reduction": "KL to the target reduced by", "kl_reduction_random": "(a random selection: by",
+    "holdout_precision": "classifier holdout precision", "holdout_recall": "holdout recall", "holdout_auc": "holdout AUC",
+    "budget_share_from_include_keys": "budget share from the included keys", "cut": "score at the cut",
+    "k": "clusters (k)", "coverage.mean_distance": "mean distance to the selection",
+    "coverage.random_mean_distance": "(a random selection:", "coverage_heldout.mean_distance":
+    "held-out embedding: mean distance", "selected": "would select (annotate only)",
+}
+
+
+def key_metrics(m: dict) -> list[str]:
+    """One line per stage with its labelled metrics; all of them: ``shardsift inspect OUTPUT --json``."""
+    lines = []
+    for st in m["stages"]:
+        flat = dict(flat_metrics(st.get("metrics") or {}))
+        shown = [f"{label} {flat[key]}" + (")" if label.startswith("(") else "")
+                 for key, label in LABELS.items() if key in flat and (key != "selected" or st.get("annotate_only"))]
+        if shown:
+            lines.append(f"  {st['name']}: " + "; ".join(shown))
+    if lines:
+        lines.insert(0, "key figures (every metric: shardsift inspect OUTPUT --json):")
+    return lines
