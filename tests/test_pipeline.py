@@ -587,7 +587,8 @@ def test_first_stage_is_scored_in_the_scan_with_the_same_bytes(sample_dir, tmp_p
     (o1, r1, p1, m1), (o0, r0, p0, m0) = got[True], got[False]
     assert o1 == o0 and o1["data"] and o1["scores"]
     assert r1 == r0 - 3  # three shards: the first stage's score read none
-    assert p1.index("score:00:0") < p1.index("scan:1") < p1.index("score:00:1") < p1.index("scan:2")
+    # each shard's fused score, then its scan's summary (the task's last write), shard after shard
+    assert p1.index("score:00:0") < p1.index("scan:0") < p1.index("score:00:1") < p1.index("scan:1")
     assert p0.index("scan:2") < p0.index("score:00:0")
     assert m1["stages"][1]["cpu_s"] > 0 and m1["stages"][1]["metrics"] == m0["stages"][1]["metrics"]
 

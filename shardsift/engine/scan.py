@@ -34,21 +34,29 @@ def run_scan(task: ScanTask) -> dict:
     With ``task.fused`` (the planner's choice, engine/fused.py) each batch the scan reads goes on
     through the fused stages (and into the output), so the input is decoded once for all of them
     and only one batch is in memory at a time; their CPU seconds come back as ``fused_cpu_s`` per
-    stage and ``fused_write_cpu_s`` (not stored: a resumed scan skips them)."""
+    stage and ``fused_write_cpu_s`` (not stored: a resumed scan skips them). The summary file is
+    the task's last write: a scan found done had its fused stages finish too."""
     ctx = task.ctx
     summary_path = ctx.scan_path[:-4] + ".json"
     if storage.exists(ctx.scan_path) and storage.exists(summary_path):
         return workdir.read_json(summary_path)
     if task.fused is None:
-        return _scan_shard(task, summary_path)
+        return _finish(ctx, summary_path, _scan_shard(task))
     fused = FusedChain(task.fused)
-    summary = _scan_shard(task, summary_path, fused)
+    summary = _scan_shard(task, fused)
     cpu = fused.finish()
+    _finish(ctx, summary_path, summary)
     return {**summary, "fused_cpu_s": cpu["stage_cpu_s"], "fused_write_cpu_s": cpu["output_cpu_s"]}
 
 
-def _scan_shard(task: ScanTask, summary_path: str, fused: FusedChain | None = None) -> dict:
-    """The scan's result (its arrays are in the work dir)."""
+def _finish(ctx: ShardContext, summary_path: str, summary: dict) -> dict:
+    workdir.write_json(summary_path, summary)
+    faults.point(f"scan:{ctx.index}")
+    return summary
+
+
+def _scan_shard(task: ScanTask, fused: FusedChain | None = None) -> dict:
+    """The scan's summary; its arrays are written to the work dir (the fused stages read them)."""
     ctx = task.ctx
     t0, before = time.perf_counter(), usage()
     valid, words, nbytes, idh = [], [], [], []
@@ -71,8 +79,6 @@ def _scan_shard(task: ScanTask, summary_path: str, fused: FusedChain | None = No
                **task_stats(before, t0)}
     if fused is not None:
         summary["cpu_s"] -= fused.cpu_in_batches
-    workdir.write_json(summary_path, summary)
-    faults.point(f"scan:{ctx.index}")
     return summary
 
 
