@@ -190,6 +190,15 @@ def test_planted_near_duplicates_found_across_shards(planted, tmp_path):
     assert m["docs_without_shingles"] == 1
     assert ctx.reads == m["candidate_docs"] <= 2 * len(pairs_dup) + 10
     assert np.all(dec.score[~dec.keep] >= 0.8)
+    # each removed document names its survivor (here its original) by input shard and row
+    where = {}
+    for s, texts in enumerate(shards):
+        for r, t in enumerate(texts):
+            where.setdefault(t, (s, r))
+    of_shard, of_row = dec.extra["duplicate_of_shard"], dec.extra["duplicate_of_row"]
+    for o, d in pairs_dup:
+        assert (of_shard[pos[d]], of_row[pos[d]]) == where[o]
+    assert (of_shard[dec.keep] == -1).all() and (of_row[dec.keep] == -1).all()
 
 
 def test_exact_copies_cluster_cheaply_and_keep_policies(tmp_path):
@@ -210,6 +219,8 @@ def test_exact_copies_cluster_cheaply_and_keep_policies(tmp_path):
     assert dec.metrics["pairs_checked"] <= 4 * 5 * 51
     dec, _, _ = run_global(MinHashDedup(keep="longest"), shards, tmp_path)
     assert dec.keep.sum() == 1 and dec.keep[50]
+    of = set(zip(dec.extra["duplicate_of_shard"].tolist(), dec.extra["duplicate_of_row"].tolist()))
+    assert of == {(1, 25), (-1, -1)} and dec.extra["duplicate_of_row"][50] == -1  # the survivor: shard 1, row 25
     quality = [np.arange(25, dtype=np.float64), np.r_[np.arange(25.0), -1.0]]
     sel = MinHashDedup(keep="quality")
     assert sel.capabilities().columns == ("quality",) and MinHashDedup().capabilities().columns == ()
@@ -279,6 +290,27 @@ def test_char_shingles(tmp_path):
     assert dec.extra["cluster"][2] == 0 and dec.keep.tolist() == [True, True, False]
     _, off = shingle_hashes(pa.array(["héllo wörld", "abc"]), shingle="char", ngram=3)
     assert off[1] - off[0] == 9 and off[2] - off[1] == 1  # 11 code points -> 9 trigrams
+    # Unicode whitespace runs are one space too, and ASCII letters are lowered in the kernel
+    for strip in (True, False):
+        sh, off = shingle_hashes(pa.array(["Héllo\u00a0\u2009 Wörld\u3000", "héllo wörld", "HELLO\x1cWORLD",
+                                           "hello world"]), shingle="char", ngram=3, strip_punctuation=strip)
+        assert np.array_equal(sh[off[0]:off[1]], sh[off[1]:off[2]])
+        assert np.array_equal(sh[off[2]:off[3]], sh[off[3]:off[4]])
+
+
+def test_nfkc_folds_compatibility_forms_first(tmp_path):
+    """nfkc: true applies NFKC before lowercasing (fullwidth letters, ligatures, roman numerals,
+    the ideographic space); off by default."""
+    texts = pa.array(["ＨＥＬＬＯ\u3000ｗｏｒｌｄ ﬁne Ⅻ", "hello world fine xii"])
+    for shingle in ("word", "char"):
+        sh, off = shingle_hashes(texts, shingle=shingle, ngram=2)
+        assert sorted(sh[off[0]:off[1]].tolist()) != sorted(sh[off[1]:off[2]].tolist())
+        sh, off = shingle_hashes(texts, shingle=shingle, ngram=2, nfkc=True)
+        assert sorted(sh[off[0]:off[1]].tolist()) == sorted(sh[off[1]:off[2]].tolist())
+    sig = MinHashDedup(nfkc=True).signatures(texts)
+    assert (sig[0] == sig[1]).all() and not (MinHashDedup().signatures(texts)[0] == sig[1]).all()
+    dec, _, _ = run_global(MinHashDedup(nfkc=True, ngram=2, threshold=0.9), [texts.to_pylist()], tmp_path)
+    assert dec.keep.tolist() == [True, False]
 
 
 def test_config_errors():
@@ -318,8 +350,16 @@ def test_runner_end_to_end_same_output_for_1_and_2_workers(planted, tmp_path):
         outs.append((data.column("id").to_pylist(), side.sort_by("id").to_pydict()))
     assert outs[0] == outs[1]
     side = outs[0][1]
-    assert {"cluster", "cluster_size"} <= set(side)
+    assert {"cluster", "cluster_size", "duplicate_of_shard", "duplicate_of_row"} <= set(side)
     assert sum(1 for s, k in zip(side["cluster_size"], side["kept"]) if s > 1 and not k) == len(pairs_dup)
+    # the sidecar's duplicate_of names a kept document of the same cluster (ids here: d{shard}-{row})
+    row_of = {i: k for k, i in enumerate(side["id"])}
+    for k, kept in enumerate(side["kept"]):
+        of = f"d{side['duplicate_of_shard'][k]}-{side['duplicate_of_row'][k]}"
+        if kept:
+            assert side["duplicate_of_shard"][k] == -1 and side["duplicate_of_row"][k] == -1
+        else:
+            assert side["kept"][row_of[of]] and side["cluster"][row_of[of]] == side["cluster"][k]
 
 
 def test_runner_first_shard_emptied_by_earlier_stage(tmp_path):
@@ -357,6 +397,105 @@ def test_real_pool_shards(tmp_path):
     assert (in_clusters.groupby("cluster").kept.sum() == 1).all()
 
 
+def _ref_words(text: str, strip_punctuation: bool) -> list:
+    """The selector's words by definition: split on every Unicode whitespace (str.split), lowered;
+    with strip_punctuation, ASCII punctuation separates words too."""
+    import re
+
+    words = text.lower().split()
+    if not strip_punctuation:
+        return words
+    return re.findall(r"[0-9a-z_\u0080-\U0010ffff]+", " ".join(words))
+
+
+def _ref_jaccard(a: list, b: list, n: int = 5) -> float:
+    def grams(w):
+        return {tuple(w[i:i + n]) for i in range(max(1, len(w) - n + 1))} if w else set()
+
+    sa, sb = grams(a), grams(b)
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strip", [True, False])
+def test_unicode_spaced_near_duplicates_of_real_text(tmp_path, strip):
+    """Near duplicates of real documents whose spaces were swapped for U+00A0 / U+2009 and a few
+    words edited: every pair whose true word 5-gram Jaccard (words split on any Unicode whitespace)
+    is at least 0.8 is caught (recall >= 0.99), and every removed document is within the threshold
+    of a cluster mate by that true Jaccard (precision 1.000); pairs edited far below it stay apart.
+    Through the runner, with duplicate_of naming each removed document's survivor."""
+    from conftest import corpora_path
+
+    from shardsift.engine.runner import run_pipeline
+
+    path = os.path.join(corpora_path("pool"), "part-00000.parquet")
+    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    origs = [t for t in texts if 50 <= len(t.split()) <= 2000][:1500]
+    rng = np.random.default_rng(17)
+    variants = []
+    for o in origs:
+        v = "".join(str(rng.choice([" ", "\u00a0", "\u2009"], p=[0.4, 0.3, 0.3])) if c == " " else c for c in o)
+        words = v.split(" ")  # what ASCII spaces are left: the edits keep the other whitespace
+        far = rng.random() < 0.25
+        m = len(o.split())
+        k = max(1, m // 10) if far else int(rng.integers(0, max(1, (m - 4) // 50) + 1))
+        for i in rng.choice(len(words), size=min(k, len(words)), replace=False):
+            words[i] = f"zq{rng.integers(1 << 30)}x"
+        variants.append(" ".join(words))
+    order = rng.permutation(2 * len(origs))
+    docs = (origs + variants)
+    shards = [[docs[i] for i in order[lo::3]] for lo in range(3)]  # originals and variants mixed
+    write_corpus(tmp_path / "in", shards)
+    where = {}
+    for s_, sh in enumerate(shards):
+        for r, t in enumerate(sh):
+            where.setdefault(t, (s_, r))
+
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out"), "scores": True},
+           "workers": 1, "stages": [{"minhash_dedup": {"strip_punctuation": strip}}]}
+    run_pipeline(cfg)
+    side = pq.read_table(glob.glob(str(tmp_path / "out" / "scores" / "*.parquet"))[0]).to_pydict()
+    by_id = {i: k for k, i in enumerate(side["id"])}
+    id_at = {(int(i.split("-")[0][1:]), int(i.split("-")[1])): i for i in side["id"]}
+
+    def row(t):
+        s_, r = where[t]
+        return by_id[f"d{s_}-{r}"]
+
+    words = {t: _ref_words(t, strip) for t in set(docs)}
+    caught = near = 0
+    for o, v in zip(origs, variants):
+        j = _ref_jaccard(words[o], words[v])
+        same = side["cluster"][row(o)] == side["cluster"][row(v)]
+        if j >= 0.8:
+            near += 1
+            caught += same
+        elif j < 0.5:
+            assert not same, "a pair far below the threshold was merged"
+    assert near >= 1000 and caught / near >= 0.99, (caught, near)
+    removed = [k for k, kept in enumerate(side["kept"]) if not kept]
+    assert len(removed) >= near * 0.99
+    # precision: every removed document is within the threshold of a cluster mate (clusters are
+    # the transitive closure of verified pairs, so not necessarily of the survivor itself); its
+    # score is its closest verified mate's Jaccard (32-bit fingerprints: within ~0.01 of the
+    # truth), or 1.0 when it was joined on an identical signature without being read
+    text_of = {f"d{s_}-{r}": words[t] for s_, sh in enumerate(shards) for r, t in enumerate(sh)}
+    members = {}
+    for k, c in enumerate(side["cluster"]):
+        members.setdefault(c, []).append(k)
+    below = 0
+    for k in removed:
+        mine = text_of[side["id"][k]]
+        best = max(_ref_jaccard(mine, text_of[side["id"][q]]) for q in members[side["cluster"][k]] if q != k)
+        below += best < 0.8
+        assert 0.8 <= side["score"][k] <= best + 0.02 or side["score"][k] == 1.0
+        survivor = id_at[(side["duplicate_of_shard"][k], side["duplicate_of_row"][k])]
+        assert side["kept"][by_id[survivor]] and side["cluster"][by_id[survivor]] == side["cluster"][k]
+    assert below == 0, f"precision {1 - below / len(removed):.4f}"
+    kept = [k for k, kept in enumerate(side["kept"]) if kept]
+    assert all(side["duplicate_of_shard"][k] == -1 and side["duplicate_of_row"][k] == -1 for k in kept)
+
+
 def test_nothing_reaches_the_stage(tmp_path):
     from shardsift.engine.runner import run_pipeline
 
@@ -374,6 +513,9 @@ WORD_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
     "é", "É", "À", "ß", "ñ", "Ω", "Σ", "中", "文", "🙂", "İ", "\u212a"]  # Kelvin sign lowers to ASCII k
 PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^`{|}~") + ["\x00", "\x7f", "—", "’"]
 SPACES = [" ", " ", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", " \n\t  "]
+# Python's str.split() splits on these too: the tokenizer's public path treats them as spaces
+UNICODE_SPACES = SPACES + ["\xa0", "\u2009", "\u3000", "\x85", "\u2028", "\u1680", "\u202f", "\x1c", "\x1f",
+                           " \xa0 ", "\u2000\u200a"]
 
 
 def _py_mix64(h):
@@ -385,7 +527,7 @@ def _py_mix64(h):
 
 
 def _py_is_word(b, keep_punct):
-    if b == 32 or 9 <= b <= 13:
+    if b == 32 or 9 <= b <= 13 or 28 <= b <= 31:
         return False
     return keep_punct or 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128
 
@@ -415,24 +557,26 @@ def ref_shingles(toks: list, n: int) -> list:
 
 
 def ref_csr(texts, keep_punct: bool, n=None):
-    """Reference tokens (or n-gram shingles) of every document after Arrow's Unicode lowercase."""
+    """Reference tokens (or n-gram shingles) of every document after Arrow's Unicode lowercase,
+    every Unicode whitespace character (str.isspace) a space."""
     import pyarrow.compute as pc
 
     out, off = [], [0]
     for t in pc.utf8_lower(texts).to_pylist():
-        toks = ref_tokens((t or "").encode(), keep_punct)
+        t = "".join(" " if c.isspace() else c for c in (t or ""))
+        toks = ref_tokens(t.encode(), keep_punct)
         out += toks if n is None else ref_shingles(toks, n)
         off.append(len(out))
     return np.array(out, dtype=np.uint64), np.array(off, dtype=np.int64)
 
 
-def random_text(rng, nbytes, ascii_only=False):
+def random_text(rng, nbytes, ascii_only=False, spaces=SPACES):
     chars = WORD_CHARS[:63] if ascii_only else WORD_CHARS
     p = np.where(np.arange(len(chars)) < 63, 1.0, 0.5 if not ascii_only else 0.0)
     punct = [c for c in PUNCT if not ascii_only or c.isascii()]
     parts, size = [], 0
     if rng.random() < 0.3:
-        parts.append(str(rng.choice(SPACES)))
+        parts.append(str(rng.choice(spaces)))
     while size < nbytes:
         word = "".join(rng.choice(chars, size=int(rng.geometric(0.2)), p=p / p.sum()))
         r = rng.random()
@@ -440,7 +584,7 @@ def random_text(rng, nbytes, ascii_only=False):
             word += "".join(rng.choice(punct, size=int(rng.integers(1, 4))))  # "word," "it's!?"
         elif r < 0.2:
             word = str(rng.choice(punct)) + word
-        sep = str(rng.choice(SPACES)) if rng.random() < 0.9 else "".join(rng.choice(punct, size=2))
+        sep = str(rng.choice(spaces)) if rng.random() < 0.9 else "".join(rng.choice(punct, size=2))
         parts += [word, sep]
         size += len(word.encode()) + len(sep.encode())
     if rng.random() < 0.5:
@@ -521,15 +665,18 @@ def test_doc_tokens_match_serial_reference(token_texts, keep_punct):
 @pytest.mark.parametrize("strip", [True, False])
 @pytest.mark.parametrize("batch", ["mostly_ascii", "mostly_non_ascii"])
 def test_word_shingles_and_signatures_match_reference(token_texts, strip, batch):
-    """Public path (ASCII documents not Unicode-lowered, the others lowered by Arrow): shingles
-    and fused signatures equal the serial reference after utf8_lower, in a batch mixing ASCII and
-    non-ASCII documents (both lowering branches), sliced and chunked."""
+    """Public path (ASCII documents not Unicode-lowered, the others lowered by Arrow and their
+    Unicode whitespace made spaces): shingles and fused signatures equal the serial reference
+    after utf8_lower with every str.isspace() character a space, in a batch mixing ASCII and
+    non-ASCII documents (both preparation branches), sliced and chunked."""
     rng = np.random.default_rng(5)
     ascii_docs = [random_text(rng, int(n), ascii_only=True) for n in rng.integers(0, 3000, 60)]
-    if batch == "mostly_ascii":  # a few non-ASCII documents: lowered alone and spliced in
-        docs = ascii_docs + ["ÉCOLE ÀLA Carte İSTANBUL \u212aELVIN", None, "x"] + token_texts[:6]
+    spaced = [random_text(rng, int(n), spaces=UNICODE_SPACES) for n in rng.integers(0, 3000, 20)]
+    if batch == "mostly_ascii":  # a few non-ASCII documents: prepared alone and spliced in
+        docs = ascii_docs + ["ÉCOLE ÀLA Carte İSTANBUL \u212aELVIN", None, "x", "a\u3000b\xa0c", "d\x1ce"] + \
+            token_texts[:6] + spaced[:3]
     else:
-        docs = ascii_docs[:5] + token_texts
+        docs = ascii_docs[:5] + token_texts + spaced
     docs = [docs[i] for i in rng.permutation(len(docs))]
     arr = pa.array(["PAD"] * 3 + docs, pa.large_string()).slice(3)
     for texts in (arr, pa.chunked_array([arr.slice(0, 10), arr.slice(10)])):
@@ -542,19 +689,26 @@ def test_word_shingles_and_signatures_match_reference(token_texts, strip, batch)
         assert np.array_equal(sig, minhash_signatures(rsh, roff, 32, 9))
 
 
-def test_lower_spans_lowers_only_non_ascii_documents():
+def test_prepared_spans_prepare_only_non_ascii_documents():
     import pyarrow.compute as pc
 
     from shardsift.columns import spans
-    from shardsift.selectors.normalize import lower_spans
+    from shardsift.selectors.normalize import prepared_spans
 
     def docs_of(s, e, d):
         return [bytes(d[a:b]) for a, b in zip(s, e)]
 
-    def lowered(t, everything=False):
+    def lowered(t, everything=False, spaces=False, nfkc=False):
         if t is None:
             return b""
-        return pc.utf8_lower(pa.array([t]))[0].as_py().encode() if everything or not t.isascii() else t.encode()
+        if not (everything or not t.isascii()):
+            return t.encode()
+        t = pc.utf8_normalize(pa.array([t]), form="NFKC")[0].as_py() if nfkc else t
+        t = pc.utf8_lower(pa.array([t]))[0].as_py()
+        return "".join(" " * len(c.encode()) if spaces and c.isspace() else c for c in t).encode()
+
+    def lower_spans(arr, rows=None):
+        return prepared_spans(arr, rows, spaces=False)
 
     texts = ["Hello WORLD", "ÉCOLE à Paris", None, "", "PLAIN ascii", "İstanbul \u212a", "tail TEXT " * 30]
     low = [lowered(t) for t in texts]  # ASCII documents as they are, the rest lowered by Arrow
@@ -563,9 +717,9 @@ def test_lower_spans_lowers_only_non_ascii_documents():
     assert docs_of(*lower_spans(arr.slice(1, 6))) == low[1:7]
     assert docs_of(*lower_spans(pa.chunked_array([arr.slice(0, 2), arr.slice(2)]))) == low
     # an all-ASCII batch is not copied at all
-    asc = pa.array(["Only ASCII", None, "HERE"], pa.large_string())
-    s, e, d = lower_spans(asc)
-    assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE"]
+    asc = pa.array(["Only ASCII", None, "HERE\x1c"], pa.large_string())
+    s, e, d = prepared_spans(asc, nfkc=True)
+    assert np.shares_memory(d, spans(asc)[2]) and docs_of(s, e, d) == [b"Only ASCII", b"", b"HERE\x1c"]
     # non-ASCII documents hold most bytes: the whole batch is lowered, ASCII documents too
     assert docs_of(*lower_spans(arr.slice(1, 5))) == [lowered(t, True) for t in texts[1:6]]
     # selected rows of a batch (the read-back's): their spans in the whole batch's bytes, the
@@ -577,6 +731,19 @@ def test_lower_spans_lowers_only_non_ascii_documents():
         if rows.tolist() == [0, 4, 6]:  # all ASCII: nothing copied, the batch's own bytes
             assert np.shares_memory(d, spans(arr)[2])
     assert docs_of(*lower_spans(arr, np.array([1, 5]))) == [lowered(texts[1], True), lowered(texts[5], True)]
+    # Unicode whitespace: each such code point's bytes become ASCII spaces, in both branches, after
+    # NFKC when asked (which folds some spaces and the fullwidth letters itself)
+    spaced = ["A\u00a0B", "plain TEXT " * 20, "x\u3000Ｙ\u2009z\u200b", None, "\u2028\u2029\x85\u1680\u205f\u202f",
+              "Ünï\u2000\u200acode"]
+    arr = pa.array(spaced)
+    for nfkc in (False, True):
+        want = [lowered(t, spaces=True, nfkc=nfkc) for t in spaced]
+        assert docs_of(*prepared_spans(arr, nfkc=nfkc)) == want  # mostly ASCII: the others alone
+        assert docs_of(*prepared_spans(arr, np.array([0, 2, 4]), nfkc=nfkc)) == [want[0], want[2], want[4]]
+        assert docs_of(*prepared_spans(arr.slice(2, 4), nfkc=nfkc)) == [lowered(t, True, True, nfkc)
+                                                                        for t in spaced[2:6]]
+    assert docs_of(*prepared_spans(arr, lower_case=False))[0] == b"A  B"
+    assert docs_of(*prepared_spans(arr, lower_case=False, spaces=False))[0] == "A\u00a0B".encode()
 
 
 def test_verification_jaccard_is_exact_at_and_above_the_threshold():

@@ -1,6 +1,6 @@
 """What the two dedup selectors share once the clusters are known: which document of each cluster
-survives (``keep: first | longest | <numeric input column>``) and the cluster-size histogram of
-their metrics."""
+survives (``keep: first | longest | <numeric input column>``), which survivor each dropped document
+duplicates (``duplicate_of``), and the cluster-size histogram of their metrics."""
 from __future__ import annotations
 
 import dataclasses
@@ -49,6 +49,27 @@ def survivors(cluster: np.ndarray, keep: str, scores) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[order[first]] = True
     return mask
+
+
+def duplicate_of(cluster: np.ndarray, cluster_size: np.ndarray, keep: np.ndarray, scores) -> dict[str, np.ndarray]:
+    """Decision.extra columns naming, for every dropped document, the survivor of its cluster: its
+    input shard (``duplicate_of_shard``, int32, the position in the manifest's ``inputs``) and its
+    row in that shard (``duplicate_of_row``, int64, as the ``row`` of every document); -1 for kept
+    documents. ``cluster`` ids are positions (each cluster's first document); ``keep`` has exactly
+    one survivor per cluster. Beside the two columns (12 bytes per document) only the documents of
+    clusters of two or more are indexed."""
+    n = len(cluster)
+    shard = np.full(n, -1, dtype=np.int32)
+    row = np.full(n, -1, dtype=np.int64)
+    members = np.flatnonzero(cluster_size >= 2)
+    if len(members):
+        kept = members[keep[members]]
+        kept = kept[np.argsort(cluster[kept])]  # one per cluster: distinct ids, ascending
+        dropped = members[~keep[members]]
+        of = kept[np.searchsorted(cluster[kept], cluster[dropped])]
+        shard[dropped] = np.searchsorted(scores.shard_offsets, of, side="right") - 1
+        row[dropped] = np.asarray(scores["row"])[of]
+    return {"duplicate_of_shard": shard, "duplicate_of_row": row}
 
 
 def keep_by(docs, column: str, where: str) -> np.ndarray:

@@ -11,7 +11,7 @@ from ...api import Decision, Param, Selector
 from ...columns import arrow_array, arrow_take
 from ...errors import ConfigError
 from ...params import Size
-from ..keep_policy import KeepPolicy, size_histogram, survivors
+from ..keep_policy import KeepPolicy, duplicate_of, size_histogram, survivors
 from .lsh import _band_runs_spilled, _row_hash, _runs, candidate_probability, choose_bands
 from .shingles import _sorted_sets, _word_args, _word_sets_into, shingle_hashes
 from .signatures import _band_keys, _word_band_keys, _word_signatures, minhash_signatures, permutations
@@ -29,6 +29,7 @@ class MinHashDedup(KeepPolicy, Selector):
     ngram = Param(int, 5, "shingle length in words (or characters with shingle: char)", ge=1)
     shingle = Param(str, "word", "shingles: word n-grams or character n-grams", choices=("word", "char"))
     strip_punctuation = Param(bool, True, "drop ASCII punctuation before shingling")
+    nfkc = Param(bool, False, "apply Unicode NFKC normalization (Arrow's utf8_normalize) before lowercasing")
     num_perm = Param(int, 128, "MinHash permutations available to the bands", ge=2, le=4096)
     bands = Param(int, None, "LSH bands (default: from threshold and min_candidate_prob)", ge=1)
     rows = Param(int, None, "signature values per band (default: from threshold and min_candidate_prob)", ge=1)
@@ -66,7 +67,7 @@ class MinHashDedup(KeepPolicy, Selector):
 
     def shingles(self, texts):
         return shingle_hashes(texts, shingle=self.shingle, ngram=self.ngram,
-                              strip_punctuation=self.strip_punctuation)
+                              strip_punctuation=self.strip_punctuation, nfkc=self.nfkc)
 
     def _word_kernel(self) -> bool:
         """Whether shingling and signatures run in one kernel (word shingles, multiply-shift)."""
@@ -74,7 +75,8 @@ class MinHashDedup(KeepPolicy, Selector):
 
     def _word_kernel_args(self, texts, k: int) -> tuple:
         """The arguments of _word_signatures / _word_band_keys for k permutations (bands * rows)."""
-        return (*_word_args(texts, self.ngram, self.strip_punctuation), *permutations(k, self.hash_seed))
+        return (*_word_args(texts, self.ngram, self.strip_punctuation, nfkc=self.nfkc),
+                *permutations(k, self.hash_seed))
 
     def signatures(self, texts) -> np.ndarray:
         """uint64[n, bands*rows] signatures of a string array (for inspection and tests)."""
@@ -218,7 +220,8 @@ class MinHashDedup(KeepPolicy, Selector):
             "index_bytes_per_doc": int(8 * b + 4 + 40 * (not spill)),
         }
         return Decision(keep=keep, reason="near_duplicate", score=sim,
-                        extra={"cluster": cluster, "cluster_size": cluster_size}, metrics=metrics)
+                        extra={"cluster": cluster, "cluster_size": cluster_size,
+                               **duplicate_of(cluster, cluster_size, keep, scores)}, metrics=metrics)
 
     def _candidate_sets(self, scores, cand, ctx, budget):
         """Sorted unique 32-bit shingle fingerprints (CSR, in ``cand`` order) of the candidate
@@ -255,7 +258,8 @@ class MinHashDedup(KeepPolicy, Selector):
             # where they lie (not copied out)
             for text, pos in ctx.read_texts(int(s), rows[lo:hi]):
                 if self.shingle == "word":  # straight into place, one kernel call
-                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos), data, off, k)
+                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos, self.nfkc),
+                                    data, off, k)
                     k += len(pos)
                     continue
                 if len(pos) != len(text):

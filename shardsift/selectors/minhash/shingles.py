@@ -2,9 +2,12 @@
 and the sorted 32-bit fingerprint sets the verification compares.
 
 Words are hashed as :func:`shardsift.text.tokenize` hashes them (FNV-1a over the word's bytes,
-ASCII lowercased, then mix64); the texts reach the kernels through
-:func:`shardsift.selectors.normalize.lower_spans` (only documents with a non-ASCII byte are
-lowered by Arrow). Every kernel works on the Arrow string buffers: no Python object per document.
+ASCII lowercased, then mix64), but split on every Unicode whitespace code point (Python's
+``str.split()`` set): the texts reach the kernels through
+:func:`shardsift.selectors.normalize.prepared_spans`, which lowercases the documents with a
+non-ASCII byte in Arrow (after NFKC with ``nfkc``) and overwrites their Unicode whitespace with
+ASCII spaces, and the byte tables take the ASCII separators 0x1C-0x1F for whitespace too. Every
+kernel works on the Arrow string buffers: no Python object per document.
 """
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ import functools
 import numba as nb
 import numpy as np
 
-from ...columns import spans
-from ...text import _mix64, lower
-from ..normalize import lower_spans
+from ...text import _mix64
+from ..normalize import ASCII_SPACES, prepared_spans
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -37,10 +39,11 @@ def _fixed(fn):
 
 
 def _byte_classes() -> np.ndarray:
-    """0 whitespace, 1 word byte, 2 ASCII punctuation: the classes of text.tokenize, as a table."""
+    """0 whitespace, 1 word byte, 2 ASCII punctuation: the classes of text.tokenize, as a table,
+    with the ASCII separators 0x1C-0x1F whitespace too (as ``str.split()`` has them)."""
     cls = np.full(256, 2, dtype=np.uint8)
     for b in range(256):
-        if b == 32 or 9 <= b <= 13:
+        if b in ASCII_SPACES:
             cls[b] = 0
         elif 48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122 or b == 95 or b >= 128:
             cls[b] = 1
@@ -108,8 +111,9 @@ def _fnv_close(data, s, hi, val, msk, tok, m, h, prev):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _doc_tokens(data, lo, hi, val, msk, tok):
-    """Hash the words of the bytes data[lo:hi] into ``tok`` exactly as text.tokenize does (mode
-    "word", or "whitespace" with keep_punct: see _word_tables); returns how many. ``tok`` holds
+    """Hash the words of the bytes data[lo:hi] into ``tok`` as text.tokenize does (mode "word", or
+    "whitespace" with keep_punct: see _word_tables; the bytes 0x1C-0x1F also separate words here);
+    returns how many. ``tok`` holds
     at least (hi - lo + 1) // 2 + 2 values (_word_buffer).
 
     One FNV chain is latency-bound (one and, xor and multiply after another per byte), so a
@@ -213,8 +217,9 @@ def _word_shingles(starts, ends, data, val, msk, mult, n):
 
 @nb.njit(cache=True, nogil=True)
 def _char_shingles(starts, ends, data, n, strip_punct):
-    """Character (code point) n-gram hashes of the normalized bytes: whitespace runs -> one space,
-    leading/trailing whitespace dropped, ASCII punctuation dropped when strip_punct."""
+    """Character (code point) n-gram hashes of the normalized bytes (prepared_spans): ASCII letters
+    lowered, whitespace runs -> one space, leading/trailing whitespace dropped, ASCII punctuation
+    dropped when strip_punct."""
     nd = starts.shape[0]
     total = 0
     for d in range(nd):
@@ -234,7 +239,7 @@ def _char_shingles(starts, ends, data, n, strip_punct):
         pending = False
         for i in range(starts[d], ends[d]):
             b = data[i]
-            if b == 32 or (9 <= b <= 13):
+            if b == 32 or (9 <= b <= 13) or (28 <= b <= 31):
                 pending = m > 0
                 continue
             if strip_punct and b < 128 and not (
@@ -249,6 +254,8 @@ def _char_shingles(starts, ends, data, n, strip_punct):
             if b < 0x80 or b >= 0xC0:  # not a UTF-8 continuation byte: a new code point
                 cps[ncp] = m
                 ncp += 1
+            if 65 <= b <= 90:
+                b += 32
             buf[m] = b
             m += 1
         cps[ncp] = m
@@ -264,18 +271,20 @@ def _char_shingles(starts, ends, data, n, strip_punct):
     return out[:k].copy(), out_off
 
 
-def _word_args(texts, ngram: int, strip_punctuation: bool, rows=None) -> tuple:
-    """The leading arguments every word-shingle kernel takes: the lowercased text's spans and
-    bytes (lower_spans; of texts[rows] when given), the word byte tables (_word_tables), the
-    n-gram multipliers and n."""
-    return (*lower_spans(texts, rows), *_word_tables(not strip_punctuation), _shingle_multipliers(ngram), ngram)
+def _word_args(texts, ngram: int, strip_punctuation: bool, rows=None, nfkc: bool = False) -> tuple:
+    """The leading arguments every word-shingle kernel takes: the prepared text's spans and bytes
+    (prepared_spans; of texts[rows] when given), the word byte tables (_word_tables), the n-gram
+    multipliers and n."""
+    return (*prepared_spans(texts, rows, nfkc=nfkc), *_word_tables(not strip_punctuation),
+            _shingle_multipliers(ngram), ngram)
 
 
-def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True):
+def shingle_hashes(texts, *, shingle: str = "word", ngram: int = 5, strip_punctuation: bool = True,
+                   nfkc: bool = False):
     """(hashes uint64[S], offsets int64[n+1]) of every document's shingles (with repeats)."""
     if shingle == "char":
-        return _char_shingles(*spans(lower(texts)), ngram, strip_punctuation)
-    return _word_shingles(*_word_args(texts, ngram, strip_punctuation))
+        return _char_shingles(*prepared_spans(texts, nfkc=nfkc), ngram, strip_punctuation)
+    return _word_shingles(*_word_args(texts, ngram, strip_punctuation, nfkc=nfkc))
 
 
 @nb.njit(cache=True, nogil=True)
