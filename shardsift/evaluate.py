@@ -196,7 +196,10 @@ def heldout_texts(target: str, text_column: str, n_docs: int, seed: int) -> pa.A
     best_h, best_t, seen = np.zeros(0, np.uint64), [], 0
     for docs in read_corpus({"path": target, "text_column": text_column}, what="target"):
         seen += len(docs)
-        h = np.concatenate([best_h, mix64(hash_strings(docs.ids) ^ salt)])
+        ids = docs.ids
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+            ids = ids.cast(pa.string())
+        h = np.concatenate([best_h, mix64(hash_strings(ids) ^ salt)])
         texts = pa.chunked_array([*best_t, docs.text.cast(pa.large_string())])
         keep = np.argsort(h, kind="stable")[:n_docs]
         best_h = h[keep]
