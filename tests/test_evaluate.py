@@ -201,3 +201,12 @@ def test_bad_input_is_one_line(corpora, case, code, message):
     assert message in proc.stderr
     if code == 1:
         assert proc.stderr.count("\n") == 1 and os.fspath(proc.stderr).startswith("shardsift: error: ")
+
+
+def test_vocabulary_from_an_output_is_its_input_pool(corpora):
+    import json
+
+    res = json.loads(run_cli("eval", corpora / "random", "--target", corpora / "target.parquet", "--vocab-from",
+                             corpora / "own", "--words", 500, "--heldout", 10, "--json").stdout)
+    assert res["vocab_size"] == 240 and res["vocabulary"] == f"the input pool of {corpora / 'own'}"
+    assert res["outputs"][0]["train_oov_rate"] > 0.05  # the far domain's own words are <unk> now
