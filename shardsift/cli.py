@@ -60,6 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--label-column", help="column to compare the composition by (default: detected)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
+    ev = sub.add_parser("eval", help="proxy LM check: perplexity on held-out target documents of a Kneser-Ney "
+                        "bigram model trained on each output's first words")
+    ev.add_argument("outputs", nargs="+", metavar="OUTPUT", help="finished outputs to compare")
+    ev.add_argument("--target", required=True, help="target corpus (files, globs or directories)")
+    ev.add_argument("--target-text-column", default="text", help="the target's text column (default text)")
+    ev.add_argument("--words", type=int, default=1_000_000, help="train on each output's first N words (default 1000000)")
+    ev.add_argument("--vocab", type=int, default=50_000, help="vocabulary: the N most frequent words (default 50000)")
+    ev.add_argument("--vocab-from", metavar="PATH_OR_OUTPUT",
+                    help="count the vocabulary in this corpus, or in this output's input pool "
+                         "(default: the first output's input pool)")
+    ev.add_argument("--heldout", type=int, default=500, help="held-out target documents (default 500)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the held-out sample")
+    ev.add_argument("--json", action="store_true", help="print the results as JSON")
+
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
 
     e = sub.add_parser("explain", help="say whether a document was kept and, if not, which stage dropped it and why")
@@ -109,7 +123,8 @@ def main(argv=None) -> int:
         return 2
     try:
         commands = {"select": _select, "check": _check, "clean": _clean, "inspect": _inspect, "selectors": _selectors, "sample": _sample,
-                    "explain": _explain, "verify": _verify, "report": _report, "compare": _compare}
+                    "explain": _explain, "verify": _verify, "report": _report, "compare": _compare,
+                    "eval": _eval}
         return commands[args.command](args)
     except ShardsiftError as err:
         print(f"shardsift: error: {err}", file=sys.stderr)
@@ -214,6 +229,15 @@ def _compare(args) -> int:
 
     res = compare_outputs(args.output_a, args.output_b, label_column=args.label_column)
     print(json.dumps(res, indent=2) if args.json else format_compare(res))
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import evaluate, format_eval
+
+    res = evaluate(args.outputs, args.target, target_text_column=args.target_text_column, words=args.words,
+                   vocab=args.vocab, vocab_from=args.vocab_from, heldout=args.heldout, seed=args.seed)
+    print(json.dumps(res, indent=2) if args.json else format_eval(res))
     return 0
 
 

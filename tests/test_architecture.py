@@ -14,7 +14,7 @@ LAYERS = {
     "selectors": 1,
     "io": 2,
     "engine": 3,
-    "pipeline": 4, "output": 4, "report": 5, "report_text": 4, "compare": 5, "sample": 4, "lm_losses": 4,
+    "pipeline": 4, "output": 4, "evaluate": 4, "report": 5, "report_text": 4, "compare": 5, "sample": 4, "lm_losses": 4,
     "losses": 4, "cli": 6, "__main__": 6, "__init__": 6,
 }
 MAX_LINES = 500
