@@ -74,15 +74,15 @@ def main():
     if os.path.exists(args.out):
         with open(args.out) as fh:
             result = json.load(fh)
-    result.update(machine=machine(), versions=versions("shardsift", "pyarrow", "numpy", "numba"),
-                  workers=args.workers, configs={c: stages_for(c, "TARGET") for c in configs})
+    result.update(machine=machine(), versions=versions("shardsift", "pyarrow", "numpy", "numba"), workers=args.workers)
+    result.setdefault("configs", {}).update({c: stages_for(c, "TARGET") for c in configs})
     os.makedirs(args.data_dir, exist_ok=True)
     tmp_root = tempfile.mkdtemp(prefix="scale-", dir=args.data_dir)
     numba_cache = os.path.join(args.data_dir, "numba-cache")
     try:
         for n in sizes:
             meta = corpus_meta(n, args.seed, args.data_dir, tiny=os.path.join(tmp_root, f"tiny-{n}"))
-            print(f"corpus {n:,} docs: {meta['shards']} shards, {meta['text_bytes'] / 1e9:.2f} GB of text "
+            print(f"corpus {n:,} docs: {meta['shards']} shard(s), {meta['text_bytes'] / 1e9:.2f} GB of text "
                   + ("(cached)" if meta["cached"] else f"(generated in {meta['generate_wall_s']:.1f} s)"), flush=True)
             tiny = meta["tiny"]
             entry = {"docs": n, "corpus": {k: meta[k] for k in ("text_bytes", "mean_doc_bytes", "shards", "seed",
