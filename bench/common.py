@@ -46,6 +46,12 @@ def _jsonable(x):
         return str(x)
 
 
+def command_line() -> str:
+    """How this script was run, with paths inside the checkout made relative to it."""
+    return "python " + " ".join(os.path.relpath(a, ROOT) if os.path.isabs(a) and a.startswith(ROOT + os.sep) else a
+                                for a in sys.argv)
+
+
 def machine() -> dict:
     """What the figures were measured on: they only compare within one machine and one run."""
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -167,7 +173,8 @@ def measure(cmd: list[str], env: dict | None = None, poll_s: float = 0.2, watch_
            "tree_peak_rss_mb": ru.ru_maxrss / 1024, "driver_peak_rss_mb": driver_hwm / 1024,
            "worker_peak_rss_mb": max((w["hwm"] for w in real_workers.values()), default=0) / 1024,
            "workers_seen": len(real_workers),
-           "worker_cpu_s_polled": sum(w["cpu"] for w in real_workers.values())}
+           "worker_cpu_s_polled": sum(w["cpu"] for w in real_workers.values()),
+           "load_avg_1min_after": os.getloadavg()[0]}  # other users of a shared machine stretch wall time
     if watch_dir:
         res["watch_dir_peak_bytes"] = max(dir_peak, dir_bytes(watch_dir))
     return res
@@ -257,3 +264,22 @@ def corpus_meta(n_docs: int, seed: int, data_dir: str, subset: int | None = None
 def self_peak_rss_mb() -> float:
     """This (measuring) process's peak RSS: a floor under every child's ru_maxrss-based figure."""
     return (_status_kb(os.getpid(), "VmHWM:") or 0) / 1024
+
+
+def select_cli(cfg: dict, folder: str, extra_args: tuple = (), check: bool = True) -> dict:
+    """Run a pipeline config (a dict) with `python -m shardsift select --overwrite --quiet` in a
+    child process and return OUTPUT/manifest.json: the whole interface the bench relies on. The
+    child's CPU lands in this process's RUSAGE_CHILDREN once it has exited."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "config.yaml")
+    with open(path, "w") as fh:
+        json.dump(cfg, fh, indent=1)
+    cmd = [sys.executable, "-m", "shardsift", "select", path, "--overwrite", "--quiet", *extra_args]
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        if check:
+            raise RuntimeError(f"shardsift select failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return {"error": proc.stderr[-3000:], "rc": proc.returncode}
+    out = cfg["output"]["path"] if isinstance(cfg["output"], dict) else cfg["output"]
+    with open(os.path.join(out, "manifest.json")) as fh:
+        return json.load(fh)

@@ -22,7 +22,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import DATA_DIR, FIGURES, corpus_meta, machine, run_select, save, self_peak_rss_mb, versions  # noqa: E402
+from common import (  # noqa: E402
+    DATA_DIR,
+    FIGURES,
+    command_line,
+    corpus_meta,
+    machine,
+    run_select,
+    save,
+    self_peak_rss_mb,
+    versions,
+)
 
 CONFIGS = ["length", "minhash_dedup", "dsir", "kmeans_diversity", "chain"]
 
@@ -43,7 +53,7 @@ def summary(r: dict) -> dict:
     """The figures of one run worth keeping (the manifest's per-stage table included)."""
     keys = ("rc", "wall_s", "cpu_s", "user_s", "sys_s", "docs_in", "docs_kept", "bytes_in", "docs_per_cpu_s",
             "driver_peak_rss_mb", "worker_peak_rss_mb", "tree_peak_rss_mb", "workers_seen", "work_dir_bytes",
-            "output_bytes", "watch_dir_peak_bytes", "manifest", "error", "timed_out")
+            "output_bytes", "watch_dir_peak_bytes", "manifest", "error", "timed_out", "load_avg_1min_after")
     out = {k: r[k] for k in keys if k in r}
     if r.get("wall_s") and r.get("docs_in"):
         out["docs_per_wall_s"] = r["docs_in"] / r["wall_s"]
@@ -88,7 +98,7 @@ def main():
             entry = {"docs": n, "corpus": {k: meta[k] for k in ("text_bytes", "mean_doc_bytes", "shards", "seed",
                                                                   "template_copies", "target_docs")},
                      "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "command": "python " + " ".join(sys.argv), "runs": {}}
+                     "command": command_line(), "runs": {}}
             for c in configs:
                 stages = stages_for(c, meta["target"])
                 warm = run_select(tiny, stages, args.workers, tmp_root, numba_cache=numba_cache, label=f"warm-{c}")

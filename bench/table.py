@@ -43,6 +43,11 @@ def docs(n) -> str:
     return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
 
 
+def cmd(text: str) -> str:
+    """A recorded command with this checkout's absolute path left out (older results have it)."""
+    return text.replace(ROOT + os.sep, "")
+
+
 def largest(sizes: dict) -> dict | None:
     return sizes[max(sizes, key=int)] if sizes else None
 
@@ -142,7 +147,7 @@ def vs_section(vs: dict) -> list[str]:
         e = vs["sizes"][size]
         out += [f"### {docs(int(size))} documents ({e['corpus']['mean_doc_bytes']:.0f} bytes each on average, "
                 f"{e['corpus']['shards']} shard(s)), shardsift with {e['workers']} workers", "",
-                f"Command: `{e['command']}` ({e['measured_at']}).", ""]
+                f"Command: `{cmd(e['command'])}` ({e['measured_at']}).", ""]
         head = ["comparison", "tool", "docs", "CPU s", "wall s", "docs/CPU-s", "marginal docs/CPU-s", "cold CPU s",
                 "warm CPU s", "driver peak MB", "worker peak MB"]
         rows = []
@@ -233,7 +238,7 @@ def scale_section(scale: dict) -> list[str]:
     out += [markdown(head, rows), ""]
     for n in sorted(scale["sizes"], key=int):
         e = scale["sizes"][n]
-        out.append(f"- {docs(int(n))}: `{e['command']}` ({e['measured_at']}); corpus "
+        out.append(f"- {docs(int(n))}: `{cmd(e['command'])}` ({e['measured_at']}); corpus "
                    f"{e['corpus']['text_bytes'] / 1e9:.2f} GB of text in {e['corpus']['shards']} shard(s).")
     out.append("")
     return out

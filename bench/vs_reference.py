@@ -43,6 +43,7 @@ from common import (  # noqa: E402
     DATA_DIR,
     FIGURES,
     child_env,
+    command_line,
     corpus_meta,
     machine,
     measure,
@@ -173,7 +174,7 @@ def run_reference(name, inp, docs_in, tmp_root, target=None, numba_cache=None) -
 
 KEEP = ("rc", "wall_s", "cpu_s", "user_s", "sys_s", "docs_in", "docs_kept", "docs_per_cpu_s", "driver_peak_rss_mb",
         "worker_peak_rss_mb", "tree_peak_rss_mb", "work_dir_bytes", "output_bytes", "fit_weights_cpu_s",
-        "fit_weights_wall_s", "bands_rows", "error")
+        "fit_weights_wall_s", "bands_rows", "error", "load_avg_1min_after")
 
 
 def slim(r: dict, stage: str | None = None) -> dict:
@@ -359,7 +360,7 @@ def main():
     tmp_root = tempfile.mkdtemp(prefix="vsref-", dir=args.data_dir)
     meta = corpus_meta(args.docs, args.seed, args.data_dir, tiny=os.path.join(tmp_root, "tiny"))
     entry = result["sizes"].get(str(args.docs), {})
-    entry.update(docs=args.docs, workers=args.workers, command="python " + " ".join(sys.argv),
+    entry.update(docs=args.docs, workers=args.workers, command=command_line(),
                  measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  corpus={k: meta[k] for k in ("text_bytes", "mean_doc_bytes", "shards", "seed", "target_docs")})
     entry.setdefault("comparisons", {})
