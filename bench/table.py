@@ -212,7 +212,9 @@ def scale_section(scale: dict) -> list[str]:
            "corpus (~2 KB documents, 100k-document shards), each run a fresh process tree after a warm-up run on "
            "250 documents. CPU: the whole process tree. Driver: the `shardsift` process's own peak RSS; workers: the "
            "largest peak among its worker processes (none when the run needs no pool); manifest: the peak the "
-           "manifest reports. Work dir: OUTPUT/.work after the run; output: OUTPUT/data.", ""]
+           "manifest reports. Work dir: OUTPUT/.work after the run; output: OUTPUT/data. A wall time well above CPU / (workers) means the run "
+           "waited: for I/O, or for CPU taken by other processes on a shared machine; the CPU figures are much less "
+           "affected by that.", ""]
     out += machine_lines(scale.get("machine", {}))
     out += ["- configs: " + "; ".join(f"`{k}`: " + " → ".join(next(iter(s)) + json.dumps(next(iter(s.values())),
                                                                                           separators=(',', ':'))
