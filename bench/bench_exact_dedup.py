@@ -11,8 +11,8 @@ Both sides compute the same values, checked here: each document's 64-bit hash an
   ``replace_substring_regex``, ``utf8_trim_whitespace``), then the same hash of its output.
 
 Each side runs on every shard's text column, already in memory, K times; the median CPU time
-counts. Then a one-stage exact_dedup pipeline over the pool (read, score, decide, write), with its
-stage's CPU seconds from the manifest. --quick: the first two shards, no pipeline.
+counts. Then a one-stage exact_dedup pipeline over the pool through the CLI (read, score, decide,
+write), with its stage's CPU seconds from the manifest. --quick: the first two shards, no pipeline.
 Writes bench/results/exact_dedup.json.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common import corpora, save  # noqa: E402
+from common import corpora, save, select_cli  # noqa: E402
 
 
 def main():
@@ -82,13 +82,11 @@ def main():
               "ratio": ratio}
 
     if not args.quick:
-        from shardsift.engine.runner import run_pipeline
-
         with tempfile.TemporaryDirectory() as tmp:
-            man = run_pipeline({"input": {"path": pool}, "output": {"path": os.path.join(tmp, "out"), "scores": False},
-                                "workers": 1, "seed": 0, "stages": [{"exact_dedup": {}}]}, progress=False)
+            man = select_cli({"input": {"path": pool}, "output": {"path": os.path.join(tmp, "out"), "scores": False},
+                              "workers": 1, "seed": 0, "stages": [{"exact_dedup": {}}]}, tmp)
         st = man["stages"][1]
-        print(f"pipeline, one exact_dedup stage on the pool: stage {st['cpu_s']:.2f} CPU-s "
+        print(f"pipeline (shardsift select), one exact_dedup stage on the pool: stage {st['cpu_s']:.2f} CPU-s "
               f"({n_docs / st['cpu_s']:.0f} docs/CPU-s), whole run {man['cpu_s']:.2f} CPU-s; "
               f"groups {st['metrics']['groups']}, removed {st['metrics']['docs_removed']}")
         result["pipeline"] = {"stage_cpu_s": st["cpu_s"], "run_cpu_s": man["cpu_s"], "metrics": st["metrics"]}

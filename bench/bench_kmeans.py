@@ -4,16 +4,15 @@ Usage: python bench/bench_kmeans.py [--quick] [--workers N] [--keep F] [--strate
        [--stage JSON] [--no-reference]
 
 Two measurements, each in a fresh subprocess so that CPU time and peak memory are its own:
-- shardsift: run_pipeline with one kmeans_diversity stage (default hashed TF-IDF embedding) on the pool;
-  docs per CPU-second of the whole run (read, embed, cluster, select, write), and of the stage alone.
+- shardsift: `shardsift select` with one kmeans_diversity stage (default hashed TF-IDF embedding) on the
+  pool; docs per CPU-second of the whole process tree (read, embed, cluster, select, write), and of the
+  stage alone (manifest).
 - reference: scikit-learn TfidfVectorizer(1-2 grams) + TruncatedSVD(256) on all documents + MiniBatchKMeans,
   the usual way to do this in Python (fit on everything).
 Quality: the stage's coverage metrics against a random selection of the same size (from the manifest, in
-the stage's own embedding), the same distances measured in session 1's embedding (hashed TF-IDF + SVD with
-no smoothing, fitted on the same sample: so a change of embedding cannot make the metric look better by
-itself), and the evenness (entropy) and per-domain shares of the selection's domain mix against random's
-(the domain column is read here only, after the run).
-Goal (issue 5): >= 2,000 docs per CPU-second with the default embedding; peak memory < 2 GB.
+the stage's own embedding), and the evenness (entropy) and per-domain shares of the selection's domain mix
+against random's (the domain column is read here only, after the run).
+Goal: >= 2,000 docs per CPU-second with the default embedding; peak memory < 2 GB.
 """
 from __future__ import annotations
 
@@ -25,25 +24,27 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ROOT, corpora, save
+from common import child_env, corpora, save  # noqa: E402
 
-CHILD_SHARDSIFT = r"""
-import json, os, resource, sys, time
-sys.path.insert(0, {root!r})
-src, out, workers, stage, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
-from shardsift.engine.runner import run_pipeline
-t0 = time.perf_counter()
-man = run_pipeline({{"input": {{"path": src, "text_column": "text", "id_column": "id"}},
-                     "output": {{"path": out, "scores": False}}, "workers": workers, "seed": seed,
-                     "stages": [{{"kmeans_diversity": stage}}]}})
-wall = time.perf_counter() - t0
-s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-st = man["stages"][-1]
-print(json.dumps({{"wall_s": wall, "cpu_s": s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime,
-                  "peak_rss_mb": max(s.ru_maxrss, c.ru_maxrss) / 1024, "stage_cpu_s": st["cpu_s"],
-                  "stage_wall_s": st["wall_s"], "stage_peak_rss_mb": st["peak_rss_mb"],
-                  "docs": st["docs_in"], "kept": st["kept"], "metrics": st["metrics"]}}))
-"""
+
+def run_shardsift(src: str, tmp: str, workers: int, stage: dict, seed: int) -> dict:
+    """One kmeans_diversity stage through `shardsift select`, measured as a fresh process tree."""
+    from common import measure, write_config
+
+    out = os.path.join(tmp, "out")
+    cfg = write_config(tmp, src, out, [{"kmeans_diversity": stage}], workers, seed)
+    r = measure([sys.executable, "-m", "shardsift", "select", cfg, "--overwrite", "--quiet"], env=child_env(),
+                log=os.path.join(tmp, "log.txt"))
+    if r["rc"] != 0:
+        with open(os.path.join(tmp, "log.txt")) as fh:
+            raise SystemExit(f"shardsift select failed:\n{fh.read()[-3000:]}")
+    with open(os.path.join(out, ".shardsift", "manifest.json")) as fh:
+        man = json.load(fh)
+    st = man["stages"][-1]
+    return {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "peak_rss_mb": max(r["driver_peak_rss_mb"], r["worker_peak_rss_mb"]),
+            "stage_cpu_s": st["cpu_s"], "stage_wall_s": st["wall_s"], "stage_peak_rss_mb": st["peak_rss_mb"],
+            "docs": st["docs_in"], "kept": st["kept"], "metrics": st["metrics"]}
+
 
 CHILD_SKLEARN = r"""
 import glob, json, resource, sys, time
@@ -121,45 +122,6 @@ def domain_evenness(tbl, chosen, seed: int = 0) -> dict:
             "share": {d: [round(float(a), 4), round(float(b), 4)] for d, a, b in zip(names, shares(dom[chosen]), rshare)}}
 
 
-def old_embedding_coverage(tbl, chosen, seed: int) -> dict:
-    """Coverage of the selection against random, in session 1's default embedding (hashed TF-IDF + SVD
-    to 256, no smoothing) fitted with the same seed on the same sample as the run's: the metric cannot be
-    moved by the embedding change alone. Same query sample and random-selection rule as the manifest."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    sys.path.insert(0, ROOT)
-    from shardsift.api import Docs
-    from shardsift.columns import count_words
-    from shardsift.engine.fingerprint import stage_seed
-    from shardsift.selectors.diversity import KMeansDiversity
-    from shardsift.selectors.diversity.embedders import normalize_rows
-    from shardsift.selectors.diversity.strategies import coverage
-
-    seed = stage_seed(seed, 0)  # the seed the runner gives the (only) stage
-    text = tbl.column("text").combine_chunks()
-    n = tbl.num_rows
-    docs = Docs(tbl.select(["id", "text"]), text_column="text", id_column="id", row=np.arange(n),
-                n_words=count_words(text), n_bytes=pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64),
-                shard="pool", shard_index=0)
-
-    class Ctx:  # the runner's sampling rule (no earlier stage: every row alive)
-        work_dir, workers, n_docs = None, 1, n
-
-        def sample(self, k, columns=()):
-            idx = np.sort(np.random.default_rng([seed, 7]).choice(n, min(k, n), replace=False))
-            return Docs(docs.table.take(idx), text_column="text", id_column="id", row=idx, n_words=docs.n_words[idx],
-                        n_bytes=docs.n_bytes[idx], shard="<sample>", shard_index=-1)
-
-    old = KMeansDiversity(strategy="balanced", keep=0.2, k=64, member="random", smoothing=0.0)
-    ctx = Ctx()
-    ctx.seed = seed
-    old.fit(ctx)
-    emb = normalize_rows(old.embedder_.transform(text))
-    cov = coverage(emb, np.zeros(n, np.int64), chosen, 1, np.random.default_rng([seed, 0x636F76]), 5000)
-    return {key: cov[key] for key in ("mean_distance", "random_mean_distance", "p95_distance", "random_p95_distance")}
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="reference on 8,000 documents only")
@@ -174,11 +136,10 @@ def main():
     stage = {"strategy": args.strategy, "keep": args.keep, **json.loads(args.stage)}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
-        ours = child(CHILD_SHARDSIFT.format(root=ROOT), pool, out, args.workers, json.dumps(stage), args.seed)
+        ours = run_shardsift(pool, tmp, args.workers, stage, args.seed)
         tbl = read_pool(pool)
         chosen = chosen_mask(tbl, out)
     even = domain_evenness(tbl, chosen, args.seed)
-    old_cov = old_embedding_coverage(tbl, chosen, args.seed)
     ref = None if args.no_reference else child(CHILD_SKLEARN.format(), pool, 8000 if args.quick else 0)
     n = ours["docs"]
     cov = ours["metrics"].get("coverage", {})
@@ -188,7 +149,7 @@ def main():
         "shardsift_stage_docs_per_cpu_s": round(n / ours["stage_cpu_s"], 1),
         "shardsift_cpu_s": round(ours["cpu_s"], 2), "shardsift_stage_cpu_s": round(ours["stage_cpu_s"], 2),
         "shardsift_wall_s": round(ours["wall_s"], 2), "shardsift_peak_rss_mb": round(ours["peak_rss_mb"], 1),
-        "coverage": cov, "coverage_session1_embedding": old_cov, "domain": even,
+        "coverage": cov, "domain": even,
         "fit_sample": ours["metrics"].get("fit_sample"), "k": ours["metrics"].get("k"),
     }
     if ref is not None:
@@ -208,8 +169,6 @@ def main():
         print(f"  coverage mean dist  : {cov['mean_distance']} (random {cov['random_mean_distance']})")
         print(f"  coverage p95 dist   : {cov['p95_distance']} (random {cov['random_p95_distance']})")
         print(f"  cluster entropy     : {cov['cluster_entropy']} (random {cov['random_cluster_entropy']})")
-    print(f"  session-1 embedding : mean {old_cov['mean_distance']} (random {old_cov['random_mean_distance']}), "
-          f"p95 {old_cov['p95_distance']} (random {old_cov['random_p95_distance']})")
     print(f"  domain entropy      : {even['domain_entropy']} (random mean {even['random_domain_entropy_mean']}, "
           f"max of 10 {even['random_domain_entropy_max']})")
     print("  domain share        : selected / random (mean of 10)")

@@ -4,8 +4,8 @@
     python bench/bench_perplexity.py            # N=90 models x D=100,000 texts; the real pool if present
     python bench/bench_perplexity.py --quick    # N=40 x D=10,000; the generated sample corpus
 
-Times are CPU seconds (time.process_time of this process; the stage's own cpu_s from the manifest,
-which includes its worker processes). Writes bench/results/perplexity.json.
+Times are CPU seconds (time.process_time of this process; the stage, run through `shardsift select`,
+by its own cpu_s from the manifest, which includes its worker processes). Writes bench/results/perplexity.json.
 """
 from __future__ import annotations
 
@@ -90,8 +90,9 @@ def bench_math(n: int, d: int, seed: int = 0) -> dict:
 
 
 def bench_stage(quick: bool, workers: int) -> dict:
-    from shardsift.engine.runner import run_pipeline
-    from shardsift.selectors.perplexity.inputs import write_example_inputs
+    from common import select_cli
+
+    from shardsift.selectors.perplexity import write_example_inputs
 
     tmp = tempfile.mkdtemp(prefix="bench-ppl-")
     real = os.path.join(os.path.dirname(ROOT), "shared", "corpora", "pool")
@@ -100,9 +101,12 @@ def bench_stage(quick: bool, workers: int) -> dict:
         informative = ["encyclopedia", "legal_contract", "speech_political"]
         stage = {"keep": 0.05, "target_ratio": 0.2, "max_train_docs": 20000, "max_chars": 5000}
     else:
-        from shardsift.sample import write_sample
+        import subprocess
 
-        write_sample(os.path.join(tmp, "sample"), n_docs=4000, n_shards=4, seed=0)
+        from common import child_env
+
+        subprocess.run([sys.executable, "-m", "shardsift", "sample", os.path.join(tmp, "sample"), "--docs", "4000",
+                        "--shards", "4", "--seed", "0"], check=True, env=child_env(), capture_output=True)
         pool, corpus = os.path.join(tmp, "sample", "pool"), "generated sample (4,000 docs)"
         informative = ["law", "sports"]
         stage = {"keep": 0.3}
@@ -112,7 +116,7 @@ def bench_stage(quick: bool, workers: int) -> dict:
     cfg = {"input": {"path": pool, "text_column": "text"}, "output": {"path": out, "scores": False},
            "workers": workers, "seed": 0, "stages": [{"perplexity_correlation": stage}]}
     t0 = time.perf_counter()
-    man = run_pipeline(cfg, overwrite=True, progress=False)
+    man = select_cli(cfg, os.path.join(tmp, "config"))  # `shardsift select`, in a child process
     wall = time.perf_counter() - t0
     st = man["stages"][-1]
     met = st["metrics"]

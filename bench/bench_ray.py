@@ -41,9 +41,15 @@ def tree_cpu() -> float:
 
 
 def digests(folder: str) -> dict:
-    from shardsift.pipeline.accounting import folder_digests
+    """sha256 of every output file, by name: equal digests are byte-identical outputs."""
+    import hashlib
 
-    return folder_digests(folder)
+    out = {}
+    for f in sorted(glob.glob(os.path.join(folder, "**", "*"), recursive=True)):
+        if os.path.isfile(f):
+            with open(f, "rb") as fh:
+                out[os.path.relpath(f, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
 
 
 def main() -> int:
@@ -60,7 +66,7 @@ def main() -> int:
         return 2
     import ray
     import yaml
-    from shardsift.pipeline.runner import run_pipeline
+    from common import select_cli
 
     files = sorted(glob.glob(os.path.join(args.pool, "*.parquet")))
     if args.quick:
@@ -79,7 +85,9 @@ def main() -> int:
     ray.init(num_cpus=args.workers, include_dashboard=False, configure_logging=False, log_to_driver=False)
     ray_init_s = time.perf_counter() - t
 
-    # local-1: one worker, tasks in the driver process (no pool to start): the pipeline's own cost
+    # local-1: one worker, tasks in the driver process (no pool to start): the pipeline's own cost.
+    # Every run is `shardsift select` in a child process; its CPU (and the Ray runtime's, whose
+    # processes are this one's children) is in tree_cpu once it has exited
     runs: dict[str, list[dict]] = {"local": [], "ray": [], "local-1": []}
     ref = None
     try:
@@ -88,8 +96,10 @@ def main() -> int:
                 out = os.path.join(tmp, f"{ex}-{r}")
                 cfg = {"input": files, "output": {"path": out}, "seed": 0, "stages": stages,
                        "workers": 1 if ex == "local-1" else args.workers, "executor": ex.split("-")[0]}
+                if ex == "ray":
+                    cfg["ray"] = {"address": "auto"}  # the runtime this process started, not a new one per run
                 c0, t0 = tree_cpu(), time.perf_counter()
-                m = run_pipeline(cfg)
+                m = select_cli(cfg, os.path.join(tmp, f"cfg-{ex}-{r}"))
                 wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
                 d = digests(os.path.join(out, "data"))
                 ref = ref or d
