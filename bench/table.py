@@ -135,7 +135,6 @@ def machine_lines(m: dict) -> list[str]:
         return ["machine: not recorded"]
     return [f"- CPU: {m.get('cpu_model')}, {m.get('cpus')} cores; memory {m.get('memory_gb')} GB",
             f"- {m.get('platform')}, Python {m.get('python')}",
-            f"- minhash_dedup kernels compiled ahead of time: {'yes' if m.get('aot_kernels_built') else 'no (numba JIT)'}",
             f"- load average at start: {', '.join(f'{x:.2f}' for x in m.get('load_avg_at_start', []))} "
             "(the machine is shared: compare figures within one run)"]
 
