@@ -454,7 +454,7 @@ def test_unicode_spaced_near_duplicates_of_real_text(tmp_path, strip):
     cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "out"), "scores": True},
            "workers": 1, "stages": [{"minhash_dedup": {"strip_punctuation": strip}}]}
     run_pipeline(cfg)
-    side = pq.read_table(glob.glob(str(tmp_path / "out" / "scores" / "*.parquet"))[0]).to_pydict()
+    side = pq.read_table(glob.glob(str(tmp_path / "out" / ".shardsift" / "scores" / "*.parquet"))[0]).to_pydict()
     by_id = {i: k for k, i in enumerate(side["id"])}
     id_at = {(int(i.split("-")[0][1:]), int(i.split("-")[1])): i for i in side["id"]}
 
