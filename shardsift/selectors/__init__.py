@@ -26,6 +26,7 @@ BUILTINS: dict[str, str] = {
     "kmeans_diversity": "shardsift.selectors.diversity.selector:KMeansDiversity",
     "semdedup": "shardsift.selectors.diversity.selector:SemDeDup",
     "combine": "shardsift.selectors.combine:Combine",
+    "gopher_quality": "shardsift.selectors.quality_rules.gopher_quality:GopherQuality",
 }
 
 

@@ -1,0 +1,105 @@
+"""numba pieces shared by the web-text rules: UTF-8 decoding, line breaks, a reusable hash set.
+
+Each rule's kernel decodes one document's bytes into code points once (a buffer reused across the
+batch), so lengths are in characters as in the reference, then measures it in one pass per rule
+family. Duplicates within a document are found by 64-bit FNV-1a hashes of lines, paragraphs and
+words (then mixed), kept in an open-addressing set that is emptied by bumping a stamp, not by
+clearing.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ...text import _mix64
+
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@nb.njit(cache=True, nogil=True)
+def decode(data, start, end, out):
+    """Decode the valid UTF-8 bytes data[start:end] into out (int32 code points); returns the count."""
+    n = 0
+    i = start
+    while i < end:
+        b = np.int32(data[i])
+        if b < 0x80:
+            cp = b
+            i += 1
+        elif b < 0xE0:
+            cp = ((b & 0x1F) << 6) | (np.int32(data[i + 1]) & 0x3F)
+            i += 2
+        elif b < 0xF0:
+            cp = ((b & 0x0F) << 12) | ((np.int32(data[i + 1]) & 0x3F) << 6) | (np.int32(data[i + 2]) & 0x3F)
+            i += 3
+        else:
+            cp = (((b & 0x07) << 18) | ((np.int32(data[i + 1]) & 0x3F) << 12)
+                  | ((np.int32(data[i + 2]) & 0x3F) << 6) | (np.int32(data[i + 3]) & 0x3F))
+            i += 4
+        out[n] = cp
+        n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def line_break(cps, i, n):
+    """Length of the line break at cps[i] as ``str.splitlines`` sees it (\\r\\n is one), or 0."""
+    c = cps[i]
+    if c == 13:
+        return 2 if i + 1 < n and cps[i + 1] == 10 else 1
+    if c == 10 or c == 11 or c == 12 or c == 28 or c == 29 or c == 30 or c == 0x85 or c == 0x2028 or c == 0x2029:
+        return 1
+    return 0
+
+
+@nb.njit(cache=True, nogil=True)
+def fnv(cps, a, b):
+    """Mixed FNV-1a 64 of the code points cps[a:b]."""
+    h = FNV_OFFSET
+    for i in range(a, b):
+        h = (h ^ np.uint64(cps[i])) * FNV_PRIME
+    return _mix64(h)
+
+
+def new_set(max_items: int):
+    """(keys, stamps, counts, firsts, stamp cell) of a hash set holding up to max_items keys."""
+    size = 16
+    while size < 2 * max_items + 2:
+        size *= 2
+    return (np.zeros(size, np.uint64), np.zeros(size, np.int64), np.zeros(size, np.int64),
+            np.zeros(size, np.int64), np.zeros(1, np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
+def set_clear(stamp):
+    """Empty the set in O(1): slots stamped with an older value read as free."""
+    stamp[0] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def set_slot(keys, stamps, stamp, h):
+    """(slot, found) of key h: its slot if present, else the free slot where it goes."""
+    mask = keys.shape[0] - 1
+    i = np.int64(h & np.uint64(mask))
+    cur = stamp[0]
+    while stamps[i] == cur:
+        if keys[i] == h:
+            return i, True
+        i = (i + 1) & mask
+    return i, False
+
+
+@nb.njit(cache=True, nogil=True)
+def set_put(keys, stamps, stamp, slot, h):
+    keys[slot] = h
+    stamps[slot] = stamp[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def max_doc_length(starts, ends):
+    """The longest document in bytes (an upper bound on its code points)."""
+    m = 0
+    for d in range(starts.shape[0]):
+        m = max(m, ends[d] - starts[d])
+    return m
