@@ -27,6 +27,7 @@ BUILTINS: dict[str, str] = {
     "semdedup": "shardsift.selectors.diversity.selector:SemDeDup",
     "combine": "shardsift.selectors.combine:Combine",
     "gopher_quality": "shardsift.selectors.quality_rules.gopher_quality:GopherQuality",
+    "gopher_repetition": "shardsift.selectors.quality_rules.gopher_repetition:GopherRepetition",
 }
 
 

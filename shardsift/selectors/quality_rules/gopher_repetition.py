@@ -1,0 +1,178 @@
+"""Gopher repetition rules (Rae et al. 2021, table A1): is a document mostly repeated text?
+
+Paragraphs are the stripped text split on two or more newlines, lines the text split on runs of
+newlines; words are runs of non-whitespace. Character fractions are over the document's length in
+characters. An n-gram is hashed from its words' hashes (a polynomial over them), so two n-grams are
+equal when their words are. Defaults are the paper's (datatrove's ``GopherRepetitionFilter``).
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ...api import Param
+from ...text import _mix64
+from .charsets import SPACE
+from .kernels import decode, fnv, max_doc_length, new_set, set_clear, set_put, set_slot
+from .rules import RuleFilter
+
+TOP_NGRAMS = (2, 3, 4)
+DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
+MEASUREMENTS = (("empty", "dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac")
+                + tuple(f"top_{n}_gram" for n in TOP_NGRAMS) + tuple(f"dup_{n}_gram" for n in DUP_NGRAMS))
+_BASE = np.uint64(0x100000001B3)
+
+
+@nb.njit(cache=True, nogil=True)
+def _dup_segments(cps, a, b, min_run, table):
+    """(segments, duplicate segments, their characters) of cps[a:b] split on runs of at least
+    min_run newlines; a segment is a duplicate when an equal one came before."""
+    keys, stamps, _, _, stamp = table
+    set_clear(stamp)
+    segments = 0
+    dups = 0
+    dup_chars = 0
+    s = a
+    i = a
+    while True:
+        run = 0
+        while i + run < b and cps[i + run] == 10:
+            run += 1
+        at_end = i >= b
+        if at_end or run >= min_run:
+            h = fnv(cps, s, i)
+            slot, found = set_slot(keys, stamps, stamp, h)
+            segments += 1
+            if found:
+                dups += 1
+                dup_chars += i - s
+            else:
+                set_put(keys, stamps, stamp, slot, h)
+            if at_end:
+                break
+            i += run
+            s = i
+        else:
+            i += max(run, 1)
+    return segments, dups, dup_chars
+
+
+@nb.njit(cache=True, nogil=True)
+def _measure(starts, ends, data, cls, table):
+    nd = starts.shape[0]
+    out = np.zeros((5 + len(TOP_NGRAMS) + len(DUP_NGRAMS), nd), dtype=np.float64)
+    cap = max_doc_length(starts, ends) + 1
+    cps = np.empty(cap, dtype=np.int32)
+    word_hash = np.empty(cap, dtype=np.uint64)
+    prefix = np.empty(cap + 1, dtype=np.uint64)    # polynomial prefix hashes over word hashes
+    chars = np.empty(cap + 1, dtype=np.int64)      # prefix sums of word lengths
+    keys, stamps, counts, firsts, stamp = table
+    powers = np.empty(11, dtype=np.uint64)
+    powers[0] = np.uint64(1)
+    for k in range(1, 11):
+        powers[k] = powers[k - 1] * _BASE
+    for d in range(nd):
+        n = decode(data, starts[d], ends[d], cps)
+        if n == 0:
+            out[0, d] = 1.0
+            continue
+        lo, hi = 0, n
+        while lo < hi and cls[cps[lo]] & SPACE:
+            lo += 1
+        while hi > lo and cls[cps[hi - 1]] & SPACE:
+            hi -= 1
+        paras, dup_paras, dup_para_chars = _dup_segments(cps, lo, hi, 2, table)
+        out[1, d] = dup_paras / paras
+        out[2, d] = dup_para_chars / n
+        lines, dup_lines, dup_line_chars = _dup_segments(cps, 0, n, 1, table)
+        out[3, d] = dup_lines / lines
+        out[4, d] = dup_line_chars / n
+        w = 0
+        i = 0
+        prefix[0] = np.uint64(0)
+        chars[0] = 0
+        while i < n:
+            if cls[cps[i]] & SPACE:
+                i += 1
+                continue
+            a = i
+            while i < n and not (cls[cps[i]] & SPACE):
+                i += 1
+            word_hash[w] = fnv(cps, a, i)
+            prefix[w + 1] = prefix[w] * _BASE + word_hash[w]
+            chars[w + 1] = chars[w] + (i - a)
+            w += 1
+        row = 5
+        for g in TOP_NGRAMS:                      # the most frequent n-gram's characters
+            best_count, best_first, best_len = 0, 0, 0
+            set_clear(stamp)
+            for j in range(w - g + 1):
+                h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
+                slot, found = set_slot(keys, stamps, stamp, h)
+                if not found:
+                    set_put(keys, stamps, stamp, slot, h)
+                    counts[slot] = 0
+                    firsts[slot] = j
+                counts[slot] += 1
+                c = counts[slot]
+                if c > best_count or (c == best_count and firsts[slot] < best_first):
+                    best_count, best_first = c, firsts[slot]
+                    best_len = chars[j + g] - chars[j] + g - 1
+            out[row, d] = best_len * best_count / n
+            row += 1
+        for g in DUP_NGRAMS:                      # characters of n-grams seen before, skipping them
+            set_clear(stamp)
+            repeated = 0
+            j = 0
+            while j < w - g + 1:
+                h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
+                slot, found = set_slot(keys, stamps, stamp, h)
+                if found:
+                    repeated += chars[j + g] - chars[j]
+                    j += g
+                else:
+                    set_put(keys, stamps, stamp, slot, h)
+                    j += 1
+            out[row, d] = repeated / n
+            row += 1
+    return out
+
+
+class GopherRepetition(RuleFilter):
+    """Drop documents made mostly of repeated lines, paragraphs or n-grams."""
+
+    name = "gopher_repetition"
+
+    dup_line_frac = Param(float, 0.3, "drop documents with a larger fraction of duplicate lines", ge=0, le=1)
+    dup_para_frac = Param(float, 0.3, "drop documents with a larger fraction of duplicate paragraphs", ge=0, le=1)
+    dup_line_char_frac = Param(float, 0.2, "drop documents with a larger fraction of characters in "
+                               "duplicate lines", ge=0, le=1)
+    dup_para_char_frac = Param(float, 0.2, "drop documents with a larger fraction of characters in "
+                               "duplicate paragraphs", ge=0, le=1)
+    top_2_gram_frac = Param(float, 0.20, "drop documents whose most frequent 2-gram covers a larger "
+                            "fraction of the characters", ge=0, le=1)
+    top_3_gram_frac = Param(float, 0.18, "the same for 3-grams", ge=0, le=1)
+    top_4_gram_frac = Param(float, 0.16, "the same for 4-grams", ge=0, le=1)
+    dup_5_gram_frac = Param(float, 0.15, "drop documents with a larger fraction of characters in "
+                            "repeated 5-grams", ge=0, le=1)
+    dup_6_gram_frac = Param(float, 0.14, "the same for 6-grams", ge=0, le=1)
+    dup_7_gram_frac = Param(float, 0.13, "the same for 7-grams", ge=0, le=1)
+    dup_8_gram_frac = Param(float, 0.12, "the same for 8-grams", ge=0, le=1)
+    dup_9_gram_frac = Param(float, 0.11, "the same for 9-grams", ge=0, le=1)
+    dup_10_gram_frac = Param(float, 0.10, "the same for 10-grams", ge=0, le=1)
+
+    def measure(self, starts, ends, data, classes):
+        table = new_set(max_doc_length(starts, ends) + 1)
+        return dict(zip(MEASUREMENTS, _measure(starts, ends, data, classes, table)))
+
+    def failures(self, m):
+        rules = [("empty", m["empty"] > 0),
+                 ("dup_para_frac", m["dup_para_frac"] > self.dup_para_frac),
+                 ("dup_para_char_frac", m["dup_para_char_frac"] > self.dup_para_char_frac),
+                 ("dup_line_frac", m["dup_line_frac"] > self.dup_line_frac),
+                 ("dup_line_char_frac", m["dup_line_char_frac"] > self.dup_line_char_frac)]
+        for n in TOP_NGRAMS:
+            rules.append((f"top_{n}_gram", m[f"top_{n}_gram"] > getattr(self, f"top_{n}_gram_frac")))
+        for n in DUP_NGRAMS:
+            rules.append((f"dup_{n}_gram", m[f"dup_{n}_gram"] > getattr(self, f"dup_{n}_gram_frac")))
+        return rules
