@@ -29,6 +29,7 @@ BUILTINS: dict[str, str] = {
     "gopher_quality": "shardsift.selectors.quality_rules.gopher_quality:GopherQuality",
     "gopher_repetition": "shardsift.selectors.quality_rules.gopher_repetition:GopherRepetition",
     "c4_quality": "shardsift.selectors.quality_rules.c4_quality:C4Quality",
+    "fineweb_quality": "shardsift.selectors.quality_rules.fineweb_quality:FineWebQuality",
 }
 
 
