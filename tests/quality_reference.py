@@ -64,3 +64,54 @@ def reference_keep(flt, texts: list[str]) -> list[bool]:
         res = flt.filter(Document(text=text, id=str(i)))
         out.append(bool(res[0] if isinstance(res, tuple) else res))
     return out
+
+
+_WORDS = ("the be to of and that have with a in is it for on as was at by this from are or an we can "
+          "data model page home news about contact search login shop price free online click "
+          "information service product search results report history city river market school "
+          "extraordinarily internationalization café naïve über straße день мир 東京 データ").split()
+_ENDS = (".", ".", "!", "?", '"', "...", "…", ":", "", ",", ".[1]", ". [2]", "[edit]", "」", "。")
+_LINES = ("Home", "About us", "Contact", "Privacy Policy", "Terms of use apply to this site.",
+          "This site uses cookies to improve your experience.", "Please enable JavaScript to view it.",
+          "Lorem ipsum dolor sit amet, consectetur adipiscing elit.", "function f() { return 1; }",
+          "#tag #news #today", "Share on Facebook", "- item one", "• item two", "Read more...",
+          "Copyright 2024 All rights reserved.", "x" * 1200,
+          "Set the {name} field to the value you want.")
+
+
+def web_like_texts(n: int, seed: int = 0) -> list[str]:
+    """n web-page-like documents mixing prose, menus, lists, boilerplate and repetition, so every
+    rule of the four filters both passes and fails on some of them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    texts = []
+    for _ in range(n):
+        kind = rng.integers(6)
+        lines = []
+        for _ in range(int(rng.integers(0, 40))):
+            if kind < 3 and rng.random() < 0.75:
+                k = int(rng.integers(1, 25 if kind else 60))
+                words = [_WORDS[i] for i in rng.integers(0, len(_WORDS) if kind != 1 else 20, k)]
+                if rng.random() < 0.3:
+                    words[0] = words[0].capitalize()
+                line = " ".join(words) + _ENDS[rng.integers(len(_ENDS))]
+                if rng.random() < 0.2:
+                    line = line.replace(" ", ". ", 1)
+            elif kind == 3 and rng.random() < 0.7:
+                line = "- " + " ".join(_WORDS[i] for i in rng.integers(0, len(_WORDS), 6))  # a list
+            else:
+                line = _LINES[rng.integers(len(_LINES))]
+            if kind == 4 and lines and rng.random() < 0.5:
+                line = lines[int(rng.integers(len(lines)))]           # repeated lines
+            if rng.random() < 0.05:
+                line = " \u00a0" + line + " \t"
+            lines.append(line)
+        sep = ("\n", "\n\n", "\r\n", "\n \n", "\n\n\n")[int(rng.integers(5))]
+        text = sep.join(lines)
+        if kind == 5 and text:
+            text = text + "\n" + text                                   # a page printed twice
+        if rng.random() < 0.1:
+            text = "\n" + text + "\n"
+        texts.append(text)
+    return texts
