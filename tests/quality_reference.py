@@ -66,10 +66,12 @@ def reference_keep(flt, texts: list[str]) -> list[bool]:
     return out
 
 
-_WORDS = ("the be to of and that have with a in is it for on as was at by this from are or an we can "
-          "data model page home news about contact search login shop price free online click "
-          "information service product search results report history city river market school "
-          "extraordinarily internationalization café naïve über straße день мир 東京 データ").split()
+_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with", "a", "in", "is", "it", "for", "on",
+          "as", "was", "at", "by", "this", "from", "are", "or", "an", "we", "can", "data", "model",
+          "page", "home", "news", "about", "contact", "search", "login", "shop", "price", "free",
+          "online", "click", "information", "service", "product", "search", "results", "report",
+          "history", "city", "river", "market", "school", "extraordinarily", "internationalization",
+          "café", "naïve", "über", "straße", "день", "мир", "東京", "データ")
 _ENDS = (".", ".", "!", "?", '"', "...", "…", ":", "", ",", ".[1]", ". [2]", "[edit]", "」", "。")
 _LINES = ("Home", "About us", "Contact", "Privacy Policy", "Terms of use apply to this site.",
           "This site uses cookies to improve your experience.", "Please enable JavaScript to view it.",

@@ -61,7 +61,7 @@ def _ends_with(cps, a, b, pat):
     m = pat.shape[0]
     if b - a < m:
         return False
-    for k in range(m):
+    for k in range(m):  # noqa: SIM110 (a plain loop: numba compiles it without a generator)
         if cps[b - m + k] != pat[k]:
             return False
     return True
