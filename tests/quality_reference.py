@@ -55,15 +55,33 @@ def reference_filters(**thresholds):
     }
 
 
-def reference_keep(flt, texts: list[str]) -> list[bool]:
-    """datatrove's keep/drop per text (a copy of each document: C4 rewrites the text it keeps)."""
+# datatrove's drop reasons, by filter, as the names of shardsift's rules
+REASONS = {
+    "gopher_quality": {"gopher_short_doc": "word_count", "gopher_long_doc": "word_count",
+                       "gopher_below_avg_threshold": "mean_word_length",
+                       "gopher_above_avg_threshold": "mean_word_length",
+                       "gopher_too_many_hashes": "hash_ratio", "gopher_too_many_ellipsis": "ellipsis_ratio",
+                       "gopher_too_many_bullets": "bullet_lines", "gopher_too_many_end_ellipsis": "ellipsis_lines",
+                       "gopher_below_alpha_threshold": "alpha_words", "gopher_enough_stop_words": "stop_words"},
+    "gopher_repetition": {**{f"duplicated_{n}_n_grams": f"dup_{n}_gram" for n in range(5, 11)}},
+    "c4_quality": {"too_few_sentences": "sentences"},
+    "fineweb_quality": {"list_ratio": "newline_ratio"},
+}
+
+
+def reference_decisions(name: str, flt, texts: list[str]) -> tuple[list[bool], list[str]]:
+    """datatrove's keep/drop per text and the reason as shardsift names it ('' when kept).
+    Each document is a fresh copy: C4 rewrites the text it keeps."""
     from datatrove.data import Document
 
-    out = []
+    keep, reasons = [], []
     for i, text in enumerate(texts):
         res = flt.filter(Document(text=text, id=str(i)))
-        out.append(bool(res[0] if isinstance(res, tuple) else res))
-    return out
+        kept = bool(res[0] if isinstance(res, tuple) else res)
+        keep.append(kept)
+        why = "" if kept else str(res[1])
+        reasons.append(f"{name}:{REASONS[name].get(why, why)}" if why else "")
+    return keep, reasons
 
 
 _WORDS = ("the", "be", "to", "of", "and", "that", "have", "with", "a", "in", "is", "it", "for", "on",
