@@ -11,26 +11,33 @@ import numpy as np
 
 from ...api import Param
 from .charsets import SPACE, TERMINAL
-from .kernels import decode, fnv, max_doc_length, new_set, set_clear, set_put, set_slot
+from .kernels import decode, fnv, max_doc_length, set_slot, table_mask
 from .rules import RuleFilter
 
 MEASUREMENTS = ("lines", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "newline_ratio")
 
 
 @nb.njit(cache=True, nogil=True)
-def _measure(starts, ends, data, cls, short_length, table):
-    keys, stamps, _, _, stamp = table
+def _measure(starts, ends, data, cls, short_length):
     nd = starts.shape[0]
     out = np.zeros((5, nd), dtype=np.float64)
-    cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.int32)
+    cap = max_doc_length(starts, ends) + 1
+    cps = np.empty(cap, dtype=np.int32)
+    size = table_mask(cap) + 1
+    keys = np.empty(size, dtype=np.uint64)
+    stamps = np.zeros(size, dtype=np.int64)
     for d in range(nd):
         n = decode(data, starts[d], ends[d], cps)
-        set_clear(stamp)
+        newlines = 0
+        for i in range(n):
+            if cps[i] == 10:
+                newlines += 1
+        mask = table_mask(newlines + 1)
+        cur = d + 1
         lines = 0
         punct = 0
         short = 0
         dup_chars = 0
-        newlines = 0
         words = 0
         a = 0
         while a <= n:
@@ -50,13 +57,12 @@ def _measure(starts, ends, data, cls, short_length, table):
                 if b - a <= short_length:
                     short += 1
                 h = fnv(cps, a, b)
-                slot, found = set_slot(keys, stamps, stamp, h)
+                slot, found = set_slot(keys, stamps, cur, mask, h)
                 if found:
                     dup_chars += b - a
                 else:
-                    set_put(keys, stamps, stamp, slot, h)
-            if b < n:
-                newlines += 1
+                    keys[slot] = h
+                    stamps[slot] = cur
             a = b + 1
         out[0, d] = lines
         if lines:
@@ -84,8 +90,7 @@ class FineWebQuality(RuleFilter):
     new_line_ratio = Param(float, 0.3, "drop documents with more newlines per word", ge=0)
 
     def measure(self, starts, ends, data, classes):
-        table = new_set(max_doc_length(starts, ends) + 1)
-        out = _measure(starts, ends, data, classes, self.short_line_length, table)
+        out = _measure(starts, ends, data, classes, self.short_line_length)
         return dict(zip(MEASUREMENTS, out))
 
     def failures(self, m):

@@ -13,7 +13,7 @@ import numpy as np
 from ...api import Param
 from ...text import _mix64
 from .charsets import SPACE
-from .kernels import decode, fnv, max_doc_length, new_set, set_clear, set_put, set_slot
+from .kernels import decode, fnv, max_doc_length, set_slot, table_mask
 from .rules import RuleFilter
 
 TOP_NGRAMS = (2, 3, 4)
@@ -24,11 +24,10 @@ _BASE = np.uint64(0x100000001B3)
 
 
 @nb.njit(cache=True, nogil=True)
-def _dup_segments(cps, a, b, min_run, table):
+def _dup_segments(cps, a, b, min_run, keys, stamps, cur, mask):
     """(segments, duplicate segments, their characters) of cps[a:b] split on runs of at least
-    min_run newlines; a segment is a duplicate when an equal one came before."""
-    keys, stamps, _, _, stamp = table
-    set_clear(stamp)
+    min_run newlines; a segment is a duplicate when an equal one came before. Uses the set
+    stamped ``cur`` (empty)."""
     segments = 0
     dups = 0
     dup_chars = 0
@@ -41,13 +40,14 @@ def _dup_segments(cps, a, b, min_run, table):
         at_end = i >= b
         if at_end or run >= min_run:
             h = fnv(cps, s, i)
-            slot, found = set_slot(keys, stamps, stamp, h)
+            slot, found = set_slot(keys, stamps, cur, mask, h)
             segments += 1
             if found:
                 dups += 1
                 dup_chars += i - s
             else:
-                set_put(keys, stamps, stamp, slot, h)
+                keys[slot] = h
+                stamps[slot] = cur
             if at_end:
                 break
             i += run
@@ -58,7 +58,7 @@ def _dup_segments(cps, a, b, min_run, table):
 
 
 @nb.njit(cache=True, nogil=True)
-def _measure(starts, ends, data, cls, table):
+def _measure(starts, ends, data, cls):
     nd = starts.shape[0]
     out = np.zeros((5 + len(TOP_NGRAMS) + len(DUP_NGRAMS), nd), dtype=np.float64)
     cap = max_doc_length(starts, ends) + 1
@@ -66,7 +66,12 @@ def _measure(starts, ends, data, cls, table):
     word_hash = np.empty(cap, dtype=np.uint64)
     prefix = np.empty(cap + 1, dtype=np.uint64)    # polynomial prefix hashes over word hashes
     chars = np.empty(cap + 1, dtype=np.int64)      # prefix sums of word lengths
-    keys, stamps, counts, firsts, stamp = table
+    size = table_mask(cap) + 1
+    keys = np.empty(size, dtype=np.uint64)
+    stamps = np.zeros(size, dtype=np.int64)
+    counts = np.empty(size, dtype=np.int64)
+    firsts = np.empty(size, dtype=np.int64)
+    cur = 0
     powers = np.empty(11, dtype=np.uint64)
     powers[0] = np.uint64(1)
     for k in range(1, 11):
@@ -81,10 +86,17 @@ def _measure(starts, ends, data, cls, table):
             lo += 1
         while hi > lo and cls[cps[hi - 1]] & SPACE:
             hi -= 1
-        paras, dup_paras, dup_para_chars = _dup_segments(cps, lo, hi, 2, table)
+        newlines = 0
+        for i in range(n):
+            if cps[i] == 10:
+                newlines += 1
+        mask = table_mask(newlines + 1)
+        cur += 1
+        paras, dup_paras, dup_para_chars = _dup_segments(cps, lo, hi, 2, keys, stamps, cur, mask)
         out[1, d] = dup_paras / paras
         out[2, d] = dup_para_chars / n
-        lines, dup_lines, dup_line_chars = _dup_segments(cps, 0, n, 1, table)
+        cur += 1
+        lines, dup_lines, dup_line_chars = _dup_segments(cps, 0, n, 1, keys, stamps, cur, mask)
         out[3, d] = dup_lines / lines
         out[4, d] = dup_line_chars / n
         w = 0
@@ -103,14 +115,16 @@ def _measure(starts, ends, data, cls, table):
             chars[w + 1] = chars[w] + (i - a)
             w += 1
         row = 5
+        mask = table_mask(w)
         for g in TOP_NGRAMS:                      # the most frequent n-gram's characters
             best_count, best_first, best_len = 0, 0, 0
-            set_clear(stamp)
+            cur += 1
             for j in range(w - g + 1):
                 h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
-                slot, found = set_slot(keys, stamps, stamp, h)
+                slot, found = set_slot(keys, stamps, cur, mask, h)
                 if not found:
-                    set_put(keys, stamps, stamp, slot, h)
+                    keys[slot] = h
+                    stamps[slot] = cur
                     counts[slot] = 0
                     firsts[slot] = j
                 counts[slot] += 1
@@ -121,17 +135,18 @@ def _measure(starts, ends, data, cls, table):
             out[row, d] = best_len * best_count / n
             row += 1
         for g in DUP_NGRAMS:                      # characters of n-grams seen before, skipping them
-            set_clear(stamp)
+            cur += 1
             repeated = 0
             j = 0
             while j < w - g + 1:
                 h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
-                slot, found = set_slot(keys, stamps, stamp, h)
+                slot, found = set_slot(keys, stamps, cur, mask, h)
                 if found:
                     repeated += chars[j + g] - chars[j]
                     j += g
                 else:
-                    set_put(keys, stamps, stamp, slot, h)
+                    keys[slot] = h
+                    stamps[slot] = cur
                     j += 1
             out[row, d] = repeated / n
             row += 1
@@ -162,8 +177,7 @@ class GopherRepetition(RuleFilter):
     dup_10_gram_frac = Param(float, 0.10, "the same for 10-grams", ge=0, le=1)
 
     def measure(self, starts, ends, data, classes):
-        table = new_set(max_doc_length(starts, ends) + 1)
-        return dict(zip(MEASUREMENTS, _measure(starts, ends, data, classes, table)))
+        return dict(zip(MEASUREMENTS, _measure(starts, ends, data, classes)))
 
     def failures(self, m):
         rules = [("empty", m["empty"] > 0),

@@ -3,8 +3,8 @@
 Each rule's kernel decodes one document's bytes into code points once (a buffer reused across the
 batch), so lengths are in characters as in the reference, then measures it in one pass per rule
 family. Duplicates within a document are found by 64-bit FNV-1a hashes of lines, paragraphs and
-words (then mixed), kept in an open-addressing set that is emptied by bumping a stamp, not by
-clearing.
+words (then mixed), kept in an open-addressing set sized per document and emptied by bumping a
+stamp, not by clearing.
 """
 from __future__ import annotations
 
@@ -62,38 +62,26 @@ def fnv(cps, a, b):
     return _mix64(h)
 
 
-def new_set(max_items: int):
-    """(keys, stamps, counts, firsts, stamp cell) of a hash set holding up to max_items keys."""
+@nb.njit(cache=True, nogil=True)
+def table_mask(items):
+    """Mask of the smallest power-of-two table at most half full with ``items`` keys: each
+    document uses only the front of the table, so its probes stay in cache."""
     size = 16
-    while size < 2 * max_items + 2:
+    while size < 2 * items + 2:
         size *= 2
-    return (np.zeros(size, np.uint64), np.zeros(size, np.int64), np.zeros(size, np.int64),
-            np.zeros(size, np.int64), np.zeros(1, np.int64))
+    return size - 1
 
 
 @nb.njit(cache=True, nogil=True)
-def set_clear(stamp):
-    """Empty the set in O(1): slots stamped with an older value read as free."""
-    stamp[0] += 1
-
-
-@nb.njit(cache=True, nogil=True)
-def set_slot(keys, stamps, stamp, h):
-    """(slot, found) of key h: its slot if present, else the free slot where it goes."""
-    mask = keys.shape[0] - 1
+def set_slot(keys, stamps, cur, mask, h):
+    """(slot, found) of key h in the set stamped ``cur``: its slot if present, else the free slot
+    where it goes. Slots stamped with an older value read as free, so a new stamp empties the set."""
     i = np.int64(h & np.uint64(mask))
-    cur = stamp[0]
     while stamps[i] == cur:
         if keys[i] == h:
             return i, True
         i = (i + 1) & mask
     return i, False
-
-
-@nb.njit(cache=True, nogil=True)
-def set_put(keys, stamps, stamp, slot, h):
-    keys[slot] = h
-    stamps[slot] = stamp[0]
 
 
 @nb.njit(cache=True, nogil=True)
