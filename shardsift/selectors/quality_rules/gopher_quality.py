@@ -52,22 +52,25 @@ def _stop_word(cps, a, b):
 
 @nb.njit(cache=True, nogil=True)
 def _measure(starts, ends, data, cls):
+    """One pass per document: words, symbols and lines together, one class lookup per character."""
     nd = starts.shape[0]
     out = np.zeros((8, nd), dtype=np.float64)
     cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.int32)
     for d in range(nd):
         n = decode(data, starts[d], ends[d], cps)
-        words = 0
-        content_words = 0
-        content_chars = 0
-        alpha_words = 0
-        stops = 0
-        hashes = 0
-        ellipses = 0
-        dots = 0
+        words = content_words = content_chars = alpha_words = stops = 0
+        hashes = ellipses = dots = 0
+        lines = bullets = ellipsis_lines = 0
+        in_word = content = alpha = False
+        word_start = 0
+        line_start = 0
+        line_first = -1          # first non-space character of the current line, -1 while none
+        line_last = -1           # position of its last non-space character
         i = 0
-        while i < n:                      # words, '#', '...' and '…'
-            c = cps[i]
+        while i <= n:
+            at_end = i == n
+            c = 10 if at_end else cps[i]
+            k = SPACE if at_end else cls[c]
             if c == 35:
                 hashes += 1
             if c == 46:
@@ -77,63 +80,43 @@ def _measure(starts, ends, data, cls):
                 dots = 0
                 if c == 0x2026:
                     ellipses += 1
-            if cls[c] & SPACE:
-                i += 1
-                continue
-            a = i
-            content = False
-            alpha = False
-            while i < n and not (cls[cps[i]] & SPACE):
-                k = cls[cps[i]]
+            if k & SPACE:
+                if in_word:
+                    in_word = False
+                    words += 1
+                    if content:
+                        content_words += 1
+                        content_chars += i - word_start
+                    if alpha:
+                        alpha_words += 1
+                    stops |= _stop_word(cps, word_start, i)
+                brk = line_break(cps, i, n) if not at_end else (1 if line_start < n else 0)
+                if brk:
+                    lines += 1
+                    if line_first == 0x2022 or line_first == 45:
+                        bullets += 1
+                    if line_last >= 0 and (cps[line_last] == 0x2026 or (
+                            line_last - 2 >= line_start and cps[line_last] == 46
+                            and cps[line_last - 1] == 46 and cps[line_last - 2] == 46)):
+                        ellipsis_lines += 1
+                    i += brk
+                    line_start = i
+                    line_first = -1
+                    line_last = -1
+                    continue
+            else:
+                if not in_word:
+                    in_word = True
+                    word_start = i
+                    content = alpha = False
                 if not (k & PUNCT):
                     content = True
                 if k & ALPHA:
                     alpha = True
-                if i > a:
-                    c = cps[i]
-                    if c == 35:
-                        hashes += 1
-                    if c == 46:
-                        dots += 1
-                    else:
-                        ellipses += dots // 3
-                        dots = 0
-                        if c == 0x2026:
-                            ellipses += 1
-                i += 1
-            words += 1
-            if content:
-                content_words += 1
-                content_chars += i - a
-            if alpha:
-                alpha_words += 1
-            stops |= _stop_word(cps, a, i)
-        ellipses += dots // 3
-        lines = 0
-        bullets = 0
-        ellipsis_lines = 0
-        a = 0
-        while a < n:                      # lines as str.splitlines: a trailing break adds none
-            b = a
-            brk = 0
-            while b < n:
-                brk = line_break(cps, b, n)
-                if brk:
-                    break
-                b += 1
-            lines += 1
-            lo = a
-            while lo < b and cls[cps[lo]] & SPACE:
-                lo += 1
-            hi = b
-            while hi > lo and cls[cps[hi - 1]] & SPACE:
-                hi -= 1
-            if lo < hi and (cps[lo] == 0x2022 or cps[lo] == 45):
-                bullets += 1
-            if hi > lo and (cps[hi - 1] == 0x2026 or (
-                    hi - lo >= 3 and cps[hi - 1] == 46 and cps[hi - 2] == 46 and cps[hi - 3] == 46)):
-                ellipsis_lines += 1
-            a = b + brk
+                if line_first < 0:
+                    line_first = c
+                line_last = i
+            i += 1
         out[0, d] = content_words
         out[1, d] = content_chars / content_words if content_words else np.nan
         out[2, d] = hashes / words if words else 0.0

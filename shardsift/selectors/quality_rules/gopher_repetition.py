@@ -68,10 +68,10 @@ def _measure(starts, ends, data, cls):
     chars = np.empty(cap + 1, dtype=np.int64)      # prefix sums of word lengths
     size = table_mask(cap) + 1
     keys = np.empty(size, dtype=np.uint64)
-    stamps = np.zeros(size, dtype=np.int64)
-    counts = np.empty(size, dtype=np.int64)
-    firsts = np.empty(size, dtype=np.int64)
-    cur = 0
+    stamps = np.zeros(size, dtype=np.int32)
+    counts = np.empty(size, dtype=np.int32)
+    firsts = np.empty(size, dtype=np.int32)
+    cur = np.int32(0)
     powers = np.empty(11, dtype=np.uint64)
     powers[0] = np.uint64(1)
     for k in range(1, 11):
@@ -116,7 +116,12 @@ def _measure(starts, ends, data, cls):
             w += 1
         row = 5
         mask = table_mask(w)
+        distinct = False                          # every n-gram so far occurs once
         for g in TOP_NGRAMS:                      # the most frequent n-gram's characters
+            if distinct:                          # so do the longer ones: the first one is the top
+                out[row, d] = (chars[g] - chars[0] + g - 1) / n if w >= g else 0.0
+                row += 1
+                continue
             best_count, best_first, best_len = 0, 0, 0
             cur += 1
             for j in range(w - g + 1):
@@ -134,7 +139,10 @@ def _measure(starts, ends, data, cls):
                     best_len = chars[j + g] - chars[j] + g - 1
             out[row, d] = best_len * best_count / n
             row += 1
+            distinct = best_count <= 1
         for g in DUP_NGRAMS:                      # characters of n-grams seen before, skipping them
+            if distinct:
+                break                             # no n-gram repeats: every fraction stays 0
             cur += 1
             repeated = 0
             j = 0
@@ -150,6 +158,7 @@ def _measure(starts, ends, data, cls):
                     j += 1
             out[row, d] = repeated / n
             row += 1
+            distinct = repeated == 0              # no repeated n-gram: none of any greater n either
     return out
 
 

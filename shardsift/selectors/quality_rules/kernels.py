@@ -46,6 +46,8 @@ def decode(data, start, end, out):
 def line_break(cps, i, n):
     """Length of the line break at cps[i] as ``str.splitlines`` sees it (\\r\\n is one), or 0."""
     c = cps[i]
+    if 30 < c < 0x85:
+        return 0
     if c == 13:
         return 2 if i + 1 < n and cps[i + 1] == 10 else 1
     if c == 10 or c == 11 or c == 12 or c == 28 or c == 29 or c == 30 or c == 0x85 or c == 0x2028 or c == 0x2029:
