@@ -142,3 +142,22 @@ def test_bad_thresholds_are_one_line_config_errors(cls, params, key):
     with pytest.raises(ConfigError) as err:
         cls(**params)
     assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_web_recipe_runs_on_any_text(tmp_path, sample_dir):
+    import json
+    import os
+
+    from conftest import ROOT, run_cli
+
+    out = tmp_path / "out"
+    run_cli("select", os.path.join(ROOT, "configs", "web.yaml"), "--input", str(sample_dir / "pool"),
+            "--output", str(out), "--overwrite")
+    with open(out / ".shardsift" / "manifest.json") as fh:
+        stages = json.load(fh)["stages"]
+    names = [s["name"] for s in stages]
+    assert names[1:] == ["gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+                         "exact_dedup", "minhash_dedup"]
+    for stage in stages[1:5]:
+        assert all(reason.startswith(stage["name"] + ":") for reason in stage["dropped"])
+    assert stages[1]["docs_in"] > stages[4]["kept"]
