@@ -2,10 +2,11 @@
 
 shardsift's gopher_repetition, gopher_quality, c4_quality and fineweb_quality run together (each
 on every document, as in one fused scan) over the shared pool repeated to at least --docs
-documents, in batches of --batch; datatrove's four filters run over a seeded sample of --reference-docs pool documents (its per-document Python is slow),
-also timed for shardsift on that same sample, with both sides
-splitting words on whitespace (tests/quality_reference.py). Agreement on that subset is recorded
-too. Numba compilation and the character table are warmed up before timing.
+documents, in batches of --batch; datatrove's four filters run over a seeded sample of
+--reference-docs pool documents (its per-document Python is slow), which shardsift's also run on
+for a same-documents figure. Both sides split words on whitespace (tests/quality_reference.py);
+their agreement on the sample is recorded too. Numba kernels and the character table are warmed up
+before timing.
 
     python bench/bench_quality_rules.py [--docs 100000] [--reference-docs 4000]
 Writes bench/figures/quality_rules.json.
