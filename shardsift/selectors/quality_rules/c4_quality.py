@@ -30,30 +30,44 @@ def _patterns(phrases) -> tuple[np.ndarray, np.ndarray]:
     return cps, np.cumsum([0] + [len(p) for p in phrases]).astype(np.int64)
 
 
-_LOREM = _patterns(("lorem ipsum",))
-_JAVASCRIPT = _patterns(("javascript",))
-_POLICY = _patterns(POLICY_PHRASES)
+LOREM, JAVASCRIPT, POLICY, CURLY = 1, 2, 4, 8
+_PHRASES, _PHRASE_OFFSETS = _patterns(("lorem ipsum", "javascript") + POLICY_PHRASES)
+_PHRASE_FLAGS = np.array([LOREM, JAVASCRIPT] + [POLICY] * len(POLICY_PHRASES), dtype=np.int64)
 _EDIT = np.array([ord(c) for c in "[edit]"], dtype=np.int32)
 _CITATION = np.array([ord(c) for c in "[citation needed]"], dtype=np.int32)
 
 
 @nb.njit(cache=True, nogil=True)
-def _contains(cps, a, b, pats, offsets):
-    """Whether cps[a:b], ASCII-lowercased, contains any of the (lowercase) patterns."""
-    for p in range(offsets.shape[0] - 1):
-        m = offsets[p + 1] - offsets[p]
-        for i in range(a, b - m + 1):
+def _phrases(cps, a, b):
+    """Flags (LOREM, JAVASCRIPT, POLICY, CURLY) of what cps[a:b] holds, phrases matched ASCII
+    case-insensitively, in one pass."""
+    flags = 0
+    n_phrases = _PHRASE_OFFSETS.shape[0] - 1
+    for i in range(a, b):
+        c = cps[i]
+        if c == 123:
+            flags |= CURLY
+            continue
+        if 65 <= c <= 90:
+            c += 32
+        for p in range(n_phrases):
+            start = _PHRASE_OFFSETS[p]
+            if c != _PHRASES[start] or flags & _PHRASE_FLAGS[p]:
+                continue
+            m = _PHRASE_OFFSETS[p + 1] - start
+            if i + m > b:
+                continue
             ok = True
-            for k in range(m):
-                c = cps[i + k]
-                if 65 <= c <= 90:
-                    c += 32
-                if c != pats[offsets[p] + k]:
+            for k in range(1, m):
+                x = cps[i + k]
+                if 65 <= x <= 90:
+                    x += 32
+                if x != _PHRASES[start + k]:
                     ok = False
                     break
             if ok:
-                return True
-    return False
+                flags |= _PHRASE_FLAGS[p]
+    return flags
 
 
 @nb.njit(cache=True, nogil=True)
@@ -108,24 +122,22 @@ def _measure(starts, ends, data, cls, opts):
                 b += 1
             lines += 1
             nxt = b + brk
-            lo, hi = a, b
-            while lo < hi and cls[cps[lo]] & SPACE:
-                lo += 1
-            while hi > lo and cls[cps[hi - 1]] & SPACE:
-                hi -= 1
-            a = nxt
+            lo, hi = b, b        # the stripped line, its words and longest word in one pass
             words = 0
             longest = 0
-            i = lo
-            while i < hi:
-                if cls[cps[i]] & SPACE:
-                    i += 1
-                    continue
-                w0 = i
-                while i < hi and not (cls[cps[i]] & SPACE):
-                    i += 1
-                words += 1
-                longest = max(longest, i - w0)
+            w0 = -1
+            for i in range(a, b + 1):
+                if i < b and not (cls[cps[i]] & SPACE):
+                    if w0 < 0:
+                        w0 = i
+                        if words == 0:
+                            lo = i
+                    hi = i + 1
+                elif w0 >= 0:
+                    words += 1
+                    longest = max(longest, i - w0)
+                    w0 = -1
+            a = nxt
             if max_word >= 0 and longest > max_word:
                 continue
             end = _strip_citations(cps, lo, hi) if citations else hi
@@ -139,21 +151,16 @@ def _measure(starts, ends, data, cls, opts):
                     continue
             if words < min_words:
                 continue
-            if lorem and _contains(cps, lo, end, _LOREM[0], _LOREM[1]):
+            found = _phrases(cps, lo, end)
+            if lorem and found & LOREM:
                 out[3, d] = 1.0
                 break
-            if javascript and _contains(cps, lo, end, _JAVASCRIPT[0], _JAVASCRIPT[1]):
+            if javascript and found & JAVASCRIPT:
                 continue
-            if curly:
-                found = False
-                for k in range(lo, end):
-                    if cps[k] == 123:
-                        found = True
-                        break
-                if found:
-                    out[4, d] = 1.0
-                    break
-            if policy and _contains(cps, lo, end, _POLICY[0], _POLICY[1]):
+            if curly and found & CURLY:
+                out[4, d] = 1.0
+                break
+            if policy and found & POLICY:
                 continue
             kept += 1
             sentences += 1
