@@ -105,7 +105,7 @@ def _measure(starts, ends, data, cls, opts):
         opts[0], opts[1], opts[2], opts[3], opts[4], opts[5], opts[6], opts[7])
     nd = starts.shape[0]
     out = np.zeros((5, nd), dtype=np.float64)
-    cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.int32)
+    cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.uint32)
     for d in range(nd):
         n = decode(data, starts[d], ends[d], cps)
         lines = 0

@@ -22,7 +22,7 @@ def _measure(starts, ends, data, cls, short_length):
     nd = starts.shape[0]
     out = np.zeros((5, nd), dtype=np.float64)
     cap = max_doc_length(starts, ends) + 1
-    cps = np.empty(cap, dtype=np.int32)
+    cps = np.empty(cap, dtype=np.uint32)
     size = table_mask(cap) + 1
     keys = np.empty(size, dtype=np.uint64)
     stamps = np.zeros(size, dtype=np.int64)

@@ -55,7 +55,7 @@ def _measure(starts, ends, data, cls):
     """One pass per document: words, symbols and lines together, one class lookup per character."""
     nd = starts.shape[0]
     out = np.zeros((8, nd), dtype=np.float64)
-    cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.int32)
+    cps = np.empty(max_doc_length(starts, ends) + 1, dtype=np.uint32)
     for d in range(nd):
         n = decode(data, starts[d], ends[d], cps)
         words = content_words = content_chars = alpha_words = stops = 0

@@ -62,7 +62,7 @@ def _measure(starts, ends, data, cls):
     nd = starts.shape[0]
     out = np.zeros((5 + len(TOP_NGRAMS) + len(DUP_NGRAMS), nd), dtype=np.float64)
     cap = max_doc_length(starts, ends) + 1
-    cps = np.empty(cap, dtype=np.int32)
+    cps = np.empty(cap, dtype=np.uint32)
     word_hash = np.empty(cap, dtype=np.uint64)
     prefix = np.empty(cap + 1, dtype=np.uint64)    # polynomial prefix hashes over word hashes
     chars = np.empty(cap + 1, dtype=np.int64)      # prefix sums of word lengths

@@ -19,7 +19,8 @@ FNV_PRIME = np.uint64(0x100000001B3)
 
 @nb.njit(cache=True, nogil=True)
 def decode(data, start, end, out):
-    """Decode the valid UTF-8 bytes data[start:end] into out (int32 code points); returns the count."""
+    """Decode the valid UTF-8 bytes data[start:end] into out; returns the count. ``out`` is uint32:
+    a code point used as a table index is then never negative (no wraparound check)."""
     n = 0
     i = start
     while i < end:
