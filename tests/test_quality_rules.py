@@ -161,3 +161,14 @@ def test_web_recipe_runs_on_any_text(tmp_path, sample_dir):
     for stage in stages[1:5]:
         assert all(reason.startswith(stage["name"] + ":") for reason in stage["dropped"])
     assert stages[1]["docs_in"] > stages[4]["kept"]
+
+
+def test_hash_sets_grow_for_a_large_document_mid_batch():
+    big = "\n".join(f"line {i} of many" for i in range(5000))
+    texts = ["a\nb\na", big + "\n" + big, "x y\nx y"]
+    rep = run(GopherRepetition, texts)
+    assert rep.extra["dup_line_frac"].tolist() == [pytest.approx(1 / 3), 0.5, 0.5]
+    # the second copy's 20,000 words, 5 at a time, without the spaces between them
+    assert rep.extra["dup_5_gram"][1] == pytest.approx(len("".join(big.split())) / len(texts[1]))
+    fw = run(FineWebQuality, texts)
+    assert fw.extra["char_dup_ratio"].tolist() == [pytest.approx(1 / 3), pytest.approx(0.5), pytest.approx(0.5)]

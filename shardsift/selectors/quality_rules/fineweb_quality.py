@@ -23,9 +23,8 @@ def _measure(starts, ends, data, cls, short_length):
     out = np.zeros((5, nd), dtype=np.float64)
     cap = max_doc_length(starts, ends) + 1
     cps = np.empty(cap, dtype=np.uint32)
-    size = table_mask(cap) + 1
-    keys = np.empty(size, dtype=np.uint64)
-    stamps = np.zeros(size, dtype=np.int64)
+    keys = np.empty(1 << 12, dtype=np.uint64)     # grown for the largest document that needs more
+    stamps = np.zeros(1 << 12, dtype=np.int64)
     for d in range(nd):
         n = decode(data, starts[d], ends[d], cps)
         newlines = 0
@@ -33,6 +32,9 @@ def _measure(starts, ends, data, cls, short_length):
             if cps[i] == 10:
                 newlines += 1
         mask = table_mask(newlines + 1)
+        if mask >= keys.shape[0]:
+            keys = np.empty(mask + 1, dtype=np.uint64)
+            stamps = np.zeros(mask + 1, dtype=np.int64)
         cur = d + 1
         lines = 0
         punct = 0

@@ -66,7 +66,7 @@ def _measure(starts, ends, data, cls):
     word_hash = np.empty(cap, dtype=np.uint64)
     prefix = np.empty(cap + 1, dtype=np.uint64)    # polynomial prefix hashes over word hashes
     chars = np.empty(cap + 1, dtype=np.int64)      # prefix sums of word lengths
-    size = table_mask(cap) + 1
+    size = 1 << 12                                 # grown for the largest document that needs more
     keys = np.empty(size, dtype=np.uint64)
     stamps = np.zeros(size, dtype=np.int32)
     counts = np.empty(size, dtype=np.int32)
@@ -91,6 +91,11 @@ def _measure(starts, ends, data, cls):
             if cps[i] == 10:
                 newlines += 1
         mask = table_mask(newlines + 1)
+        if mask >= keys.shape[0]:
+            keys = np.empty(mask + 1, dtype=np.uint64)
+            stamps = np.zeros(mask + 1, dtype=np.int32)
+            counts = np.empty(mask + 1, dtype=np.int32)
+            firsts = np.empty(mask + 1, dtype=np.int32)
         cur += 1
         paras, dup_paras, dup_para_chars = _dup_segments(cps, lo, hi, 2, keys, stamps, cur, mask)
         out[1, d] = dup_paras / paras
@@ -116,6 +121,11 @@ def _measure(starts, ends, data, cls):
             w += 1
         row = 5
         mask = table_mask(w)
+        if mask >= keys.shape[0]:
+            keys = np.empty(mask + 1, dtype=np.uint64)
+            stamps = np.zeros(mask + 1, dtype=np.int32)
+            counts = np.empty(mask + 1, dtype=np.int32)
+            firsts = np.empty(mask + 1, dtype=np.int32)
         distinct = False                          # every n-gram so far occurs once
         for g in TOP_NGRAMS:                      # the most frequent n-gram's characters
             if distinct:                          # so do the longer ones: the first one is the top
