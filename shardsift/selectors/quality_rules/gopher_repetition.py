@@ -13,7 +13,7 @@ import numpy as np
 from ...api import Param
 from ...text import _mix64
 from .charsets import SPACE
-from .kernels import decode, fnv, max_doc_length, set_slot, table_mask
+from .kernels import FNV_OFFSET, FNV_PRIME, decode, fnv, max_doc_length, set_slot, table_mask
 from .rules import RuleFilter
 
 TOP_NGRAMS = (2, 3, 4)
@@ -21,40 +21,62 @@ DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 MEASUREMENTS = (("empty", "dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac")
                 + tuple(f"top_{n}_gram" for n in TOP_NGRAMS) + tuple(f"dup_{n}_gram" for n in DUP_NGRAMS))
 _BASE = np.uint64(0x100000001B3)
+_PARAGRAPH_SALT = np.uint64(0x9E3779B97F4A7C15)
 
 
 @nb.njit(cache=True, nogil=True)
-def _dup_segments(cps, a, b, min_run, keys, stamps, cur, mask):
-    """(segments, duplicate segments, their characters) of cps[a:b] split on runs of at least
-    min_run newlines; a segment is a duplicate when an equal one came before. Uses the set
-    stamped ``cur`` (empty)."""
-    segments = 0
-    dups = 0
-    dup_chars = 0
-    s = a
-    i = a
-    while True:
-        run = 0
-        while i + run < b and cps[i + run] == 10:
+def _is_dup(keys, stamps, cur, mask, h):
+    """Whether key h is in the set stamped ``cur``; adds it when not."""
+    slot, found = set_slot(keys, stamps, cur, mask, h)
+    if not found:
+        keys[slot] = h
+        stamps[slot] = cur
+    return found
+
+
+@nb.njit(cache=True, nogil=True)
+def _dup_lines_paragraphs(cps, n, lo, hi, keys, stamps, cur, mask, out, d):
+    """Duplicate lines (cps[:n] split on runs of newlines) and paragraphs (cps[lo:hi], the stripped
+    text, split on runs of two or more) in one pass, hashing both as it goes; paragraph keys are
+    salted so the two share one set (stamped ``cur``, empty, room for every line and paragraph)."""
+    lines = dup_lines = dup_line_chars = 0
+    paras = dup_paras = dup_para_chars = 0
+    hl = FNV_OFFSET
+    hp = FNV_OFFSET
+    line_start = 0
+    para_start = lo
+    i = 0
+    while i <= n:
+        c = 10 if i == n else cps[i]
+        if c != 10:
+            hl = (hl ^ np.uint64(c)) * FNV_PRIME
+            if lo <= i < hi:
+                hp = (hp ^ np.uint64(c)) * FNV_PRIME
+            i += 1
+            continue
+        run = 1
+        while i + run < n and cps[i + run] == 10:
             run += 1
-        at_end = i >= b
-        if at_end or run >= min_run:
-            h = fnv(cps, s, i)
-            slot, found = set_slot(keys, stamps, cur, mask, h)
-            segments += 1
-            if found:
-                dups += 1
-                dup_chars += i - s
-            else:
-                keys[slot] = h
-                stamps[slot] = cur
-            if at_end:
-                break
-            i += run
-            s = i
-        else:
-            i += max(run, 1)
-    return segments, dups, dup_chars
+        lines += 1
+        if _is_dup(keys, stamps, cur, mask, _mix64(hl)):
+            dup_lines += 1
+            dup_line_chars += i - line_start
+        hl = FNV_OFFSET
+        line_start = i + run
+        if lo <= i < hi and run == 1:           # one newline stays inside its paragraph
+            hp = (hp ^ np.uint64(10)) * FNV_PRIME
+        elif (lo <= i < hi) or i == n:          # a paragraph ends (the last one at the end)
+            paras += 1
+            if _is_dup(keys, stamps, cur, mask, _mix64(hp ^ _PARAGRAPH_SALT)):
+                dup_paras += 1
+                dup_para_chars += min(i, hi) - para_start
+            hp = FNV_OFFSET
+            para_start = i + run
+        i += run
+    out[1, d] = dup_paras / paras
+    out[2, d] = dup_para_chars / n
+    out[3, d] = dup_lines / lines
+    out[4, d] = dup_line_chars / n
 
 
 @nb.njit(cache=True, nogil=True)
@@ -90,20 +112,14 @@ def _measure(starts, ends, data, cls):
         for i in range(n):
             if cps[i] == 10:
                 newlines += 1
-        mask = table_mask(newlines + 1)
+        mask = table_mask(2 * newlines + 2)
         if mask >= keys.shape[0]:
             keys = np.empty(mask + 1, dtype=np.uint64)
             stamps = np.zeros(mask + 1, dtype=np.int32)
             counts = np.empty(mask + 1, dtype=np.int32)
             firsts = np.empty(mask + 1, dtype=np.int32)
         cur += 1
-        paras, dup_paras, dup_para_chars = _dup_segments(cps, lo, hi, 2, keys, stamps, cur, mask)
-        out[1, d] = dup_paras / paras
-        out[2, d] = dup_para_chars / n
-        cur += 1
-        lines, dup_lines, dup_line_chars = _dup_segments(cps, 0, n, 1, keys, stamps, cur, mask)
-        out[3, d] = dup_lines / lines
-        out[4, d] = dup_line_chars / n
+        _dup_lines_paragraphs(cps, n, lo, hi, keys, stamps, cur, mask, out, d)
         w = 0
         i = 0
         prefix[0] = np.uint64(0)
