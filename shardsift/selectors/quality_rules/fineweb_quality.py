@@ -10,8 +10,9 @@ import numba as nb
 import numpy as np
 
 from ...api import Param
+from ...text import _mix64
 from .charsets import SPACE, TERMINAL
-from .kernels import decode, fnv, max_doc_length, set_slot, table_mask
+from .kernels import FNV_OFFSET, FNV_PRIME, decode, max_doc_length, set_slot, table_mask
 from .rules import RuleFilter
 
 MEASUREMENTS = ("lines", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "newline_ratio")
@@ -45,12 +46,20 @@ def _measure(starts, ends, data, cls, short_length):
         while a <= n:
             b = a
             blank = True
-            while b < n and cps[b] != 10:
-                k = cls[cps[b]]
-                if not (k & SPACE):
+            in_word = False
+            h = FNV_OFFSET
+            while b < n:
+                c = cps[b]
+                if c == 10:
+                    break
+                h = (h ^ np.uint64(c)) * FNV_PRIME
+                if cls[c] & SPACE:
+                    in_word = False
+                else:
                     blank = False
-                    if b == a or cls[cps[b - 1]] & SPACE:
+                    if not in_word:
                         words += 1
+                        in_word = True
                 b += 1
             if not blank:
                 lines += 1
@@ -58,7 +67,7 @@ def _measure(starts, ends, data, cls, short_length):
                     punct += 1
                 if b - a <= short_length:
                     short += 1
-                h = fnv(cps, a, b)
+                h = _mix64(h)
                 slot, found = set_slot(keys, stamps, cur, mask, h)
                 if found:
                     dup_chars += b - a

@@ -13,7 +13,7 @@ import numpy as np
 from ...api import Param
 from ...text import _mix64
 from .charsets import SPACE
-from .kernels import FNV_OFFSET, FNV_PRIME, decode, fnv, max_doc_length, set_slot, table_mask
+from .kernels import FNV_OFFSET, FNV_PRIME, decode, max_doc_length, set_slot, table_mask
 from .rules import RuleFilter
 
 TOP_NGRAMS = (2, 3, 4)
@@ -129,9 +129,14 @@ def _measure(starts, ends, data, cls):
                 i += 1
                 continue
             a = i
-            while i < n and not (cls[cps[i]] & SPACE):
+            h = FNV_OFFSET
+            while i < n:
+                c = cps[i]
+                if cls[c] & SPACE:
+                    break
+                h = (h ^ np.uint64(c)) * FNV_PRIME
                 i += 1
-            word_hash[w] = fnv(cps, a, i)
+            word_hash[w] = _mix64(h)
             prefix[w + 1] = prefix[w] * _BASE + word_hash[w]
             chars[w + 1] = chars[w] + (i - a)
             w += 1

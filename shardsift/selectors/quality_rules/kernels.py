@@ -11,8 +11,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ...text import _mix64
-
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -54,15 +52,6 @@ def line_break(cps, i, n):
     if c == 10 or c == 11 or c == 12 or c == 28 or c == 29 or c == 30 or c == 0x85 or c == 0x2028 or c == 0x2029:
         return 1
     return 0
-
-
-@nb.njit(cache=True, nogil=True)
-def fnv(cps, a, b):
-    """Mixed FNV-1a 64 of the code points cps[a:b]."""
-    h = FNV_OFFSET
-    for i in range(a, b):
-        h = (h ^ np.uint64(cps[i])) * FNV_PRIME
-    return _mix64(h)
 
 
 @nb.njit(cache=True, nogil=True)
