@@ -50,6 +50,8 @@ def _phrases(cps, a, b):
             continue
         if 65 <= c <= 90:
             c += 32
+        if not (c == 108 or c == 106 or c == 116 or c == 112 or c == 99 or c == 117):
+            continue             # no phrase starts with it (l j t p c u)
         for p in range(n_phrases):
             start = _PHRASE_OFFSETS[p]
             if c != _PHRASES[start] or flags & _PHRASE_FLAGS[p]:
@@ -112,32 +114,38 @@ def _measure(starts, ends, data, cls, opts):
         kept = 0
         sentences = 0
         a = 0
-        while a < n:
-            b = a
-            brk = 0
-            while b < n:
-                brk = line_break(cps, b, n)
-                if brk:
-                    break
-                b += 1
-            lines += 1
-            nxt = b + brk
-            lo, hi = b, b        # the stripped line, its words and longest word in one pass
+        while a < n:             # one line: its stripped bounds, words and longest word in one pass
+            lo = -1
+            hi = a
             words = 0
             longest = 0
             w0 = -1
-            for i in range(a, b + 1):
-                if i < b and not (cls[cps[i]] & SPACE):
+            b = a
+            brk = 0
+            while b < n:
+                c = cps[b]
+                if cls[c] & SPACE:
+                    if w0 >= 0:
+                        words += 1
+                        longest = max(longest, b - w0)
+                        w0 = -1
+                    brk = line_break(cps, b, n)
+                    if brk:
+                        break
+                else:
                     if w0 < 0:
-                        w0 = i
-                        if words == 0:
-                            lo = i
-                    hi = i + 1
-                elif w0 >= 0:
-                    words += 1
-                    longest = max(longest, i - w0)
-                    w0 = -1
-            a = nxt
+                        w0 = b
+                        if lo < 0:
+                            lo = b
+                    hi = b + 1
+                b += 1
+            if w0 >= 0:
+                words += 1
+                longest = max(longest, b - w0)
+            if lo < 0:
+                lo = hi = b
+            lines += 1
+            a = b + brk
             if max_word >= 0 and longest > max_word:
                 continue
             end = _strip_citations(cps, lo, hi) if citations else hi
