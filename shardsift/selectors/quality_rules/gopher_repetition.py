@@ -156,7 +156,7 @@ def _measure(starts, ends, data, cls):
             best_count, best_first, best_len = 0, 0, 0
             cur += 1
             for j in range(w - g + 1):
-                h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
+                h = prefix[j + g] - prefix[j] * powers[g]   # over mixed word hashes: no remix
                 slot, found = set_slot(keys, stamps, cur, mask, h)
                 if not found:
                     keys[slot] = h
@@ -178,7 +178,7 @@ def _measure(starts, ends, data, cls):
             repeated = 0
             j = 0
             while j < w - g + 1:
-                h = _mix64((prefix[j + g] - prefix[j] * powers[g]) ^ np.uint64(g))
+                h = prefix[j + g] - prefix[j] * powers[g]   # over mixed word hashes: no remix
                 slot, found = set_slot(keys, stamps, cur, mask, h)
                 if found:
                     repeated += chars[j + g] - chars[j]
