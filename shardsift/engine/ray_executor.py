@@ -50,8 +50,6 @@ class RayExecutor(Executor):
     """
 
     name = "ray"
-    parallel_write = True  # the runner writes the output parts as tasks too (parallel_write.py)
-
     def __init__(self, workers: int = 1, address: str | None = None, num_cpus: float | None = None,
                  resources: dict | None = None, max_retries: int = 2, runtime_env: dict | None = None):
         import ray

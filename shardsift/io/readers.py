@@ -131,11 +131,10 @@ def _iter_jsonl(shard: Shard, batch_size: int, batch_bytes: int | None = None):
 
 def normalize(table: pa.Table, shard: Shard, text_column: str, id_column: str, row0: int,
               need_text: bool = True, checked: bool = False, need_ids: bool = True) -> tuple[pa.Table, np.ndarray]:
-    """Check the text column, make ids when the id column is missing, mark non-string texts.
+    """Check the text column, make ids when the id column is missing, mark null texts.
 
     ``checked``: the shard's texts were already found valid UTF-8 (by the scan of this work dir,
-    which is keyed by the shard's fingerprint, and which also wrote any decoded copy of it), so the
-    check is not run again. Without ``need_ids`` the id column is left as it is (or absent).
+    which is keyed by the shard's fingerprint), so the check is not run again. Without ``need_ids`` the id column is left as it is (or absent).
 
     Returns (table with the text column (string or large_string, as read) and an id column, valid mask) where
     ``valid`` is False for null texts (dropped later with reason ``null_text``). A text column of
@@ -211,7 +210,7 @@ def select_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
     of more than 32 consecutive rows on average, the runs become slices of the table: no copy of the
     text, one chunk per run, and the writer's buffer keeps at most twice the kept bytes alive.
     Otherwise one filter copies the rows. The choice depends on the rows alone, so every write of
-    the same rows (sequential or parallel_write) gets the same chunks and the same bytes."""
+    the same rows gets the same chunks and the same bytes."""
     n = table.num_rows
     if len(rows) == n:
         return table

@@ -122,7 +122,7 @@ def resolve_shards(paths, fmt: str = "auto", storage_options: dict | None = None
 
 
 # files of a shardsift output that a directory walk must not take for input documents
-_OUTPUT_FILES = ("manifest.json",)  # and an older layout's manifest at the output's top
+_OUTPUT_FILES = ("manifest.json",)  # a run's manifest is never an input document
 
 
 def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
