@@ -52,7 +52,7 @@ class Runner(OutputWriting):
         self.overwrite = overwrite
         self.progress = progress or Progress(enabled=False)
         self.out = storage.abspath(cfg.output.path)
-        self.work = storage.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, ".work")
+        self.work = storage.abspath(cfg.output.work_dir) if cfg.output.work_dir else os.path.join(self.out, layout.WORK)
         for path in (self.out, self.work):  # remote URIs: the options reach the tasks too
             storage.set_options(path, cfg.output.storage_options)
         self._executor = executor
