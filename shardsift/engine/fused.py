@@ -17,20 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..api import Decision, Docs, Scores
+from ..api import Decision, Docs
 from ..columns import arrow_array, arrow_filter, one_array
 from ..errors import ShardsiftError, TaskError
 from ..io import storage
 from . import workdir
 from .output_parts import ShardOutputTask, as_ids, finish_shard_output
 from .shards import (
+    ScoreParts,
     ScoreTask,
-    ShardDecide,
     _score_done,
-    annotate_only,
+    decide_documents,
     decision_arrays,
     load_selector,
-    normalize_scores,
     usage,
     write_keep,
 )
@@ -54,7 +53,7 @@ class _Stage:
         caps = self.sel.capabilities()
         self.decides = caps.scope == "document"
         self.columns = [c for c in caps.columns if c not in (task.ctx.text_column, task.ctx.id_column)]
-        self.parts: dict[str, list] = {}
+        self.acc = ScoreParts(task.stage_label)
         self.keep, self.reason, self.score, self.extra = [], [], [], {}
         self.cpu = self.wall = 0.0
 
@@ -62,21 +61,11 @@ class _Stage:
         """Score (and decide) one batch of survivors; returns which of them this stage keeps."""
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         n = len(docs)
-        cols = normalize_scores(self.sel.score(docs), n, self.task.stage_label)
-        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
-        for k, v in cols.items():
-            self.parts.setdefault(k, []).append(v)
+        cols = self.acc.add(self.sel, docs)
         keep = np.ones(n, dtype=bool)
         if self.decides and n:
-            dec = self.sel.decide(Scores(cols, np.array([0, n]), [docs.shard]),
-                                  ShardDecide(getattr(self.sel, "seed_", 0), docs.shard))
-            dec = dec if isinstance(dec, Decision) else Decision(keep=np.asarray(dec))
-            keep = np.asarray(dec.keep, dtype=bool)
-            if keep.shape != (n,):
-                raise ValueError(f"{self.task.stage_label}: decide must return {n} booleans, got {keep.shape}")
-            if not self.task.drop:
-                dec = annotate_only(dec)
-                keep = dec.keep
+            dec = decide_documents(self.sel, self.task, cols)
+            keep = dec.keep
             self.keep.append(keep)
             self.reason.append(dec.reason if dec.reason is None or isinstance(dec.reason, str)
                                else np.asarray(dec.reason, dtype=object))
@@ -90,12 +79,7 @@ class _Stage:
     def finish(self) -> dict:
         """The stage's files for this shard (those ``run_score`` writes) and its stats."""
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
-        arrays = {k: cat(v) for k, v in self.parts.items()}
-        for k in ("row", "n_words", "n_bytes"):
-            arrays.setdefault(k, np.zeros(0, np.int64))
-        if len(arrays) == 3:  # no surviving docs: still record the expected columns as empty
-            arrays["score"] = np.zeros(0, np.float64)
+        arrays = self.acc.arrays()
         workdir.write_npz(self.task.scores_path, arrays)
         if self.decides:
             dec = self._decision(len(arrays["row"]))

@@ -189,37 +189,38 @@ class ShardDecide(DecideContext):
                                   "declare scope = 'global' to read documents back")
 
 
-class _ScoreParts:
-    """A stage's score columns of one shard, batch by batch, and the files ``run_score`` leaves."""
+class ScoreParts:
+    """A stage's score columns of one shard, batch by batch (``run_score``, or the fused scan)."""
 
     def __init__(self, label: str):
         self.label = label
         self.parts: dict[str, list] = {}
-        self.rows, self.words, self.nbytes = [], [], []
 
-    def add(self, sel, docs: Docs) -> None:
+    def add(self, sel, docs: Docs) -> dict[str, np.ndarray]:
+        """Score one batch; returns its columns, bookkeeping (row, n_words, n_bytes) included."""
         cols = normalize_scores(sel.score(docs), len(docs), self.label)
+        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
         for k, v in cols.items():
             self.parts.setdefault(k, []).append(v)
-        self.rows.append(docs.row)
-        self.words.append(docs.n_words)
-        self.nbytes.append(docs.n_bytes)
+        return cols
 
-    def write(self, task: ScoreTask, sel) -> None:
-        """The scores file; for document-scope selectors the decision (keep file) too."""
-        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)
-        arrays = {k: np.concatenate(v) for k, v in self.parts.items()}
-        arrays.update(row=cat(self.rows), n_words=cat(self.words), n_bytes=cat(self.nbytes))
-        if not self.parts:  # no surviving docs: still record the expected columns as empty
-            arrays["score"] = np.zeros(0, np.float64)
-        workdir.write_npz(task.scores_path, arrays)
-        if sel.capabilities().scope == "document":
-            scores = Scores(arrays, np.array([0, len(arrays["row"])]), [task.ctx.shard.name])
-            dec = (sel.decide(scores, ShardDecide(getattr(sel, "seed_", 0), task.ctx.shard.name))
-                   if len(arrays["row"]) else Decision(keep=np.zeros(0, bool)))
-            if not task.drop:
-                dec = annotate_only(as_decision(dec, len(arrays["row"]), task.stage_label))
-            write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The shard's columns; with no surviving documents the bookkeeping ones and an empty score."""
+        if not self.parts:
+            return {k: np.zeros(0, np.int64) for k in RESERVED} | {"score": np.zeros(0, np.float64)}
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
+
+
+def decide_documents(sel, task: ScoreTask, arrays: dict) -> Decision:
+    """A document-scope decide over these scores (a shard's, or one batch of a fused scan's), made
+    annotate-only when the stage runs with ``drop: false``."""
+    n = len(arrays["row"])
+    if not n:
+        return Decision(keep=np.zeros(0, bool))
+    shard = task.ctx.shard.name
+    dec = as_decision(sel.decide(Scores(arrays, np.array([0, n]), [shard]),
+                                 ShardDecide(getattr(sel, "seed_", 0), shard)), n, task.stage_label)
+    return dec if task.drop else annotate_only(dec)
 
 
 def run_score(task: ScoreTask) -> dict:
@@ -228,11 +229,15 @@ def run_score(task: ScoreTask) -> dict:
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
     sel = load_selector(task.selector_path)
-    acc = _ScoreParts(task.stage_label)
+    acc = ScoreParts(task.stage_label)
     caps = sel.capabilities()
     for docs in task.ctx.iter_docs(caps.columns, need_text=caps.reads_text):
         acc.add(sel, docs)
-    acc.write(task, sel)
+    arrays = acc.arrays()
+    workdir.write_npz(task.scores_path, arrays)
+    if caps.scope == "document":
+        dec = decide_documents(sel, task, arrays)
+        write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
     return _score_done(task, task_stats(before, t0))
 
 
