@@ -192,12 +192,18 @@ def _tee(path: str, echo: bool):
 
 
 def _check(args) -> int:
-    from .engine.check import check_inputs
+    from .engine.check import check_config
     from .pipeline import Pipeline
 
     cfg = Pipeline.from_yaml(args.config, args.sets).check(args.input, args.output)
-    for line in check_inputs(cfg):
+    lines, problems = check_config(cfg)
+    for line in lines:
         print(line)
+    for problem in problems:
+        print(f"shardsift: error: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{args.config}: {len(problems)} problem(s); nothing was written", file=sys.stderr)
+        return 1
     print(f"{args.config}: ok ({len(cfg.stages)} stage(s); nothing was read beyond file listings and footers)")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +51,13 @@ class Size:
 
 
 class Param:
-    """Declares one key: its type, default, allowed range and choices, and a doc line."""
+    """Declares one key: its type, default, allowed range and choices, and a doc line.
+
+    ``path=True`` marks a file or folder that is read (a string, a list of them, or a mapping's
+    ``path`` key), ``path="corpus"`` documents read like an input (``{path, text_column, ...}``) and
+    ``path="output"`` a place written to: a config file's relative value is resolved against its
+    folder, and ``shardsift check`` checks the files read.
+    """
 
     def __init__(
         self,
@@ -63,12 +70,16 @@ class Param:
         gt: float | None = None,
         le: float | None = None,
         lt: float | None = None,
+        path: bool | str = False,
     ):
         self.type = type if isinstance(type, tuple) else (type,)
         self.default = default
         self.doc = doc
         self.choices = tuple(choices) if choices is not None else None
         self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
+        if path not in (False, True, "corpus", "output"):
+            raise ValueError(f"Param(path=...): False, True, 'corpus' or 'output', got {path!r}")
+        self.path = path  # True: a file or folder read; "corpus": documents read; "output": written
         self.name = ""
 
     @property
@@ -97,6 +108,8 @@ class Param:
                if b is not None]
         if rng:
             bits.append(", ".join(rng))
+        if self.path:
+            bits.append("path (relative to the config file's folder)")
         bits.append("required" if self.required else f"default {self.default!r}")
         return "; ".join(bits)
 
@@ -133,6 +146,38 @@ class Param:
             if t is not Size and isinstance(value, t):
                 return value
         raise ConfigError(f"{where}: expected {self.type_names()}, got {type(value).__name__} {value!r}")
+
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def resolve_path(path: str, base: str) -> str:
+    """``path`` as seen from the folder ``base``: URIs and absolute paths as given, ``~`` expanded."""
+    if not path or _URI.match(path):
+        return path
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def map_paths(value, fn):
+    """``value`` of a path parameter with ``fn`` applied to every path in it: a string, each item
+    of a list, and the ``path`` key of a mapping (the shape of an input: ``{path, text_column}``)."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return [map_paths(v, fn) for v in value]
+    if isinstance(value, dict) and "path" in value:
+        return {**value, "path": map_paths(value["path"], fn)}
+    return value
+
+
+def resolve_paths(mapping: dict, specs: dict[str, Param], base: str) -> dict:
+    """A copy of ``mapping`` whose path parameters (``Param(path=...)``) are resolved against ``base``:
+    a config file's relative paths mean the same from any working directory."""
+    if not isinstance(mapping, dict):
+        return mapping
+    return {k: (map_paths(v, lambda p: resolve_path(p, base)) if k in specs and specs[k].path else v)
+            for k, v in mapping.items()}
 
 
 def check_keys(mapping, allowed, where: str) -> None:

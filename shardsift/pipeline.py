@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .engine.config import apply_overrides, apply_sets, load_yaml, parse_config
+from .engine.config import apply_overrides, apply_sets, load_yaml, parse_config, resolve_config_paths
 from .errors import ConfigError
 
 
@@ -31,8 +31,11 @@ class Pipeline:
 
     @classmethod
     def from_yaml(cls, path: str, sets: list[str] | None = None) -> Pipeline:
-        """A pipeline from a config file; ``sets`` are ``KEY.PATH=VALUE`` overrides (``--set``)."""
-        raw = apply_sets(load_yaml(path), sets or [])
+        """A pipeline from a config file; ``sets`` are ``KEY.PATH=VALUE`` overrides (``--set``).
+        Relative paths in the file are relative to its folder; those of ``sets`` to the working
+        directory, as on any command line."""
+        base = os.path.dirname(os.path.abspath(path))
+        raw = apply_sets(resolve_config_paths(load_yaml(path), base), sets or [])
         stages = raw.pop("stages", None) or []
         if not isinstance(stages, list):
             raise ConfigError(f"{path}: stages: expected a list of stages, got {type(stages).__name__}")

@@ -1,6 +1,7 @@
 """perplexity_correlation: estimator/projection math, input checks, the fastText filter end to end."""
 import json
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -385,8 +386,10 @@ def test_example_config_runs_with_cli(tmp_path):
     from shardsift.sample import write_sample
 
     write_sample(str(tmp_path / "data" / "sample"), n_docs=600, n_shards=2, seed=0)
-    proc = run_cli("select", os.path.join(ROOT, "configs", "perplexity.yaml"), "--output", str(tmp_path / "out"),
-                   "--workers", "1", "--quiet", "--json", cwd=str(tmp_path))
+    (tmp_path / "configs").mkdir()  # a copy of the repository's layout: its paths are relative to configs/
+    shutil.copy(os.path.join(ROOT, "configs", "perplexity.yaml"), tmp_path / "configs")
+    proc = run_cli("select", tmp_path / "configs" / "perplexity.yaml", "--output", str(tmp_path / "out"),
+                   "--workers", "1", "--quiet", "--json", cwd=str(tmp_path / "data"))
     man = json.loads(proc.stdout)
     st = man["stages"][-1]
     truth = json.loads((tmp_path / "data" / "sample" / "perplexity" / "truth.json").read_text())

@@ -38,7 +38,7 @@ def default_cfg(sample_dir, out, **extra):
     cfg["output"]["path"] = str(out)
     cfg["workers"] = 2
     # stage inputs of the default config (e.g. the sample's loss matrix) come from this sample
-    cfg["stages"] = yaml.safe_load(yaml.safe_dump(cfg["stages"]).replace("data/sample", str(sample_dir)))
+    cfg["stages"] = yaml.safe_load(yaml.safe_dump(cfg["stages"]).replace("../data/sample", str(sample_dir)))
     cfg.update(extra)
     return cfg
 

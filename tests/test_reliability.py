@@ -255,7 +255,7 @@ def _full_cfg(sample_dir, out):
 
     def fix(v):
         if isinstance(v, str):
-            return v.replace("data/sample", str(sample_dir))
+            return v.replace("../data/sample", str(sample_dir))
         if isinstance(v, dict):
             return {k: fix(x) for k, x in v.items()}
         if isinstance(v, list):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..api import Selector
 from ..errors import ConfigError
-from ..params import Param, Size, validate
+from ..params import Param, Size, map_paths, resolve_path, resolve_paths, validate
 from ..selectors import resolve
 
 
@@ -38,7 +38,7 @@ TOP = {
                              choices=("error", "keep_first")),
 }
 INPUT = {
-    "path": Param(object, doc="files, globs, directories or URIs"),
+    "path": Param(object, doc="files, globs, directories or URIs", path="corpus"),
     "text_column": Param(str, "text", "the column holding the text"),
     "id_column": Param(str, "id", "the column holding document ids (made from file and row when absent)"),
     "format": Param(str, "auto", "file format", choices=("auto", "parquet", "jsonl")),
@@ -47,14 +47,14 @@ INPUT = {
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
 }
 OUTPUT = {
-    "path": Param(str, doc="a directory or URI"),
+    "path": Param(str, doc="a directory or URI", path="output"),
     "max_shard_bytes": Param(Size, 256 * 10**6, "largest output part"),
     "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
     "compression": Param(str, "zstd", "Parquet compression",
                          choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
     "scores": Param(bool, True, "write the scores sidecar: every stage's score, decision and extras per document"),
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
-    "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
+    "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)", path="output"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
 }
 # keys of every stage, beside its selector's parameters
@@ -161,6 +161,9 @@ class StageConfig:
             params = {} if params is None else params
             if not isinstance(params, dict):
                 raise ConfigError(f"{where}.{name}: expected a mapping of parameters, got {params!r}")
+        elif isinstance(item, dict) and len(item) > 1:
+            raise ConfigError(f"{where}: one selector per list item, got {len(item)} keys ({', '.join(map(str, item))}); "
+                              "indent a selector's parameters under its name, or start each stage with '- '")
         else:
             raise ConfigError(f"{where}: expected 'name' or {{name: {{params}}}}, got {item!r}")
         params = dict(params)
@@ -226,6 +229,38 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
                   seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
 
 
+def resolve_config_paths(raw: dict, base: str) -> dict:
+    """A copy of a config file's mapping whose relative paths (the input, the output, the work dir
+    and every stage parameter declared ``Param(path=...)``) are resolved against ``base``, the
+    config file's folder: a config means the same files from any working directory. A stage whose
+    selector does not resolve is left as written (validation names it)."""
+    raw = dict(raw)
+    for key, specs in (("input", INPUT), ("output", OUTPUT)):
+        value = raw.get(key)
+        raw[key] = (resolve_paths(value, specs, base) if isinstance(value, dict)
+                    else map_paths(value, lambda p: resolve_path(p, base)))
+        if value is None:
+            del raw[key]
+    raw.update(resolve_paths({k: v for k, v in raw.items() if k in TOP}, TOP, base))
+    stages = raw.get("stages")
+    if isinstance(stages, list):
+        raw["stages"] = [_resolve_stage_paths(item, i, base) for i, item in enumerate(stages)]
+    return raw
+
+
+def _resolve_stage_paths(item, i: int, base: str):
+    if not (isinstance(item, dict) and len(item) == 1):
+        return item
+    name, params = next(iter(item.items()))
+    if not isinstance(params, dict):
+        return item
+    try:
+        specs = resolve(str(name), f"stages[{i}]").param_specs()
+    except ConfigError:
+        return item
+    return {name: resolve_paths(params, specs, base)}
+
+
 def load_yaml(path: str) -> dict:
     """A config file as a mapping; a duplicate key anywhere is an error naming it and its line."""
     import yaml  # here: a run from Python with a mapping needs no YAML parser
@@ -252,7 +287,8 @@ def load_yaml(path: str) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        hint = " (a list of stages goes under 'stages:', beside 'input:' and 'output:')" if isinstance(data, list) else ""
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}{hint}")
     return data
 
 

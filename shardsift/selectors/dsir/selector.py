@@ -39,11 +39,11 @@ class DSIRSelector(Selector):
     needs_fit = True
 
     target = Param(object, None, "target corpus: a path/glob, an input mapping {path: ...}, or a "
-                   "datasets.Dataset")
+                   "datasets.Dataset", path="corpus")
     targets = Param(list, None, "several targets [{path: ..., weight: w}, ...]; documents are selected "
-                    "per target in proportion to the weights, without repeats")
+                    "per target in proportion to the weights, without repeats", path="corpus")
     estimator = Param(str, None, "load a fitted estimator (a dsir_estimator.npz or the models/<stage> "
-                      "folder holding it) instead of fitting")
+                      "folder holding it) instead of fitting", path=True)
     keep = Param(float, None, "fraction of the documents reaching the stage to select", gt=0, le=1)
     n = Param(int, None, "number of documents to select", ge=0)
     mode = Param(str, "resample", "resample: Gumbel top-k sampling without replacement in proportion "

@@ -36,8 +36,10 @@ class PerplexityCorrelationSelector(Selector):
     scope = "global"
     needs_fit = True  # with model: given, fit only checks the classifier's labels
 
-    losses = Param(str, None, "loss matrix: BPB of N models (columns) on D keys (rows), .parquet or .csv")
-    errors = Param(str, None, "benchmark error per model (lower is better): .csv (model,error) or .yaml")
+    losses = Param(str, None, "loss matrix: BPB of N models (columns) on D keys (rows), .parquet or .csv",
+                   path=True)
+    errors = Param(str, None, "benchmark error per model (lower is better): .csv (model,error) or .yaml",
+                   path=True)
     key = Param(str, "id", "pool column whose value is a document's key in the loss matrix; 'id' = the "
                 "document id, e.g. 'domain' for a per-domain matrix")
     estimator = Param(str, "sign_cdf", "correlation estimator", choices=est_mod.ESTIMATORS)
@@ -52,7 +54,8 @@ class PerplexityCorrelationSelector(Selector):
     n = Param(int, None, "budget: number of documents to keep", ge=0)
     tokens = Param(int, None, "budget: whitespace words to keep (the longest prefix of the ranking that fits)",
                    ge=0)
-    model = Param(str, None, "a trained fastText classifier (.bin) to reuse instead of training")
+    model = Param(str, None, "a trained fastText classifier (.bin) to reuse instead of training",
+                  path=True)
     holdout = Param(float, 0.1, "fraction of the training documents held out to measure the classifier",
                     ge=0, lt=0.9)
     max_train_docs = Param(int, 100_000, "at most this many documents (a seeded sample) to train on", gt=0)

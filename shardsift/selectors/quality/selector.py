@@ -32,9 +32,9 @@ class QualityClassifier(Selector):
     needs_fit: ClassVar[bool] = True
 
     positives = Param(object, None, "positive examples: a path/glob, an input mapping {path, text_column, ...} "
-                      "or a datasets.Dataset")
+                      "or a datasets.Dataset", path="corpus")
     negatives = Param(object, None, "negative examples as an input like positives; default a seeded random "
-                      "sample of the documents reaching the stage")
+                      "sample of the documents reaching the stage", path="corpus")
     negative_sample = Param(int, 100_000, "documents of the stage sampled as negatives (when negatives is not "
                             "given)", gt=0)
     max_per_class = Param(int, 200_000, "at most this many documents of each class (a seeded subsample)", gt=0)
@@ -43,7 +43,7 @@ class QualityClassifier(Selector):
                     choices=("equal", "weighted", "none"))
     holdout = Param(float, 0.1, "fraction of each class held out to measure precision, recall and AUC",
                     ge=0, lt=0.5)
-    model = Param(str, None, "apply this fastText .bin instead of training")
+    model = Param(str, None, "apply this fastText .bin instead of training", path=True)
     label = Param(str, None, "with model: its positive label (with or without the __label__ prefix); "
                   "default positive, the label of a model this selector trained")
     # text normalisation, the same before training and scoring
