@@ -145,7 +145,10 @@ class Param:
                 continue
             if t is not Size and isinstance(value, t):
                 return value
-        raise ConfigError(f"{where}: expected {self.type_names()}, got {type(value).__name__} {value!r}")
+        hint = ""
+        if float in self.type and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*%\s*", value):
+            hint = f" (a fraction: write {float(value.strip()[:-1]) / 100:g} for {value.strip()})"
+        raise ConfigError(f"{where}: expected {self.type_names()}, got {type(value).__name__} {value!r}{hint}")
 
 
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

@@ -38,7 +38,8 @@ class Pipeline:
         raw = apply_sets(resolve_config_paths(load_yaml(path), base), sets or [])
         stages = raw.pop("stages", None) or []
         if not isinstance(stages, list):
-            raise ConfigError(f"{path}: stages: expected a list of stages, got {type(stages).__name__}")
+            raise ConfigError(f"{path}: stages: expected a list of stages, got {type(stages).__name__} {stages!r} "
+                              "(one stage a line: '- name' or '- name: {params}')")
         return cls(stages, **raw)
 
     def check(self, input=None, output=None, **overrides):

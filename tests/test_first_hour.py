@@ -224,6 +224,10 @@ def _first_mistake(tmp_path, name):
         return ok | {"stages": [{"lenght": {"min_words": 1}}]}, ()
     if name == "list":
         return [{"length": {"min_words": 1}}], ()
+    if name == "percent":
+        return ok | {"stages": [{"random": {"keep": "50%"}}]}, ()
+    if name == "stages_string":
+        return ok | {"stages": "length"}, ()
     if name == "indent":
         return ok | {"stages": [{"length": None, "min_words": 1}]}, ()
     if name == "empty_folder":
@@ -243,6 +247,8 @@ def _first_mistake(tmp_path, name):
 @pytest.mark.parametrize("name, code, needle", [
     ("typo", 2, "stages[0]: unknown selector 'lenght' (did you mean 'length'?)"),
     ("list", 2, "expected a mapping at the top level, got list (a list of stages goes under 'stages:'"),
+    ("percent", 2, "stages[0].random.keep: expected number, got str '50%' (a fraction: write 0.5 for 50%)"),
+    ("stages_string", 2, "stages: expected a list of stages, got str 'length' (one stage a line: '- name'"),
     ("indent", 2, "stages[0]: one selector per list item, got 2 keys (length, min_words); indent"),
     ("empty_folder", 1, "input: folder empty holds no .parquet or .jsonl files (it is empty)"),
     ("csv_folder", 1, "input: folder csvs holds no .parquet or .jsonl files (it holds 1 other file(s): .csv; "
@@ -262,6 +268,11 @@ def test_first_mistakes_get_one_line(tmp_path, name, code, needle, command):
     assert errors[0].startswith("shardsift: error: ") and needle in errors[0], proc.stderr
     assert len([e for e in errors if e.startswith("shardsift: error: ")]) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_percentage_is_a_plain_type_error():
+    with pytest.raises(ConfigError, match=r"expected number, got str '5\.5\.5%'$"):
+        shardsift.Pipeline([{"random": {"keep": "5.5.5%"}}]).check("x", "y")
 
 
 def test_a_stage_item_with_two_keys_is_refused_from_python_too():
