@@ -202,7 +202,7 @@ def _check(args) -> int:
     for problem in problems:
         print(f"shardsift: error: {problem}", file=sys.stderr)
     if problems:
-        print(f"{args.config}: {len(problems)} problem(s); nothing was written", file=sys.stderr)
+        print(f"{args.config}: {len(problems)} problem(s); nothing was written")
         return 1
     print(f"{args.config}: ok ({len(cfg.stages)} stage(s); nothing was read beyond file listings and footers)")
     return 0

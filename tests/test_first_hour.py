@@ -151,7 +151,8 @@ def test_check_lists_every_bad_stage_file_one_line_each_and_writes_nothing(tmp_p
     assert len(errors) == len(expected), proc.stderr
     for line, want in zip(errors, expected):
         assert want in line, (line, want)
-    assert f"{len(expected)} problem(s); nothing was written" in proc.stderr
+    assert len(proc.stderr.splitlines()) == len(expected)
+    assert proc.stdout.splitlines()[-1] == f"{cfg}: {len(expected)} problem(s); nothing was written"
     assert not (tmp_path / "out").exists()
 
 
