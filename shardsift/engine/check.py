@@ -17,7 +17,20 @@ from .config import Config, _is_dataset
 
 def check_inputs(cfg: Config) -> list[str]:
     """Lines describing the checked inputs and output; raises DataError at the first bad one."""
-    inp, lines = cfg.input, []
+    if cfg.sources:  # a mixture: each source with its own files and reader options
+        lines = [f"source {s.name}: " + _check_input(s.input)[0].removeprefix("input: ") for s in cfg.sources]
+    else:
+        lines = _check_input(cfg.input)
+    out = storage.abspath(cfg.output.path)
+    if storage.exists(os.path.join(out, layout.MANIFEST)):
+        lines.append(f"output: {out} holds a finished run (select needs --overwrite to replace it)")
+    else:
+        lines.append(f"output: {out}")
+    return lines
+
+
+def _check_input(inp) -> list[str]:
+    lines = []
     if _is_dataset(inp.path):
         names = inp.path.column_names
         if inp.text_column not in names:
@@ -37,9 +50,4 @@ def check_inputs(cfg: Config) -> list[str]:
                                 "(set input.text_column to the column that holds the text)")
         total += sh.size
     lines.append(f"input: {len(shards)} file(s), {total / 1e6:,.1f} MB, text column {inp.text_column!r}")
-    out = storage.abspath(cfg.output.path)
-    if storage.exists(os.path.join(out, layout.MANIFEST)):
-        lines.append(f"output: {out} holds a finished run (select needs --overwrite to replace it)")
-    else:
-        lines.append(f"output: {out}")
     return lines

@@ -16,6 +16,7 @@ from ..api import Selector
 from ..errors import ConfigError
 from ..params import Param, Size, validate
 from ..selectors import resolve
+from .sources import MixConfig, SourceConfig, is_source_list, parse_mix, parse_sources, resolved_sources
 
 
 def default_workers() -> int:
@@ -27,7 +28,9 @@ def _is_dataset(obj) -> bool:
 
 
 TOP = {
-    "input": Param(object, None, "files, globs, directories or URIs, or a mapping (see input)"),
+    "input": Param(object, None, "files, globs, directories or URIs, a mapping (see input), or a list of "
+                                 "sources (docs/mixtures.md)"),
+    "mix": Param(dict, None, "each source's share of the output in tokens (docs/mixtures.md)"),
     "output": Param(object, None, "a directory or URI, or a mapping (see output)"),
     "executor": Param(str, "local", "where tasks run", choices=("local", "ray")),
     "workers": Param(int, None, "parallel tasks (default: the CPUs, at most 8)", ge=1),
@@ -129,6 +132,7 @@ class StageConfig:
     where: str
     instance: Selector | None = None
     drop: bool = True    # False: annotate only (score and record, keep every document)
+    source: str | None = None  # a source's own stage: the other sources' documents pass through
 
     def build(self) -> Selector:
         """A fresh selector for a run: the class's real ``__init__`` with the parameters, or a
@@ -146,9 +150,9 @@ class StageConfig:
             raise ConfigError(f"{self.where}: {err}") from None
 
     @classmethod
-    def of(cls, item, i: int) -> StageConfig:
+    def of(cls, item, i: int, where: str | None = None) -> StageConfig:
         """A stage from a config item: 'name', {name: params}, or a Selector instance."""
-        where = f"stages[{i}]"
+        where = where or f"stages[{i}]"
         if isinstance(item, Selector):
             st = cls(name=item.display_name(), params=item.get_params(), cls=type(item),
                      where=f"{where}.{item.display_name()}", instance=item)
@@ -180,6 +184,8 @@ class Config:
     on_duplicate_id: str = "error"
     raw: dict = field(default_factory=dict)
     built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
+    sources: list[SourceConfig] | None = None  # input as a list of sources (a mixture)
+    mix: MixConfig | None = None
 
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
@@ -197,6 +203,8 @@ class Config:
             "on_duplicate_id": self.on_duplicate_id,
             "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
                        for s, sel in zip(self.stages, self.built)],
+            **({"sources": resolved_sources(self.sources, lambda i: {k: v for k, v in vars(i).items()}),
+                "mix": vars(self.mix) if self.mix else None} if self.sources else {}),
         }
 
 
@@ -212,18 +220,35 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
     stages_raw = top["stages"] or []
     stages = [StageConfig.of(item, i) for i, item in enumerate(stages_raw)]
     built = [st.build() for st in stages]  # validates every parameter now, before any work
-    inp = out = None
+    inp = out = sources = None
     if top["input"] is not None or require_io:
         if top["input"] is None:
             raise ConfigError("config.input: a value is required (input: {path: ...} or --input)")
-        inp = InputConfig.parse(top["input"])
+        if is_source_list(top["input"]):
+            sources = parse_sources(top["input"], InputConfig.parse, StageConfig.of)
+            inp = _shared_input(sources)
+        else:
+            inp = InputConfig.parse(top["input"])
+    mix = parse_mix(top["mix"], sources)
     if top["output"] is not None or require_io:
         if top["output"] is None:
             raise ConfigError("config.output: a value is required (output: {path: ...} or --output)")
         out = OutputConfig.parse(top["output"])
     workers = top["workers"] if top["workers"] is not None else default_workers()
     return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
-                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
+                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built,
+                  sources=sources, mix=mix)
+
+
+def _shared_input(sources: list[SourceConfig]) -> InputConfig:
+    """The reader options every source shares (text and id columns, batches), with every
+    source's paths: what code that reads ``cfg.input`` as one input sees."""
+    first = sources[0].input
+    for k, s in enumerate(sources):
+        if _is_dataset(s.input.path):
+            raise ConfigError(f"input[{k}].path: a source of a mixture is files (write the dataset to Parquet first)")
+    paths = [p for s in sources for p in ([s.input.path] if isinstance(s.input.path, str) else s.input.path)]
+    return InputConfig(**{**vars(first), "path": paths})
 
 
 def load_yaml(path: str) -> dict:
@@ -259,7 +284,12 @@ def load_yaml(path: str) -> dict:
 def apply_overrides(raw: dict, *, input=None, output=None, workers=None, executor=None, seed=None) -> dict:
     """CLI flags override config values."""
     raw = copy.deepcopy(raw)
-    if input is not None:
+    if input is not None and is_source_list(raw.get("input")):
+        raise ConfigError("--input: this config's input is a list of sources (a mixture); set a source's "
+                          "files with --set input.K.path=PATH (K: its index)")
+    if is_source_list(input):  # from Python: the sources of a mixture
+        raw["input"] = input
+    elif input is not None:
         if isinstance(raw.get("input"), dict):
             raw["input"]["path"] = input
         else:

@@ -137,6 +137,7 @@ class ScoreTask:
     stage_label: str
     drop: bool = True      # False: annotate only (annotate_only)
     docs: int = 0          # documents reaching the stage in this shard (for progress)
+    passthrough: bool = False  # another source's own stage: every document passes, unscored
 
     @property
     def work(self) -> tuple[int, str] | None:
@@ -228,6 +229,9 @@ def run_score(task: ScoreTask) -> dict:
     if storage.exists(task.stats_path):
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
+    if task.passthrough:
+        write_passthrough(task, task.ctx.alive_rows())
+        return _score_done(task, task_stats(before, t0))
     sel = load_selector(task.selector_path)
     acc = ScoreParts(task.stage_label)
     caps = sel.capabilities()
@@ -239,6 +243,19 @@ def run_score(task: ScoreTask) -> dict:
         dec = decide_documents(sel, task, arrays)
         write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
     return _score_done(task, task_stats(before, t0))
+
+
+def write_passthrough(task: ScoreTask, rows: np.ndarray) -> None:
+    """A shard that passes through another source's stage: no scores (a global decide sees none
+    of its documents), a keep file that keeps every row reaching the stage, marked so the scores
+    sidecar leaves them out."""
+    empty = ScoreParts(task.stage_label).arrays()
+    workdir.write_npz(task.scores_path, empty)
+    rows = np.asarray(rows, np.int64)
+    write_keep(task.keep_path, {"row": rows, "keep": np.ones(len(rows), bool),
+                                "reason_code": np.full(len(rows), -1, np.int16),
+                                "score": np.full(len(rows), np.nan), "reason_names": np.array(["passthrough"]),
+                                "passthrough": np.ones(len(rows), bool)})
 
 
 def _score_done(task: ScoreTask, stats: dict) -> dict:

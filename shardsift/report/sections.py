@@ -53,6 +53,17 @@ def summary(run: RunData) -> str:
     return out + table(rows, head)
 
 
+def sources(run: RunData) -> str:
+    """A mixture's sources: documents and tokens read, after their stages, written; share and epochs."""
+    from .summary import SOURCE_HEAD, source_rows
+
+    out = table(source_rows(run.manifest), SOURCE_HEAD)
+    short = [s["name"] for s in run.manifest.get("sources") or [] if s.get("short")]
+    if short:
+        out += note(f"too small for their share even repeated mix.max_epochs times: {', '.join(short)}")
+    return out
+
+
 def funnel(run: RunData) -> str:
     """Documents and words left after each stage, from the manifest's per-stage counts."""
     m, stages = run.manifest, run.stages
