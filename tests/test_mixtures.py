@@ -194,3 +194,18 @@ def test_a_sources_global_stage_sees_its_own_documents_only(tmp_path):
                            "stages": ["exact_dedup"], "output": str(tmp_path / "shared")})
     assert sum(s["docs_out"] for s in shared["sources"]) == 100
     assert verify_output(str(tmp_path / "own"))["docs_kept"] == 200
+
+
+@pytest.mark.parametrize("point", ["scan:4", "decide:02:1", "write:5"])
+def test_a_killed_mixture_resumes_to_the_same_bytes(pools, tmp_path, point):
+    """Killed in a code shard's scan (a web-only stage fused in it), in the mix step's decide, or
+    writing the books shard: the rerun finishes to the bytes of an uninterrupted run."""
+    ref = tmp_path / "ref"
+    run_pipeline(mixture(pools, ref))
+    cfg = tmp_path / "mix.yaml"
+    cfg.write_text(json.dumps(mixture(pools, tmp_path / "out")))
+    killed = run_cli("select", str(cfg), "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
+    assert killed.returncode != 0 and not (tmp_path / "out" / ".shardsift" / "manifest.json").exists()
+    run_cli("select", str(cfg), "--quiet")
+    for sub in ("data", ".shardsift/decisions", ".shardsift/scores"):
+        assert file_digests(tmp_path / "out" / sub) == file_digests(ref / sub), sub

@@ -174,4 +174,4 @@ def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_
             files.append({"path": dest, "rows": f["rows"]})
         storage.move(task.decisions_path, os.path.join(decisions_tmp, f"shard-{task.ctx.index:05d}.parquet"))
     return {"files": files, "rows": sum(s["rows"] for s in stats), "bytes": sum(s["bytes"] for s in stats),
-            "words": sum(s["words"] for s in stats), "shards": stats}
+            "words": sum(s["words"] for s in stats)}

@@ -32,7 +32,7 @@ class OutputWriting:
         dec_tmp = self._tmp(layout.DECISIONS)
         tasks = self.output_tasks(schema, alive_path, [r["dir"] for r in stage_reports[1:]])
         done = write_shards(self, tasks, tmp, dec_tmp)
-        self._shard_done = done["shards"]
+        self._alive_path = alive_path
         if self.cfg.output.scores:
             self._write_scores(tasks)
         files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["words"]
@@ -83,7 +83,7 @@ class OutputWriting:
         if kept_rows == 0:
             manifest["warnings"].append("the run kept no documents: data/ holds one empty part")
         if self.cfg.sources:  # a mixture: per-source counts, and the sources too small for their share
-            manifest["sources"], warns = mixture_summary(self, stage_reports, self._shard_done)
+            manifest["sources"], warns = mixture_summary(self, stage_reports, self._alive_path)
             manifest["rows_written"] = sum(f["rows"] for f in out_files)
             manifest["warnings"] += warns
         faults.point("manifest")

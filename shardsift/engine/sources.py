@@ -225,21 +225,26 @@ def resolve_source_shards(sources: list[SourceConfig], resolve: Callable) -> tup
     return shards, np.array(owner, np.int64)
 
 
-def mixture_summary(runner, stage_reports: list[dict], shard_done: list[dict]) -> tuple[list[dict], list[str]]:
+def mixture_summary(runner, stage_reports: list[dict], alive_path: list) -> tuple[list[dict], list[str]]:
     """Per source: documents and tokens read, after the stages (what the mix step saw), written
     (rows count repetitions) and epochs; plus a warning line per source too small for its share."""
+    from .mix import doc_tokens
+
     names = [s.name for s in runner.cfg.sources]
     owner = runner.shard_source
     mix = (stage_reports[-1].get("metrics") or {}).get("sources", {}) if runner.mixing else {}
+    per_shard = []  # (docs read, tokens read, docs kept, tokens kept) of each shard
+    for j in range(len(runner.shards)):
+        ctx = runner.shard_ctx(j, alive_path[j])
+        scan, kept = ctx.stats(), ctx.alive_rows()
+        tokens = doc_tokens(scan)
+        per_shard.append((len(scan["valid"]), int(tokens.sum()), len(kept), int(tokens[kept].sum())))
     rows, warnings = [], []
     for k, name in enumerate(names):
         mine = np.flatnonzero(owner == k)
-        scan = [runner.scan_stats[j] for j in mine]
-        done = [shard_done[j] for j in mine]
-        kept_docs, kept_tokens = sum(d["rows"] for d in done), sum(d["words"] for d in done)
+        docs_in, tokens_in, kept_docs, kept_tokens = (sum(per_shard[j][c] for j in mine) for c in range(4))
         m = mix.get(name, {})
-        row = {"name": name, "files": len(mine), "docs_in": sum(s["rows"] for s in scan),
-               "tokens_in": sum(s["words"] for s in scan),
+        row = {"name": name, "files": len(mine), "docs_in": docs_in, "tokens_in": tokens_in,
                "docs_selected": m.get("docs_in", kept_docs), "tokens_selected": m.get("tokens_in", kept_tokens),
                "docs_out": kept_docs, "rows_out": m.get("rows_out", kept_docs),
                "tokens_out": m.get("tokens_out", kept_tokens)}
