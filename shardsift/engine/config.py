@@ -14,8 +14,9 @@ from typing import Any
 
 from ..api import Selector
 from ..errors import ConfigError
-from ..params import Param, Size, validate
+from ..params import Count, Param, Size, validate
 from ..selectors import resolve
+from ..tokenizer import Tokenizer, load_tokenizer
 
 
 def default_workers() -> int:
@@ -36,6 +37,8 @@ TOP = {
     "ray": Param(dict, {}, "Ray executor options (see ray)"),
     "on_duplicate_id": Param(str, "error", "refuse duplicate ids or keep the first",
                              choices=("error", "keep_first")),
+    "tokenizer": Param(object, None, "the token unit of counts and budgets: a tokenizer.json, a .tiktoken file, "
+                       "'minilm', or {path, kind, pattern, eos} (default: whitespace words)"),
 }
 INPUT = {
     "path": Param(object, doc="files, globs, directories or URIs"),
@@ -56,6 +59,8 @@ OUTPUT = {
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+    "tokens": Param(Count, None, "cap the output at this many tokens (2B, 500M): documents in a seeded "
+                    "hash order until the next would pass it", ge=0),
 }
 # keys of every stage, beside its selector's parameters
 STAGE_KEYS = {
@@ -108,6 +113,7 @@ class OutputConfig:
     keep_work: bool = True
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
+    tokens: int | None = None
 
     @classmethod
     def parse(cls, raw, where: str = "output") -> OutputConfig:
@@ -180,6 +186,7 @@ class Config:
     on_duplicate_id: str = "error"
     raw: dict = field(default_factory=dict)
     built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
+    tokenizer: Tokenizer = field(default_factory=lambda: load_tokenizer(None))
 
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
@@ -195,6 +202,7 @@ class Config:
             "seed": self.seed,
             "ray": self.ray,
             "on_duplicate_id": self.on_duplicate_id,
+            "tokenizer": self.tokenizer.name,
             "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
                        for s, sel in zip(self.stages, self.built)],
         }
@@ -223,7 +231,8 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
         out = OutputConfig.parse(top["output"])
     workers = top["workers"] if top["workers"] is not None else default_workers()
     return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
-                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
+                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built,
+                  tokenizer=load_tokenizer(top["tokenizer"]))
 
 
 def load_yaml(path: str) -> dict:
