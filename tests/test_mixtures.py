@@ -116,6 +116,8 @@ def test_too_small_source_is_reported(pools, tmp_path):
     (lambda c: c["input"][2].update(weight=0.1), "input: source weights sum to 0.95"),
     (lambda c: c["input"][2].update(tokens="1M"), "input[2] (books): give one of weight, tokens or fraction"),
     (lambda c: c["input"][2].pop("weight"), "input[2] (books): give a weight like the other sources"),
+    (lambda c: c.update(output={"path": c["output"], "tokens": "100k"}), "output.tokens: a mixture's output size"),
+    (lambda c: c["mix"].update(tokens="lots"), "config.mix.tokens"),
 ])
 def test_bad_mixture_is_one_line_and_writes_nothing(pools, tmp_path, change, message):
     raw = mixture(pools, tmp_path / "out")

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..api import Selector
 from ..errors import ConfigError
-from ..params import Param, Size, validate
+from ..params import Count, Param, Size, validate
 from ..selectors import resolve
+from ..tokenizer import Tokenizer, load_tokenizer
 from .sources import MixConfig, SourceConfig, is_source_list, parse_mix, parse_sources, resolved_sources
 
 
@@ -39,6 +40,8 @@ TOP = {
     "ray": Param(dict, {}, "Ray executor options (see ray)"),
     "on_duplicate_id": Param(str, "error", "refuse duplicate ids or keep the first",
                              choices=("error", "keep_first")),
+    "tokenizer": Param(object, None, "the token unit of counts and budgets: a tokenizer.json, a .tiktoken file, "
+                       "'minilm', or {path, kind, pattern, eos} (default: whitespace words)"),
 }
 INPUT = {
     "path": Param(object, doc="files, globs, directories or URIs"),
@@ -59,6 +62,8 @@ OUTPUT = {
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+    "tokens": Param(Count, None, "cap the output at this many tokens (2B, 500M): documents in a seeded "
+                    "hash order until the next would pass it", ge=0),
 }
 # keys of every stage, beside its selector's parameters
 STAGE_KEYS = {
@@ -111,6 +116,7 @@ class OutputConfig:
     keep_work: bool = True
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
+    tokens: int | None = None
 
     @classmethod
     def parse(cls, raw, where: str = "output") -> OutputConfig:
@@ -186,6 +192,7 @@ class Config:
     built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
     sources: list[SourceConfig] | None = None  # input as a list of sources (a mixture)
     mix: MixConfig | None = None
+    tokenizer: Tokenizer = field(default_factory=lambda: load_tokenizer(None))
 
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
@@ -201,6 +208,7 @@ class Config:
             "seed": self.seed,
             "ray": self.ray,
             "on_duplicate_id": self.on_duplicate_id,
+            "tokenizer": self.tokenizer.name,
             "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
                        for s, sel in zip(self.stages, self.built)],
             **({"sources": resolved_sources(self.sources, lambda i: {k: v for k, v in vars(i).items()}),
@@ -234,10 +242,13 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
         if top["output"] is None:
             raise ConfigError("config.output: a value is required (output: {path: ...} or --output)")
         out = OutputConfig.parse(top["output"])
+    if out is not None and out.tokens is not None and sources and (mix or any(s.target for s in sources)):
+        raise ConfigError("output.tokens: a mixture's output size is mix.tokens (shared by the sources' weights); "
+                          "give one, not both")
     workers = top["workers"] if top["workers"] is not None else default_workers()
     return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
                   seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built,
-                  sources=sources, mix=mix)
+                  sources=sources, mix=mix, tokenizer=load_tokenizer(top["tokenizer"]))
 
 
 def _shared_input(sources: list[SourceConfig]) -> InputConfig:

@@ -20,7 +20,7 @@ from .config import StageConfig
 
 # The per-document token count the mix budgets in: the scan's column of that name, which every
 # stage's score file and every Docs batch carry.
-TOKENS = "n_words"
+TOKENS = "n_tokens"
 
 
 def doc_tokens(arrays) -> np.ndarray:

@@ -8,7 +8,6 @@ records its source in the ``source`` column.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ConfigError, DataError
-from ..params import Param, validate
+from ..params import Count, Param, validate
 
 SOURCE_COLUMN = "source"  # every output row's source name
 EPOCH_COLUMN = "epoch"    # which repetition of an upsampled document a row is (0 for the first)
@@ -27,31 +26,17 @@ EPOCH_COLUMN = "epoch"    # which repetition of an upsampled document a row is (
 SOURCE_KEYS = {
     "name": Param(str, doc="the source's name (in the source column, the manifest and the report)"),
     "weight": Param(float, None, "share of the mix's tokens (the weights of all sources sum to 1)", gt=0, le=1),
-    "tokens": Param(object, None, "tokens of this source in the output (e.g. 500M, 2B)"),
+    "tokens": Param(Count, None, "tokens of this source in the output (e.g. 500M, 2B)", ge=1),
     "fraction": Param(float, None, "this source's tokens after its stages times this (2.0: two epochs)", gt=0),
     "stages": Param(list, [], "stages that run on this source only, before the shared stages"),
 }
 MIX = {
-    "tokens": Param(object, None, "the output's tokens, shared by the sources' weights (e.g. 2B); default: "
-                                  "the largest mix at those weights that repeats no document"),
+    "tokens": Param(Count, None, "the output's tokens, shared by the sources' weights (e.g. 2B); default: "
+                                 "the largest mix at those weights that repeats no document", ge=1),
     "max_epochs": Param(float, 1.0, "at most this many repetitions of a source's documents", ge=1),
     "seed": Param(int, None, "seed of the hash order that picks documents (default: the config's seed)"),
 }
 WEIGHT_SUM_TOLERANCE = 1e-6
-_COUNT_UNITS = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-
-
-def parse_count(value, where: str) -> int:
-    """A token count from an int or a string such as '500M', '2B' or '1.5T' (powers of 1000)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a token count like 2B, got {value!r}")
-    if isinstance(value, (int, float)) and value > 0 and not math.isnan(value):
-        return int(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]?)\s*", value)
-        if m and m.group(2).lower() in _COUNT_UNITS and float(m.group(1)) > 0:
-            return int(float(m.group(1)) * _COUNT_UNITS[m.group(2).lower()])
-    raise ConfigError(f"{where}: {value!r} is not a token count (examples: 2B, 500M, 1000000)")
 
 
 @dataclass
@@ -104,9 +89,8 @@ def parse_sources(raw: list, parse_input: Callable, parse_stage: Callable) -> li
             raise ConfigError(f"{where} ({name}): give one of weight, tokens or fraction, not {' and '.join(given)}")
         inp = parse_input({key: v for key, v in item.items() if key not in SOURCE_KEYS}, where)
         stages = [parse_stage(st, i, f"{where}.stages[{i}]") for i, st in enumerate(values["stages"] or [])]
-        tokens = parse_count(values["tokens"], f"{where}.tokens") if values["tokens"] is not None else None
         sources.append(SourceConfig(name=name, input=inp, stages=stages, built=[st.build() for st in stages],
-                                    weight=values["weight"], tokens=tokens, fraction=values["fraction"]))
+                                    weight=values["weight"], tokens=values["tokens"], fraction=values["fraction"]))
     _check_shared_reader(sources)
     _check_weights(sources)
     return sources
@@ -143,7 +127,7 @@ def parse_mix(raw, sources: list[SourceConfig] | None) -> MixConfig | None:
     if not sources:
         raise ConfigError("config.mix: a mix needs input to be a list of sources ({name, path, weight})")
     values = validate(raw or {}, MIX, "config.mix")
-    tokens = parse_count(values["tokens"], "config.mix.tokens") if values["tokens"] is not None else None
+    tokens = values["tokens"]
     if tokens is not None and sources[0].weight is None:
         raise ConfigError("config.mix.tokens: the budget is shared by the sources' weights; give every source a weight")
     return MixConfig(tokens=tokens, max_epochs=values["max_epochs"], seed=values["seed"])
