@@ -109,6 +109,10 @@ def test_too_small_source_is_reported(pools, tmp_path):
     assert pc.max(pq.read_table(str(tmp_path / "out" / "data"), columns=["epoch"]).column("epoch")).as_py() == 0
     inspect = run_cli("inspect", str(tmp_path / "out")).stdout
     assert "sources:" in inspect and "(short)" in inspect
+    run_cli("report", str(tmp_path / "out"))
+    html = (tmp_path / "out" / ".shardsift" / "report.html").read_text()
+    section = html.split('<section id="sources">', 1)[1].split("</section>", 1)[0]
+    assert "<td>books</td>" in section and "too small for their share" in section
 
 
 @pytest.mark.parametrize("change, message", [

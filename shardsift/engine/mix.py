@@ -111,7 +111,8 @@ class Mix(Selector):
         total = sum(r["tokens_out"] for r in report.values())
         for r in report.values():
             r["share"] = r["tokens_out"] / total if total else 0.0
-        return Decision(keep=copies > 0, reason="mix_downsample", extra={"copies": copies},
+        order_score = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)  # its place in the hash order
+        return Decision(keep=copies > 0, reason="mix_downsample", score=order_score, extra={"copies": copies},
                         metrics={"sources": report, "tokens_out": total})
 
 
