@@ -277,4 +277,5 @@ def verify_output(out: str) -> dict:
         if by_stage.get(i, {}) != s["dropped"]:
             raise DataError(f"{out}: stage {s['name']!r} drops {s['dropped']} in the manifest, "
                             f"{by_stage.get(i, {})} in {DECISIONS}/")
-    return {"docs_in": m["docs_in"], "docs_kept": m["docs_kept"], "files": len(files)}
+    return {"docs_in": m["docs_in"], "docs_kept": m["docs_kept"], "files": len(files),
+            "rows": m.get("rows_written", m["docs_kept"])}

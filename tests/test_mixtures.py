@@ -84,7 +84,8 @@ def test_three_sources_shares_upsampling_and_workers(pools, tmp_path):
     again = t.filter(pc.greater(t.column("epoch"), 0))
     assert set(again.column("source").to_pylist()) == {"books"}
     assert again.num_rows == books["rows_out"] - books["docs_out"]
-    assert verify_output(str(tmp_path / "w1"))["docs_kept"] == m1["docs_kept"]
+    checked = verify_output(str(tmp_path / "w1"))
+    assert checked["docs_kept"] == m1["docs_kept"] and checked["rows"] == m1["rows_written"]
 
     # the web-only length stage never touched the other sources
     dec = pq.read_table(str(tmp_path / "w1" / ".shardsift" / "decisions"))
