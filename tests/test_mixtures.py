@@ -11,6 +11,7 @@ from conftest import file_digests, run_cli
 
 from shardsift.engine.mix import plan_copies
 from shardsift.engine.runner import run_pipeline
+from shardsift.errors import DataError
 from shardsift.output import verify_output
 
 WORDS = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron"])
@@ -86,6 +87,14 @@ def test_three_sources_shares_upsampling_and_workers(pools, tmp_path):
     assert again.num_rows == books["rows_out"] - books["docs_out"]
     checked = verify_output(str(tmp_path / "w1"))
     assert checked["docs_kept"] == m1["docs_kept"] and checked["rows"] == m1["rows_written"]
+    # a repetition written as a first copy is caught
+    part = next(p for p in sorted((tmp_path / "w2" / "data").glob("*.parquet"))
+                if pc.max(pq.read_table(p, columns=["epoch"]).column("epoch")).as_py())
+    tbl = pq.read_table(part)
+    pq.write_table(tbl.set_column(tbl.schema.get_field_index("epoch"), "epoch",
+                                  pa.array(np.zeros(tbl.num_rows, np.int32))), part)
+    with pytest.raises(DataError):
+        verify_output(str(tmp_path / "w2"))
 
     # the web-only length stage never touched the other sources
     dec = pq.read_table(str(tmp_path / "w1" / ".shardsift" / "decisions"))
