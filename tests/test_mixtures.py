@@ -225,3 +225,16 @@ def test_a_killed_mixture_resumes_to_the_same_bytes(pools, tmp_path, point):
     run_cli("select", str(cfg), "--quiet")
     for sub in ("data", ".shardsift/decisions", ".shardsift/scores"):
         assert file_digests(tmp_path / "out" / sub) == file_digests(ref / sub), sub
+
+
+def test_python_api_takes_a_list_of_sources(pools, tmp_path):
+    import shardsift
+
+    pipe = shardsift.Pipeline([{"length": {"min_words": 30}}], workers=1)
+    res = pipe.run([{"name": "code", "path": pools["code"], "fraction": 0.5},
+                    {"name": "books", "path": pools["books"], "tokens": 30_000}], str(tmp_path / "out"),
+                   mix={"max_epochs": 2})
+    src = {s["name"]: s for s in res.manifest["sources"]}
+    assert abs(src["code"]["tokens_out"] - 0.5 * src["code"]["tokens_selected"]) <= 60
+    assert abs(src["books"]["tokens_out"] - 30_000) <= 300 and src["books"]["epochs"] > 1
+    assert set(res.to_table().column("source").to_pylist()) == {"code", "books"}
