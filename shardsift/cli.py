@@ -277,8 +277,9 @@ def _verify(args) -> int:
     from .output import verify_output
 
     r = verify_output(args.output)
+    once = "each once" if r["rows"] == r["docs_kept"] else f"each once, {r['rows']:,} rows with the mix's repetitions"
     print(f"{args.output}: ok ({r['docs_in']:,} documents in, {r['docs_kept']:,} kept, {r['files']} data file(s); "
-          "every input document accounted for, output ids = kept ids, each once)")
+          f"every input document accounted for, output ids = kept ids, {once})")
     return 0
 
 

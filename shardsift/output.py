@@ -225,6 +225,24 @@ def _check_manifest(out: str, m: dict) -> None:
             raise DataError(f"{out}: stage {b['name']!r} got {b['docs_in']} documents, the one before kept {a['kept']}")
 
 
+def _first_copies(out: str, m: dict) -> pa.Array:
+    """The ids in data/, each document's first copy only: a mixture repeats an upsampled document
+    as rows with epoch 1, 2, ..., every one of them the repeat of an epoch-0 row."""
+    if "rows_written" not in m:
+        return read_kept(out, m).column("id").combine_chunks()
+    t = read_kept(out, m, columns=["epoch"])
+    if t.num_rows != m["rows_written"]:
+        raise DataError(f"{out}: {t.num_rows} rows in {DATA}/, manifest says {m['rows_written']} written")
+    if "epoch" not in t.column_names:
+        return t.column("id").combine_chunks()
+    first = t.filter(pc.equal(t.column("epoch"), 0)).column("id").combine_chunks()
+    again = t.filter(pc.greater(t.column("epoch"), 0))
+    pairs = again.group_by(["id", "epoch"]).aggregate([]).num_rows
+    if pairs != again.num_rows or not pc.all(pc.is_in(again.column("id"), value_set=first), min_count=0).as_py():
+        raise DataError(f"{out}: a repeated row in {DATA}/ is not one repetition of a kept document")
+    return first
+
+
 def verify_output(out: str) -> dict:
     """Check a finished output: docs_in = kept + dropped, and the output ids are exactly the kept ids,
     each once, with row counts and file list matching the manifest. Raises DataError on any mismatch."""
@@ -237,7 +255,7 @@ def verify_output(out: str) -> dict:
     for f in m["output"]["files"]:
         if num_rows(storage.join(out, *f["path"].split("/"))) != f["rows"]:
             raise DataError(f"{out}: {f['path']} row count differs from the manifest")
-    data_ids = read_kept(out, m).column("id").combine_chunks()
+    data_ids = _first_copies(out, m)
     if len(data_ids) != m["docs_kept"]:
         raise DataError(f"{out}: {len(data_ids)} rows in {DATA}/, manifest says {m['docs_kept']} kept")
     if len(pc.unique(data_ids)) != len(data_ids):
@@ -259,4 +277,5 @@ def verify_output(out: str) -> dict:
         if by_stage.get(i, {}) != s["dropped"]:
             raise DataError(f"{out}: stage {s['name']!r} drops {s['dropped']} in the manifest, "
                             f"{by_stage.get(i, {})} in {DECISIONS}/")
-    return {"docs_in": m["docs_in"], "docs_kept": m["docs_kept"], "files": len(files)}
+    return {"docs_in": m["docs_in"], "docs_kept": m["docs_kept"], "files": len(files),
+            "rows": m.get("rows_written", m["docs_kept"])}

@@ -49,12 +49,22 @@ def sets_for(config: str, data) -> list[str]:
     return out
 
 
+def input_args(config: str, data) -> list:
+    """--input, or for a mixture (a list of sources) each source's path: one pool shard each."""
+    with open(os.path.join(ROOT, "configs", config), encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw.get("input"), list):
+        return ["--input", data / "pool"]
+    paths = [f"input.{k}.path={data / 'pool' / f'part-{k:05d}.parquet'}" for k in range(len(raw["input"]))]
+    return [a for p in paths for a in ("--set", p)] + ["--set", "mix.tokens=60000"]
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_every_config_runs_on_own_data_with_input_output_and_set(config, own_data, tmp_path):
     out = tmp_path / "out"
-    shardsift("check", f"configs/{config}", "--input", own_data / "pool", "--output", out,
+    shardsift("check", f"configs/{config}", *input_args(config, own_data), "--output", out,
               *sets_for(config, own_data), cwd=ROOT)
-    shardsift("select", f"configs/{config}", "--input", own_data / "pool", "--output", out, "--quiet",
+    shardsift("select", f"configs/{config}", *input_args(config, own_data), "--output", out, "--quiet",
               "--workers", 2, *sets_for(config, own_data), cwd=ROOT)
     table = pq.read_table(out / "data")
     assert 0 < table.num_rows < 1500

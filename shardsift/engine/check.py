@@ -23,8 +23,11 @@ from .config import INPUT, OUTPUT, TOP, Config, _is_dataset
 def check_config(cfg: Config) -> tuple[list[str], list[str]]:
     """(lines describing what was checked, one line per problem found)."""
     lines, problems = [], []
-    if cfg.input is not None:
-        lines += _check_input(cfg, problems)
+    if cfg.sources:  # a mixture: each source with its own files and reader options
+        lines += [f"source {s.name}: " + line.removeprefix("input: ")
+                  for s in cfg.sources for line in _check_input(s.input, problems)]
+    elif cfg.input is not None:
+        lines += _check_input(cfg.input, problems)
     # every other file read: the config's own (a tokenizer, say), then each stage's
     sections = [("config", TOP, cfg.raw.get), ("input", {k: v for k, v in INPUT.items() if k != "path"},
                                                           lambda k: getattr(cfg.input, k, None)),
@@ -43,8 +46,7 @@ def check_config(cfg: Config) -> tuple[list[str], list[str]]:
     return lines, problems
 
 
-def _check_input(cfg: Config, problems: list[str]) -> list[str]:
-    inp = cfg.input
+def _check_input(inp, problems: list[str]) -> list[str]:
     if _is_dataset(inp.path):
         names = inp.path.column_names
         if inp.text_column not in names:

@@ -14,8 +14,10 @@ from typing import Any
 
 from ..api import Selector
 from ..errors import ConfigError
-from ..params import Param, Size, map_paths, resolve_path, resolve_paths, validate
+from ..params import Count, Param, Size, map_paths, resolve_path, resolve_paths, validate
 from ..selectors import resolve
+from ..tokenizer import NAMED, Tokenizer, load_tokenizer
+from .sources import MixConfig, SourceConfig, is_source_list, parse_mix, parse_sources, resolved_sources
 
 
 def default_workers() -> int:
@@ -27,7 +29,9 @@ def _is_dataset(obj) -> bool:
 
 
 TOP = {
-    "input": Param(object, None, "files, globs, directories or URIs, or a mapping (see input)"),
+    "input": Param(object, None, "files, globs, directories or URIs, a mapping (see input), or a list of "
+                                 "sources (docs/mixtures.md)"),
+    "mix": Param(dict, None, "each source's share of the output in tokens (docs/mixtures.md)"),
     "output": Param(object, None, "a directory or URI, or a mapping (see output)"),
     "executor": Param(str, "local", "where tasks run", choices=("local", "ray")),
     "workers": Param(int, None, "parallel tasks (default: the CPUs, at most 8)", ge=1),
@@ -36,6 +40,8 @@ TOP = {
     "ray": Param(dict, {}, "Ray executor options (see ray)"),
     "on_duplicate_id": Param(str, "error", "refuse duplicate ids or keep the first",
                              choices=("error", "keep_first")),
+    "tokenizer": Param(object, None, "the token unit of counts and budgets: a tokenizer.json, a .tiktoken file, "
+                       "'minilm', or {path, kind, pattern, eos} (default: whitespace words)"),
 }
 INPUT = {
     "path": Param(object, doc="files, globs, directories or URIs", path="corpus"),
@@ -56,6 +62,8 @@ OUTPUT = {
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)", path="output"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+    "tokens": Param(Count, None, "cap the output at this many tokens (2B, 500M): documents in a seeded "
+                    "hash order until the next would pass it", ge=0),
 }
 # keys of every stage, beside its selector's parameters
 STAGE_KEYS = {
@@ -108,6 +116,7 @@ class OutputConfig:
     keep_work: bool = True
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
+    tokens: int | None = None
 
     @classmethod
     def parse(cls, raw, where: str = "output") -> OutputConfig:
@@ -129,6 +138,7 @@ class StageConfig:
     where: str
     instance: Selector | None = None
     drop: bool = True    # False: annotate only (score and record, keep every document)
+    source: str | None = None  # a source's own stage: the other sources' documents pass through
 
     def build(self) -> Selector:
         """A fresh selector for a run: the class's real ``__init__`` with the parameters, or a
@@ -146,9 +156,9 @@ class StageConfig:
             raise ConfigError(f"{self.where}: {err}") from None
 
     @classmethod
-    def of(cls, item, i: int) -> StageConfig:
+    def of(cls, item, i: int, where: str | None = None) -> StageConfig:
         """A stage from a config item: 'name', {name: params}, or a Selector instance."""
-        where = f"stages[{i}]"
+        where = where or f"stages[{i}]"
         if isinstance(item, Selector):
             st = cls(name=item.display_name(), params=item.get_params(), cls=type(item),
                      where=f"{where}.{item.display_name()}", instance=item)
@@ -183,6 +193,9 @@ class Config:
     on_duplicate_id: str = "error"
     raw: dict = field(default_factory=dict)
     built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
+    sources: list[SourceConfig] | None = None  # input as a list of sources (a mixture)
+    mix: MixConfig | None = None
+    tokenizer: Tokenizer = field(default_factory=lambda: load_tokenizer(None))
 
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
@@ -198,8 +211,11 @@ class Config:
             "seed": self.seed,
             "ray": self.ray,
             "on_duplicate_id": self.on_duplicate_id,
+            "tokenizer": self.tokenizer.name,
             "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
                        for s, sel in zip(self.stages, self.built)],
+            **({"sources": resolved_sources(self.sources, lambda i: {k: v for k, v in vars(i).items()}),
+                "mix": vars(self.mix) if self.mix else None} if self.sources else {}),
         }
 
 
@@ -215,18 +231,38 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
     stages_raw = top["stages"] or []
     stages = [StageConfig.of(item, i) for i, item in enumerate(stages_raw)]
     built = [st.build() for st in stages]  # validates every parameter now, before any work
-    inp = out = None
+    inp = out = sources = None
     if top["input"] is not None or require_io:
         if top["input"] is None:
             raise ConfigError("config.input: a value is required (input: {path: ...} or --input)")
-        inp = InputConfig.parse(top["input"])
+        if is_source_list(top["input"]):
+            sources = parse_sources(top["input"], InputConfig.parse, StageConfig.of)
+            inp = _shared_input(sources)
+        else:
+            inp = InputConfig.parse(top["input"])
+    mix = parse_mix(top["mix"], sources)
     if top["output"] is not None or require_io:
         if top["output"] is None:
             raise ConfigError("config.output: a value is required (output: {path: ...} or --output)")
         out = OutputConfig.parse(top["output"])
+    if out is not None and out.tokens is not None and sources and (mix or any(s.target for s in sources)):
+        raise ConfigError("output.tokens: a mixture's output size is mix.tokens (shared by the sources' weights); "
+                          "give one, not both")
     workers = top["workers"] if top["workers"] is not None else default_workers()
     return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
-                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
+                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built,
+                  sources=sources, mix=mix, tokenizer=load_tokenizer(top["tokenizer"]))
+
+
+def _shared_input(sources: list[SourceConfig]) -> InputConfig:
+    """The reader options every source shares (text and id columns, batches), with every
+    source's paths: what code that reads ``cfg.input`` as one input sees."""
+    first = sources[0].input
+    for k, s in enumerate(sources):
+        if _is_dataset(s.input.path):
+            raise ConfigError(f"input[{k}].path: a source of a mixture is files (write the dataset to Parquet first)")
+    paths = [p for s in sources for p in ([s.input.path] if isinstance(s.input.path, str) else s.input.path)]
+    return InputConfig(**{**vars(first), "path": paths})
 
 
 def resolve_config_paths(raw: dict, base: str) -> dict:
@@ -242,6 +278,12 @@ def resolve_config_paths(raw: dict, base: str) -> dict:
         if value is None:
             del raw[key]
     raw.update(resolve_paths({k: v for k, v in raw.items() if k in TOP}, TOP, base))
+    tok = raw.get("tokenizer")  # a file, or a name ("words", a named default) left as written
+    if tok is not None and not (isinstance(tok, str) and tok in ("words", *NAMED)):
+        raw["tokenizer"] = map_paths(tok, lambda p: resolve_path(p, base))
+    if is_source_list(raw.get("input")):  # a mixture: each source's own stages too
+        raw["input"] = [{**src, "stages": [_resolve_stage_paths(item, i, base) for i, item in enumerate(st)]}
+                        if isinstance(st := src.get("stages"), list) else src for src in raw["input"]]
     stages = raw.get("stages")
     if isinstance(stages, list):
         raw["stages"] = [_resolve_stage_paths(item, i, base) for i, item in enumerate(stages)]
@@ -295,7 +337,12 @@ def load_yaml(path: str) -> dict:
 def apply_overrides(raw: dict, *, input=None, output=None, workers=None, executor=None, seed=None) -> dict:
     """CLI flags override config values."""
     raw = copy.deepcopy(raw)
-    if input is not None:
+    if input is not None and is_source_list(raw.get("input")):
+        raise ConfigError("--input: this config's input is a list of sources (a mixture); set a source's "
+                          "files with --set input.K.path=PATH (K: its index)")
+    if is_source_list(input):  # from Python: the sources of a mixture
+        raw["input"] = input
+    elif input is not None:
         if isinstance(raw.get("input"), dict):
             raw["input"]["path"] = input
         else:

@@ -32,7 +32,9 @@ from .shards import (
     load_selector,
     usage,
     write_keep,
+    write_passthrough,
 )
+from .sources import decorate
 
 
 @dataclass
@@ -49,10 +51,11 @@ class _Stage:
 
     def __init__(self, task: ScoreTask):
         self.task = task
-        self.sel = load_selector(task.selector_path)
-        caps = self.sel.capabilities()
-        self.decides = caps.scope == "document"
-        self.columns = [c for c in caps.columns if c not in (task.ctx.text_column, task.ctx.id_column)]
+        self.passed: list[np.ndarray] | None = [] if task.passthrough else None  # rows passed through
+        self.sel = None if task.passthrough else load_selector(task.selector_path)
+        caps = self.sel.capabilities() if self.sel is not None else None
+        self.decides = caps is not None and caps.scope == "document"
+        self.columns = [c for c in caps.columns if c not in (task.ctx.text_column, task.ctx.id_column)] if caps else []
         self.acc = ScoreParts(task.stage_label)
         self.keep, self.reason, self.score, self.extra = [], [], [], {}
         self.cpu = self.wall = 0.0
@@ -61,6 +64,9 @@ class _Stage:
         """Score (and decide) one batch of survivors; returns which of them this stage keeps."""
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
         n = len(docs)
+        if self.passed is not None:  # another source's stage: every document passes, unscored
+            self.passed.append(docs.row)
+            return np.ones(n, dtype=bool)
         cols = self.acc.add(self.sel, docs)
         keep = np.ones(n, dtype=bool)
         if self.decides and n:
@@ -79,6 +85,10 @@ class _Stage:
     def finish(self) -> dict:
         """The stage's files for this shard (those ``run_score`` writes) and its stats."""
         t0, c0 = time.perf_counter(), usage()["cpu_s"]
+        if self.passed is not None:
+            write_passthrough(self.task, np.concatenate(self.passed) if self.passed else np.zeros(0, np.int64))
+            return _score_done(self.task, {"cpu_s": usage()["cpu_s"] - c0, "rss_mb": usage()["rss_mb"],
+                                           "wall_s": time.perf_counter() - t0, "pid": os.getpid()})
         arrays = self.acc.arrays()
         workdir.write_npz(self.task.scores_path, arrays)
         if self.decides:
@@ -128,7 +138,8 @@ class FusedChain:
         self.ids: list[pa.Array] = []
         self.cpu = 0.0
 
-    def add(self, tbl: pa.Table, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray) -> None:
+    def add(self, tbl: pa.Table, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray,
+            tokens: np.ndarray) -> None:
         """One scanned batch (``ok``: its valid rows) through every fused stage, then the output."""
         alive = ok.copy()
         for st in self.stages:
@@ -143,7 +154,8 @@ class FusedChain:
             sub = tbl if len(r) == tbl.num_rows else arrow_filter(tbl, arrow_array(alive))
             ctx = st.task.ctx
             docs = Docs(sub, text_column=ctx.text_column, id_column=ctx.id_column, row=r + start,
-                        n_words=words[r], n_bytes=nbytes[r], shard=ctx.shard.name, shard_index=ctx.index)
+                        n_words=words[r], n_bytes=nbytes[r], shard=ctx.shard.name, shard_index=ctx.index,
+                        n_tokens=tokens[r])
             try:
                 keep = st.run(docs)
             except ShardsiftError:
@@ -156,7 +168,9 @@ class FusedChain:
             out = self.plan.output
             self.ids.append(one_array(tbl.column(out.ctx.id_column)))
             kept = np.flatnonzero(alive)
-            if len(kept):
+            if len(kept) and out.source is not None:  # a mixture's rows, with their source
+                self.writer.write(decorate(tbl, kept, None, out.source, False).select(out.schema.names))
+            elif len(kept):
                 part = tbl if len(kept) == tbl.num_rows else arrow_filter(tbl, arrow_array(alive))
                 self.writer.write(part.select(out.schema.names))
             self.cpu += usage()["cpu_s"] - t0

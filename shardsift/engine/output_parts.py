@@ -23,6 +23,7 @@ from ..io import BoundedParquetWriter, iter_tables, normalize, pass_batch_size, 
 from . import faults, workdir
 from .accounting import shard_decisions
 from .shards import ShardContext, task_stats, usage
+from .sources import decorate
 
 
 @dataclass
@@ -36,6 +37,8 @@ class ShardOutputTask:
     row_group_bytes: int
     compression: str
     scores: bool = False         # also each stage's score table of this shard (the scores sidecar)
+    source: str | None = None    # a mixture's source of this shard: the source column's value
+    mixing: bool = False         # the last stage is the mix step: rows repeat by its copies, epoch column
 
     @property
     def label(self):
@@ -69,7 +72,7 @@ def run_shard_output(task: ShardOutputTask) -> dict:
     workdir.remove(task.data_dir)  # what a killed task left
     storage.makedirs(task.data_dir)
     writer = task.writer()
-    ids = _write_kept(task.ctx, task.schema, task.ctx.alive_rows(), writer)
+    ids = _write_kept(task, task.ctx.alive_rows(), writer)
     return {**finish_shard_output(task, writer.close(), ids), **task_stats(before, t0)}
 
 
@@ -83,27 +86,39 @@ def finish_shard_output(task: ShardOutputTask, files: list[dict], ids: pa.Array)
     _write_table(shard_decisions(scan, keeps, task.stage_names, ids), task.decisions_path)
     if task.scores:
         for i, (name, keep) in enumerate(zip(task.stage_names, keeps)):
-            if len(keep["row"]):
-                _write_table(score_table(name, keep, ids), task.scores_path(i))
+            if len(keep["row"]) and "passthrough" not in keep:  # not another source's stage
+                _write_table(score_table(name, keep, ids, scan["n_tokens"]), task.scores_path(i))
     done = {"files": [{"name": os.path.basename(f["path"]), "rows": f["rows"]} for f in files],
             "rows": int(len(rows)), "bytes": int(scan["n_bytes"][rows].sum()),
-            "words": int(scan["n_words"][rows].sum())}
+            "words": int(scan["n_words"][rows].sum()), "tokens": int(scan["n_tokens"][rows].sum())}
+    if task.mixing:
+        done["rows_written"] = sum(f["rows"] for f in files)
     workdir.write_json(task.done_path, done)
     faults.point(f"write:{ctx.index}")
     return done
 
 
-def _write_kept(ctx: ShardContext, schema: pa.Schema, rows: np.ndarray, writer) -> pa.Array:
+def _write_kept(task: ShardOutputTask, rows: np.ndarray, writer) -> pa.Array:
     """One pass over the shard: the given ascending rows, every column, into ``writer`` in the
-    output schema; returns every row's id (made from the shard's name and row where the input has
-    none) for the decisions."""
+    output schema (a mixture's rows with their source, repeated by the mix step's copies);
+    returns every row's id (made from the shard's name and row where the input has none) for the
+    decisions."""
+    ctx, schema = task.ctx, task.schema
+    copies = None
+    if task.mixing:
+        z = workdir.read_npz(ctx.alive_path)
+        copies = z["extra_copies"][z["keep"]].astype(np.int64)
     start, ids = 0, []
     for tbl in iter_tables(ctx.shard, None, pass_batch_size(ctx.batch_size), ctx.batch_bytes):
         n = tbl.num_rows
         tbl, _ = normalize(tbl, ctx.shard, ctx.text_column, ctx.id_column, start, need_text=False)
         ids.append(one_array(tbl.column(ctx.id_column)))
         lo, hi = np.searchsorted(rows, [start, start + n])
-        if hi > lo:
+        if hi > lo and task.source is not None:
+            part = decorate(tbl, rows[lo:hi] - start, None if copies is None else copies[lo:hi], task.source,
+                            task.mixing)
+            writer.write(part.select(schema.names))
+        elif hi > lo:
             writer.write(select_rows(tbl, rows[lo:hi] - start).select(schema.names))
         start += n
     return as_ids(ids)
@@ -114,15 +129,18 @@ def as_ids(parts: list) -> pa.Array:
     return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.nulls(0, pa.string())
 
 
-def score_table(stage_name: str, keep: dict, ids: pa.Array) -> pa.Table:
-    """One stage's rows of the scores sidecar for one shard: id, stage, score, kept, reason and the
-    selector's extra columns, from the stage's keep file."""
+def score_table(stage_name: str, keep: dict, ids: pa.Array, n_tokens=None) -> pa.Table:
+    """One stage's rows of the scores sidecar for one shard: id, stage, score, kept, reason,
+    n_tokens (the run's token unit, given the scan's counts) and the selector's extra columns, from
+    the stage's keep file."""
     names = arrow_strings([*keep["reason_names"].tolist(), None])  # code -1 (kept): the trailing null
     code = keep["reason_code"].astype(np.int64)
     cols = {"id": arrow_take(ids, arrow_array(keep["row"])),
             "stage": arrow_take(arrow_strings([stage_name]), arrow_array(np.zeros(len(keep["row"]), np.int32))),
             "score": arrow_array(keep["score"]), "kept": arrow_array(keep["keep"]),
             "reason": arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))}
+    if n_tokens is not None:
+        cols["n_tokens"] = arrow_array(np.asarray(n_tokens, dtype=np.int64)[keep["row"]])
     for k in keep:
         if k.startswith("extra_"):
             cols[k[6:]] = any_arrow_array(keep[k])
@@ -138,15 +156,17 @@ def output_tasks(runner, schema: pa.Schema, alive_path: list, stage_dirs: list, 
                  folder: str, scores: bool) -> list[ShardOutputTask]:
     """Every shard's output task; ``folder`` (in the work dir) is keyed by all that decides the bytes."""
     out = runner.cfg.output
+    sources, owner = runner.cfg.sources, runner.shard_source
     return [ShardOutputTask(runner.shard_ctx(j, alive_path[j]), schema, os.path.join(folder, f"shard-{j:05d}"),
                             [os.path.join(d, f"keep-{j:05d}.npz") for d in stage_dirs], names,
-                            out.max_shard_bytes, out.row_group_bytes, out.compression, scores)
+                            out.max_shard_bytes, out.row_group_bytes, out.compression, scores,
+                            source=sources[int(owner[j])].name if sources else None, mixing=runner.mixing)
             for j in range(len(runner.shards))]
 
 
 def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_tmp: str) -> dict:
     """Run the shards' output tasks not done yet, then move their parts into ``data_tmp`` and their
-    decisions into ``decisions_tmp``; returns the files and the kept rows, bytes and words."""
+    decisions into ``decisions_tmp``; returns the files and the kept rows, bytes, words and tokens."""
     stats = runner.executor.map(run_shard_output, tasks, desc="write", progress=runner.progress)
     runner._account([s for s in stats if "cpu_s" in s])
     files = []
@@ -157,4 +177,4 @@ def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_
             files.append({"path": dest, "rows": f["rows"]})
         storage.move(task.decisions_path, os.path.join(decisions_tmp, f"shard-{task.ctx.index:05d}.parquet"))
     return {"files": files, "rows": sum(s["rows"] for s in stats), "bytes": sum(s["bytes"] for s in stats),
-            "words": sum(s["words"] for s in stats)}
+            "words": sum(s["words"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}

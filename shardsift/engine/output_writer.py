@@ -19,6 +19,8 @@ from .executors import LocalExecutor
 from .fingerprint import fingerprint
 from .output_parts import output_tasks, write_shards
 from .shards import tree_cpu, usage
+from .sources import check_schema, mixture_summary, output_fields
+from .token_cap import stage_names
 
 
 class OutputWriting:
@@ -31,9 +33,10 @@ class OutputWriting:
         dec_tmp = self._tmp(layout.DECISIONS)
         tasks = self.output_tasks(schema, alive_path, [r["dir"] for r in stage_reports[1:]])
         done = write_shards(self, tasks, tmp, dec_tmp)
+        self._alive_path = alive_path
         if self.cfg.output.scores:
             self._write_scores(tasks)
-        files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["words"]
+        files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["tokens"]
         return self._write_end(stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words,
                                time.perf_counter() - t0, usage()["cpu_s"] - c0)
 
@@ -42,7 +45,7 @@ class OutputWriting:
         settings (what decides the bytes)."""
         out = self.cfg.output
         key = fingerprint(self.last_fp, str(schema), out.max_shard_bytes, out.row_group_bytes, out.compression)
-        names = [st.name for st in self.cfg.stages]
+        names = stage_names(self)
         return output_tasks(self, schema, alive_path, stage_dirs, names, os.path.join(self.work, "output", key),
                             self.cfg.output.scores)
 
@@ -80,6 +83,10 @@ class OutputWriting:
         manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
         if kept_rows == 0:
             manifest["warnings"].append("the run kept no documents: data/ holds one empty part")
+        if self.cfg.sources:  # a mixture: per-source counts, and the sources too small for their share
+            manifest["sources"], warns = mixture_summary(self, stage_reports, self._alive_path)
+            manifest["rows_written"] = sum(f["rows"] for f in out_files)
+            manifest["warnings"] += warns
         faults.point("manifest")
         workdir.write_json(os.path.join(self.out, layout.MANIFEST), manifest)
         self.progress.line(f"done: kept {kept_rows} of {manifest['docs_in']} documents -> {final}")
@@ -117,6 +124,10 @@ class OutputWriting:
             if inp.id_column not in s.names:
                 s = s.append(pa.field(inp.id_column, pa.string()))
             schemas.append(s)
+        if self.cfg.sources:
+            for sh, s in zip(self.shards, raw):
+                check_schema(sh.uri, s.names, self.mixing)
+            schemas = [pa.schema(list(s) + output_fields(self.mixing)) for s in schemas]
         try:
             return pa.unify_schemas(schemas, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
@@ -133,7 +144,7 @@ class OutputWriting:
         """scores/stage-NN-NAME.parquet: each stage's per-shard score tables (written by the output
         tasks) in shard order."""
         tmp = self._tmp(layout.SCORES)
-        for i, st in enumerate(self.cfg.stages):
+        for i, st in enumerate(self.stages):
             tables = []
             for task in tasks:
                 path = task.scores_path(i)
@@ -181,8 +192,9 @@ class OutputWriting:
             "docs_dropped": dropped_total,
             "bytes_in": sum(st["bytes"] for st in self.scan_stats),
             "bytes_kept": kept_bytes,
-            "tokens_in": sum(st["words"] for st in self.scan_stats),
+            "tokens_in": sum(st["tokens"] for st in self.scan_stats),
             "tokens_kept": kept_words,
+            "token_unit": self.cfg.tokenizer.unit, "tokenizer": self.cfg.tokenizer.name,
             "stages": stage_reports,
             "write": write_rep,
             "output": {"files": out_files, "models": models, "scores": bool(self.cfg.output.scores)},

@@ -26,6 +26,7 @@ from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
 from .fused import FusedPlan
 from .lock import OutputLock
+from .mix import Mix
 from .output_writer import OutputWriting
 from .scan import ScanTask, run_scan
 from .shards import (
@@ -40,6 +41,8 @@ from .shards import (
     usage,
     write_keep,
 )
+from .sources import engine_stages, passthrough, resolve_source_shards
+from .token_cap import cap_output
 
 
 class Runner(OutputWriting):
@@ -49,6 +52,9 @@ class Runner(OutputWriting):
                  executor: Executor | None = None, fresh: bool = False, tree_cpu0: float | None = None):
         self.fresh = fresh  # recompute everything: the work dir of earlier runs is removed first
         self.cfg = cfg
+        self.stages = engine_stages(cfg)  # each source's own stages, the shared ones, the mix step
+        self.shard_source = None  # each shard's source index, for a mixture
+        self.mixing = any(isinstance(st.instance, Mix) for st in self.stages)
         self.overwrite = overwrite
         self.progress = progress or Progress(enabled=False)
         self.out = storage.abspath(cfg.output.path)
@@ -82,9 +88,10 @@ class Runner(OutputWriting):
         return cpu, rss
 
     def shard_ctx(self, j: int, alive_path: str | None) -> ShardContext:
-        inp = self.cfg.input
+        inp, tok = self.cfg.input, self.cfg.tokenizer
         return ShardContext(self.shards[j], j, inp.text_column, inp.id_column, inp.batch_size,
-                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes)
+                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes,
+                            None if tok.name == "words" else tok)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -99,17 +106,24 @@ class Runner(OutputWriting):
         try:
             self._prepare_output()
             self.shards = self._resolve_inputs()
+            if self.cfg.sources:
+                self.output_schema()  # a column the mixture would overwrite: refused before any work
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                                        self.cfg.input.id_column, __version__)
+                                        self.cfg.input.id_column, __version__, self.cfg.tokenizer.fingerprint(),
+                                        *([[s.name for s in self.cfg.sources], self.shard_source.tolist()]
+                                          if self.cfg.sources else []))
             scan = self._scan()
             started = True
             alive_path: list[str | None] = [None] * len(self.shards)
             stage_reports = [scan["report"]]
             prev_fp = self.input_fp + scan["fp"]
-            for i, st in enumerate(self.cfg.stages):
+            for i, st in enumerate(self.stages):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
                 self._earlier.append((st.name, rep["dir"]))
+            if self.cfg.output.tokens is not None:  # the output's token cap: a last global step
+                rep, alive_path, prev_fp = cap_output(self, alive_path, prev_fp)
+                stage_reports.append(rep)
             self.last_fp = prev_fp
             return self._write(stage_reports, alive_path)
         except ShardsiftError:
@@ -122,6 +136,12 @@ class Runner(OutputWriting):
         finally:
             self._close_executor()
             lock.release()
+
+    def _passes(self, st, j: int) -> bool:
+        """Whether shard j passes through stage ``st`` untouched (another source's own stage)."""
+        if self.shard_source is None:
+            return False
+        return passthrough(st, self.cfg.sources[int(self.shard_source[j])].name)
 
     def _close_executor(self) -> None:
         if self._executor is not None:
@@ -146,6 +166,9 @@ class Runner(OutputWriting):
 
     def _resolve_inputs(self):
         inp = self.cfg.input
+        if self.cfg.sources:
+            shards, self.shard_source = resolve_source_shards(self.cfg.sources, resolve_shards)
+            return shards
         if _is_dataset(inp.path):
             return self._materialize_dataset(inp.path)
         return resolve_shards(inp.path, inp.format, inp.storage_options)
@@ -195,11 +218,11 @@ class Runner(OutputWriting):
         with nothing to fit; when every stage is fused, the shard's output too. Only where the
         documents reaching the first stage are known when a shard is scanned: with
         ``on_duplicate_id: error`` (dropping a later duplicate would change an earlier shard's)."""
-        if not self.cfg.stages or self.cfg.on_duplicate_id != "error":
+        if not self.stages or self.cfg.on_duplicate_id != "error":
             return None
         prev_fp = self.input_fp + self._scan_fp()
         fused, dirs = [], []
-        for i, st in enumerate(self.cfg.stages):
+        for i, st in enumerate(self.stages):
             sel, label, fp, stage_dir, _ = self._stage_setup(i, st, prev_fp)
             caps = sel.capabilities()
             if caps.needs_fit or storage.exists(os.path.join(stage_dir, "done.json")):
@@ -211,13 +234,14 @@ class Runner(OutputWriting):
                 break
         if not fused:
             return None
-        whole = len(fused) == len(self.cfg.stages) and caps.scope == "document"
+        whole = len(fused) == len(self.stages) and caps.scope == "document" and self.cfg.output.tokens is None
         outputs = None
         if whole:
             self.last_fp = prev_fp
             last = [os.path.join(dirs[-1], f"keep-{j:05d}.npz") for j in range(len(self.shards))]
             outputs = self.output_tasks(self.output_schema(), last, dirs)
-        return [FusedPlan([ScoreTask(self.shard_ctx(j, None), *f) for f in fused],
+        return [FusedPlan([ScoreTask(self.shard_ctx(j, None), *f, passthrough=self._passes(st, j))
+                           for f, st in zip(fused, self.stages)],
                           outputs[j] if outputs else None) for j in range(len(self.shards))]
 
     @staticmethod
@@ -296,7 +320,9 @@ class Runner(OutputWriting):
         """The stage's selector (seeded), label, fingerprint, work folder and keep files."""
         sel = st.build()
         sel.seed_ = stage_seed(self.cfg.seed, i)
-        label = f"stage {i + 1}/{len(self.cfg.stages)} {st.name}"
+        if isinstance(sel, Mix):
+            sel.shard_source_ = self.shard_source  # the mix step's shard -> source
+        label = f"stage {i + 1}/{len(self.stages)} {st.name}"
         fp = fingerprint(prev_fp, st.name, f"{type(sel).__module__}.{type(sel).__qualname__}", sel.get_params(),
                          sel.seed_, getattr(sel, "version", 0), code_fp(type(sel)), st.drop)
         stage_dir = os.path.join(self.work, "stages", f"{i:02d}-{layout.safe_name(st.name)}-{fp}")
@@ -326,13 +352,16 @@ class Runner(OutputWriting):
             if sel.capabilities().needs_fit:
                 self.progress.line(f"{label}: fit")
                 sel.setup()
-                metrics = sel.fit(StageFit(self, stage_dir, ctxs, n_in, sel.seed_))
+                mine = [j for j in range(len(ctxs)) if not self._passes(st, j)]  # a source's stage: its shards
+                metrics = sel.fit(StageFit(self, stage_dir, [ctxs[j] for j in mine],
+                                           sum(per_shard[j] for j in mine), sel.seed_))
                 if metrics is not None:
                     sel.fit_metrics_ = dict(metrics)
             workdir.write_pickle(sel_path, sel)
             faults.point(f"fit:{i:02d}")
         self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")
-        tasks = [ScoreTask(c, stage_dir, sel_path, label, st.drop, n) for c, n in zip(ctxs, per_shard)]
+        tasks = [ScoreTask(c, stage_dir, sel_path, label, st.drop, n, passthrough=self._passes(st, j))
+                 for j, (c, n) in enumerate(zip(ctxs, per_shard))]
         stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
         metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
         if sel.capabilities().scope == "global":
@@ -353,8 +382,8 @@ class Runner(OutputWriting):
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
             scan = c.stats()
-            tokens_in += int(scan["n_words"][z["row"]].sum())
-            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            tokens_in += int(scan["n_tokens"][z["row"]].sum())
+            tokens_kept += int(scan["n_tokens"][z["row"][z["keep"]]].sum())
             bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats)
         if not st.drop:  # annotate only: how many the selector would have kept
@@ -387,6 +416,8 @@ class Runner(OutputWriting):
             dec = annotate_only(dec)
         arrays = decision_arrays(cols, dec, sel.display_name(), st.name)
         for j, p in enumerate(keep_paths):
+            if tasks[j].passthrough:  # another source's shard: its score task wrote its keep file
+                continue
             write_keep(p, arrays, int(offs[j]), int(offs[j + 1]))
             faults.point(f"decide:{os.path.basename(stage_dir)[:2]}:{j}")
         return dict(getattr(dec, "metrics", {}) or {})

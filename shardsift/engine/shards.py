@@ -19,7 +19,7 @@ from ..columns import arrow_filter
 from ..io import Shard, iter_tables, normalize, row_mask, storage
 from . import faults, workdir
 
-RESERVED = ("row", "n_words", "n_bytes")
+RESERVED = ("row", "n_words", "n_bytes", "n_tokens")
 
 
 def usage() -> dict:
@@ -52,6 +52,7 @@ class ShardContext:
     scan_path: str
     alive_path: str | None = None   # previous stage's keep file; None: the scan's alive rows
     batch_bytes: int | None = None  # and about this much data per batch (io.batch_rows)
+    tokenizer: Any = None           # the run's Tokenizer (the scan counts n_tokens); None: words
 
     @property
     def label(self) -> str:
@@ -78,7 +79,7 @@ class ShardContext:
                 tbl = arrow_filter(tbl, row_mask(pos, tbl.num_rows))
             yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                        n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
-                       shard=self.shard.name, shard_index=self.index)
+                       shard=self.shard.name, shard_index=self.index, n_tokens=scan["n_tokens"][r])
 
     def iter_batches(self, rows: np.ndarray, columns: Sequence[str] = (), need_text: bool = True,
                      need_ids: bool = True) -> Iterator[tuple[Any, int, np.ndarray]]:
@@ -137,6 +138,7 @@ class ScoreTask:
     stage_label: str
     drop: bool = True      # False: annotate only (annotate_only)
     docs: int = 0          # documents reaching the stage in this shard (for progress)
+    passthrough: bool = False  # another source's own stage: every document passes, unscored
 
     @property
     def work(self) -> tuple[int, str] | None:
@@ -197,9 +199,9 @@ class ScoreParts:
         self.parts: dict[str, list] = {}
 
     def add(self, sel, docs: Docs) -> dict[str, np.ndarray]:
-        """Score one batch; returns its columns, bookkeeping (row, n_words, n_bytes) included."""
+        """Score one batch; returns its columns, bookkeeping (row, n_words, n_bytes, n_tokens) included."""
         cols = normalize_scores(sel.score(docs), len(docs), self.label)
-        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
+        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes, n_tokens=docs.n_tokens)
         for k, v in cols.items():
             self.parts.setdefault(k, []).append(v)
         return cols
@@ -228,6 +230,9 @@ def run_score(task: ScoreTask) -> dict:
     if storage.exists(task.stats_path):
         return workdir.read_json(task.stats_path)
     t0, before = time.perf_counter(), usage()
+    if task.passthrough:
+        write_passthrough(task, task.ctx.alive_rows())
+        return _score_done(task, task_stats(before, t0))
     sel = load_selector(task.selector_path)
     acc = ScoreParts(task.stage_label)
     caps = sel.capabilities()
@@ -239,6 +244,19 @@ def run_score(task: ScoreTask) -> dict:
         dec = decide_documents(sel, task, arrays)
         write_keep(task.keep_path, decision_arrays(arrays, dec, sel.display_name(), task.stage_label))
     return _score_done(task, task_stats(before, t0))
+
+
+def write_passthrough(task: ScoreTask, rows: np.ndarray) -> None:
+    """A shard that passes through another source's stage: no scores (a global decide sees none
+    of its documents), a keep file that keeps every row reaching the stage, marked so the scores
+    sidecar leaves them out."""
+    empty = ScoreParts(task.stage_label).arrays()
+    workdir.write_npz(task.scores_path, empty)
+    rows = np.asarray(rows, np.int64)
+    write_keep(task.keep_path, {"row": rows, "keep": np.ones(len(rows), bool),
+                                "reason_code": np.full(len(rows), -1, np.int16),
+                                "score": np.full(len(rows), np.nan), "reason_names": np.array(["passthrough"]),
+                                "passthrough": np.ones(len(rows), bool)})
 
 
 def _score_done(task: ScoreTask, stats: dict) -> dict:

@@ -55,6 +55,8 @@ def render(run: RunData, *, samples: int, max_points: int, seed: int) -> str:
                      "sample documents and cluster plots are not shown.")
     parts = [section("summary", "Summary", lambda: sections.summary(run)),
              section("funnel", "Funnel", lambda: sections.funnel(run))]
+    if run.manifest.get("sources"):
+        parts.append(section("sources", "Sources", lambda: sections.sources(run)))
     if run.label:
         parts.append(section("composition", f"Composition by {run.label}", lambda: sections.composition(run)))
     for i, st in enumerate(run.stages):

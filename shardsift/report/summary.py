@@ -4,6 +4,13 @@ from __future__ import annotations
 from .html import flat_metrics
 
 
+def token_label(m: dict) -> str:
+    """What the manifest's tokens count: ``tokens (whitespace words)`` without a tokenizer, else the
+    tokenizer's unit (``tokens (minilm)``)."""
+    unit = m.get("token_unit") or "whitespace words"
+    return unit if unit.startswith("tokens") else f"tokens ({unit})"
+
+
 def manifest_table(m: dict, output: str = "") -> str:
     """Counts, drop reasons, timings and metrics of every stage, one line each."""
     lines = []
@@ -11,7 +18,7 @@ def manifest_table(m: dict, output: str = "") -> str:
         lines.append(f"output: {output}")
     lines.append(
         f"documents: {m['docs_in']:,} in, {m['docs_kept']:,} kept ({100 * m['docs_kept'] / max(1, m['docs_in']):.1f}%)"
-        f"; tokens (whitespace words): {m['tokens_in']:,} in, {m['tokens_kept']:,} kept"
+        f"; {token_label(m)}: {m['tokens_in']:,} in, {m['tokens_kept']:,} kept"
         f"; bytes: {m['bytes_in']:,} in, {m['bytes_kept']:,} kept"
     )
     head = f"{'#':>2}  {'stage':<22}{'in':>10}{'kept':>10}{'dropped':>10}  {'wall s':>8}{'cpu s':>8}{'peak MB':>9}  why dropped"
@@ -27,8 +34,35 @@ def manifest_table(m: dict, output: str = "") -> str:
                  f"{w.get('cpu_s', 0):>8.2f}")
     lines.append(f"total: wall {m['wall_s']:.2f} s, cpu {m['cpu_s']:.2f} s, peak memory {m['peak_rss_mb']:.0f} MB; "
                  f"{len(m['output']['files'])} output file(s)")
+    lines += source_lines(m)
     lines += key_metrics(m)
     return "\n".join(lines)
+
+
+SOURCE_HEAD = ["source", "docs in", "tokens in", "after stages", "docs out", "rows out", "tokens out",
+               "share", "target", "epochs"]
+
+
+def source_rows(m: dict) -> list[list[str]]:
+    """A mixture's per-source counts (manifest ``sources``), one row each, as text."""
+    rows = []
+    for s in m.get("sources") or []:
+        share = f"{100 * s['share']:.2f}%" if "share" in s else "-"
+        target = f"{s['target_tokens']:,}" + (" (short)" if s.get("short") else "") if "target_tokens" in s else "-"
+        rows.append([s["name"], f"{s['docs_in']:,}", f"{s['tokens_in']:,}", f"{s['tokens_selected']:,}",
+                     f"{s['docs_out']:,}", f"{s['rows_out']:,}", f"{s['tokens_out']:,}", share, target,
+                     f"{s['epochs']:.2f}"])
+    return rows
+
+
+def source_lines(m: dict) -> list[str]:
+    """The per-source table of a mixture for ``shardsift inspect`` (tokens: after stages, out)."""
+    rows = source_rows(m)
+    if not rows:
+        return []
+    widths = [max(len(r[c]) for r in [SOURCE_HEAD, *rows]) for c in range(len(SOURCE_HEAD))]
+    fmt = lambda r: "  ".join(x.ljust(w) if c == 0 else x.rjust(w) for c, (x, w) in enumerate(zip(r, widths)))
+    return ["sources:", fmt(SOURCE_HEAD), *map(fmt, rows)]
 
 
 def all_metrics(m: dict) -> list[str]:
