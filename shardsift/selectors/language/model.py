@@ -86,22 +86,15 @@ def prepare(text: pa.Array, max_chars: int) -> pa.Array:
 def predict_top(model, text: pa.Array, max_chars: int) -> tuple[np.ndarray, np.ndarray]:
     """(code, probability) of every document's most likely label, from one batched ``predict``.
 
-    A document that gets no label (a model that predicts nothing for it) has code '' and score 0."""
+    With k=1 and no probability threshold fastText gives every line exactly one label (an empty line
+    is still the end-of-line token), so the results are two rectangular arrays."""
     n = len(text)
     if n == 0:
         return np.zeros(0, dtype="<U1"), np.zeros(0, dtype=np.float64)
     labels, probs = model.predict(prepare(text, max_chars).to_pylist(), k=1)
-    sizes = np.fromiter(map(len, probs), dtype=np.int64, count=n)
-    if (sizes == 1).all():
-        score = np.concatenate(probs).astype(np.float64)
-        lab = np.asarray(labels, dtype=str).reshape(n)
-    else:
-        got = np.flatnonzero(sizes > 0)
-        score = np.zeros(n, dtype=np.float64)
-        lab = np.full(n, "", dtype=object)
-        score[got] = np.concatenate([probs[i][:1] for i in got]).astype(np.float64)
-        lab[got] = [labels[i][0] for i in got]
-        lab = lab.astype(str)
-    names, inverse = np.unique(lab, return_inverse=True)
-    codes = np.char.replace(names, LABEL_PREFIX, "", count=1) if len(names) else names
+    score = np.concatenate(probs).astype(np.float64) if len(probs) else np.zeros(0)
+    if len(labels) != n or score.shape != (n,):
+        raise ValueError(f"the language model gave {score.shape[0]} labels for {n} documents")
+    names, inverse = np.unique(np.asarray(labels, dtype=str).reshape(n), return_inverse=True)
+    codes = np.char.replace(names, LABEL_PREFIX, "", count=1)
     return codes[inverse.reshape(n)], np.clip(score, 0.0, 1.0)
