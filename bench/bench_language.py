@@ -8,8 +8,8 @@ first --reference-docs of them with the same model, is the per-document loop of 
 LanguageFilter: ``model.predict(text.replace("\\n", " "))`` for each text. Model loading
 (start-up) is timed on its own line and not counted in the rates.
 
-    python bench/bench_language.py [--docs 100000] [--reference-docs 20000]
-Writes bench/figures/language.json.
+    python bench/bench_language.py [--docs 100000] [--reference-docs 20000] [--quick]
+Writes bench/figures/language.json (with --quick: 10,000 documents, to bench/results/quick/language.json).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, ROOT)
 
-from common import command_line, corpora, machine  # noqa: E402
+from common import FIGURES, RESULTS, command_line, corpora, machine  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8192)
     ap.add_argument("--short-chars", type=int, default=1000,
                     help="also time max_chars at this value (the first characters only) on the same documents")
+    ap.add_argument("--quick", action="store_true", help="10,000 documents, 2,000 for the reference; "
+                    "the result goes to bench/results/quick/, not the committed figures")
     args = ap.parse_args()
+    if args.quick:
+        args.docs, args.reference_docs = 10_000, 2_000
 
     import numpy as np
     import pyarrow as pa
@@ -140,7 +144,7 @@ def main() -> None:
         "same_top_label_as_reference": agree,
     }
     print(json.dumps(result, indent=2))
-    out = os.path.join(ROOT, "bench", "figures", "language.json")
+    out = os.path.join(RESULTS, "quick", "language.json") if args.quick else os.path.join(FIGURES, "language.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as fh:
         json.dump(result, fh, indent=2)
