@@ -29,7 +29,7 @@ class LanguageFilter(Filter):
                       "docs/language.md); unset: any language, only min_score applies")
     min_score = Param(float, 0.65, "drop documents whose top language probability is below this", ge=0, le=1)
     max_chars = Param(int, 10000, "identify the language from the first this many characters", gt=0)
-    model = Param(str, None, "a fastText language-ID model file (labels __label__xx) instead of the "
+    model = Param(str, None, "a local fastText language-ID model file (labels __label__xx) instead of the "
                   "built-in lid.176", path=True)
 
     def validate(self) -> None:
