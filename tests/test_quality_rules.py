@@ -156,11 +156,11 @@ def test_web_recipe_runs_on_any_text(tmp_path, sample_dir):
     with open(out / ".shardsift" / "manifest.json") as fh:
         stages = json.load(fh)["stages"]
     names = [s["name"] for s in stages]
-    assert names[1:] == ["gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
+    assert names[1:] == ["language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality",
                          "exact_dedup", "minhash_dedup"]
-    for stage in stages[1:5]:
+    for stage in stages[1:6]:
         assert all(reason.startswith(stage["name"] + ":") for reason in stage["dropped"])
-    assert stages[1]["docs_in"] > stages[4]["kept"]
+    assert stages[1]["docs_in"] > stages[5]["kept"]
 
 
 def test_hash_sets_grow_for_a_large_document_mid_batch():

@@ -30,6 +30,7 @@ BUILTINS: dict[str, str] = {
     "gopher_repetition": "shardsift.selectors.quality_rules.gopher_repetition:GopherRepetition",
     "c4_quality": "shardsift.selectors.quality_rules.c4_quality:C4Quality",
     "fineweb_quality": "shardsift.selectors.quality_rules.fineweb_quality:FineWebQuality",
+    "language": "shardsift.selectors.language.selector:LanguageFilter",
 }
 
 
