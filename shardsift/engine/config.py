@@ -16,6 +16,7 @@ from ..api import Selector
 from ..errors import ConfigError
 from ..params import Param, Size, validate
 from ..selectors import resolve
+from ..tokenizer import Tokenizer, load_tokenizer
 
 
 def default_workers() -> int:
@@ -36,6 +37,8 @@ TOP = {
     "ray": Param(dict, {}, "Ray executor options (see ray)"),
     "on_duplicate_id": Param(str, "error", "refuse duplicate ids or keep the first",
                              choices=("error", "keep_first")),
+    "tokenizer": Param(object, None, "the token unit of counts and budgets: a tokenizer.json, a .tiktoken file, "
+                       "'minilm', or {path, kind, pattern, eos} (default: whitespace words)"),
 }
 INPUT = {
     "path": Param(object, doc="files, globs, directories or URIs"),
@@ -48,10 +51,14 @@ INPUT = {
 }
 OUTPUT = {
     "path": Param(str, doc="a directory or URI"),
+    "format": Param(str, "parquet", "what data/ holds (docs/output_formats.md)", choices=("parquet", "jsonl", "tokens")),
     "max_shard_bytes": Param(Size, 256 * 10**6, "largest output part"),
     "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
-    "compression": Param(str, "zstd", "Parquet compression",
+    "compression": Param(str, "zstd", "Parquet compression; jsonl: zstd, gzip or none",
                          choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
+    "shard_tokens": Param(int, 250_000_000, "tokens format: most tokens in one .bin/.idx part", ge=1),
+    "shuffle": Param(bool, False, "tokens format: shuffle the documents of each input shard (seeded)"),
+    "seed": Param(int, None, "seed of the shuffle (default: the top-level seed)"),
     "scores": Param(bool, True, "write the scores sidecar: every stage's score, decision and extras per document"),
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
@@ -101,9 +108,13 @@ class InputConfig:
 @dataclass
 class OutputConfig:
     path: str
+    format: str = "parquet"
     max_shard_bytes: int = 256 * 10**6
     row_group_bytes: int = 8 * 2**20
     compression: str = "zstd"
+    shard_tokens: int = 250_000_000
+    shuffle: bool = False
+    seed: int | None = None
     scores: bool = True
     keep_work: bool = True
     work_dir: str | None = None
@@ -116,6 +127,12 @@ class OutputConfig:
         values = _section(raw, OUTPUT, where)
         if not values["path"]:
             raise ConfigError(f"{where}.path: a value is required (a directory or URI)")
+        if values["format"] == "jsonl" and values["compression"] not in ("zstd", "gzip", "none"):
+            raise ConfigError(f"{where}.compression: {values['compression']!r}: JSON Lines parts are written "
+                              "with zstd, gzip or none")
+        if values["format"] != "tokens" and (values["shuffle"] or values["seed"] is not None):
+            key = "shuffle" if values["shuffle"] else "seed"
+            raise ConfigError(f"{where}.{key}: applies to format: tokens only (format is {values['format']})")
         return cls(**values)
 
 
@@ -180,6 +197,11 @@ class Config:
     on_duplicate_id: str = "error"
     raw: dict = field(default_factory=dict)
     built: list = field(default_factory=list, repr=False)  # each stage's selector as validated
+    tokenizer: Tokenizer = field(default_factory=lambda: load_tokenizer(None))
+
+    def __post_init__(self):
+        if self.output is not None and self.output.format == "tokens":
+            _check_token_output(self.tokenizer)
 
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
@@ -195,9 +217,20 @@ class Config:
             "seed": self.seed,
             "ray": self.ray,
             "on_duplicate_id": self.on_duplicate_id,
+            "tokenizer": self.tokenizer.name,
             "stages": [{s.name: {**sel.get_params(), **({} if s.drop else {"drop": False})}}
                        for s, sel in zip(self.stages, self.built)],
         }
+
+
+def _check_token_output(tok: Tokenizer) -> None:
+    """output.format: tokens needs token ids and an end-of-document id to write after each document."""
+    if tok.name == "words":
+        raise ConfigError("output.format: tokens needs token ids: set `tokenizer:` to a tokenizer file "
+                          "(whitespace words have none)")
+    if tok.eos_id is None:
+        raise ConfigError(f"output.format: tokens: tokenizer {tok.name} has no end-of-document token; "
+                          "name one with tokenizer: {path: ..., eos: <token>}")
 
 
 def parse_config(raw: dict, *, require_io: bool = True) -> Config:
@@ -223,7 +256,8 @@ def parse_config(raw: dict, *, require_io: bool = True) -> Config:
         out = OutputConfig.parse(top["output"])
     workers = top["workers"] if top["workers"] is not None else default_workers()
     return Config(input=inp, output=out, stages=stages, executor=top["executor"], workers=workers,
-                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built)
+                  seed=top["seed"], ray=ray, on_duplicate_id=top["on_duplicate_id"], raw=raw, built=built,
+                  tokenizer=load_tokenizer(top["tokenizer"]))
 
 
 def load_yaml(path: str) -> dict:

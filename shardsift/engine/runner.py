@@ -99,6 +99,7 @@ class Runner(OutputWriting):
         try:
             self._prepare_output()
             self.shards = self._resolve_inputs()
+            _ = self.out_format  # an input the output format cannot write stops the run here
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
                                         self.cfg.input.id_column, __version__)
             scan = self._scan()
