@@ -188,6 +188,43 @@ def test_int32_shards_for_a_large_vocabulary(tmp_path):
     assert np.array_equal(np.concatenate(got), ids.astype(np.int32))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # megatron-core converts the tensor with numpy.array
+@pytest.mark.parametrize("dtype,vocab", [("uint16", 800), ("int32", 100_000)])
+def test_parts_equal_megatrons_own_builder_byte_for_byte(tmp_path, dtype, vocab):
+    """The same documents through Megatron's IndexedDatasetBuilder give the same .bin and .idx bytes."""
+    megatron_reader()
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 60, 40)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = rng.integers(0, vocab, int(offsets[-1])).astype(np.uint32)
+    w = BoundedTokenWriter(str(tmp_path), dtype, 10**6, prefix="ours-")
+    w.write(ids, offsets)
+    w.close()
+    builder = IndexedDatasetBuilder(str(tmp_path / "ref.bin"), dtype=np.dtype(dtype).type)
+    for i in range(len(lengths)):
+        builder.add_document(torch.from_numpy(ids[offsets[i]:offsets[i + 1]].astype(np.int64)), [int(lengths[i])])
+    builder.finalize(str(tmp_path / "ref.idx"))
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"ours-00000{suffix}").read_bytes() == (tmp_path / f"ref{suffix}").read_bytes()
+
+
+def test_result_reads_jsonl_and_refuses_tokens(sample_dir, tmp_path, tokenizer_json):
+    from shardsift import Pipeline
+    from shardsift.errors import UsageError
+
+    want = Pipeline(FUSED, workers=1).run(str(sample_dir / "pool"), str(tmp_path / "pq")).to_table()
+    got = Pipeline(FUSED, workers=1, output={"format": "jsonl"}).run(str(sample_dir / "pool"),
+                                                                      str(tmp_path / "js")).to_table()
+    assert got.to_pylist() == want.to_pylist()
+    res = Pipeline(FUSED, workers=1, tokenizer=tokenizer_json, output={"format": "tokens"}).run(
+        str(sample_dir / "pool"), str(tmp_path / "tk"))
+    with pytest.raises(UsageError, match="token shards"):
+        res.to_table()
+
+
 def test_empty_selection(sample_dir, tmp_path, tokenizer_json):
     none = [{"length": {"min_words": 10**6}}]
     m = run_pipeline(cfg(sample_dir, tmp_path / "tk", none, format="tokens", tokenizer=tokenizer_json))
@@ -227,8 +264,14 @@ def test_tokenizer_without_eos_is_refused(sample_dir, tmp_path):
 def test_jsonl_refuses_a_binary_column_before_any_work(tmp_path):
     pq.write_table(pa.table({"id": ["a", "b"], "text": ["one two", "three"], "blob": [b"\x00", b"\x01"]}),
                    tmp_path / "in.parquet")
+    from shardsift.engine.check import check_inputs
+    from shardsift.engine.config import parse_config
+
     out = tmp_path / "out"
+    c = {"input": str(tmp_path / "in.parquet"), "output": {"path": str(out), "format": "jsonl"}, "workers": 1,
+         "stages": []}
+    with pytest.raises(ConfigError, match="in.parquet: output.format: jsonl: column 'blob' is binary"):
+        check_inputs(parse_config(c))  # `shardsift check`
     with pytest.raises(ConfigError, match="column 'blob' is binary") as err:
-        run_pipeline({"input": str(tmp_path / "in.parquet"), "output": {"path": str(out), "format": "jsonl"},
-                      "workers": 1, "stages": []})
+        run_pipeline(c)
     assert "\n" not in str(err.value) and not out.exists()

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..errors import DataError
 from ..io import layout, resolve_shards, shard_schema, storage
+from ..io.json_lines import check_schema
 from .config import Config, _is_dataset
 
 
@@ -35,6 +36,8 @@ def check_inputs(cfg: Config) -> list[str]:
             if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)):
                 raise DataError(f"{sh.uri}: column {inp.text_column!r} is {typ}, not a string type "
                                 "(set input.text_column to the column that holds the text)")
+        if cfg.output.format == "jsonl":
+            check_schema(schema, f"{sh.uri}: output.format: jsonl")
         total += sh.size
     lines.append(f"input: {len(shards)} file(s), {total / 1e6:,.1f} MB, text column {inp.text_column!r}")
     out = storage.abspath(cfg.output.path)
