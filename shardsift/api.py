@@ -166,17 +166,21 @@ class Docs:
     ids:     document ids (string).
     row:     int64 row index of each document within its input shard.
     n_words: whitespace word count per document; n_bytes: UTF-8 byte length.
+    n_tokens: tokens per document in the run's unit (the configured tokenizer's, else n_words);
+             every token budget and the manifest's tokens count these.
     shard:   the input shard's name; shard_index its position among the inputs.
     """
 
     def __init__(self, table: pa.Table, *, text_column: str, id_column: str, row: np.ndarray,
-                 n_words: np.ndarray, n_bytes: np.ndarray, shard: str, shard_index: int):
+                 n_words: np.ndarray, n_bytes: np.ndarray, shard: str, shard_index: int,
+                 n_tokens: np.ndarray | None = None):
         self.table = table
         self.text_column = text_column
         self.id_column = id_column
         self.row = row
         self.n_words = n_words
         self.n_bytes = n_bytes
+        self.n_tokens = n_words if n_tokens is None else n_tokens
         self.shard = shard
         self.shard_index = shard_index
 
@@ -200,7 +204,8 @@ class Scores:
     """Per-document score arrays of the documents that reached a stage, concatenated in shard order.
 
     ``scores["name"]`` is the whole column; ``scores.shard_offsets[i]:shard_offsets[i+1]`` is input
-    shard i's slice. ``n_words``, ``n_bytes`` and ``row`` are always present.
+    shard i's slice. ``n_words``, ``n_tokens`` (the run's token unit), ``n_bytes`` and ``row`` are
+    always present.
     """
 
     def __init__(self, columns: dict[str, np.ndarray], shard_offsets: np.ndarray, shard_names: list[str]):

@@ -49,6 +49,27 @@ class Size:
     """A Param type: a byte size written as a number or '256MB' / '1GiB'; checked to an int."""
 
 
+_COUNT_UNITS = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+
+
+def parse_count(value, where: str) -> int:
+    """A count from an int or a string such as '2B' (2e9) or '500M'; K/M/B/T are 10^3/6/9/12."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value >= 0 and float(value).is_integer():
+            return int(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]?)\s*", value.replace("_", ""))
+        if m and m.group(2).lower() in _COUNT_UNITS:
+            n = float(m.group(1)) * _COUNT_UNITS[m.group(2).lower()]
+            if n.is_integer():
+                return int(n)
+    raise ConfigError(f"{where}: {value!r} is not a count (examples: 2B, 500M, 1.5K, 1000000)")
+
+
+class Count:
+    """A Param type: a non-negative count written as a number or '2B' / '500M'; checked to an int."""
+
+
 class Param:
     """Declares one key: its type, default, allowed range and choices, and a doc line."""
 
@@ -88,7 +109,7 @@ class Param:
         obj.__dict__[self.name] = value
 
     def type_names(self) -> str:
-        return " or ".join("size" if t is Size else _TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
+        return " or ".join("size" if t is Size else "count" if t is Count else _TYPE_NAMES.get(t, getattr(t, "__name__", str(t)))
                            for t in self.type)
 
     def describe(self) -> str:
@@ -110,6 +131,9 @@ class Param:
         if Size in self.type and (isinstance(value, str) or
                                   (isinstance(value, (int, float)) and not isinstance(value, bool))):
             value = parse_size(value, where)
+        elif Count in self.type and (isinstance(value, str) or
+                                     (isinstance(value, (int, float)) and not isinstance(value, bool))):
+            value = parse_count(value, where)
         elif object not in self.type:
             value = self._typed(value, where)
         if self.choices is not None and value not in self.choices:
@@ -130,7 +154,7 @@ class Param:
                 return float(value)
             if t is int and isinstance(value, bool):
                 continue
-            if t is not Size and isinstance(value, t):
+            if t not in (Size, Count) and isinstance(value, t):
                 return value
         raise ConfigError(f"{where}: expected {self.type_names()}, got {type(value).__name__} {value!r}")
 

@@ -20,7 +20,7 @@ from .errors import ConfigError
 class Pipeline:
     """Stages in order, each a Selector instance, a registered name, or ``{name: params}``.
 
-    Every other keyword is a top-level config key (``seed``, ``workers``, ``executor``, ``ray``,
+    Every other keyword is a top-level config key (``seed``, ``workers``, ``executor``, ``ray``, ``tokenizer``,
     ``on_duplicate_id``); ``input`` and ``output`` may hold reader and writer options (a mapping
     as in YAML), their paths coming from :meth:`run`.
     """

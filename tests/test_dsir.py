@@ -153,7 +153,7 @@ def _scores(logw, ids=None, shards=1):
     ids = ids if ids is not None else [f"doc{i}" for i in range(n)]
     from shardsift.columns import hash_strings
     offs = np.linspace(0, n, shards + 1).astype(np.int64)
-    return Scores({"score": np.asarray(logw, float), "n_tokens": np.full(n, 100),
+    return Scores({"score": np.asarray(logw, float), "dsir_tokens": np.full(n, 100),
                    "idhash": hash_strings(pa.array(ids)), "row": np.arange(n), "n_words": np.full(n, 100),
                    "n_bytes": np.full(n, 500)}, offs, [f"s{i}" for i in range(shards)])
 

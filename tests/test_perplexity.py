@@ -202,7 +202,7 @@ def test_decide_token_budget_and_count():
     dec = sel.decide(s)
     # no include key: most likely first (ties by position): 0 (60), 2 (90), 3 (110 > 100) -> stop
     assert dec.keep.tolist() == [True, False, True, False, False]
-    assert dec.metrics["kept_words"] == 90 and dec.metrics["budget_share_from_include_keys"] == 0
+    assert dec.metrics["kept_tokens"] == 90 and dec.metrics["budget_share_from_include_keys"] == 0
     assert dec.metrics["include_prob_threshold"] == 0.8
     sel_n = resolve("perplexity_correlation")(losses="l", errors="e", n=3)
     assert sel_n.decide(s).keep.tolist() == [True, False, True, True, False]
@@ -224,7 +224,7 @@ def test_decide_fills_the_budget_with_include_keys_first():
     sel_t = resolve("perplexity_correlation")(losses="l", errors="e", tokens=99)
     dec = sel_t.decide(_scores(p, [5, 10, 30, 20, 5, 40, 1], rank))
     assert dec.keep.tolist() == [False, False, True, True, False, True, False]
-    assert dec.metrics["budget_unit"] == "words" and dec.metrics["budget_share_from_include_keys"] == 1.0
+    assert dec.metrics["budget_unit"] == "tokens" and dec.metrics["budget_share_from_include_keys"] == 1.0
 
 
 # -- end to end ------------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ def test_budget_about_the_planted_domains_keeps_them(tmp_path):
     met = m["stages"][-1]["metrics"]
     share = np.isin(_kept_domains(tmp_path / "out_words"), PLANTED).mean()
     print(f"tokens {words}: planted share {share:.3f}")
-    assert met["budget_unit"] == "words" and share >= 0.8
+    assert met["budget_unit"] == "tokens" and share >= 0.8
 
 
 def test_keys_missing_from_pool(sample_dir, tmp_path):

@@ -630,7 +630,7 @@ def test_score_files_concatenated_from_their_headers(tmp_path):
 
     def part(name, n, by_dtype):
         arrays = {"row": np.arange(n, dtype=np.int64), "n_words": np.full(n, 3, np.int64),
-                  "n_bytes": np.full(n, 9, np.int64)}
+                  "n_bytes": np.full(n, 9, np.int64), "n_tokens": np.full(n, 4, np.int64)}
         if n:
             arrays["bands"] = np.arange(n * 2, dtype=np.uint64).reshape(n, 2) + 100 * len(name)
             arrays["keep_by"] = np.arange(n).astype(by_dtype) + 0.5 * (by_dtype == np.float64)
@@ -644,14 +644,14 @@ def test_score_files_concatenated_from_their_headers(tmp_path):
     assert workdir.npz_headers(parts[0][0])["bands"] == ((3, 2), np.dtype(np.uint64))
     cols, offs = _concat_scores([p for p, _ in parts])
     assert offs.tolist() == [0, 3, 3, 5]
-    assert sorted(cols) == ["bands", "keep_by", "n_bytes", "n_words", "row"]
+    assert sorted(cols) == ["bands", "keep_by", "n_bytes", "n_tokens", "n_words", "row"]
     full = [a for _, a in parts if len(a["row"])]
     for k in cols:
         assert np.array_equal(cols[k], np.concatenate([a[k] for a in full])), k
     assert cols["keep_by"].dtype == np.float64 and cols["keep_by"].tolist() == [0, 1, 2, 0.5, 1.5]
     assert cols["bands"].shape == (5, 2) and cols["bands"].dtype == np.uint64
     empty, offs = _concat_scores([parts[1][0]])
-    assert offs.tolist() == [0, 0] and sorted(empty) == ["n_bytes", "n_words", "row", "score"]
+    assert offs.tolist() == [0, 0] and sorted(empty) == ["n_bytes", "n_tokens", "n_words", "row", "score"]
 
 
 def test_docs_columns_are_not_copied():

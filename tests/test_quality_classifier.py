@@ -167,7 +167,7 @@ def test_token_budget_and_threshold():
     for mode in ("topk", "sample"):
         dec = bare(0, tokens=5000, mode=mode).decide(sc, None)
         used = int(words[dec.keep].sum())
-        assert used <= 5000 and dec.metrics["selected_words"] == used
+        assert used <= 5000 and dec.metrics["selected_tokens"] == used
         assert used > 4500    # the budget is nearly used: documents of at most 200 words
     top = bare(0, tokens=5000).decide(sc, None).keep
     assert score[top].min() >= score[~top].max()

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..api import Selector
 from ..errors import ConfigError
-from ..params import Param, Size, validate
+from ..params import Count, Param, Size, validate
 from ..selectors import resolve
 from ..tokenizer import Tokenizer, load_tokenizer
 
@@ -63,6 +63,8 @@ OUTPUT = {
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)"),
     "storage_options": Param(dict, {}, "fsspec options for remote URIs"),
+    "tokens": Param(Count, None, "cap the output at this many tokens (2B, 500M): documents in a seeded "
+                    "hash order until the next would pass it", ge=0),
 }
 # keys of every stage, beside its selector's parameters
 STAGE_KEYS = {
@@ -119,6 +121,7 @@ class OutputConfig:
     keep_work: bool = True
     work_dir: str | None = None
     storage_options: dict = field(default_factory=dict)
+    tokens: int | None = None
 
     @classmethod
     def parse(cls, raw, where: str = "output") -> OutputConfig:

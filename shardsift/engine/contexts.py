@@ -55,7 +55,7 @@ class StageFit(FitContext):
         return concat_docs(batches, self.runner.cfg.input)
 
     def read_input(self, spec, what: str = "target"):
-        return read_corpus(spec, what)
+        return read_corpus(spec, what, self.runner.cfg.tokenizer)
 
 
 def _concat_scores(paths: list[str]) -> tuple[dict, np.ndarray]:
@@ -70,7 +70,7 @@ def _concat_scores(paths: list[str]) -> tuple[dict, np.ndarray]:
     sizes = [h["row"][0][0] for h in heads]
     offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     full = [h for h, n in zip(heads, sizes) if n]
-    keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "score"]
+    keys = list(full[0]) if full else ["row", "n_words", "n_bytes", "n_tokens", "score"]
     proto = full[0] if full else heads[0]
     cols = {k: np.empty((int(offs[-1]),) + tuple(proto[k][0][1:]),
                         np.result_type(*[h[k][1] for h in heads if k in h])) for k in keys}
@@ -87,15 +87,18 @@ def concat_docs(batches: list[Docs], inp: InputConfig) -> Docs:
     if not batches:
         tbl = pa.table({inp.text_column: pa.array([], pa.large_string()), inp.id_column: pa.array([], pa.string())})
         return Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=np.zeros(0, np.int64),
-                    n_words=np.zeros(0, np.int64), n_bytes=np.zeros(0, np.int64), shard="<sample>", shard_index=-1)
+                    n_words=np.zeros(0, np.int64), n_bytes=np.zeros(0, np.int64), shard="<sample>", shard_index=-1,
+                    n_tokens=np.zeros(0, np.int64))
     tbl = pa.concat_tables([b.table for b in batches], promote_options="permissive")
     return Docs(tbl, text_column=batches[0].text_column, id_column=batches[0].id_column,
                 row=np.concatenate([b.row for b in batches]), n_words=np.concatenate([b.n_words for b in batches]),
-                n_bytes=np.concatenate([b.n_bytes for b in batches]), shard="<sample>", shard_index=-1)
+                n_bytes=np.concatenate([b.n_bytes for b in batches]), shard="<sample>", shard_index=-1,
+                n_tokens=np.concatenate([b.n_tokens for b in batches]))
 
 
-def read_corpus(spec, what: str = "target"):
-    """Stream another corpus (a target, say) as Docs; null texts are skipped."""
+def read_corpus(spec, what: str = "target", tokenizer=None):
+    """Stream another corpus (a target, say) as Docs; null texts are skipped. ``tokenizer``: the
+    run's, for the Docs' ``n_tokens`` (None: whitespace words)."""
     if _is_dataset(spec):
         spec = {"path": spec}
     inp = InputConfig.parse(spec, where=what)
@@ -105,17 +108,17 @@ def read_corpus(spec, what: str = "target"):
             tbl = ds.data.table.slice(start, inp.batch_size) if hasattr(ds, "data") else None
             if tbl is None:
                 break
-            yield from _docs_from_table(tbl, None, inp, start, what)
+            yield from _docs_from_table(tbl, None, inp, start, what, tokenizer=tokenizer)
         return
     shards = resolve_shards(inp.path, inp.format, inp.storage_options, what=what)
     for i, sh in enumerate(shards):
         start = 0
         for tbl in iter_tables(sh, None, inp.batch_size, inp.batch_bytes):
-            yield from _docs_from_table(tbl, sh, inp, start, what, i)
+            yield from _docs_from_table(tbl, sh, inp, start, what, i, tokenizer)
             start += tbl.num_rows
 
 
-def _docs_from_table(tbl, shard, inp, start, what, index=0):
+def _docs_from_table(tbl, shard, inp, start, what, index=0, tokenizer=None):
     from ..io import Shard
 
     sh = shard or Shard(uri=f"<{what} dataset>", path="", format="dataset", size=0, fingerprint="", name=what)
@@ -127,8 +130,10 @@ def _docs_from_table(tbl, shard, inp, start, what, index=0):
         tbl = arrow_take(tbl, arrow_array(rows))
     text = one_array(tbl.column(inp.text_column))
     nbytes = byte_lengths(text)
+    words = count_words(text)
     yield Docs(tbl, text_column=inp.text_column, id_column=inp.id_column, row=rows + start,
-               n_words=count_words(text), n_bytes=nbytes, shard=sh.name, shard_index=index)
+               n_words=words, n_bytes=nbytes, shard=sh.name, shard_index=index,
+               n_tokens=words if tokenizer is None else tokenizer.count(text))
 
 
 class StageDecide(DecideContext):
@@ -173,13 +178,14 @@ class StageDecide(DecideContext):
         docs = concat_docs(batches, self.runner.cfg.input)
         if len(docs) != len(rows):
             raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - len(docs)} rows")
-        table, row, n_words, n_bytes = docs.table, docs.row, docs.n_words, docs.n_bytes
+        table, row, n_words, n_bytes, n_tokens = docs.table, docs.row, docs.n_words, docs.n_bytes, docs.n_tokens
         if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():  # back to the order asked (in file order: as read)
             inv = np.empty_like(order)
             inv[order] = np.arange(len(order))
             table, row, n_words, n_bytes = arrow_take(table, arrow_array(inv)), row[inv], n_words[inv], n_bytes[inv]
+            n_tokens = n_tokens[inv]
         return Docs(table, text_column=docs.text_column, id_column=docs.id_column, row=row, n_words=n_words,
-                    n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index)
+                    n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index, n_tokens=n_tokens)
 
     def read_batches(self, shard_index: int, rows, columns: Sequence[str] = ()):
         ctx, rows = self._read_back(shard_index, rows, "read_batches")

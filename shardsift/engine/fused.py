@@ -128,7 +128,8 @@ class FusedChain:
         self.ids: list[pa.Array] = []
         self.cpu = 0.0
 
-    def add(self, tbl: pa.Table, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray) -> None:
+    def add(self, tbl: pa.Table, ok: np.ndarray, start: int, words: np.ndarray, nbytes: np.ndarray,
+            tokens: np.ndarray) -> None:
         """One scanned batch (``ok``: its valid rows) through every fused stage, then the output."""
         alive = ok.copy()
         for st in self.stages:
@@ -143,7 +144,8 @@ class FusedChain:
             sub = tbl if len(r) == tbl.num_rows else arrow_filter(tbl, arrow_array(alive))
             ctx = st.task.ctx
             docs = Docs(sub, text_column=ctx.text_column, id_column=ctx.id_column, row=r + start,
-                        n_words=words[r], n_bytes=nbytes[r], shard=ctx.shard.name, shard_index=ctx.index)
+                        n_words=words[r], n_bytes=nbytes[r], shard=ctx.shard.name, shard_index=ctx.index,
+                        n_tokens=tokens[r])
             try:
                 keep = st.run(docs)
             except ShardsiftError:

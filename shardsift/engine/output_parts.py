@@ -82,11 +82,11 @@ def finish_shard_output(task: ShardOutputTask, files: list[dict], ids: pa.Array)
     if task.scores:
         for i, (name, keep) in enumerate(zip(task.stage_names, keeps)):
             if len(keep["row"]):
-                _write_table(score_table(name, keep, ids), task.scores_path(i))
+                _write_table(score_table(name, keep, ids, scan["n_tokens"]), task.scores_path(i))
     done = {"files": [{"name": os.path.basename(f["path"]), **{k: v for k, v in f.items() if k != "path"}}
                       for f in files],
             "rows": int(len(rows)), "bytes": int(scan["n_bytes"][rows].sum()),
-            "words": int(scan["n_words"][rows].sum())}
+            "words": int(scan["n_words"][rows].sum()), "tokens": int(scan["n_tokens"][rows].sum())}
     workdir.write_json(task.done_path, done)
     faults.point(f"write:{ctx.index}")
     return done
@@ -113,15 +113,18 @@ def as_ids(parts: list) -> pa.Array:
     return pa.concat_arrays([p.cast(pa.string()) for p in parts]) if parts else pa.nulls(0, pa.string())
 
 
-def score_table(stage_name: str, keep: dict, ids: pa.Array) -> pa.Table:
-    """One stage's rows of the scores sidecar for one shard: id, stage, score, kept, reason and the
-    selector's extra columns, from the stage's keep file."""
+def score_table(stage_name: str, keep: dict, ids: pa.Array, n_tokens=None) -> pa.Table:
+    """One stage's rows of the scores sidecar for one shard: id, stage, score, kept, reason,
+    n_tokens (the run's token unit, given the scan's counts) and the selector's extra columns, from
+    the stage's keep file."""
     names = arrow_strings([*keep["reason_names"].tolist(), None])  # code -1 (kept): the trailing null
     code = keep["reason_code"].astype(np.int64)
     cols = {"id": arrow_take(ids, arrow_array(keep["row"])),
             "stage": arrow_take(arrow_strings([stage_name]), arrow_array(np.zeros(len(keep["row"]), np.int32))),
             "score": arrow_array(keep["score"]), "kept": arrow_array(keep["keep"]),
             "reason": arrow_take(names, arrow_array(np.where(code < 0, len(names) - 1, code)))}
+    if n_tokens is not None:
+        cols["n_tokens"] = arrow_array(np.asarray(n_tokens, dtype=np.int64)[keep["row"]])
     for k in keep:
         if k.startswith("extra_"):
             cols[k[6:]] = any_arrow_array(keep[k])
@@ -144,7 +147,7 @@ def output_tasks(runner, schema: pa.Schema, alive_path: list, stage_dirs: list, 
 
 def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_tmp: str) -> dict:
     """Run the shards' output tasks not done yet, then move their parts into ``data_tmp`` and their
-    decisions into ``decisions_tmp``; returns the files and the kept rows, bytes and words."""
+    decisions into ``decisions_tmp``; returns the files and the kept rows, bytes, words and tokens."""
     stats = runner.executor.map(run_shard_output, tasks, desc="write", progress=runner.progress)
     runner._account([s for s in stats if "cpu_s" in s])
     files = []
@@ -155,4 +158,4 @@ def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_
             files.append({**f, "path": dest})
         storage.move(task.decisions_path, os.path.join(decisions_tmp, f"shard-{task.ctx.index:05d}.parquet"))
     return {"files": files, "rows": sum(s["rows"] for s in stats), "bytes": sum(s["bytes"] for s in stats),
-            "words": sum(s["words"] for s in stats)}
+            "words": sum(s["words"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}

@@ -21,6 +21,7 @@ from .fingerprint import fingerprint
 from .output_formats import OutputFormat
 from .output_parts import output_tasks, write_shards
 from .shards import tree_cpu, usage
+from .token_cap import stage_names
 
 
 class OutputWriting:
@@ -35,7 +36,7 @@ class OutputWriting:
         done = write_shards(self, tasks, tmp, dec_tmp)
         if self.cfg.output.scores:
             self._write_scores(tasks)
-        files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["words"]
+        files, kept_rows, kept_bytes, kept_words = done["files"], done["rows"], done["bytes"], done["tokens"]
         return self._write_end(stage_reports, tmp, schema, files, kept_rows, kept_bytes, kept_words,
                                time.perf_counter() - t0, usage()["cpu_s"] - c0)
 
@@ -44,7 +45,7 @@ class OutputWriting:
         settings (what decides the bytes)."""
         out = self.cfg.output
         key = fingerprint(self.last_fp, str(schema), *self.out_format.key())
-        names = [st.name for st in self.cfg.stages]
+        names = stage_names(self)
         return output_tasks(self, schema, alive_path, stage_dirs, names, os.path.join(self.work, "output", key),
                             out.scores, self.out_format)
 
@@ -189,8 +190,9 @@ class OutputWriting:
             "docs_dropped": dropped_total,
             "bytes_in": sum(st["bytes"] for st in self.scan_stats),
             "bytes_kept": kept_bytes,
-            "tokens_in": sum(st["words"] for st in self.scan_stats),
+            "tokens_in": sum(st["tokens"] for st in self.scan_stats),
             "tokens_kept": kept_words,
+            "token_unit": self.cfg.tokenizer.unit, "tokenizer": self.cfg.tokenizer.name,
             "stages": stage_reports,
             "write": write_rep,
             "output": {"files": out_files, "models": models, "scores": bool(self.cfg.output.scores)},

@@ -40,6 +40,7 @@ from .shards import (
     usage,
     write_keep,
 )
+from .token_cap import cap_output
 
 
 class Runner(OutputWriting):
@@ -82,9 +83,10 @@ class Runner(OutputWriting):
         return cpu, rss
 
     def shard_ctx(self, j: int, alive_path: str | None) -> ShardContext:
-        inp = self.cfg.input
+        inp, tok = self.cfg.input, self.cfg.tokenizer
         return ShardContext(self.shards[j], j, inp.text_column, inp.id_column, inp.batch_size,
-                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes)
+                            os.path.join(self.work, "scan", f"shard-{j:05d}.npz"), alive_path, inp.batch_bytes,
+                            None if tok.name == "words" else tok)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -101,7 +103,7 @@ class Runner(OutputWriting):
             self.shards = self._resolve_inputs()
             _ = self.out_format  # an input the output format cannot write stops the run here
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
-                                        self.cfg.input.id_column, __version__)
+                                        self.cfg.input.id_column, __version__, self.cfg.tokenizer.fingerprint())
             scan = self._scan()
             started = True
             alive_path: list[str | None] = [None] * len(self.shards)
@@ -111,6 +113,9 @@ class Runner(OutputWriting):
                 rep, alive_path, prev_fp = self._stage(i, st, alive_path, prev_fp)
                 stage_reports.append(rep)
                 self._earlier.append((st.name, rep["dir"]))
+            if self.cfg.output.tokens is not None:  # the output's token cap: a last global step
+                rep, alive_path, prev_fp = cap_output(self, alive_path, prev_fp)
+                stage_reports.append(rep)
             self.last_fp = prev_fp
             return self._write(stage_reports, alive_path)
         except ShardsiftError:
@@ -212,7 +217,7 @@ class Runner(OutputWriting):
                 break
         if not fused:
             return None
-        whole = len(fused) == len(self.cfg.stages) and caps.scope == "document"
+        whole = len(fused) == len(self.cfg.stages) and caps.scope == "document" and self.cfg.output.tokens is None
         outputs = None
         if whole:
             self.last_fp = prev_fp
@@ -354,8 +359,8 @@ class Runner(OutputWriting):
             for k, v in drop_counts(z).items():
                 dropped[k] = dropped.get(k, 0) + v
             scan = c.stats()
-            tokens_in += int(scan["n_words"][z["row"]].sum())
-            tokens_kept += int(scan["n_words"][z["row"][z["keep"]]].sum())
+            tokens_in += int(scan["n_tokens"][z["row"]].sum())
+            tokens_kept += int(scan["n_tokens"][z["row"][z["keep"]]].sum())
             bytes_kept += int(scan["n_bytes"][z["row"][z["keep"]]].sum())
         cpu, rss = self._account(stats)
         if not st.drop:  # annotate only: how many the selector would have kept

@@ -29,7 +29,7 @@ class ScanTask:
 
 
 def run_scan(task: ScanTask) -> dict:
-    """Read a shard once: text validity, word and byte counts, id hashes. Detects bad input early.
+    """Read a shard once: text validity, word, token and byte counts, id hashes. Detects bad input early.
 
     With ``task.fused`` (the planner's choice, engine/fused.py) each batch the scan reads goes on
     through the fused stages (and into the output), so the input is decoded once for all of them
@@ -59,8 +59,8 @@ def _scan_shard(task: ScanTask, fused: FusedChain | None = None) -> dict:
     """The scan's summary; its arrays are written to the work dir (the fused stages read them)."""
     ctx = task.ctx
     t0, before = time.perf_counter(), usage()
-    valid, words, nbytes, idh = [], [], [], []
-    start = _scan_batches(ctx, [ctx.text_column, ctx.id_column], valid, words, nbytes, idh, fused)
+    valid, words, nbytes, idh, toks = [], [], [], [], []
+    start = _scan_batches(ctx, [ctx.text_column, ctx.id_column], valid, words, nbytes, idh, toks, fused)
     if start == 0:
         # still validates the text column on a zero-row shard
         from ..errors import DataError
@@ -71,19 +71,21 @@ def _scan_shard(task: ScanTask, fused: FusedChain | None = None) -> dict:
             raise DataError(f"{ctx.shard.uri}: no text column {ctx.text_column!r} (columns: {', '.join(names)})")
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
     arrays = {"valid": cat(valid, bool), "n_words": cat(words, np.int64),
-              "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64)}
+              "n_bytes": cat(nbytes, np.int64), "id_hash": cat(idh, np.uint64), "n_tokens": cat(toks, np.int64)}
     arrays["alive"] = arrays["valid"].copy()
     workdir.write_npz(ctx.scan_path, arrays)
     summary = {"rows": start, "null_text": int((~arrays["valid"]).sum()),
                "bytes": int(arrays["n_bytes"].sum()), "words": int(arrays["n_words"].sum()),
+               "tokens": int(arrays["n_tokens"].sum()),
                **task_stats(before, t0)}
     if fused is not None:
         summary["cpu_s"] -= fused.cpu_in_batches
     return summary
 
 
-def _scan_batches(ctx: ShardContext, keys, valid, words, nbytes, idh, fused=None) -> int:
-    """The scan's per-batch work; with a fused score, each batch (its columns too) goes on to it."""
+def _scan_batches(ctx: ShardContext, keys, valid, words, nbytes, idh, toks, fused=None) -> int:
+    """The scan's per-batch work; with a fused score, each batch (its columns too) goes on to it.
+    Each document's tokens in the run's unit are counted here, once (null texts count 0)."""
     start = 0
     read = keys if fused is None else None if fused.reads_all else keys + fused.columns
     for tbl in iter_tables(ctx.shard, read, ctx.batch_size, ctx.batch_bytes):
@@ -91,9 +93,10 @@ def _scan_batches(ctx: ShardContext, keys, valid, words, nbytes, idh, fused=None
         text = one_array(tbl.column(ctx.text_column))
         valid.append(ok)
         words.append(count_words(text))
+        toks.append(words[-1] if ctx.tokenizer is None else ctx.tokenizer.count(text))
         nbytes.append(byte_lengths(text))
         idh.append(hash_strings(one_array(tbl.column(ctx.id_column))))
         if fused is not None:
-            fused.add(tbl, ok, start, words[-1], nbytes[-1])
+            fused.add(tbl, ok, start, words[-1], nbytes[-1], toks[-1])
         start += tbl.num_rows
     return start

@@ -19,7 +19,7 @@ from ..columns import arrow_filter
 from ..io import Shard, iter_tables, normalize, row_mask, storage
 from . import faults, workdir
 
-RESERVED = ("row", "n_words", "n_bytes")
+RESERVED = ("row", "n_words", "n_bytes", "n_tokens")
 
 
 def usage() -> dict:
@@ -52,6 +52,7 @@ class ShardContext:
     scan_path: str
     alive_path: str | None = None   # previous stage's keep file; None: the scan's alive rows
     batch_bytes: int | None = None  # and about this much data per batch (io.batch_rows)
+    tokenizer: Any = None           # the run's Tokenizer (the scan counts n_tokens); None: words
 
     @property
     def label(self) -> str:
@@ -78,7 +79,7 @@ class ShardContext:
                 tbl = arrow_filter(tbl, row_mask(pos, tbl.num_rows))
             yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                        n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
-                       shard=self.shard.name, shard_index=self.index)
+                       shard=self.shard.name, shard_index=self.index, n_tokens=scan["n_tokens"][r])
 
     def iter_batches(self, rows: np.ndarray, columns: Sequence[str] = (), need_text: bool = True,
                      need_ids: bool = True) -> Iterator[tuple[Any, int, np.ndarray]]:
@@ -197,9 +198,9 @@ class ScoreParts:
         self.parts: dict[str, list] = {}
 
     def add(self, sel, docs: Docs) -> dict[str, np.ndarray]:
-        """Score one batch; returns its columns, bookkeeping (row, n_words, n_bytes) included."""
+        """Score one batch; returns its columns, bookkeeping (row, n_words, n_bytes, n_tokens) included."""
         cols = normalize_scores(sel.score(docs), len(docs), self.label)
-        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes)
+        cols.update(row=docs.row, n_words=docs.n_words, n_bytes=docs.n_bytes, n_tokens=docs.n_tokens)
         for k, v in cols.items():
             self.parts.setdefault(k, []).append(v)
         return cols

@@ -20,6 +20,7 @@ from .data import (
 )
 from .html import esc, flat_metrics, note, num, pct, size, table
 from .sampling import duplicate_pairs, pick, rng, sample_rows
+from .summary import token_label
 
 TEXT_CHARS = 300
 MAX_LABELS = 40
@@ -31,7 +32,7 @@ def summary(run: RunData) -> str:
     cfg = m.get("config") or {}
     rows = [[what, num(m.get(f"{key}_in", 0)), num(m.get(f"{key}_kept", 0)),
              pct(m.get(f"{key}_kept", 0), m.get(f"{key}_in", 0))]
-            for what, key in (("documents", "docs"), ("tokens (whitespace words)", "tokens"), ("bytes", "bytes"))]
+            for what, key in (("documents", "docs"), (token_label(m), "tokens"), ("bytes", "bytes"))]
     out = table(rows, ["", "in", "kept", "kept share"])
     info = [["input", json.dumps((cfg.get("input") or {}).get("path"))], ["seed", num(cfg.get("seed", "-"))],
             ["workers", num(cfg.get("workers", "-"))], ["executor", cfg.get("executor", "-")],
@@ -54,7 +55,7 @@ def summary(run: RunData) -> str:
 
 
 def funnel(run: RunData) -> str:
-    """Documents and words left after each stage, from the manifest's per-stage counts."""
+    """Documents and tokens (the run's unit) left after each stage, from the manifest's per-stage counts."""
     m, stages = run.manifest, run.stages
     names = ["input"] + [f"after {st.get('name', '?')}" for st in stages]
     docs = [int(m.get("docs_in", 0))] + [int(st.get("kept", 0)) for st in stages]
@@ -64,17 +65,18 @@ def funnel(run: RunData) -> str:
         for series in (names, docs, toks):
             if series:
                 series.pop(1)
-    series = [("documents", docs)] + ([("words", toks)] if toks else [])
+    unit = token_label(m)
+    series = [("documents", docs)] + ([(unit, toks)] if toks else [])
     rows = [[n, num(docs[j]), pct(docs[j], docs[0])] + ([num(toks[j]), pct(toks[j], toks[0])] if toks else [])
             for j, n in enumerate(names)]
-    head = ["", "documents", "share"] + (["tokens (words)", "share"] if toks else [])
-    extra = "" if toks else note("the manifest has no per-stage word counts; only the totals are known: "
+    head = ["", "documents", "share"] + ([unit, "share"] if toks else [])
+    extra = "" if toks else note(f"the manifest has no per-stage {unit} counts; only the totals are known: "
                                  f"{num(m.get('tokens_in', 0))} in, {num(m.get('tokens_kept', 0))} kept")
     return f'<div class="funnel">{plots.funnel(names, series)}{table(rows, head)}{extra}</div>'
 
 
 def _words_after(m: dict, stages: list[dict]) -> list[int] | None:
-    """Words in the input and left after each stage: a stage's tokens_kept, else the next stage's
+    """Tokens in the input and left after each stage: a stage's tokens_kept, else the next stage's
     tokens_in, else (the last stage) the output's; None when the manifest does not say."""
     out = [int(m.get("tokens_in", 0))]
     for i, st in enumerate(stages):

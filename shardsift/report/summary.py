@@ -4,6 +4,13 @@ from __future__ import annotations
 from .html import flat_metrics
 
 
+def token_label(m: dict) -> str:
+    """What the manifest's tokens count: ``tokens (whitespace words)`` without a tokenizer, else the
+    tokenizer's unit (``tokens (minilm)``)."""
+    unit = m.get("token_unit") or "whitespace words"
+    return unit if unit.startswith("tokens") else f"tokens ({unit})"
+
+
 def manifest_table(m: dict, output: str = "") -> str:
     """Counts, drop reasons, timings and metrics of every stage, one line each."""
     lines = []
@@ -11,7 +18,7 @@ def manifest_table(m: dict, output: str = "") -> str:
         lines.append(f"output: {output}")
     lines.append(
         f"documents: {m['docs_in']:,} in, {m['docs_kept']:,} kept ({100 * m['docs_kept'] / max(1, m['docs_in']):.1f}%)"
-        f"; tokens (whitespace words): {m['tokens_in']:,} in, {m['tokens_kept']:,} kept"
+        f"; {token_label(m)}: {m['tokens_in']:,} in, {m['tokens_kept']:,} kept"
         f"; bytes: {m['bytes_in']:,} in, {m['bytes_kept']:,} kept"
     )
     head = f"{'#':>2}  {'stage':<22}{'in':>10}{'kept':>10}{'dropped':>10}  {'wall s':>8}{'cpu s':>8}{'peak MB':>9}  why dropped"

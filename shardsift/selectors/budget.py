@@ -1,7 +1,8 @@
 """Selection by a budget over a per-document value, shared by the global selectors that rank.
 
-Exactly one budget: ``keep`` (a fraction of the documents), ``n`` (a count), ``tokens`` (whitespace
-words) or ``threshold`` (on the value). ``mode: topk`` takes the highest values, ties broken by a
+Exactly one budget: ``keep`` (a fraction of the documents), ``n`` (a count), ``tokens`` (the run's
+token unit: the configured tokenizer's tokens, else whitespace words; ``2B``, ``500M``) or
+``threshold`` (on the value). ``mode: topk`` takes the highest values, ties broken by a
 seeded hash of the id, so the cut is exact and the same for any sharding; ``mode: sample`` takes
 a Gumbel top-k on value / temperature (sampling in proportion to exp(value / temperature) without
 replacement), seeded the same way.
@@ -13,11 +14,13 @@ import numpy as np
 from ..api import Param
 from ..columns import mix64
 from ..errors import ConfigError
+from ..params import Count
 
 BUDGET_PARAMS = {
     "keep": Param(float, None, "fraction of the documents reaching the stage to keep", gt=0, le=1),
     "n": Param(int, None, "number of documents to keep", ge=0),
-    "tokens": Param(int, None, "whitespace words to keep (the highest-ranked documents that fit)", ge=0),
+    "tokens": Param(Count, None, "tokens to keep, in the run's token unit (2B, 500M): the highest-ranked "
+                    "documents that fit", ge=0),
     "threshold": Param(float, None, "keep documents whose value is at least this"),
     "mode": Param(str, "topk", "topk: the highest values; sample: Gumbel top-k on value / temperature",
                   choices=("topk", "sample")),
@@ -40,9 +43,10 @@ def tie_keys(idhash: np.ndarray, seed: int) -> np.ndarray:
     return mix64(np.asarray(idhash, dtype=np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15 + 0x51) % (1 << 64)))
 
 
-def select(values: np.ndarray, idhash: np.ndarray, n_words: np.ndarray, seed: int, *, keep=None, n=None,
+def select(values: np.ndarray, idhash: np.ndarray, n_tokens: np.ndarray, seed: int, *, keep=None, n=None,
            tokens=None, threshold=None, mode="topk", temperature=1.0) -> tuple[np.ndarray, dict]:
-    """The documents to keep (bool mask) and metrics (the cut's value, what was kept)."""
+    """The documents to keep (bool mask) and metrics (the cut's value, what was kept). With
+    ``tokens`` the cut is the longest prefix of the ranking whose ``n_tokens`` fit the budget."""
     values = np.asarray(values, dtype=np.float64)
     total = len(values)
     if threshold is not None:
@@ -56,8 +60,8 @@ def select(values: np.ndarray, idhash: np.ndarray, n_words: np.ndarray, seed: in
         rank_by = rank_by / temperature - np.log(-np.log(u))
     order = np.lexsort((ties, -rank_by))  # highest first; equal values by the seeded id hash
     if tokens is not None:
-        words = np.cumsum(np.asarray(n_words, dtype=np.int64)[order])
-        k = int(np.searchsorted(words, tokens, side="right"))
+        cum = np.cumsum(np.asarray(n_tokens, dtype=np.int64)[order])
+        k = int(np.searchsorted(cum, tokens, side="right"))
     elif n is not None:
         k = min(int(n), total)
     else:
@@ -65,7 +69,7 @@ def select(values: np.ndarray, idhash: np.ndarray, n_words: np.ndarray, seed: in
     mask = np.zeros(total, dtype=bool)
     mask[order[:k]] = True
     cut = float(values[order[k - 1]]) if k else float("inf")
-    return mask, {"cut": cut, "kept": k, "kept_words": int(np.asarray(n_words)[mask].sum())}
+    return mask, {"cut": cut, "kept": k, "kept_tokens": int(np.asarray(n_tokens)[mask].sum())}
 
 
 def percentile_ranks(values: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ class Combine(Selector):
             rank = percentile_ranks(raw)
             combined += abs(w) * (rank if w > 0 else 1.0 - rank)
         combined /= total
-        keep, info = select(combined, scores["idhash"], scores["n_words"], ctx.seed, keep=self.keep, n=self.n,
+        keep, info = select(combined, scores["idhash"], scores["n_tokens"], ctx.seed, keep=self.keep, n=self.n,
                             tokens=self.tokens, threshold=self.threshold, mode=self.mode,
                             temperature=self.temperature)
         return Decision(keep=keep, reason="below_combined_cut", score=combined,

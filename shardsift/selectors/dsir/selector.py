@@ -257,7 +257,7 @@ class DSIRSelector(Selector):
 
     def score(self, docs):
         lw, ntok, _ = self.log_weights(docs.text)
-        out = {"score": self._mixture(lw), "n_tokens": ntok.astype(np.int64),
+        out = {"score": self._mixture(lw), "dsir_tokens": ntok.astype(np.int64),
                "idhash": hash_strings(docs.ids)}
         if lw.shape[1] > 1:
             out["logw"] = lw
@@ -277,7 +277,8 @@ class DSIRSelector(Selector):
         score = np.asarray(scores["score"], dtype=np.float64)
         lw = np.asarray(scores["logw"]) if "logw" in scores else score[:, None]
         idhash = np.asarray(scores["idhash"], dtype=np.uint64)
-        eligible = np.asarray(scores["n_tokens"]) >= self.min_tokens
+        # min_tokens counts DSIR's own feature tokens (its tokenizer parameter), not the run's unit
+        eligible = np.asarray(scores["dsir_tokens"]) >= self.min_tokens
         keep = np.zeros(n_all, dtype=bool)
         chosen_for = np.full(n_all, -1, dtype=np.int64)
         per_target = []

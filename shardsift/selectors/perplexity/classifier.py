@@ -59,7 +59,7 @@ def holdout_mask(rand: np.ndarray, frac: float) -> np.ndarray:
 
 
 def scan_shard(batches, key: str, matrix_keys: pa.Array, seed: int, cap: int):
-    """Pass 1 over one shard: words and documents per matrix key, pool words in total, and the
+    """Pass 1 over one shard: tokens (the run's unit) and documents per matrix key, pool tokens in total, and the
     ``cap`` matrix documents with the smallest random keys (the candidates of the training sample)."""
     d = len(matrix_keys)
     words = np.zeros(d, dtype=np.float64)
@@ -73,9 +73,9 @@ def scan_shard(batches, key: str, matrix_keys: pa.Array, seed: int, cap: int):
         idx = pc.index_in(doc_keys(docs, key), value_set=matrix_keys).fill_null(-1)
         idx = idx.to_numpy(zero_copy_only=False).astype(np.int64)
         n_docs += len(docs)
-        total_words += int(docs.n_words.sum())
+        total_words += int(docs.n_tokens.sum())
         m = idx >= 0
-        words += np.bincount(idx[m], weights=docs.n_words[m], minlength=d)
+        words += np.bincount(idx[m], weights=docs.n_tokens[m], minlength=d)
         docs_per_key += np.bincount(idx[m], minlength=d)
         if m.any():
             rand = rand_keys(docs.ids, seed)[m]

@@ -2,7 +2,7 @@
 (P(include) and the include rank of the document's key) and the global decide.
 
 One rule ties the include set, the budget and the fill together. The budget is counted in its own
-unit: documents for ``keep``/``n``, whitespace words for ``tokens``. The projection's caps count
+unit: documents for ``keep``/``n``, the run's tokens for ``tokens``. The projection's caps count
 the matrix keys in that unit, with the ratio the budget implies (or ``target_ratio``), so the
 include keys are the top keys, in estimate order, that the budget's share of the matrix keys can
 hold. The decide fills the budget with the include keys' documents in that order, then with the
@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from ...api import Capabilities, Decision, Param, Selector, check_keep_n, count_to_keep
 from ...errors import ConfigError, DataError
+from ...params import Count
 from . import classifier as clf
 from . import estimators as est_mod
 from .inputs import align_inputs, doc_keys, file_fingerprint, read_errors, read_losses
@@ -42,7 +43,7 @@ class PerplexityCorrelationSelector(Selector):
                 "document id, e.g. 'domain' for a per-domain matrix")
     estimator = Param(str, "sign_cdf", "correlation estimator", choices=est_mod.ESTIMATORS)
     projection = Param(str, "linear", "projection onto the capped simplex", choices=est_mod.PROJECTIONS)
-    target_ratio = Param(float, None, "share of the matrix keys' documents (keep, n) or words (tokens) to "
+    target_ratio = Param(float, None, "share of the matrix keys' documents (keep, n) or tokens (tokens) to "
                          "label include, the ratio in the caps tau = share / ratio; default: the budget's share "
                          "of the pool", gt=0, le=1)
     strict = Param(bool, False, "refuse benchmark errors outside [0, 1] instead of warning")
@@ -50,7 +51,7 @@ class PerplexityCorrelationSelector(Selector):
                          choices=("error", "drop"))
     keep = Param(float, None, "budget: fraction of documents to keep", gt=0, le=1)
     n = Param(int, None, "budget: number of documents to keep", ge=0)
-    tokens = Param(int, None, "budget: whitespace words to keep (the longest prefix of the ranking that fits)",
+    tokens = Param(Count, None, "budget: tokens to keep, in the run's unit (the longest prefix of the ranking that fits)",
                    ge=0)
     model = Param(str, None, "a trained fastText classifier (.bin) to reuse instead of training")
     holdout = Param(float, 0.1, "fraction of the training documents held out to measure the classifier",
@@ -70,7 +71,7 @@ class PerplexityCorrelationSelector(Selector):
         budgets = [k for k in ("keep", "n", "tokens") if getattr(self, k) is not None]
         if len(budgets) != 1:
             raise ConfigError("perplexity_correlation: give exactly one of keep (fraction), n (count) or "
-                              f"tokens (word budget); got {', '.join(budgets) or 'none'}")
+                              f"tokens (token budget); got {', '.join(budgets) or 'none'}")
         if self.model is not None:
             if self.losses is not None or self.errors is not None:
                 raise ConfigError("perplexity_correlation: give model (a trained classifier) or losses and "
@@ -92,8 +93,8 @@ class PerplexityCorrelationSelector(Selector):
 
     @property
     def budget_unit(self) -> str:
-        """What the budget counts: documents (keep, n) or whitespace words (tokens)."""
-        return "words" if self.tokens is not None else "documents"
+        """What the budget counts: documents (keep, n) or tokens in the run's unit (tokens)."""
+        return "tokens" if self.tokens is not None else "documents"
 
     @property
     def version(self):
@@ -263,7 +264,7 @@ class PerplexityCorrelationSelector(Selector):
         """Fill the budget with the include keys' documents in fill order (within a key, most likely
         first), then with the other documents by P(include); ties by position."""
         p = np.asarray(scores["score"], dtype=np.float64)
-        words = np.asarray(scores["n_words"], dtype=np.int64)
+        words = np.asarray(scores["n_tokens"], dtype=np.int64)
         rank = np.asarray(scores["include_rank"], dtype=np.int64)
         total = len(p)
         from_include = rank >= 0
@@ -281,7 +282,7 @@ class PerplexityCorrelationSelector(Selector):
         kept_units = int(units[keep].sum())
         last_filled = order[:k][~from_include[order[:k]]]
         fill_threshold = float(p[last_filled[-1]]) if len(last_filled) else None
-        metrics = {"budget_unit": self.budget_unit, "kept_words": int(words[keep].sum()),
+        metrics = {"budget_unit": self.budget_unit, "kept_tokens": int(words[keep].sum()),
                    "kept_from_include_keys": int((keep & from_include).sum()),
                    "kept_by_classifier": int(by_classifier.sum()),
                    "budget_share_from_include_keys": (float(units[keep & from_include].sum() / kept_units)

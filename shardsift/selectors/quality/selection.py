@@ -1,5 +1,5 @@
 """How ``quality_classifier`` picks documents from their scores: exact top-k with ties broken by a
-seeded hash of the id, or a seeded Gumbel top-k sample, cut at a count or a word budget.
+seeded hash of the id, or a seeded Gumbel top-k sample, cut at a count or a token budget.
 
 Both orders are functions of (score, id, seed) only, so the selection is the same for any shard
 layout, batch size or number of workers.
@@ -32,7 +32,7 @@ def order_sample(score: np.ndarray, idhash: np.ndarray, seed: int, temperature: 
     return np.lexsort((idhash, -key))
 
 
-def count_within_budget(order: np.ndarray, n_words: np.ndarray, budget: int) -> int:
-    """How many documents, taken in ``order``, fit in ``budget`` whitespace words."""
-    cum = np.cumsum(np.asarray(n_words, dtype=np.int64)[order])
+def count_within_budget(order: np.ndarray, n_tokens: np.ndarray, budget: int) -> int:
+    """How many documents, taken in ``order``, fit in ``budget`` tokens (the run's unit)."""
+    cum = np.cumsum(np.asarray(n_tokens, dtype=np.int64)[order])
     return int(np.searchsorted(cum, budget, side="right"))

@@ -17,6 +17,7 @@ import pyarrow as pa
 from ...api import Decision, Param, Selector, count_to_keep
 from ...columns import hash_strings
 from ...errors import ConfigError, DataError
+from ...params import Count
 from . import classifier as ft
 from .selection import count_within_budget, order_sample, order_topk
 
@@ -68,7 +69,7 @@ class QualityClassifier(Selector):
     # selection
     keep = Param(float, None, "fraction of the documents reaching the stage to keep", gt=0, le=1)
     n = Param(int, None, "number of documents to keep", ge=0)
-    tokens = Param(int, None, "keep documents until this many whitespace words", ge=0)
+    tokens = Param(Count, None, "keep documents until this many tokens, in the run's unit (2B, 500M)", ge=0)
     threshold = Param(float, None, "keep every document with P(positive) >= threshold", ge=0, le=1)
     mode = Param(str, "topk", "topk: the best scores exactly (ties by a seeded hash of the id); sample: a "
                  "seeded draw without replacement with probability ~ exp(score / temperature)",
@@ -209,7 +210,7 @@ class QualityClassifier(Selector):
 
     def decide(self, scores, ctx=None):
         p = np.asarray(scores["score"], dtype=np.float64)
-        words = np.asarray(scores["n_words"], dtype=np.int64)
+        words = np.asarray(scores["n_tokens"], dtype=np.int64)
         total = len(p)
         if self.threshold is not None:
             keep = p >= self.threshold
@@ -224,7 +225,7 @@ class QualityClassifier(Selector):
             keep = np.zeros(total, dtype=bool)
             keep[order[:k]] = True
         metrics = {"mode": "threshold" if self.threshold is not None else self.mode,
-                   "selected": int(keep.sum()), "selected_words": int(words[keep].sum()),
+                   "selected": int(keep.sum()), "selected_tokens": int(words[keep].sum()),
                    "min_score_selected": float(p[keep].min()) if keep.any() else None,
                    "mean_score_selected": float(p[keep].mean()) if keep.any() else None,
                    "mean_score_all": float(p.mean()) if total else None}
