@@ -115,7 +115,7 @@ def expected_tokens(tokenizer_json, table: pa.Table) -> list[np.ndarray]:
 def test_tokens_read_back_by_megatron(sample_dir, tmp_path, tokenizer_json, stages):
     IndexedDataset = megatron_reader()
     run_pipeline(cfg(sample_dir, tmp_path / "pq", stages))
-    m = run_pipeline(cfg(sample_dir, tmp_path / "tk", stages, format="tokens", shard_tokens=20_000,
+    m = run_pipeline(cfg(sample_dir, tmp_path / "tk", stages, format="tokens", shard_tokens="20K",
                          tokenizer=tokenizer_json))
     kept = pq.read_table(tmp_path / "pq" / "data")
     want = expected_tokens(tokenizer_json, kept)
@@ -126,6 +126,7 @@ def test_tokens_read_back_by_megatron(sample_dir, tmp_path, tokenizer_json, stag
     assert out["format"] == "tokens" and out["dtype"] == "uint16" and out["eos_id"] == load_tokenizer(
         tokenizer_json).eos_id
     assert out["tokens"] == sum(len(w) for w in want) == sum(f["tokens"] for f in out["files"])
+    assert out["tokens"] == m["tokens_kept"] + m["docs_kept"]  # the run's token count, plus one EOS each
     assert len(out["files"]) > 3 and all(f["tokens"] <= 20_000 for f in out["files"])
     assert all(PART.fullmatch(f["path"].split("/")[1]) for f in out["files"])
     assert read_index(str(tmp_path / "tk" / out["files"][0]["path"]) + ".idx")["dtype"] == "uint16"
@@ -275,3 +276,24 @@ def test_jsonl_refuses_a_binary_column_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="column 'blob' is binary") as err:
         run_pipeline(c)
     assert "\n" not in str(err.value) and not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "tokens"])
+def test_killed_during_the_write_resumes_to_the_same_bytes(sample_dir, tmp_path, tokenizer_json, fmt):
+    """A run killed after one shard's parts were written resumes (that shard's task skipped) to the
+    bytes of a run never interrupted."""
+    import yaml
+    from conftest import run_cli
+
+    extra = {"tokenizer": tokenizer_json, "shuffle": True} if fmt == "tokens" else {}
+
+    def config(out):
+        path = tmp_path / f"{out}.yaml"
+        path.write_text(yaml.safe_dump(cfg(sample_dir, tmp_path / out, STAGED, format=fmt, **extra)))
+        return path
+
+    run_cli("select", config("ref"))
+    killed = run_cli("select", config("out"), env={"SHARDSIFT_KILL_AT": "write:1"}, check=False)
+    assert killed.returncode != 0 and not (tmp_path / "out" / ".shardsift" / "manifest.json").exists()
+    run_cli("select", config("out"))
+    assert file_digests(tmp_path / "out" / "data") == file_digests(tmp_path / "ref" / "data")

@@ -56,7 +56,7 @@ OUTPUT = {
     "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
     "compression": Param(str, "zstd", "Parquet compression; jsonl: zstd, gzip or none",
                          choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
-    "shard_tokens": Param(int, 250_000_000, "tokens format: most tokens in one .bin/.idx part", ge=1),
+    "shard_tokens": Param(Count, 250_000_000, "tokens format: most tokens in one .bin/.idx part (250M)", ge=1),
     "shuffle": Param(bool, False, "tokens format: shuffle the documents of each input shard (seeded)"),
     "seed": Param(int, None, "seed of the shuffle (default: the top-level seed)"),
     "scores": Param(bool, True, "write the scores sidecar: every stage's score, decision and extras per document"),
