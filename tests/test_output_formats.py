@@ -297,3 +297,22 @@ def test_killed_during_the_write_resumes_to_the_same_bytes(sample_dir, tmp_path,
     assert killed.returncode != 0 and not (tmp_path / "out" / ".shardsift" / "manifest.json").exists()
     run_cli("select", config("out"))
     assert file_digests(tmp_path / "out" / "data") == file_digests(tmp_path / "ref" / "data")
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_parts_do_not_depend_on_how_rows_arrive(sample_dir, tmp_path, tokenizer_json, shuffle):
+    """One call or many small ones: the same token and JSON Lines files."""
+    from shardsift.engine.output_formats import OutputFormat
+    from shardsift.io.json_lines import BoundedJsonlWriter
+
+    table = pq.read_table(sample_dir / "pool").slice(0, 300)
+    fmt = OutputFormat("tokens", "zstd", 0, 0, "text", load_tokenizer(tokenizer_json), 9_000, shuffle, 7)
+    for name, step in (("one", table.num_rows), ("many", 37)):
+        (tmp_path / name).mkdir()
+        writers = [fmt.writer(str(tmp_path / name), table.schema, 3),
+                   BoundedJsonlWriter(str(tmp_path / name), 20_000, "zstd", prefix="part-00003-")]
+        for w in writers:
+            for i in range(0, table.num_rows, step):
+                w.write(table.slice(i, step))
+            assert len(w.close()) > 2
+    assert file_digests(tmp_path / "one") == file_digests(tmp_path / "many")
