@@ -69,7 +69,7 @@ class OutputWriting:
         """Decisions, scores and models next to the data, the renames, then manifest.json last."""
         t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
         final = os.path.join(self.out, layout.DATA)
-        if not files:  # an empty selection is still a readable table: the schema, no row group
+        if not files:  # an empty selection: the format's empty part (Parquet: the schema, no row group)
             files = self.out_format.empty_files(tmp, schema)
         out_files = self.out_format.manifest_files(files)
         faults.point("write:decisions")
