@@ -214,6 +214,8 @@ class Scores:
         self.shard_names = shard_names
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name == "n_tokens" and name not in self._columns and "n_words" in self._columns:
+            return self._columns["n_words"]  # Scores built without a token count: the unit is words
         try:
             return self._columns[name]
         except KeyError:

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .io import storage
+from .io.json_lines import is_jsonl, read_jsonl
 from .io.layout import DATA, DECISIONS, MANIFEST, MODELS, SCORES, scores_file_name  # noqa: F401 (the layout)
+from .io.megatron import read_index
 
 LABEL_CANDIDATES = ("domain", "label", "source", "category", "lang", "language")
 MAX_LABELS = 40
@@ -72,11 +74,15 @@ def parquet_files(folder: str) -> list[str]:
 
 
 def read_table(path: str, columns=None, filters=None) -> pa.Table:
+    if is_jsonl(path):
+        return read_jsonl(path, columns)
     fs, where = storage.arrow_fs(path)
     return pq.read_table(where, columns=columns, filters=filters, filesystem=fs)
 
 
 def read_schema(path: str) -> pa.Schema:
+    if is_jsonl(path):
+        return read_jsonl(path).schema
     fs, where = storage.arrow_fs(path)
     if fs is None:
         return pq.read_schema(where)
@@ -85,6 +91,10 @@ def read_schema(path: str) -> pa.Schema:
 
 
 def num_rows(path: str) -> int:
+    if is_jsonl(path):
+        return read_jsonl(path).num_rows
+    if storage.exists(path + ".idx"):  # a token shard's prefix
+        return len(read_index(path + ".idx")["lengths"])
     fs, where = storage.arrow_fs(path)
     if fs is None:
         return pq.ParquetFile(where).metadata.num_rows
@@ -116,7 +126,19 @@ def input_columns(manifest: dict) -> tuple[str, str]:
 
 
 def data_files(out: str) -> list[str]:
-    return parquet_files(data_dir(out))
+    """The parts of data/ that hold documents' columns (Parquet or JSON Lines; none for token shards)."""
+    folder = data_dir(out)
+    if not storage.isdir(folder):
+        return []
+    return [storage.join(folder, f) for f in sorted(storage.listdir(folder)) if f.endswith(".parquet") or is_jsonl(f)]
+
+
+def token_shards(out: str) -> list[str]:
+    """The Megatron prefixes (``data/part-SSSSS-KKKKK``) of a token-shard output, in order."""
+    folder = data_dir(out)
+    if not storage.isdir(folder):
+        return []
+    return [storage.join(folder, f[:-4]) for f in sorted(storage.listdir(folder)) if f.endswith(".bin")]
 
 
 def read_kept(out: str, manifest: dict, columns=(), ids: pa.Array | None = None) -> pa.Table:
@@ -124,6 +146,11 @@ def read_kept(out: str, manifest: dict, columns=(), ids: pa.Array | None = None)
     has; only the documents whose id is in ``ids`` when given."""
     _, id_col = input_columns(manifest)
     parts = []
+    if (manifest.get("output") or {}).get("format") == "tokens":  # the shards hold ids of tokens only
+        dec = read_decisions(out, columns=["id", "kept"])
+        kept = pa.table({"id": pa.array([], pa.string())}) if dec is None else \
+            dec.filter(dec.column("kept")).select(["id"]).cast(pa.schema([("id", pa.string())]))
+        parts = [kept if ids is None else kept.filter(pc.is_in(kept.column("id"), value_set=ids))]
     for path in data_files(out):
         names = read_schema(path).names
         t = read_table(path, columns=[c for c in dict.fromkeys([id_col, *columns]) if c in names])
@@ -249,7 +276,7 @@ def verify_output(out: str) -> dict:
     m = load_manifest(out)
     _check_manifest(out, m)
     files = sorted(f["path"] for f in m["output"]["files"])
-    on_disk = sorted(f"{DATA}/{storage.basename(p)}" for p in data_files(out))
+    on_disk = sorted(f"{DATA}/{storage.basename(p)}" for p in data_files(out) + token_shards(out))
     if files != on_disk:
         raise DataError(f"{out}: data files {on_disk} differ from the manifest's {files}")
     for f in m["output"]["files"]:

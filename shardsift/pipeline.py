@@ -87,15 +87,15 @@ class Result:
     def to_table(self):
         """The kept documents as one Arrow table, in output order."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        from .io import storage
+        from .errors import UsageError
+        from .output import read_table
 
-        tables = []
-        for path in self.files:
-            fs, where = storage.arrow_fs(path)
-            tables.append(pq.read_table(where, filesystem=fs))
-        return pa.concat_tables(tables) if tables else None
+        if self.manifest["output"].get("format") == "tokens":
+            raise UsageError(f"{self.output}: holds token shards (ids, no columns); read them with Megatron's "
+                             "IndexedDataset (docs/output_formats.md)")
+        tables = [read_table(path) for path in self.files]  # Parquet or JSON Lines parts
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
     def to_dataset(self):
         """The kept documents as a ``datasets.Dataset`` (in memory)."""

@@ -15,6 +15,8 @@ from shardsift.engine.fingerprint import stage_seed
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError
 from shardsift.params import parse_count
+from shardsift.pipeline import Pipeline
+from shardsift.report.summary import manifest_table
 from shardsift.selectors.budget import tie_keys
 from shardsift.tokenizer import load_tokenizer
 
@@ -112,8 +114,12 @@ def test_changing_the_tokenizer_invalidates_resume(corpus, tmp_path):
     words = run_pipeline(cfg)
     assert words["token_unit"] == "whitespace words" and words["tokenizer"] == "words"
     assert words["tokens_in"] == int(count_words(corpus["texts"]).sum())
-    again = run_pipeline({**cfg, "tokenizer": corpus["tokenizer"]}, overwrite=True)
+    again = Pipeline(["length"], workers=1, tokenizer=corpus["tokenizer"]).run(
+        corpus["input"], str(out), overwrite=True).manifest
     assert again["tokens_in"] == sum(own_counts(corpus).values()) != words["tokens_in"]
+    # inspect's table names the unit
+    assert f"tokens (whitespace words): {words['tokens_in']:,} in" in manifest_table(words)
+    assert f"tokens (hf:tokenizer.json): {again['tokens_in']:,} in" in manifest_table(again)
 
 
 @pytest.mark.parametrize("what", ["missing", "not_a_tokenizer"])

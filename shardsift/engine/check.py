@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ..errors import ShardsiftError
 from ..io import layout, resolve_shards, shard_schema, storage
+from ..io.json_lines import check_schema
 from ..params import map_paths
 from .config import INPUT, OUTPUT, TOP, Config, _is_dataset
 
@@ -23,11 +24,12 @@ from .config import INPUT, OUTPUT, TOP, Config, _is_dataset
 def check_config(cfg: Config) -> tuple[list[str], list[str]]:
     """(lines describing what was checked, one line per problem found)."""
     lines, problems = [], []
+    fmt = cfg.output.format if cfg.output is not None else None
     if cfg.sources:  # a mixture: each source with its own files and reader options
         lines += [f"source {s.name}: " + line.removeprefix("input: ")
-                  for s in cfg.sources for line in _check_input(s.input, problems)]
+                  for s in cfg.sources for line in _check_input(s.input, problems, fmt)]
     elif cfg.input is not None:
-        lines += _check_input(cfg.input, problems)
+        lines += _check_input(cfg.input, problems, fmt)
     # every other file read: the config's own (a tokenizer, say), then each stage's
     sections = [("config", TOP, cfg.raw.get), ("input", {k: v for k, v in INPUT.items() if k != "path"},
                                                           lambda k: getattr(cfg.input, k, None)),
@@ -46,7 +48,7 @@ def check_config(cfg: Config) -> tuple[list[str], list[str]]:
     return lines, problems
 
 
-def _check_input(inp, problems: list[str]) -> list[str]:
+def _check_input(inp, problems: list[str], out_format: str | None) -> list[str]:
     if _is_dataset(inp.path):
         names = inp.path.column_names
         if inp.text_column not in names:
@@ -59,6 +61,11 @@ def _check_input(inp, problems: list[str]) -> list[str]:
         return []
     for sh in shards:
         problems += _text_column_problems(sh, inp.text_column, "input.text_column")
+        if out_format == "jsonl":  # a column JSON Lines cannot write
+            try:
+                check_schema(shard_schema(sh), f"{sh.uri}: output.format: jsonl")
+            except ShardsiftError as err:
+                problems.append(str(err))
     total = sum(sh.size for sh in shards)
     return [f"input: {len(shards)} file(s), {total / 1e6:,.1f} MB, text column {inp.text_column!r}"]
 

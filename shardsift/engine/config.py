@@ -54,10 +54,14 @@ INPUT = {
 }
 OUTPUT = {
     "path": Param(str, doc="a directory or URI", path="output"),
+    "format": Param(str, "parquet", "what data/ holds (docs/output_formats.md)", choices=("parquet", "jsonl", "tokens")),
     "max_shard_bytes": Param(Size, 256 * 10**6, "largest output part"),
     "row_group_bytes": Param(Size, 8 * 2**20, "Parquet row group size"),
-    "compression": Param(str, "zstd", "Parquet compression",
+    "compression": Param(str, "zstd", "Parquet compression; jsonl: zstd, gzip or none",
                          choices=("zstd", "snappy", "gzip", "lz4", "brotli", "none")),
+    "shard_tokens": Param(Count, 250_000_000, "tokens format: most tokens in one .bin/.idx part (250M)", ge=1),
+    "shuffle": Param(bool, False, "tokens format: shuffle the documents of each input shard (seeded)"),
+    "seed": Param(int, None, "seed of the shuffle (default: the top-level seed)"),
     "scores": Param(bool, True, "write the scores sidecar: every stage's score, decision and extras per document"),
     "keep_work": Param(bool, True, "false: remove the work dir once the run has finished"),
     "work_dir": Param(str, None, "where task results live (default OUTPUT/.work)", path="output"),
@@ -109,9 +113,13 @@ class InputConfig:
 @dataclass
 class OutputConfig:
     path: str
+    format: str = "parquet"
     max_shard_bytes: int = 256 * 10**6
     row_group_bytes: int = 8 * 2**20
     compression: str = "zstd"
+    shard_tokens: int = 250_000_000
+    shuffle: bool = False
+    seed: int | None = None
     scores: bool = True
     keep_work: bool = True
     work_dir: str | None = None
@@ -125,6 +133,12 @@ class OutputConfig:
         values = _section(raw, OUTPUT, where)
         if not values["path"]:
             raise ConfigError(f"{where}.path: a value is required (a directory or URI)")
+        if values["format"] == "jsonl" and values["compression"] not in ("zstd", "gzip", "none"):
+            raise ConfigError(f"{where}.compression: {values['compression']!r}: JSON Lines parts are written "
+                              "with zstd, gzip or none")
+        if values["format"] != "tokens" and (values["shuffle"] or values["seed"] is not None):
+            key = "shuffle" if values["shuffle"] else "seed"
+            raise ConfigError(f"{where}.{key}: applies to format: tokens only (format is {values['format']})")
         return cls(**values)
 
 
@@ -197,6 +211,10 @@ class Config:
     mix: MixConfig | None = None
     tokenizer: Tokenizer = field(default_factory=lambda: load_tokenizer(None))
 
+    def __post_init__(self):
+        if self.output is not None and self.output.format == "tokens":
+            _check_token_output(self.tokenizer)
+
     def resolved(self) -> dict:
         """The config as run (defaults filled in), for the manifest."""
         inp = None
@@ -217,6 +235,16 @@ class Config:
             **({"sources": resolved_sources(self.sources, lambda i: {k: v for k, v in vars(i).items()}),
                 "mix": vars(self.mix) if self.mix else None} if self.sources else {}),
         }
+
+
+def _check_token_output(tok: Tokenizer) -> None:
+    """output.format: tokens needs token ids and an end-of-document id to write after each document."""
+    if tok.name == "words":
+        raise ConfigError("output.format: tokens needs token ids: set `tokenizer:` to a tokenizer file "
+                          "(whitespace words have none)")
+    if tok.eos_id is None:
+        raise ConfigError(f"output.format: tokens: tokenizer {tok.name} has no end-of-document token; "
+                          "name one with tokenizer: {path: ..., eos: <token>}")
 
 
 def parse_config(raw: dict, *, require_io: bool = True) -> Config:

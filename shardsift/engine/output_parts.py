@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..columns import any_arrow_array, arrow_array, arrow_strings, arrow_take, one_array
-from ..io import BoundedParquetWriter, iter_tables, normalize, pass_batch_size, select_rows, storage
+from ..io import iter_tables, normalize, pass_batch_size, select_rows, storage
 from . import faults, workdir
 from .accounting import shard_decisions
+from .output_formats import OutputFormat
 from .shards import ShardContext, task_stats, usage
 from .sources import decorate
 
@@ -33,9 +34,7 @@ class ShardOutputTask:
     data_dir: str                # this shard's output folder in the work dir
     keep_paths: list             # each stage's keep file of this shard, in stage order
     stage_names: list
-    max_shard_bytes: int
-    row_group_bytes: int
-    compression: str
+    fmt: OutputFormat            # what the parts are: Parquet, JSON Lines or token shards
     scores: bool = False         # also each stage's score table of this shard (the scores sidecar)
     source: str | None = None    # a mixture's source of this shard: the source column's value
     mixing: bool = False         # the last stage is the mix step: rows repeat by its copies, epoch column
@@ -55,9 +54,8 @@ class ShardOutputTask:
     def scores_path(self, stage: int) -> str:
         return os.path.join(self.data_dir, f"scores-{stage:02d}.parquet")
 
-    def writer(self) -> BoundedParquetWriter:
-        return BoundedParquetWriter(self.data_dir, self.schema, self.max_shard_bytes, self.row_group_bytes,
-                                    self.compression, prefix=f"part-{self.ctx.index:05d}-")
+    def writer(self):
+        return self.fmt.writer(self.data_dir, self.schema, self.ctx.index)
 
 
 def run_shard_output(task: ShardOutputTask) -> dict:
@@ -88,7 +86,8 @@ def finish_shard_output(task: ShardOutputTask, files: list[dict], ids: pa.Array)
         for i, (name, keep) in enumerate(zip(task.stage_names, keeps)):
             if len(keep["row"]) and "passthrough" not in keep:  # not another source's stage
                 _write_table(score_table(name, keep, ids, scan["n_tokens"]), task.scores_path(i))
-    done = {"files": [{"name": os.path.basename(f["path"]), "rows": f["rows"]} for f in files],
+    done = {"files": [{"name": os.path.basename(f["path"]), **{k: v for k, v in f.items() if k != "path"}}
+                      for f in files],
             "rows": int(len(rows)), "bytes": int(scan["n_bytes"][rows].sum()),
             "words": int(scan["n_words"][rows].sum()), "tokens": int(scan["n_tokens"][rows].sum())}
     if task.mixing:
@@ -153,13 +152,11 @@ def _write_table(table: pa.Table, path: str) -> None:
 
 
 def output_tasks(runner, schema: pa.Schema, alive_path: list, stage_dirs: list, names: list,
-                 folder: str, scores: bool) -> list[ShardOutputTask]:
+                 folder: str, scores: bool, fmt: OutputFormat) -> list[ShardOutputTask]:
     """Every shard's output task; ``folder`` (in the work dir) is keyed by all that decides the bytes."""
-    out = runner.cfg.output
     sources, owner = runner.cfg.sources, runner.shard_source
     return [ShardOutputTask(runner.shard_ctx(j, alive_path[j]), schema, os.path.join(folder, f"shard-{j:05d}"),
-                            [os.path.join(d, f"keep-{j:05d}.npz") for d in stage_dirs], names,
-                            out.max_shard_bytes, out.row_group_bytes, out.compression, scores,
+                            [os.path.join(d, f"keep-{j:05d}.npz") for d in stage_dirs], names, fmt, scores,
                             source=sources[int(owner[j])].name if sources else None, mixing=runner.mixing)
             for j in range(len(runner.shards))]
 
@@ -174,7 +171,7 @@ def write_shards(runner, tasks: list[ShardOutputTask], data_tmp: str, decisions_
         for f in done["files"]:
             dest = os.path.join(data_tmp, f["name"])
             storage.move(os.path.join(task.data_dir, f["name"]), dest)
-            files.append({"path": dest, "rows": f["rows"]})
+            files.append({**f, "path": dest})
         storage.move(task.decisions_path, os.path.join(decisions_tmp, f"shard-{task.ctx.index:05d}.parquet"))
     return {"files": files, "rows": sum(s["rows"] for s in stats), "bytes": sum(s["bytes"] for s in stats),
             "words": sum(s["words"] for s in stats), "tokens": sum(s["tokens"] for s in stats)}

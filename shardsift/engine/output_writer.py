@@ -3,6 +3,7 @@ models beside them, the renames, then manifest.json last (a reader takes an outp
 only when its manifest exists)."""
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import socket
@@ -17,6 +18,7 @@ from ..io import layout, shard_schema, storage
 from . import faults, workdir
 from .executors import LocalExecutor
 from .fingerprint import fingerprint
+from .output_formats import OutputFormat
 from .output_parts import output_tasks, write_shards
 from .shards import tree_cpu, usage
 from .sources import check_schema, mixture_summary, output_fields
@@ -44,10 +46,19 @@ class OutputWriting:
         """Each shard's output task, in a work-dir folder keyed by the last stage and the output's
         settings (what decides the bytes)."""
         out = self.cfg.output
-        key = fingerprint(self.last_fp, str(schema), out.max_shard_bytes, out.row_group_bytes, out.compression)
+        key = fingerprint(self.last_fp, str(schema), *self.out_format.key())
         names = stage_names(self)
         return output_tasks(self, schema, alive_path, stage_dirs, names, os.path.join(self.work, "output", key),
-                            self.cfg.output.scores)
+                            out.scores, self.out_format)
+
+    @functools.cached_property
+    def out_format(self) -> OutputFormat:
+        """The output's format (``output.format``), checked against the inputs' schema: called before
+        the scan, so an input the format cannot write stops the run before any work."""
+        fmt = OutputFormat.of(self.cfg)
+        if fmt.name != "parquet":
+            fmt.check(self.output_schema())
+        return fmt
 
     def _write_begin(self) -> tuple[str, pa.Schema]:
         tmp = os.path.join(self.out, ".data.tmp")
@@ -60,14 +71,9 @@ class OutputWriting:
         """Decisions, scores and models next to the data, the renames, then manifest.json last."""
         t0, c0 = time.perf_counter() - wall, usage()["cpu_s"] - cpu
         final = os.path.join(self.out, layout.DATA)
-        if not files:  # an empty selection is still a readable table: the schema, no row group
-            fs, where = storage.arrow_fs(os.path.join(tmp, "part-00000.parquet"))
-            pq.ParquetWriter(where, schema, filesystem=fs).close()
-            files = [{"path": os.path.join(tmp, "part-00000.parquet"), "rows": 0}]
-        out_files = []
-        for f in files:
-            name = os.path.basename(f["path"])
-            out_files.append({"path": f"{layout.DATA}/{name}", "rows": f["rows"], "bytes": storage.getsize(f["path"])})
+        if not files:  # an empty selection: the format's empty part (Parquet: the schema, no row group)
+            files = self.out_format.empty_files(tmp, schema)
+        out_files = self.out_format.manifest_files(files)
         faults.point("write:decisions")
         models = self._copy_models(stage_reports)
         faults.point("write:before-rename")
@@ -81,8 +87,10 @@ class OutputWriting:
         if isinstance(self._executor, LocalExecutor):
             self._close_executor()  # its worker processes are reaped: their CPU counts in the tree's
         manifest = self._manifest(stage_reports, out_files, kept_rows, kept_bytes, kept_words, write_rep, models)
+        manifest["output"].update(self.out_format.manifest(out_files))
         if kept_rows == 0:
-            manifest["warnings"].append("the run kept no documents: data/ holds one empty part")
+            manifest["warnings"].append("the run kept no documents: data/ holds " + (
+                "no token shard" if self.out_format.name == "tokens" else "one empty part"))
         if self.cfg.sources:  # a mixture: per-source counts, and the sources too small for their share
             manifest["sources"], warns = mixture_summary(self, stage_reports, self._alive_path)
             manifest["rows_written"] = sum(f["rows"] for f in out_files)

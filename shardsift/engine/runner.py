@@ -108,6 +108,7 @@ class Runner(OutputWriting):
             self.shards = self._resolve_inputs()
             if self.cfg.sources:
                 self.output_schema()  # a column the mixture would overwrite: refused before any work
+            _ = self.out_format  # an input the output format cannot write stops the run here
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
                                         self.cfg.input.id_column, __version__, self.cfg.tokenizer.fingerprint(),
                                         *([[s.name for s in self.cfg.sources], self.shard_source.tolist()]
