@@ -454,3 +454,29 @@ def test_raw_token_budget_is_layout_free():
     np.testing.assert_array_equal(a.raw_counts_, b.raw_counts_)
     full = fitted([pool], target)
     assert full.raw_counts_.sum() > a.raw_counts_.sum()
+
+
+def test_token_budget_is_exact_per_target():
+    """``tokens``: one target in topk takes the ranked prefix that fits; with two targets each takes
+    its weighted share of the budget, and the total never passes it."""
+    pool = shards_of(table(corpus(300, seed=21) + corpus(100, seed=22, topic_bias=[0, 1, 2])), 2)
+    target = table(corpus(80, seed=23, topic_bias=[0, 1, 2]), "t")
+    sel = fitted(pool, target, keep=None, tokens="2K", mode="topk")
+    sc, dec = run_select(sel, pool)
+    toks = np.asarray(sc["n_tokens"])
+    order = np.lexsort((np.asarray(sc["idhash"]), -np.asarray(sc["score"])))
+    k = int(dec.keep.sum())
+    assert set(np.flatnonzero(dec.keep)) == set(order[:k]) and 0 < k < len(order)
+    assert toks[order[:k]].sum() <= 2000 < toks[order[:k + 1]].sum()
+    assert dec.metrics["selected_tokens"] == toks[dec.keep].sum()
+    with pytest.raises(ConfigError, match="give one of keep"):
+        DSIRSelector(target="unused", keep=0.5, tokens=100)
+    t1 = table(corpus(40, seed=13, topic_bias=[0, 1]), "a")
+    t2 = table(corpus(40, seed=14, topic_bias=[7, 8]), "b")
+    sel = fitted(pool, None, targets=[{"path": t1, "weight": 3}, {"path": t2, "weight": 1}], keep=None,
+                 tokens="1.6K")
+    sc, dec = run_select(sel, pool)
+    toks, tgt = np.asarray(sc["n_tokens"]), dec.extra["target"]
+    got = [int(toks[dec.keep & (tgt == t)].sum()) for t in (0, 1)]
+    assert 0 < got[0] <= 1200 and 0 < got[1] <= 400 and (tgt[~dec.keep] == -1).all()
+    assert got[0] > 1200 - toks.max() and got[1] > 400 - toks.max()  # each share filled to within a document

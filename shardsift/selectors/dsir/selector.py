@@ -21,6 +21,7 @@ import numpy as np
 from ...api import Decision, Param, Selector, check_keep_n, count_to_keep
 from ...columns import hash_strings
 from ...errors import ConfigError, DataError
+from ...params import Count
 from ...text import MODES
 from . import estimator as est
 from .features import gumbel_from_hash, uniform_from_hash
@@ -46,6 +47,8 @@ class DSIRSelector(Selector):
                       "folder holding it) instead of fitting", path=True)
     keep = Param(float, None, "fraction of the documents reaching the stage to select", gt=0, le=1)
     n = Param(int, None, "number of documents to select", ge=0)
+    tokens = Param(Count, None, "tokens to select, in the run's unit (2B, 500M): per target, its share "
+                   "of the budget in ranked documents while they fit", ge=0)
     mode = Param(str, "resample", "resample: Gumbel top-k sampling without replacement in proportion "
                  "to the importance weights; topk: the k largest weights; threshold: log weight >= "
                  "threshold", choices=("resample", "topk", "threshold"))
@@ -84,13 +87,15 @@ class DSIRSelector(Selector):
         if self.mode == "threshold":
             if self.threshold is None:
                 raise ConfigError("dsir.threshold: mode threshold needs a threshold (a log weight)")
-            if self.keep is not None or self.n is not None:
-                raise ConfigError("dsir: mode threshold selects by threshold; drop keep/n")
+            if self.keep is not None or self.n is not None or self.tokens is not None:
+                raise ConfigError("dsir: mode threshold selects by threshold; drop keep/n/tokens")
         else:
             if self.threshold is not None:
                 raise ConfigError(f"dsir.threshold: only used with mode threshold (mode is {self.mode})")
-            if self.keep is None and self.n is None:
-                raise ConfigError("dsir: give keep (a fraction in (0, 1]) or n (a count)")
+            given = [k for k in ("keep", "n", "tokens") if getattr(self, k) is not None]
+            if len(given) != 1:
+                raise ConfigError("dsir: give one of keep (a fraction in (0, 1]), n (a count) or tokens (a "
+                                  f"token budget){' (got ' + ', '.join(given) + ')' if given else ''}")
         if self.target is not None:
             self._check_spec(self.target, "dsir.target")
         if self.targets is not None:
@@ -284,6 +289,8 @@ class DSIRSelector(Selector):
         per_target = []
         if self.mode == "threshold":
             keep = eligible & (score >= self.threshold)
+        elif self.tokens is not None:
+            self._token_budget(scores, lw, idhash, eligible, keep, chosen_for, per_target)
         else:
             k = count_to_keep(n_all, self.keep, self.n, "dsir")
             n_elig = int(eligible.sum())
@@ -306,8 +313,25 @@ class DSIRSelector(Selector):
         extra = {"target": chosen_for} if len(self.target_weights_) > 1 else {}
         return Decision(keep=keep, reason=reason, score=score, extra=extra, metrics=metrics)
 
+    def _token_budget(self, scores, lw, idhash, eligible, keep, chosen_for, per_target) -> None:
+        """``tokens``: the budget split over the targets by weight; each target takes its ranked
+        available documents while their tokens (the run's unit) fit its share."""
+        n_tokens = np.asarray(scores["n_tokens"], dtype=np.int64)
+        avail = eligible.copy()
+        for t, q in enumerate(_apportion(int(self.tokens), self.target_weights_)):
+            key = lw[:, t].copy()
+            if self.mode == "resample":
+                key += gumbel_from_hash(idhash, self.seed_, np.uint64(int(_TARGET_SALT) * (t + 1) % (1 << 64)))
+            ranked = _top_k(key, idhash, avail, int(avail.sum()))
+            idx = ranked[:int(np.searchsorted(np.cumsum(n_tokens[ranked]), q, side="right"))]
+            keep[idx] = True
+            avail[idx] = False
+            chosen_for[idx] = t
+            per_target.append(len(idx))
+
     def _metrics(self, scores, keep, eligible, idhash, score, per_target, ctx):
         m = {"mode": self.mode, "selected": int(keep.sum()), "eligible": int(eligible.sum()),
+             "selected_tokens": int(np.asarray(scores["n_tokens"])[keep].sum()),
              "too_short": int((~eligible).sum()),
              "mean_log_weight_all": _mean(score[eligible]), "mean_log_weight_selected": _mean(score[keep])}
         if len(per_target) > 1:
