@@ -244,6 +244,14 @@ class HashedTfidfEmbedder:
         grams, off = self._grams(text)
         return _tfidf_project(grams, off, self._shift, self.lut_, self.idf_, self.components_, self.prior_)
 
+    def tfidf(self, text):
+        """Unit sparse TF-IDF rows (scipy CSR) over the vocabulary, before the projection."""
+        import scipy.sparse as sp
+
+        grams, off = self._grams(text)
+        indptr, indices, data = _tfidf_csr(grams, off, self._shift, self.lut_, self.idf_)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(off) - 1, len(self.idf_)))
+
     def state(self) -> dict:
         return {"lut": self.lut_, "idf": self.idf_, "components": self.components_, "prior": self.prior_}
 

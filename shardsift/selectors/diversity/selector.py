@@ -7,7 +7,8 @@ learned on a sample, and a global strategy decides what to keep:
 - ``balanced``: the budget is shared over clusters by size (or evenly: ``quota_exponent``), members
   by facility location, farthest-first or at random.
 - ``semdedup`` (Abbas et al. 2023): inside each cluster, drop documents too similar to one ranked
-  before them (ranked by distance to the centroid, far first).
+  before them (ranked by distance to the centroid, far first) that also share their words with the
+  kept document they duplicate (``lexical``); each records that document (``duplicate_of``).
 - ``prototypes`` (Sorscher et al. 2022): drop the documents closest to their centroid.
 - ``density`` (Abbas et al. 2024): per-cluster quotas from a softmax of cluster complexity.
 - ``d4`` (Tirumala et al. 2023): semdedup to a fraction, re-cluster, prototypes to the budget.
@@ -40,6 +41,7 @@ from .kmeans_fit import (
     save_fitted,
     spherical_kmeans,
 )
+from .lexical import duplicate_of_columns, pair_similarity, resolve_survivor
 from .members import select_members
 
 STRATEGIES = ("balanced", "semdedup", "prototypes", "density", "d4")
@@ -96,6 +98,9 @@ class KMeansDiversity(Selector):
                    choices=("facility", "random", "farthest"))
     eps = Param(float, None, "semdedup: drop docs with cosine similarity > 1 - eps to an earlier one",
                 gt=0, lt=2)
+    lexical = Param(float, 0.6, "semdedup with eps and hashed_tfidf: drop a document only if its sparse "
+                                "word TF-IDF cosine to the kept document it duplicates is >= this too "
+                                "(0: off)", ge=0, le=1)
     dedup_keep = Param(float, 0.8, "d4: fraction of the documents semdedup keeps before prototypes",
                        gt=0, le=1)
     temperature = Param(float, 0.5, "density: softmax temperature over standardised complexity", gt=0)
@@ -254,6 +259,7 @@ class KMeansDiversity(Selector):
         sizes = np.bincount(cluster, minlength=k)
         metrics: dict = {"strategy": self.strategy, "k": int(k), "embedding": self.embedding}
         reason = np.full(n, "", dtype=object)
+        extra: dict = {}
         s = self.strategy
 
         if s == "balanced":
@@ -270,10 +276,8 @@ class KMeansDiversity(Selector):
                                     "approximate": False}
             reason[~keep] = REASONS[s]
         elif s == "semdedup":
-            msim, compared = st.semdedup_max_similarity(emb, cluster, dist, seed)
-            keep, info = st.semdedup_keep(msim, budget, self.eps)
-            metrics.update(info)
-            metrics["selection"] = st.semdedup_methods(compared)
+            keep, of = self._semdedup(scores, ctx, emb, cluster, dist, budget, seed, metrics)
+            extra.update(duplicate_of_columns(scores, of))
             reason[~keep] = REASONS[s]
         elif s == "density":
             quotas, info = st.density_quotas(self.centroids_, cluster, dist, sizes, budget, tiebreak,
@@ -298,7 +302,28 @@ class KMeansDiversity(Selector):
         if self.heldout_sample:
             metrics["coverage_heldout"] = heldout_coverage(scores, ctx, keep, self.heldout_sample, seed)
         return Decision(keep=keep, reason=reason, score=dist,
-                        extra={"cluster": cluster.astype(np.int32), "distance": dist}, metrics=metrics)
+                        extra={"cluster": cluster.astype(np.int32), "distance": dist, **extra}, metrics=metrics)
+
+    def _semdedup(self, scores, ctx, emb, cluster, dist, budget, seed, metrics):
+        """Keep mask and, per dropped document, the kept document it duplicates (-1 elsewhere).
+
+        With ``eps``: the candidates are the documents more similar than 1 - eps to one ranked
+        before them; each is traced through its chain of such documents to the kept one it ends at,
+        and (``lexical`` > 0, hashed TF-IDF) dropped only if the two also share their words."""
+        msim, near, compared = st.semdedup_nearest(emb, cluster, dist, seed)
+        metrics["selection"] = st.semdedup_methods(compared)
+        keep, info = st.semdedup_keep(msim, budget, self.eps)
+        metrics.update(info)
+        of = resolve_survivor(near, ~keep)
+        if budget is None and self.lexical > 0 and self.embedding == "hashed_tfidf":
+            cand = np.flatnonzero(~keep)
+            sim = pair_similarity(self.embedder_, scores, ctx, cand, of[cand])
+            unlike = cand[sim < self.lexical]
+            keep[unlike] = True
+            of[unlike] = -1
+            metrics.update({"lexical": self.lexical, "candidates": len(cand),
+                            "kept_by_lexical_check": len(unlike), "duplicates": int((~keep).sum())})
+        return keep, of
 
     def _d4(self, emb, cluster, dist, budget, k, seed, rng, reason, metrics) -> np.ndarray:
         """SemDeDup down to ``dedup_keep``, re-cluster the survivors, prototypes down to the budget."""

@@ -92,25 +92,36 @@ def nearest_similarity(queries: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return best
 
 
-def _max_similarity_to_earlier(x: np.ndarray) -> np.ndarray:
-    """Per row of ``x``: the highest dot product with a row before it (-inf for the first).
-    Blocks of rows against everything before them, at most ~2^23 floats at a time."""
+def _max_similarity_to_earlier(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``x``: the highest dot product with a row before it (-inf for the first) and
+    that row's position (-1 for the first). Blocks of rows against everything before them, at most
+    ~2^23 floats at a time."""
     m = len(x)
     res = np.full(m, -np.inf, dtype=np.float32)
+    arg = np.full(m, -1, dtype=np.int64)
     step = BLOCK if m <= 4096 else max(256, BLOCK * 4096 // m)
     for a in range(1, m, step):
         b = min(m, a + step)
         sims = x[a:b] @ x[:b].T            # rows a..b-1 against everything ranked before b
         # row r (global index a + r) may only look at columns < a + r
         sims[np.arange(b)[None, :] >= np.arange(a, b)[:, None]] = -np.inf
-        res[a:b] = sims.max(axis=1)
-    return res
+        arg[a:b] = sims.argmax(axis=1)
+        res[a:b] = sims[np.arange(b - a), arg[a:b]]
+    return res, arg
 
 
 def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarray, seed: int = 0,
                             max_size: int = SEMDEDUP_MAX) -> tuple[np.ndarray, dict]:
     """Per document: the highest cosine similarity to a document of its cluster ranked before it;
-    and how the clusters were compared.
+    and how the clusters were compared (:func:`semdedup_nearest`)."""
+    msim, _, info = semdedup_nearest(emb, cluster, dist, seed, max_size)
+    return msim, info
+
+
+def semdedup_nearest(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarray, seed: int = 0,
+                     max_size: int = SEMDEDUP_MAX) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per document: the highest cosine similarity to a document of its cluster ranked before it,
+    that document's index (-1 for none), and how the clusters were compared.
 
     Rank inside a cluster: distance to the centroid, far first (ties by position). The first
     document of each cluster gets -inf (always kept by any threshold). A cluster of more than
@@ -121,6 +132,7 @@ def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarr
     """
     n = len(cluster)
     out = np.full(n, -np.inf, dtype=np.float32)
+    near = np.full(n, -1, dtype=np.int64)
     order = np.lexsort((np.arange(n), -dist, cluster))
     g = cluster[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
@@ -129,17 +141,19 @@ def semdedup_max_similarity(emb: np.ndarray, cluster: np.ndarray, dist: np.ndarr
         idx = order[s:e]
         x = emb[idx]
         info["largest_cluster"] = max(info["largest_cluster"], len(idx))
+        groups = [np.arange(len(idx))]
         if len(idx) <= max_size:
-            out[idx] = _max_similarity_to_earlier(x)
             info["exact"] += 1
-            continue
-        groups, chunked = split_cluster(x, max_size, seed + int(g[s]))
+        else:
+            groups, chunked = split_cluster(x, max_size, seed + int(g[s]))
+            info["subclustered"] += 1
+            info["subclusters"] += len(groups)
+            info["chunked"] += int(chunked)
         for pos in groups:  # positions ascending: the cluster's rank order within each group
-            out[idx[pos]] = _max_similarity_to_earlier(x[pos])
-        info["subclustered"] += 1
-        info["subclusters"] += len(groups)
-        info["chunked"] += int(chunked)
-    return out, info
+            sim, arg = _max_similarity_to_earlier(x[pos])
+            out[idx[pos]] = sim
+            near[idx[pos]] = np.where(arg >= 0, idx[pos][np.maximum(arg, 0)], -1)
+    return out, near, info
 
 
 def quota_methods(sizes: np.ndarray, quotas: np.ndarray, method: str) -> dict:
