@@ -35,9 +35,11 @@ def read_texts_at(scores, ctx, positions: np.ndarray) -> pa.Array:
     parts, where = [], []
     for s in np.unique(shard):
         at = np.flatnonzero(shard == s)          # positions ascending: rows ascending within a shard
-        for text, pos in ctx.read_texts(int(s), rows[at]):
+        k = 0
+        for text, pos in ctx.read_texts(int(s), rows[at]):  # the requested rows in order, batch by batch
             parts.append(text.take(pa.array(np.asarray(pos, dtype=np.int64))))
-            where.append(at[np.asarray(pos, dtype=np.int64)])
+            where.append(at[k:k + len(pos)])
+            k += len(pos)
     if not parts:
         return pa.array([], pa.string())
     texts = pa.concat_arrays([p.cast(pa.large_string()) for p in parts])
