@@ -139,3 +139,37 @@ def test_diversity_yaml_raises_the_domain_entropy_of_the_pool(tmp_path):
     chosen = np.isin(ids, list(kept))
     assert 0 < chosen.sum() < len(ids)
     assert _entropy(domain[chosen]) >= _entropy(domain), (_entropy(domain[chosen]), _entropy(domain))
+
+
+def test_pipeline_records_duplicate_of_across_shards(tmp_path):
+    """Through the runner, 3 input shards read back in small batches: each dropped document's
+    ``duplicate_of`` (input shard, row) in the scores sidecar is its planted partner, and kept."""
+    from shardsift.engine.runner import run_pipeline
+
+    texts, src, planted = _planted()
+    ids = [f"d{i}" for i in range(len(texts))]
+    perm = np.random.default_rng(3).permutation(len(texts))  # partners land in different shards
+    (tmp_path / "in").mkdir()
+    where = {}
+    for s, part in enumerate(np.array_split(perm, 3)):
+        pq.write_table(pa.table({"id": [ids[i] for i in part], "text": [texts[i] for i in part]}),
+                       str(tmp_path / "in" / f"part-{s:05d}.parquet"), row_group_size=16)
+        where.update({int(i): (s, r) for r, i in enumerate(part)})
+    cfg = {"input": {"path": str(tmp_path / "in"), "text_column": "text", "id_column": "id"},
+           "output": {"path": str(tmp_path / "out"), "scores": True}, "workers": 2, "seed": 0,
+           "stages": [{"semdedup": {"k": 6, "eps": 0.15}}]}
+    run_pipeline(cfg)
+    side = pa.concat_tables([pq.read_table(f) for f in
+                             sorted(glob.glob(str(tmp_path / "out" / ".shardsift" / "scores" / "*.parquet")))])
+    kept = set(pq.read_table(str(tmp_path / "out" / "data"), columns=["id"]).column("id").to_pylist())
+    cols = {c: side.column(c).to_pylist() for c in side.column_names}
+    dup = [c for c in cols if c.endswith("duplicate_of_shard")][0]
+    row = [c for c in cols if c.endswith("duplicate_of_row")][0]
+    partner = dict(zip(src.tolist(), planted.tolist())) | dict(zip(planted.tolist(), src.tolist()))
+    dropped = [i for i in range(len(texts)) if ids[i] not in kept]
+    assert len(dropped) >= 36
+    by_id = {d: (s, r) for d, s, r in zip(cols["id"], cols[dup], cols[row])} if "id" in cols else None
+    assert by_id is not None, side.column_names
+    for i in dropped:
+        assert by_id[ids[i]] == where[partner[i]] and ids[partner[i]] in kept
+    assert all(by_id[d] == (-1, -1) for d in kept)
