@@ -148,7 +148,8 @@ class Decision:
     keep:    bool per document, aligned with the Scores it was given.
     reason:  why dropped documents were dropped: one string, or a str array per document.
     score:   the per-document number written to the scores sidecar (default: ``scores["score"]``).
-    extra:   more per-document sidecar columns, e.g. ``cluster`` and ``cluster_size``.
+    extra:   more per-document sidecar columns, e.g. ``cluster`` and ``cluster_size``; in a str
+             column, "" is written as null.
     metrics: selector metrics for the manifest (JSON-serialisable).
     """
 

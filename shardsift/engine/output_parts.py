@@ -142,8 +142,16 @@ def score_table(stage_name: str, keep: dict, ids: pa.Array, n_tokens=None) -> pa
         cols["n_tokens"] = arrow_array(np.asarray(n_tokens, dtype=np.int64)[keep["row"]])
     for k in keep:
         if k.startswith("extra_"):
-            cols[k[6:]] = any_arrow_array(keep[k])
+            cols[k[6:]] = _sidecar_column(keep[k])
     return pa.table(cols)
+
+
+def _sidecar_column(values: np.ndarray) -> pa.Array:
+    """An extra column as Arrow; a str column's empty strings are nulls (NumPy strings have no
+    null: a selector leaves "" where a value does not apply, e.g. no match)."""
+    if values.dtype.kind == "U" and values.ndim == 1:
+        return pa.array(values, pa.string(), mask=values == "")
+    return any_arrow_array(values)
 
 
 def _write_table(table: pa.Table, path: str) -> None:
