@@ -59,8 +59,8 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
     from corpus import generate
+
     from shardsift.api import Docs
     from shardsift.engine.contexts import read_corpus
     from shardsift.selectors.decontaminate.selector import Decontaminate

@@ -114,7 +114,7 @@ def _planted(tmp_path):
         (must_go.__setitem__(doc_id, bench) if bench else must_stay.add(doc_id))
 
     filler = lambda k: " ".join(words(rng, k))  # noqa: E731
-    for i in range(400):
+    for _ in range(400):
         add(filler(int(rng.integers(50, 300))))
     for i in range(10):
         add(qa[i], "qa")                                                    # whole copy
