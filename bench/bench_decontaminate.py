@@ -91,9 +91,20 @@ def main() -> None:
             return read_corpus(spec, what)
 
     bench = [{"path": target, "name": "target"}]
+    tiny = os.path.join(tmp, "tiny.parquet")
+    pq.write_table(pa.table({"text": eval_texts[:3]}), tiny)
+
+    def docs_of(tbl):
+        z = np.zeros(tbl.num_rows, np.int64)
+        return Docs(tbl, text_column="text", id_column="id", row=np.arange(tbl.num_rows), n_words=z,
+                    n_bytes=z, shard="pool", shard_index=0)
+
+    # start-up, once per process: the word table, and the kernels loaded (a fit and a score of a few texts)
     c0 = time.process_time()
-    warm = Decontaminate(benchmarks=bench)
+    warm = Decontaminate(benchmarks=[{"path": tiny}])
     warm.setup()
+    warm.fit(Fit())
+    warm.score(docs_of(pool.slice(0, 10)))
     startup = time.process_time() - c0
     sel = Decontaminate(benchmarks=bench)
     c0 = time.process_time()
@@ -101,13 +112,6 @@ def main() -> None:
     fit_metrics = sel.fit(Fit())
     fit_cpu = time.process_time() - c0
     batches = [pa.Table.from_batches([b]) for b in pool.to_batches(max_chunksize=args.batch)]
-
-    def docs_of(tbl):
-        z = np.zeros(tbl.num_rows, np.int64)
-        return Docs(tbl, text_column="text", id_column="id", row=np.arange(tbl.num_rows), n_words=z,
-                    n_bytes=z, shard="pool", shard_index=0)
-
-    sel.score(docs_of(batches[0].slice(0, 10)))   # the lookup kernels load here (start-up, not counted)
     c0 = time.process_time()
     matches = [sel.score(docs_of(b))["matches"] for b in batches]
     score_cpu = time.process_time() - c0
@@ -151,7 +155,7 @@ def main() -> None:
                            "driver_peak_rss_mb": round(r["driver_peak_rss_mb"])}
         result["pipeline_2_workers"] = runs
     result.update(command=command_line(), machine=machine())
-    print(f"start-up: {startup:.3f} CPU-s (word table, kernels) per process")
+    print(f"start-up: {startup:.3f} CPU-s per process (word table, kernels loaded)")
     print(f"fit: {fit_metrics['ngrams']} 13-grams in {fit_cpu:.2f} CPU-s")
     print(f"score: {result['shardsift']['docs_per_cpu_s']} docs/CPU-s ({result['shardsift']['mb_per_cpu_s']} MB/CPU-s); "
           f"reference {result['reference']['docs_per_cpu_s']} docs/CPU-s; {result['speedup_score']}x")

@@ -64,6 +64,18 @@ def test_words_are_lowercase_runs_of_letters_and_digits():
     assert got[0] == ["the", "u", "s", "based", "café", "s", "naïve", "test", "case", "3", "14"]
 
 
+def test_matching_phrase_is_the_documents_normalized_words_cut_at_a_character():
+    from shardsift.selectors.decontaminate.words import phrases
+
+    w = Words(pa.array(["Ab, CD! éé-ÉÉ x", "skip", "Ωmega ΩMEGA"]))
+    got = phrases(w, np.array([0, -1, 6]), np.array([5, 0, 2]), 200)
+    assert [g.decode() for g in got] == ["ab cd éé éé x", "", "ωmega ωmega"]
+    cut = phrases(w, np.array([0, -1, 6]), np.array([5, 0, 2]), 8)
+    assert [g.decode() for g in cut] == ["ab cd…", "", "ωmeg…"]
+    cut = phrases(w, np.array([2]), np.array([2]), 4)   # "éé éé" in 4 bytes: no whole character before the "…"
+    assert cut[0].decode() == "…"
+
+
 def test_counts_and_first_match_equal_a_python_reference(tmp_path):
     rng = np.random.default_rng(3)
     evals = [" ".join(words(rng, int(rng.integers(20, 60)))) for _ in range(40)]
@@ -89,7 +101,7 @@ def test_counts_and_first_match_equal_a_python_reference(tmp_path):
         w = reference_words(text)
         hits = [i for i in range(len(w) - n + 1) if tuple(w[i:i + n]) in grams]
         assert out["matches"][d] == len(hits), text
-        assert out["match_ngram"][d] == (" ".join(w[hits[0]:hits[0] + n]) if hits else "")
+        assert out["match_ngram"][d].decode() == (" ".join(w[hits[0]:hits[0] + n]) if hits else "")
         assert out["benchmark"][d] == (0 if hits else -1)
     assert 20 < (out["matches"] > 0).sum() < 290    # both kinds are there
 
@@ -221,13 +233,16 @@ def test_bad_input_is_one_line_and_writes_no_output(tmp_path):
         ([{"name": "x"}], {}, ConfigError, r"benchmarks\[0\]\.path: a path is required"),
         ([{"path": "a", "colum": "q"}], {}, ConfigError, r"benchmarks\[0\]: unknown key 'colum'"),
     ]
-    for benchmarks, more, err, text in cases:
-        out = tmp_path / "out"
+    for k, (benchmarks, more, err, text) in enumerate(cases):
+        out = tmp_path / f"out{k}"
         with pytest.raises(err, match=text) as info:
             run_pipeline({"input": str(tmp_path / "pool"), "output": str(out),
                           "stages": [{"decontaminate": {"benchmarks": benchmarks, **more}}]}, progress=False)
         assert "\n" not in str(info.value)
-        assert not (out / ".shardsift").exists() and not (out / "data").exists()
+        if "none of the" in text:   # found by the fit, after the scan: no output, the work dir stays
+            assert not (out / ".shardsift").exists() and not (out / "data").exists()
+        else:                       # found before any document is read: nothing written
+            assert not out.exists(), (text, os.listdir(out))
 
 
 def test_registered_by_name():
@@ -283,8 +298,9 @@ def test_wikipedia_target_against_the_pool_every_match_is_real(tmp_path):
     wiki = " " + " ".join(" ".join(reference_words(t)) for t in pq.read_table(target, columns=["text"])
                           .column("text").to_pylist() if t) + " "
     for phrase in out["match_ngram"][hit]:
+        phrase = phrase.decode()
         assert len(phrase.split()) == 13 and f" {phrase} " in wiki, phrase
     texts = pool.column("text").to_pylist()
     for d in np.flatnonzero(hit):
-        assert out["match_ngram"][d] in " ".join(reference_words(texts[d]))
+        assert out["match_ngram"][d].decode() in " ".join(reference_words(texts[d]))
     assert hit.sum() <= 0.02 * len(domain)

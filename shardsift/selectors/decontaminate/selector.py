@@ -19,7 +19,7 @@ from .ngram_set import NgramSet, UniqueHashes, _eval_ngrams, combine
 from .words import Words, phrases, word_table
 
 BENCHMARK_KEYS = ("path", "name", "text_column")
-MAX_PHRASE_CHARS = 200   # the recorded matching n-gram is cut (with '…') beyond this
+MAX_PHRASE_BYTES = 200   # the recorded matching n-gram is cut (with '…') beyond this many UTF-8 bytes
 READ_BATCH_BYTES = 1 << 20   # benchmark text per batch: the fit's scratch is ~60 bytes per word of it
 
 
@@ -83,6 +83,23 @@ class Decontaminate(Selector):
                                   "batch_bytes": READ_BATCH_BYTES}
 
     # -- fit -------------------------------------------------------------------------------
+    def check(self, read_input) -> None:
+        """Each benchmark's first batch, before the run writes anything: the path resolves, the
+        text column is there, the set is not empty."""
+        for i, (name, spec) in enumerate(self._specs()):
+            where = f"decontaminate.benchmarks[{i}] ({name})"
+            try:
+                first = next(iter(read_input(spec, where)), None)
+            except DataError as err:
+                raise self._named(err, where) from None
+            if first is None:
+                raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
+
+    @staticmethod
+    def _named(err: DataError, where: str) -> DataError:
+        msg = str(err).replace("set input.text_column", "set text_column")
+        return DataError(msg if msg.startswith(where) else f"{where}: {msg}")
+
     def setup(self) -> None:
         word_table()
 
@@ -124,8 +141,7 @@ class Decontaminate(Selector):
                     acc.add(h)
                 del words, h
         except DataError as err:
-            msg = str(err).replace("set input.text_column", "set text_column")
-            raise DataError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+            raise self._named(err, where) from None
         if texts == 0:
             raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
         if used == 0:
@@ -140,7 +156,7 @@ class Decontaminate(Selector):
         words = Words(docs.text)
         count, first, length, bench = self.set_.match(words.hashes, words.offsets)
         return {"matches": count, "benchmark": bench,
-                "match_ngram": phrases(words, first, length, MAX_PHRASE_CHARS)}
+                "match_ngram": phrases(words, first, length, MAX_PHRASE_BYTES)}
 
     def decide(self, scores, ctx) -> Decision:
         count = scores["matches"]

@@ -124,59 +124,54 @@ class Words:
 
 
 @nb.njit(cache=True, nogil=True)
-def _decode_into(data, lo, hi, out, row, col, width):
-    """Decode UTF-8 data[lo:hi] into out[row, col:]; returns the next column (stops at width)."""
-    i = lo
-    while i < hi:
-        if col >= width:
-            return width + 1     # cut
-        cp, size = _code_point(data, i)
-        if 65 <= cp <= 90:
-            cp += 32
-        out[row, col] = cp
-        col += 1
-        i += size
-    return col
-
-
-@nb.njit(cache=True, nogil=True)
 def _phrases(data, wstart, wend, first, length, width):
-    """Code points (uint32[n, width], zero padded) of the words first[d]..first[d]+length[d]-1
-    joined by single spaces, for the rows with length > 0; longer phrases end with '…'."""
+    """UTF-8 bytes (uint8[n, width], zero padded) of the words first[d]..first[d]+length[d]-1,
+    ASCII lowercased, joined by single spaces, for the rows with length > 0. A longer phrase is
+    cut at a character boundary and ends with '…' (width >= 4)."""
     n = first.shape[0]
-    out = np.zeros((n, width), dtype=np.uint32)
+    out = np.zeros((n, width), dtype=np.uint8)
     for d in range(n):
-        if length[d] <= 0:
-            continue
         col = 0
-        for w in range(first[d], first[d] + length[d]):
-            if col > 0:
+        cut = False
+        for w in range(first[d], first[d] + max(length[d], 0)):
+            if col:
                 if col >= width:
-                    col = width + 1
+                    cut = True
                     break
                 out[d, col] = 32
                 col += 1
-            col = _decode_into(data, wstart[w], wend[w], out, d, col, width)
-            if col > width:
+            for i in range(wstart[w], wend[w]):
+                if col >= width:
+                    cut = True
+                    break
+                c = data[i]
+                out[d, col] = c + 32 if 65 <= c <= 90 else c
+                col += 1
+            if cut:
                 break
-        if col > width:
-            out[d, width - 1] = 0x2026
+        if cut:
+            col = width - 3
+            while col > 0 and (out[d, col] & 0xC0) == 0x80:
+                col -= 1          # out[d, col] starts a character: cut before it
+            out[d, col:] = 0
+            out[d, col] = 0xE2
+            out[d, col + 1] = 0x80
+            out[d, col + 2] = 0xA6
     return out
 
 
-def phrases(words: Words, first: np.ndarray, length: np.ndarray, max_chars: int) -> np.ndarray:
-    """A NumPy str array: per text, its words ``first .. first + length - 1`` (word indices into
-    ``words``) as one space-joined phrase, or ``""`` where length is 0. Its width is the longest
-    phrase, at most ``max_chars`` characters (a longer one is cut and ends with '…'); the
-    characters are written by the kernel straight into the array's buffer."""
+def phrases(words: Words, first: np.ndarray, length: np.ndarray, max_bytes: int) -> np.ndarray:
+    """A NumPy bytes array (UTF-8): per text, its words ``first .. first + length - 1`` (word
+    indices into ``words``) as one space-joined phrase, or ``b""`` where length is 0. Its width is
+    the longest phrase, at most ``max_bytes`` (a longer one is cut and ends with '…'): UTF-8
+    keeps the column at a byte per character of Latin text, where a str array takes four."""
     n = len(first)
     span = np.zeros(n, dtype=np.int64)
     has = length > 0
     if has.any():
         f, ln = first[has], length[has]
-        last = f + ln - 1
-        span[has] = words.ends[last] - words.starts[f]   # bytes >= characters
-    width = int(min(max(int(span.max()) if n else 1, 1), max_chars))
-    cps = _phrases(words.data, words.starts, words.ends, np.asarray(first, np.int64),
+        span[has] = words.ends[f + ln - 1] - words.starts[f]   # the phrase is no longer
+    width = int(min(max(int(span.max()) if n else 1, 4), max_bytes))
+    raw = _phrases(words.data, words.starts, words.ends, np.asarray(first, np.int64),
                    np.asarray(length, np.int64), width)
-    return cps.view(f"<U{width}").reshape(n)
+    return raw.view(f"S{width}").reshape(n)
