@@ -1,7 +1,7 @@
 """The ``decontaminate`` stage: drop documents that share a word n-gram with an evaluation set.
 
-``fit`` reads every benchmark once (any input the readers take: Parquet, JSONL, a glob, a
-``datasets.Dataset``) and keeps the hashes of its normalized word n-grams (``ngram_set``); the
+``fit`` reads every benchmark once (any path the input readers take: Parquet, JSONL, a glob, a
+folder, an object-store URI) and keeps the hashes of its normalized word n-grams (``ngram_set``); the
 fitted selector, set included, is what every worker loads. ``score`` looks up each document's
 n-grams in a compiled pass per batch and records the number of matching n-grams, the benchmark of
 the first match and that n-gram's words; ``decide`` drops every document with a match, its reason
@@ -120,8 +120,8 @@ class Decontaminate(Selector):
                 "bytes_per_ngram": 10, "short_lengths": [int(k) for k in np.flatnonzero(short)]}
 
     def _read_benchmark(self, ctx, spec, where: str, short: np.ndarray):
-        """One benchmark's unique n-gram hashes and short texts' hashes, read batch by batch (UniqueHashes: memory
-        follows the distinct n-grams, not the text)."""
+        """One benchmark's unique n-gram hashes and its short texts' hashes, read batch by batch
+        (UniqueHashes: memory follows the distinct n-grams, not the text)."""
         acc, short_acc = UniqueHashes(), UniqueHashes()
         texts = used = short_texts = 0
         try:
@@ -166,5 +166,4 @@ class Decontaminate(Selector):
         name = names[np.where(bench >= 0, bench, len(self.names_))]
         reason = np.char.add("decontaminate:", name)
         return Decision(keep=keep, reason=np.where(keep, "", reason), score=count.astype(np.float64),
-                        extra={"matches": count, "benchmark": name, "match_ngram": scores["match_ngram"]},
-                        metrics={"docs_matched": int((~keep).sum())})
+                        extra={"matches": count, "benchmark": name, "match_ngram": scores["match_ngram"]})
