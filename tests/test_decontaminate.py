@@ -245,6 +245,24 @@ def test_bad_input_is_one_line_and_writes_no_output(tmp_path):
             assert not out.exists(), (text, os.listdir(out))
 
 
+def test_shardsift_check_finds_each_bad_benchmark(tmp_path):
+    from shardsift.engine.check import check_config
+    from shardsift.engine.config import parse_config
+
+    os.makedirs(tmp_path / "pool")
+    pq.write_table(pa.table({"id": ["a"], "text": ["x y"]}), tmp_path / "pool" / "p.parquet")
+    pq.write_table(pa.table({"question": ["q"]}), tmp_path / "nocol.parquet")
+    cfg = parse_config({"input": str(tmp_path / "pool"), "output": str(tmp_path / "out"), "stages": [
+        {"decontaminate": {"benchmarks": [{"path": str(tmp_path / "nocol.parquet"), "name": "nc"},
+                                          {"path": str(tmp_path / "gone.parquet"), "name": "g"}]}}]})
+    _, problems = check_config(cfg)
+    assert problems == [
+        f"stages[0].decontaminate.benchmarks[0]: {tmp_path / 'nocol.parquet'}: no text column 'text' "
+        "(columns: question; set stages[0].decontaminate.benchmarks[0].text_column)",
+        f"stages[0].decontaminate.benchmarks[1]: {tmp_path / 'gone.parquet'} not found"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_registered_by_name():
     assert resolve("decontaminate") is Decontaminate
     assert Decontaminate.needs_fit and Decontaminate.scope == "document"

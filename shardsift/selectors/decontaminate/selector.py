@@ -32,7 +32,7 @@ class Decontaminate(Selector):
 
     benchmarks = Param(list, doc="evaluation sets [{path, name, text_column}]: path any input "
                        "(Parquet, JSONL, glob), name as in the drop reason (default the file name), "
-                       "text_column default text")
+                       "text_column default text", path="corpus")
     n = Param(int, 13, "n-gram length in normalized words (lowercase, punctuation dropped)", ge=1)
     min_words = Param(int, 8, "an evaluation text shorter than n words counts as one n-gram of its "
                       "own length when it has at least this many words (shorter ones are ignored)",
