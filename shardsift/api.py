@@ -136,6 +136,12 @@ class Selector:
     def decide(self, scores: Scores, ctx: DecideContext) -> np.ndarray | Decision:
         raise NotImplementedError(f"{type(self).__name__} must implement decide(scores, ctx)")
 
+    def check(self, read_input: Callable[[Any, str], Iterator[Docs]]) -> None:
+        """Look at the selector's own inputs before any document is read (the driver calls it
+        before the scan, ``shardsift check`` too) and raise DataError naming what is wrong, so a
+        bad benchmark or target fails before the run writes anything. ``read_input(spec, what)``
+        streams another corpus as ``FitContext.read_input`` does. The default does nothing."""
+
     def fitted_files(self) -> dict[str, str]:
         """Files (name -> path) that hold the fitted state, copied to the output's ``models/``."""
         return {}
@@ -148,7 +154,8 @@ class Decision:
     keep:    bool per document, aligned with the Scores it was given.
     reason:  why dropped documents were dropped: one string, or a str array per document.
     score:   the per-document number written to the scores sidecar (default: ``scores["score"]``).
-    extra:   more per-document sidecar columns, e.g. ``cluster`` and ``cluster_size``.
+    extra:   more per-document sidecar columns, e.g. ``cluster`` and ``cluster_size``; in a str
+             (or UTF-8 bytes) column, "" is written as null.
     metrics: selector metrics for the manifest (JSON-serialisable).
     """
 

@@ -142,8 +142,24 @@ def score_table(stage_name: str, keep: dict, ids: pa.Array, n_tokens=None) -> pa
         cols["n_tokens"] = arrow_array(np.asarray(n_tokens, dtype=np.int64)[keep["row"]])
     for k in keep:
         if k.startswith("extra_"):
-            cols[k[6:]] = any_arrow_array(keep[k])
+            cols[k[6:]] = _sidecar_column(keep[k])
     return pa.table(cols)
+
+
+def _sidecar_column(values: np.ndarray) -> pa.Array:
+    """An extra column as Arrow. Text columns: NumPy strings have no null, so a selector leaves
+    "" where a value does not apply (e.g. no match) and it is written as null; a bytes column
+    that is valid UTF-8 (text kept at a byte per ASCII character) is written as strings."""
+    if values.ndim == 1 and values.dtype.kind in "US":
+        typ = pa.string() if values.dtype.kind == "U" else pa.binary()
+        arr = pa.array(values, typ, mask=values == values.dtype.type())
+        if values.dtype.kind == "S":
+            try:
+                arr = arr.cast(pa.string())
+            except pa.ArrowInvalid:
+                pass
+        return arr
+    return any_arrow_array(values)
 
 
 def _write_table(table: pa.Table, path: str) -> None:

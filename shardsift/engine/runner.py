@@ -21,7 +21,7 @@ from ..errors import DataError, ShardsiftError, UsageError
 from ..io import layout, normalize, resolve_shards, storage, take_rows
 from . import faults, workdir
 from .config import Config, _is_dataset, parse_config
-from .contexts import StageDecide, StageFit, _concat_scores
+from .contexts import StageDecide, StageFit, _concat_scores, read_corpus
 from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
 from .fused import FusedPlan
@@ -109,6 +109,8 @@ class Runner(OutputWriting):
             if self.cfg.sources:
                 self.output_schema()  # a column the mixture would overwrite: refused before any work
             _ = self.out_format  # an input the output format cannot write stops the run here
+            for sel in self.cfg.built:   # the stages' own inputs (benchmarks), before anything is written
+                sel.check(read_corpus)
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
                                         self.cfg.input.id_column, __version__, self.cfg.tokenizer.fingerprint(),
                                         *([[s.name for s in self.cfg.sources], self.shard_source.tolist()]

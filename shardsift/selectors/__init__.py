@@ -26,6 +26,7 @@ BUILTINS: dict[str, str] = {
     "kmeans_diversity": "shardsift.selectors.diversity.selector:KMeansDiversity",
     "semdedup": "shardsift.selectors.diversity.selector:SemDeDup",
     "combine": "shardsift.selectors.combine:Combine",
+    "decontaminate": "shardsift.selectors.decontaminate.selector:Decontaminate",
     "gopher_quality": "shardsift.selectors.quality_rules.gopher_quality:GopherQuality",
     "gopher_repetition": "shardsift.selectors.quality_rules.gopher_repetition:GopherRepetition",
     "c4_quality": "shardsift.selectors.quality_rules.c4_quality:C4Quality",
