@@ -130,3 +130,39 @@ class ReadBack(Selector):
             whole += batch_rows > len(by_text)  # batches came whole, unselected rows in them
         return Decision(keep=np.ones(len(rows), bool), metrics={"read": read, "shards_same": same,
                                                                 "shards_whole": whole, "shards_docs_same": docs_same})
+
+
+class NodeLog(Selector):
+    """Keeps documents of at least 20 words; every scoring task appends 'shard node_id node_label'
+    to ``log`` (the label is the ``SHARDSIFT_TEST_NODE`` variable its raylet was started with)."""
+
+    name = "node_log"
+    log = Param(str, doc="file each scoring task appends its shard and node to")
+
+    def score(self, docs):
+        import ray
+
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(f"{docs.shard} {ray.get_runtime_context().get_node_id()} "
+                     f"{os.environ.get('SHARDSIFT_TEST_NODE', '-')}\n")
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx=None):
+        return Decision(keep=scores["score"] >= 20, reason="short")
+
+
+class ReadsMissing(Selector):
+    """Its scoring task opens a file that does not exist (appending each attempt to ``log``)."""
+
+    name = "reads_missing"
+    path = Param(str, doc="a file that is not there")
+    log = Param(str, doc="attempt log")
+
+    def score(self, docs):
+        _log(self.log, docs.shard)
+        with open(self.path, "rb") as fh:
+            fh.read()
+        return docs.n_words.astype(np.float64)
+
+    def decide(self, scores, ctx=None):
+        return scores["score"] > 0

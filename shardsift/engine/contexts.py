@@ -23,6 +23,7 @@ class StageFit(FitContext):
     def __init__(self, runner, stage_dir: str, ctxs: list[ShardContext], n_docs: int, seed: int):
         self.runner = runner
         self.work_dir = storage.local_dir(os.path.join(stage_dir, "fit"))
+        self.stage_dir = stage_dir
         self.ctxs = ctxs
         self.n_docs = n_docs
         self.seed = seed
@@ -32,8 +33,10 @@ class StageFit(FitContext):
     def map_shards(self, fn, columns: Sequence[str] = (), need_text: bool = True):
         k = self._calls
         self._calls += 1
-        tasks = [FitTask(fn, c, tuple(columns), os.path.join(self.work_dir, f"map{k}-{c.index:05d}.pkl"), need_text)
-                 for c in self.ctxs]
+        # the results live in the work dir's storage, not in work_dir (the driver's disk when the
+        # work dir is on an object store): tasks on any node write them, a rerun anywhere finds them
+        tasks = [FitTask(fn, c, tuple(columns), storage.join(self.stage_dir, "fit", f"map{k}-{c.index:05d}.pkl"),
+                         need_text) for c in self.ctxs]
         return self.runner.executor.map(run_fit, tasks, desc="fit", progress=self.runner.progress)
 
     def iter_docs(self, columns: Sequence[str] = (), need_text: bool = True):
