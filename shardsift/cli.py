@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from .errors import ShardsiftError
+from .errors import ShardsiftError, missing_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,6 +135,9 @@ def main(argv=None) -> int:
         except OSError:
             pass
         return 0
+    except FileNotFoundError as err:  # a rerun would find the same nothing: no rerun offered
+        print(f"shardsift: error: {missing_file(err)}", file=sys.stderr)
+        return 1
     except OSError as err:  # disk full, read-only output, permissions: one line naming the path
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         print(f"shardsift: error: {where}{err.strerror or err}; fix it and rerun the same command to resume",

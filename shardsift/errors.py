@@ -31,3 +31,11 @@ class TaskError(ShardsiftError):
     """A shard task failed; names the shard and carries the original error text."""
 
     exit_code = 1
+
+
+def missing_file(err: FileNotFoundError, where: str = "") -> DataError:
+    """A file that is not there, as one line naming it. A DataError: retrying the task or rerunning
+    the command finds the same nothing, so neither is offered."""
+    name = err.filename or (err.args[0] if len(err.args) == 1 else "")
+    text = f"{name}: file not found" if name else f"file not found ({str(err).strip().splitlines()[0]})"
+    return DataError(f"{where}: {text}" if where else text)

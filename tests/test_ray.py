@@ -175,3 +175,22 @@ def test_ray_tasks_read_and_write_s3(sample_dir, tmp_path, ray_address):
         assert fs.exists("ray-bucket/out/.shardsift/manifest.json") and m["config"]["executor"] == "ray"
         # every score task wrote its result to the S3 work dir from a Ray worker
         assert len(fs.glob("ray-bucket/out/.work/stages/*/task-*.json")) == 2 * len(m["inputs"])
+
+
+def test_missing_file_in_a_task_is_one_line_not_retried(sample_dir, tmp_path, ray_address):
+    log, missing = tmp_path / "attempts.log", tmp_path / "no-such-file.bin"
+    stages = [{"ray_plugins:ReadsMissing": {"path": str(missing), "log": str(log)}}]
+    with pytest.raises(DataError) as exc:
+        run_pipeline(default_cfg(sample_dir, tmp_path / "ray", executor="ray", ray={"max_retries": 2}, stages=stages))
+    msg = str(exc.value)
+    assert f"{missing}: file not found" in msg and "part-0000" in msg and "\n" not in msg, msg
+    assert "rerun" not in msg and "failed" not in msg, msg
+    attempts = log.read_text().split()[::2]
+    assert len(attempts) == len(set(attempts)), attempts  # no shard's task ran twice
+    # the local executor and the command line say the same, without offering a rerun
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(default_cfg(sample_dir, tmp_path / "local", stages=stages)))
+    proc = run_cli("select", cfg, "--quiet", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and f"{missing}: file not found" in lines[0], proc.stderr
+    assert "rerun" not in proc.stderr and not (tmp_path / "local" / ".shardsift" / "manifest.json").exists()

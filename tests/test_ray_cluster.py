@@ -110,9 +110,9 @@ def cluster():
                 procs.append(subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=node_env,
                                               start_new_session=True, cwd=root))
             _wait_for(log, "Ray runtime started", procs[-1], 120)
-        check = ("import json, ray; ray.init(address=%r, log_to_driver=False); "
+        check = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
                  "print(json.dumps(sorted(r for n in ray.nodes() if n['Alive'] for r in n['Resources'] "
-                 "if r.startswith('shardsift_node_'))))" % address)
+                 "if r.startswith('shardsift_node_'))))")
         deadline = time.monotonic() + 60
         while True:
             out = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True,

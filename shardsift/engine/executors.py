@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ShardsiftError, TaskError
+from ..errors import ShardsiftError, TaskError, missing_file
 from ..io import storage
 
 
@@ -185,6 +185,8 @@ def _call(fn, item):
         raise
     except MemoryError:
         raise TaskError(f"{task_label(item)}: out of memory") from None
+    except FileNotFoundError as err:  # not transient: not retried, no rerun offered
+        raise missing_file(err, task_label(item)) from None
     except OSError as err:
         if err.filename and err.strerror:  # disk full, read-only work dir: name the file
             raise TaskError(f"{task_label(item)}: {err.filename}: {err.strerror}") from None

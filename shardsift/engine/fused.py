@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..api import Decision, Docs
 from ..columns import arrow_array, arrow_filter, one_array
-from ..errors import ShardsiftError, TaskError
+from ..errors import ShardsiftError, TaskError, missing_file
 from ..io import storage
 from . import workdir
 from .output_parts import ShardOutputTask, as_ids, finish_shard_output
@@ -126,6 +126,8 @@ class FusedChain:
                 self.stages.append(_Stage(task))
             except ShardsiftError:
                 raise
+            except FileNotFoundError as err:
+                raise missing_file(err, task.label) from None
             except Exception as err:  # noqa: BLE001 - one line naming the stage and shard
                 raise TaskError(f"{task.label}: {type(err).__name__}: {err}") from None
         self.columns = list(dict.fromkeys(c for st in self.stages for c in st.columns))
@@ -160,6 +162,8 @@ class FusedChain:
                 keep = st.run(docs)
             except ShardsiftError:
                 raise
+            except FileNotFoundError as err:
+                raise missing_file(err, st.task.label) from None
             except Exception as err:  # noqa: BLE001 - one line naming the stage and shard
                 raise TaskError(f"{st.task.label}: {type(err).__name__}: {err}") from None
             alive[r[~keep]] = False
