@@ -96,6 +96,22 @@ def dir_bytes(path: str) -> int:
     return total
 
 
+def work_dir_parts(work_dirs: list[str]) -> dict:
+    """Bytes of each part of a finished run's work dir: ``scan``, ``output``, and each stage
+    (``stages/NN-NAME``, the fingerprint left off): the disk each step leaves behind."""
+    out: dict[str, int] = {}
+    for w in work_dirs:
+        for name in sorted(os.listdir(w)):
+            p = os.path.join(w, name)
+            if name == "stages" and os.path.isdir(p):
+                for st in sorted(os.listdir(p)):
+                    key = "stages/" + st.rsplit("-", 1)[0]
+                    out[key] = out.get(key, 0) + dir_bytes(os.path.join(p, st))
+            else:
+                out[name] = out.get(name, 0) + (dir_bytes(p) if os.path.isdir(p) else os.path.getsize(p))
+    return out
+
+
 def _status_kb(pid: int, key: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -231,6 +247,7 @@ def run_select(input_path: str, stages: list, workers: int, tmp_root: str, numba
     res["output_bytes"] = dir_bytes(os.path.join(out, "data"))
     work = [os.path.join(out, d) for d in os.listdir(out) if d.startswith(".work")]
     res["work_dir_bytes"] = sum(dir_bytes(w) for w in work)
+    res["work_dir_parts_bytes"] = work_dir_parts(work)
     res["out_dir_bytes"] = dir_bytes(out)
     res["docs_per_cpu_s"] = res["docs_in"] / res["cpu_s"] if res["cpu_s"] else None
     if keep_output:

@@ -6,9 +6,11 @@
 For each size, bench/corpus.py's corpus (~2 KB documents, 100k-document shards), and for each
 config a fresh `python -m shardsift select CONFIG --overwrite --workers N` process. Recorded per
 run: wall, CPU of the whole process tree, docs per CPU-second and per wall-second, the driver's
-and the workers' peak RSS, the manifest's own peak-memory and per-stage CPU figures, work-dir,
-output and peak output-folder bytes. Before the timed runs each config runs once on 200
-documents, so numba's cache is warm (cold start is vs_reference.py's job). A run that fails or
+and the workers' peak RSS, the manifest's own peak-memory and per-stage CPU figures, work-dir
+bytes (in all and per part: scan, each stage, output), output bytes and the output folder's peak
+bytes (sampled every second while the run goes on; the work dir is inside it). Before the timed
+runs each config runs once on 200 documents, so numba's cache is warm (cold start is
+vs_reference.py's job). A run that fails or
 passes --timeout is recorded with the reason, not left out. Results merge into
 bench/figures/scale.json by size.
 """
@@ -52,7 +54,7 @@ def stages_for(name: str, target: str) -> list:
 def summary(r: dict) -> dict:
     """The figures of one run worth keeping (the manifest's per-stage table included)."""
     keys = ("rc", "wall_s", "cpu_s", "user_s", "sys_s", "docs_in", "docs_kept", "bytes_in", "docs_per_cpu_s",
-            "driver_peak_rss_mb", "worker_peak_rss_mb", "tree_peak_rss_mb", "workers_seen", "work_dir_bytes",
+            "driver_peak_rss_mb", "worker_peak_rss_mb", "tree_peak_rss_mb", "workers_seen", "work_dir_bytes", "work_dir_parts_bytes",
             "output_bytes", "watch_dir_peak_bytes", "manifest", "error", "timed_out", "load_avg_1min_after")
     out = {k: r[k] for k in keys if k in r}
     if r.get("wall_s") and r.get("docs_in"):

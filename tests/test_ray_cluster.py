@@ -79,14 +79,17 @@ def _stop(procs: list, root: str) -> None:
 def cluster():
     """A head and a worker node, each a `ray start --block` in its own process group, private
     temp dirs (short: Ray's socket paths are limited to ~107 bytes), token auth with a fresh token.
-    Yields (address, env for drivers, {label: temp root})."""
+    Yields (address, env for drivers: the token, the test plugins importable, {label: temp root})."""
     root = tempfile.mkdtemp(prefix="ss2n-")
     token = secrets.token_hex(32)
     env = dict(os.environ)
     for k in ("RAY_ADDRESS", "SHARDSIFT_KILL_AT", "SHARDSIFT_SCRATCH"):
         env.pop(k, None)
+    # the nodes have shardsift (as an installed package would be), not the test plugins: those
+    # travel with the job (ray.runtime_env.py_modules), as a user's own selectors do
+    path = [p for p in (ROOT, os.environ.get("PYTHONPATH")) if p]
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
-               PYTHONPATH=os.pathsep.join(p for p in (ROOT, TESTS, os.environ.get("PYTHONPATH")) if p))
+               PYTHONPATH=os.pathsep.join(path))
     port = free_port()
     address = f"127.0.0.1:{port}"
     procs: list = []
@@ -122,7 +125,7 @@ def cluster():
                 break
             assert time.monotonic() < deadline, f"cluster never had both nodes: {seen}\n{out.stderr[-2000:]}"
             time.sleep(1)
-        yield address, env, dirs
+        yield address, dict(env, PYTHONPATH=os.pathsep.join([TESTS, *path])), dirs
     finally:
         _stop(procs, root)
         shutil.rmtree(root, ignore_errors=True)
@@ -150,7 +153,8 @@ def test_two_nodes_s3_same_bytes_and_driver_kill_resumes(sample_dir, tmp_path, c
             path.write_text(yaml.safe_dump({
                 "input": {"path": f"s3://{BUCKET}/pool", "storage_options": opts},
                 "output": {"path": f"s3://{BUCKET}/{name}", "storage_options": opts, "scores": True},
-                "executor": "ray", "ray": {"address": address}, "workers": 2, "seed": 5, "stages": stages}))
+                "executor": "ray", "workers": 2, "seed": 5, "stages": stages,
+                "ray": {"address": address, "runtime_env": {"py_modules": [os.path.join(TESTS, "ray_plugins.py")]}}}))
             return path
 
         def same_as_ref(name):
