@@ -6,13 +6,13 @@
 For each size, bench/corpus.py's corpus (~2 KB documents, 100k-document shards), and for each
 config a fresh `python -m shardsift select CONFIG --overwrite --workers N` process. Recorded per
 run: wall, CPU of the whole process tree, docs per CPU-second and per wall-second, the driver's
-and the workers' peak RSS, the manifest's own peak-memory and per-stage CPU figures, work-dir
-bytes (in all and per part: scan, each stage, output), output bytes and the output folder's peak
-bytes (sampled every second while the run goes on; the work dir is inside it). Before the timed
-runs each config runs once on 200 documents, so numba's cache is warm (cold start is
-vs_reference.py's job). A run that fails or
+and the workers' peak RSS, the driver's own CPU (the tree's less the workers' polled CPU), the
+manifest's own peak-memory and per-stage CPU figures, work-dir bytes (in all and per part: scan,
+each stage, output), output bytes and the output folder's peak bytes (sampled every second while
+the run goes on; the work dir is inside it). Before the timed runs each config runs once on 200
+documents, so numba's cache is warm (cold start is vs_reference.py's job). A run that fails or
 passes --timeout is recorded with the reason, not left out. Results merge into
-bench/figures/scale.json by size.
+bench/figures/scale.json by size and config (--out names another file).
 """
 from __future__ import annotations
 
@@ -55,8 +55,13 @@ def summary(r: dict) -> dict:
     """The figures of one run worth keeping (the manifest's per-stage table included)."""
     keys = ("rc", "wall_s", "cpu_s", "user_s", "sys_s", "docs_in", "docs_kept", "bytes_in", "docs_per_cpu_s",
             "driver_peak_rss_mb", "worker_peak_rss_mb", "tree_peak_rss_mb", "workers_seen", "work_dir_bytes", "work_dir_parts_bytes",
-            "output_bytes", "watch_dir_peak_bytes", "manifest", "error", "timed_out", "load_avg_1min_after")
+            "output_bytes", "watch_dir_peak_bytes", "manifest", "error", "timed_out", "load_avg_1min_after",
+            "worker_cpu_s_polled")
     out = {k: r[k] for k in keys if k in r}
+    if r.get("cpu_s") and "worker_cpu_s_polled" in r:
+        # what the driver process itself spent (fit, global decides, planning): the part that does
+        # not spread over a cluster. The workers' CPU is polled, so this is an upper bound.
+        out["driver_cpu_s"] = r["cpu_s"] - r["worker_cpu_s_polled"]
     if r.get("wall_s") and r.get("docs_in"):
         out["docs_per_wall_s"] = r["docs_in"] / r["wall_s"]
     if "watch_dir_peak_bytes" in out:
@@ -97,10 +102,14 @@ def main():
             print(f"corpus {n:,} docs: {meta['shards']} shard(s), {meta['text_bytes'] / 1e9:.2f} GB of text "
                   + ("(cached)" if meta["cached"] else f"(generated in {meta['generate_wall_s']:.1f} s)"), flush=True)
             tiny = meta["tiny"]
+            old = result["sizes"].get(str(n), {})
             entry = {"docs": n, "corpus": {k: meta[k] for k in ("text_bytes", "mean_doc_bytes", "shards", "seed",
                                                                   "template_copies", "target_docs")},
                      "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "command": command_line(), "runs": {}}
+                     "command": command_line(),
+                     # runs of other configs at this size, from an earlier command, stay (each names its command)
+                     "runs": {k: {"command": old.get("command"), "measured_at": old.get("measured_at"), **v}
+                              for k, v in old.get("runs", {}).items()}}
             for c in configs:
                 stages = stages_for(c, meta["target"])
                 warm = run_select(tiny, stages, args.workers, tmp_root, numba_cache=numba_cache, label=f"warm-{c}")
@@ -108,6 +117,7 @@ def main():
                                label=f"{c}-{n}", timeout_s=args.timeout)
                 s = summary(r)
                 s["warmup_cpu_s"] = warm.get("cpu_s")
+                s["command"], s["measured_at"] = entry["command"], entry["measured_at"]
                 if r["rc"] != 0:
                     s["missing"] = (f"timed out after {args.timeout:.0f} s" if r.get("timed_out")
                                     else f"exit status {r['rc']}")

@@ -1,0 +1,81 @@
+"""Extrapolate the per-document figures measured at 1M documents to larger pools on a stated cluster.
+
+    python bench/scale_extrapolate.py [--docs 100000000,1000000000] [--nodes 64] [--cores 32]
+
+Arithmetic on bench/figures/scale.json (1M and 250k documents) and bench/figures/scale_driver.json
+(the driver's own CPU share), not a measurement: every per-document figure is assumed to stay
+constant as the pool grows. CPU: the run's whole-tree CPU per document; the driver's share runs
+on one core, the rest spreads over nodes x cores task slots, so wall >= driver CPU + rest / slots.
+Driver memory: the driver's peak RSS at 1M plus its marginal bytes per document (1M less 250k)
+times the extra documents. Workers: one task holds one 100k-document shard, so a worker's peak does
+not grow with the pool. Disk: the work dir's and the output folder's peak bytes per document at 1M.
+Prints a Markdown table for docs/scale.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures")
+MIB = 1 << 20
+LABELS = {"length": "length (read + filter + write)", "minhash_dedup": "minhash_dedup",
+          "dsir": "dsir", "kmeans_diversity": "kmeans_diversity", "chain": "chain of all five"}
+
+
+def per_doc(figs: dict, drv: dict) -> dict:
+    """{config: per-document figures} from the 1M and 250k runs (and the driver-share runs)."""
+    big, small = figs["sizes"]["1000000"], figs["sizes"]["250000"]
+    out = {}
+    for name, r in big["runs"].items():
+        s = small["runs"][name]
+        n, dn = r["docs_in"], r["docs_in"] - s["docs_in"]
+        marg = (r["driver_peak_rss_mb"] - s["driver_peak_rss_mb"]) * MIB / dn
+        d = next((x["runs"][name] for x in drv.get("sizes", {}).values() if name in x["runs"]), None)
+        share = d["driver_cpu_s"] / d["cpu_s"] if d and d.get("driver_cpu_s") is not None else None
+        out[name] = {"cpu_us": r["cpu_s"] / n * 1e6, "driver_share": share,
+                     "driver_bytes": marg, "driver_base": r["driver_peak_rss_mb"] * MIB - marg * n,
+                     "worker_mib": r["worker_peak_rss_mb"], "work_bytes": r["work_dir_bytes"] / n,
+                     "out_peak_bytes": r["out_dir_peak_bytes"] / n}
+    return out
+
+
+def _hours(h: float) -> str:
+    return f"{h:,.1f} h" if h >= 2 else f"{h * 60:,.0f} min"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", default="100000000,1000000000")
+    ap.add_argument("--nodes", type=int, default=64)
+    ap.add_argument("--cores", type=int, default=32, help="task slots per node (workers = nodes x cores)")
+    args = ap.parse_args()
+    with open(os.path.join(FIGURES, "scale.json")) as fh:
+        figs = json.load(fh)
+    drv = {}
+    if os.path.exists(os.path.join(FIGURES, "scale_driver.json")):
+        with open(os.path.join(FIGURES, "scale_driver.json")) as fh:
+            drv = json.load(fh)
+    slots = args.nodes * args.cores
+    rows = per_doc(figs, drv)
+    print(f"EXTRAPOLATION on {args.nodes} nodes x {args.cores} task slots = {slots} workers, one driver\n")
+    print("| config | documents | CPU (core-hours) | of which driver | wall, about | driver memory | "
+          "worker memory | work dir | output folder peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in (int(float(x)) for x in args.docs.split(",")):
+        for name, p in rows.items():
+            cpu_h = p["cpu_us"] * n / 1e6 / 3600
+            share = p["driver_share"]
+            if share is None:
+                drv_h, wall = "not measured", f"{_hours(cpu_h / slots)} + the driver's"
+            else:
+                drv_h = f"{cpu_h * share:,.1f}"
+                wall = _hours(cpu_h * share + cpu_h * (1 - share) / slots)
+            mem = (p["driver_base"] + p["driver_bytes"] * n) / 1e9
+            print(f"| {LABELS.get(name, name)} | {n:,} | {cpu_h:,.1f} | {drv_h} | {wall} | {mem:,.0f} GB | "
+                  f"{p['worker_mib']:,.0f} MiB x {args.cores} per node | {p['work_bytes'] * n / 1e12:,.2f} TB | "
+                  f"{p['out_peak_bytes'] * n / 1e12:,.2f} TB |")
+
+
+if __name__ == "__main__":
+    main()
