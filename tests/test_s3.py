@@ -1,5 +1,6 @@
 """Input, output and work dir on a real local S3-compatible server (moto server mode)."""
 import json
+import shutil
 
 import pytest
 import yaml
@@ -81,3 +82,30 @@ def test_sigkill_on_s3_then_resume(s3, reference, tmp_path, kill_at):
     assert s3_digests(fs, f"{key}/data") == file_digests(reference / "data")
     assert s3_digests(fs, f"{key}/.shardsift/scores") == file_digests(reference / ".shardsift" / "scores")
     assert fs.exists(f"{key}/.shardsift/manifest.json")
+
+
+@pytest.mark.slow
+def test_trained_model_reaches_a_machine_without_the_drivers_disk(s3, sample_dir, tmp_path):
+    """quality_classifier trains its model on the driver's disk. Killed after the fit, the run resumes
+    where that disk is empty (another machine, as a node of a cluster is): its score tasks fetch the
+    model from the work dir on S3, and the output is the one of a local run."""
+    pytest.importorskip("fasttext", reason="quality_classifier needs fasttext (the dev extra)")
+    opts, fs = s3
+    stages = [{"quality_classifier": {"positives": {"path": str(sample_dir / "target")}, "keep": 0.5}}]
+    ref = tmp_path / "ref"
+    run_pipeline({"input": str(sample_dir / "pool"), "output": {"path": str(ref), "scores": True},
+                  "workers": 1, "seed": 3, "stages": stages})
+    out = f"s3://{BUCKET}/model-fetch"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg(opts, out, stages=stages)))
+    scratch = tmp_path / "scratch"
+    env = {"SHARDSIFT_SCRATCH": str(scratch)}
+    proc = run_cli("select", path, "--quiet", env={**env, "SHARDSIFT_KILL_AT": "fit:00"}, check=False)
+    assert proc.returncode != 0, proc.stderr
+    key = out[len("s3://"):]
+    assert len(fs.glob(f"{key}/.work/stages/*/fitted/quality_classifier.bin")) == 1
+    assert [p.name for p in scratch.rglob("quality_classifier.bin")] == ["quality_classifier.bin"]
+    shutil.rmtree(scratch)
+    run_cli("select", path, "--quiet", env=env)
+    assert s3_digests(fs, f"{key}/data") == file_digests(ref / "data")
+    assert s3_digests(fs, f"{key}/.shardsift/scores") == file_digests(ref / ".shardsift" / "scores")

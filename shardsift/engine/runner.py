@@ -36,6 +36,7 @@ from .shards import (
     as_decision,
     decision_arrays,
     drop_counts,
+    publish_fitted,
     run_score,
     tree_cpu,
     usage,
@@ -360,6 +361,7 @@ class Runner(OutputWriting):
                                            sum(per_shard[j] for j in mine), sel.seed_))
                 if metrics is not None:
                     sel.fit_metrics_ = dict(metrics)
+                publish_fitted(sel, stage_dir)
             workdir.write_pickle(sel_path, sel)
             faults.point(f"fit:{i:02d}")
         self.progress.line(f"{label}: score {len(ctxs)} shard(s), {n_in} documents")

@@ -118,11 +118,48 @@ _SELECTORS: dict[str, Any] = {}  # selector file -> the selector, set up, in thi
 _SELECTORS_MAX = 16
 
 
+FITTED = "fitted.json"  # beside selector.pkl on an object store: {driver-local path: its copy in the work dir}
+
+
+def publish_fitted(sel, stage_dir: str) -> None:
+    """On an object-store work dir, copy the files a fit wrote on the driver's disk
+    (``fitted_files()``: a trained model) into the stage's folder, and list them in ``fitted.json``,
+    so a task on any node can fetch them (:func:`fetch_fitted`). Before selector.pkl is written."""
+    if not storage.is_remote(stage_dir):
+        return
+    files = {}
+    for key, local in sorted((sel.fitted_files() or {}).items()):
+        if local and os.path.isfile(local):
+            uri = storage.join(stage_dir, "fitted", layout_name(key))
+            storage.upload(local, uri)
+            files[local] = uri
+    workdir.write_json(storage.join(stage_dir, FITTED), files)
+
+
+def fetch_fitted(selector_path: str) -> None:
+    """Put the fit's files where the selector expects them on this machine's disk, from the work
+    dir, when they are not there (a node other than the driver's)."""
+    if not storage.is_remote(selector_path):
+        return
+    listing = storage.join(selector_path.rsplit("/", 1)[0], FITTED)
+    if not storage.exists(listing):
+        return
+    for local, uri in workdir.read_json(listing).items():
+        if not os.path.isfile(local):
+            storage.download(uri, local)
+
+
+def layout_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(key)) or "file"
+
+
 def load_selector(path: str):
-    """A stage's fitted selector, loaded and set up (``setup()``) once per process."""
+    """A stage's fitted selector, loaded and set up (``setup()``) once per process; the files its
+    fit wrote are fetched first where this machine lacks them."""
     sel = _SELECTORS.get(path)
     if sel is None:
         sel = workdir.read_pickle(path)
+        fetch_fitted(path)
         sel.setup()
         if len(_SELECTORS) >= _SELECTORS_MAX:
             _SELECTORS.pop(next(iter(_SELECTORS)))

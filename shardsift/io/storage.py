@@ -212,6 +212,24 @@ def upload(local: str, dst: str) -> None:
         fs.put_file(local, p)
 
 
+def download(src: str, local: str) -> None:
+    """Copy the file ``src`` (local or remote) to the local path ``local``, whole or not at all."""
+    d = os.path.dirname(local) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as fout, open_file(src, "rb") as fin:
+            shutil.copyfileobj(fin, fout, 8 << 20)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, local)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def arrow_fs(path: str) -> tuple[Any, str]:
     """A pyarrow filesystem (None for a local path, i.e. pyarrow's default) and the path within it."""
     if not is_remote(path):
