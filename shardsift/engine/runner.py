@@ -286,7 +286,7 @@ class Runner(OutputWriting):
     def _duplicate_ids(self) -> int:
         """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``)."""
         paths = [os.path.join(self.work, "scan", f"shard-{j:05d}.npz") for j in range(len(self.shards))]
-        scans = [workdir.read_npz(p) for p in paths]
+        scans = [workdir.read_npz(p, ["id_hash"]) for p in paths]  # 8 bytes per document, not the whole scan
         h = np.concatenate([s["id_hash"] for s in scans]) if scans else np.zeros(0, np.uint64)
         if len(h) == 0:
             return 0
@@ -312,7 +312,10 @@ class Runner(OutputWriting):
                 f"{self.shards[j].uri}: duplicate id {the_id!r} at row {row} ({int(is_dup.sum())} duplicate ids "
                 "in the input); set on_duplicate_id: keep_first to keep the first occurrence")
         n = 0
-        for j, (s, p) in enumerate(zip(scans, paths)):
+        for j, p in enumerate(paths):
+            if not is_dup[offs[j]:offs[j + 1]].any():
+                continue
+            s = workdir.read_npz(p)  # a shard with duplicates: its whole scan, rewritten
             d = is_dup[offs[j]:offs[j + 1]] & s["valid"]
             if d.any() and (s["alive"] & d).any():
                 s["alive"] = s["valid"] & ~d
