@@ -142,9 +142,10 @@ class NodeLog(Selector):
     def score(self, docs):
         import ray
 
+        # outside a Ray worker (a local run) asking for the runtime context would start Ray
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "-"
         with open(self.log, "a", encoding="utf-8") as fh:
-            fh.write(f"{docs.shard} {ray.get_runtime_context().get_node_id()} "
-                     f"{os.environ.get('SHARDSIFT_TEST_NODE', '-')}\n")
+            fh.write(f"{docs.shard} {node} {os.environ.get('SHARDSIFT_TEST_NODE', '-')}\n")
         return docs.n_words.astype(np.float64)
 
     def decide(self, scores, ctx=None):
