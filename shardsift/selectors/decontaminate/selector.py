@@ -84,16 +84,25 @@ class Decontaminate(Selector):
 
     # -- fit -------------------------------------------------------------------------------
     def check(self, read_input) -> None:
-        """Each benchmark's first batch, before the run writes anything: the path resolves, the
-        text column is there, the set is not empty."""
+        """Each benchmark, before the run writes anything: the path resolves, the text column is
+        there, the set is not empty and some text has min_words words (evaluation sets are small:
+        reading them twice is cheap next to a run that fails after its scan)."""
         for i, (name, spec) in enumerate(self._specs()):
             where = f"decontaminate.benchmarks[{i}] ({name})"
+            texts = used = 0
             try:
-                first = next(iter(read_input(spec, where)), None)
+                for docs in read_input(spec, where):
+                    texts += len(docs)
+                    used += int((np.diff(Words(docs.text).offsets) >= self.min_words).sum())
+                    if used:
+                        break
             except DataError as err:
                 raise self._named(err, where) from None
-            if first is None:
+            if texts == 0:
                 raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
+            if used == 0:
+                raise DataError(f"{where}: none of the {texts} texts of {spec['path']} has {self.min_words} "
+                                "words or more (min_words): nothing to decontaminate against")
 
     @staticmethod
     def _named(err: DataError, where: str) -> DataError:
