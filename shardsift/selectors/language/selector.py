@@ -4,6 +4,8 @@ Each document gets the top label of a fastText language-ID model and its probabi
 columns ``language`` and ``language_score``); it is dropped with reason
 ``language:not_in_languages`` when the label is not one of ``languages``, else with
 ``language:low_score`` when the probability is below ``min_score`` (FineWeb keeps English at 0.65).
+The label comes from the first ``prefix_chars`` characters where that prefix is confident, else from
+the first ``max_chars`` (``model.predict_cascade``).
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ class LanguageFilter(Filter):
                       "docs/language.md); unset: any language, only min_score applies")
     min_score = Param(float, 0.65, "drop documents whose top language probability is below this", ge=0, le=1)
     max_chars = Param(int, 10000, "identify the language from the first this many characters", gt=0)
+    prefix_chars = Param(int, 500, "first read only this many characters and re-read up to max_chars only "
+                         "the documents whose prefix label is not confident; 0: read max_chars at once",
+                         ge=0)
+    confident = Param(float, 0.8, "a prefix label with at least this probability (and not within 0.1 of "
+                      "min_score) is final", ge=0, le=1)
     model = Param(str, None, "a local fastText language-ID model file (labels __label__xx) instead of the "
                   "built-in lid.176", path=True)
 
@@ -82,7 +89,8 @@ class LanguageFilter(Filter):
 
     def keep(self, docs: Docs) -> Decision:
         self.setup()
-        code, score = lid.predict_top(self.model_, docs.text, self.max_chars)
+        code, score, _ = lid.predict_cascade(self.model_, docs.text, self.max_chars, self.prefix_chars,
+                                             self.confident, self.min_score)
         wanted = (np.ones(len(code), dtype=bool) if self.languages is None
                   else np.isin(code, np.asarray(self.languages, dtype=str)))
         confident = score >= self.min_score
