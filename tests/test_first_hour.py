@@ -156,6 +156,23 @@ def test_check_lists_every_bad_stage_file_one_line_each_and_writes_nothing(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_select_refuses_a_missing_stage_file_before_reading_the_input(tmp_path):
+    """select runs check's file checks before the scan: one line naming the stage, key and path (and
+    how many more problems there are), exit 1, and no output folder."""
+    texts(str(tmp_path / "pool" / "a.parquet"))
+    cfg = write_yaml(str(tmp_path / "c.yaml"), {
+        "input": "pool", "output": "out",
+        "stages": [{"length": {"min_words": 1}},
+                   {"dsir": {"target": "missing_target", "keep": 0.5}},
+                   {"perplexity_correlation": {"losses": "nowhere.csv", "errors": "nowhere2.csv", "keep": 0.5}}]})
+    proc = run_cli("select", cfg, cwd=str(tmp_path), check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"shardsift: error: stages[1].dsir.target: {tmp_path / 'missing_target'} not found")
+    assert "(and 2 more: `shardsift check CONFIG` lists them)" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_check_passes_when_the_files_are_there(tmp_path):
     texts(str(tmp_path / "pool" / "a.parquet"))
     texts(str(tmp_path / "target.parquet"))

@@ -257,7 +257,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
              ({"positives": {"path": str(tmp_path / "empty.parquet")}, "keep": 0.5}, DataError,
               r"quality_classifier\.positives: no documents with text"),
              ({"model": str(tmp_path / "junk.bin"), "keep": 0.5}, DataError, "is not a fastText model"),
-             ({"model": str(tmp_path / "missing.bin"), "keep": 0.5}, DataError, "missing.bin not found"),
+             ({"model": str(tmp_path / "missing.bin"), "keep": 0.5}, DataError, r"quality_classifier\.model: .*missing\.bin: not found"),
              ({"positives": "x", "keep": 0.5, "n": 3}, ConfigError, "exactly one of keep, n, tokens or threshold")]
     for stage, err, text in cases:
         with pytest.raises(err, match=text) as info:

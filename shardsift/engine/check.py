@@ -30,22 +30,30 @@ def check_config(cfg: Config) -> tuple[list[str], list[str]]:
                   for s in cfg.sources for line in _check_input(s.input, problems, fmt)]
     elif cfg.input is not None:
         lines += _check_input(cfg.input, problems, fmt)
-    # every other file read: the config's own (a tokenizer, say), then each stage's
-    sections = [("config", TOP, cfg.raw.get), ("input", {k: v for k, v in INPUT.items() if k != "path"},
-                                                          lambda k: getattr(cfg.input, k, None)),
-                ("output", OUTPUT, lambda k: getattr(cfg.output, k, None))]
-    sections += [(st.where, type(sel).param_specs(), lambda k, sel=sel: getattr(sel, k, None))
-                 for st, sel in zip(cfg.stages, cfg.built)]
-    for where, specs, get in sections:
-        for key, spec in specs.items():
-            if spec.path and spec.path != "output" and (value := get(key)) is not None:
-                problems += _check_param(f"{where}.{key}", spec, value)
+    problems += file_problems(cfg)
     if cfg.output is not None:
         out = storage.abspath(cfg.output.path)
         finished = storage.exists(os.path.join(out, layout.MANIFEST))
         lines.append(f"output: {out}" + (" holds a finished run (select needs --overwrite to replace it)"
                                          if finished else ""))
     return lines, problems
+
+
+def file_problems(cfg: Config) -> list[str]:
+    """One line per problem of every file the config names besides the input: the config's own (a
+    tokenizer, say), then each stage's (targets, loss matrices, models, benchmarks). ``select`` runs
+    this before the scan, ``check`` with everything else."""
+    sections = [("config", TOP, cfg.raw.get), ("input", {k: v for k, v in INPUT.items() if k != "path"},
+                                                          lambda k: getattr(cfg.input, k, None)),
+                ("output", OUTPUT, lambda k: getattr(cfg.output, k, None))]
+    sections += [(st.where, type(sel).param_specs(), lambda k, sel=sel: getattr(sel, k, None))
+                 for st, sel in zip(cfg.stages, cfg.built)]
+    problems = []
+    for where, specs, get in sections:
+        for key, spec in specs.items():
+            if spec.path and spec.path != "output" and (value := get(key)) is not None:
+                problems += _check_param(f"{where}.{key}", spec, value)
+    return problems
 
 
 def _check_input(inp, problems: list[str], out_format: str | None) -> list[str]:

@@ -20,6 +20,7 @@ from ..api import Decision, Scores
 from ..errors import DataError, ShardsiftError, UsageError
 from ..io import layout, normalize, resolve_shards, storage, take_rows
 from . import faults, workdir
+from .check import file_problems
 from .config import Config, _is_dataset, parse_config
 from .contexts import StageDecide, StageFit, _concat_scores, read_corpus
 from .executors import Executor, Progress, make_executor
@@ -110,6 +111,10 @@ class Runner(OutputWriting):
             if self.cfg.sources:
                 self.output_schema()  # a column the mixture would overwrite: refused before any work
             _ = self.out_format  # an input the output format cannot write stops the run here
+            problems = file_problems(self.cfg)  # every file a stage names, before anything is written
+            if problems:
+                more = f" (and {len(problems) - 1} more: `shardsift check CONFIG` lists them)" if problems[1:] else ""
+                raise DataError(problems[0] + more)
             for sel in self.cfg.built:   # the stages' own inputs (benchmarks), before anything is written
                 sel.check(read_corpus)
             self.input_fp = fingerprint([s.fingerprint for s in self.shards], self.cfg.input.text_column,
