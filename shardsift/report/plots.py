@@ -113,29 +113,31 @@ def axis_for(x: np.ndarray, positive: bool) -> Axis:
     - a positive quantity spanning WIDE_SPAN or more (lengths, cluster sizes): a log axis;
     - a few extremes FAR_TAILS times further out than the central 99%: the central 99% widened by
       half on each side, and the documents left outside counted;
-    - a long one-sided tail (log weights of 20- to 100,000-word documents, where a linear axis puts
-      most documents in one or two of 50 bins): a symmetric log axis over the whole range;
-    - else the full range, linear.
+    - a long tail inside that range (log weights of 20- to 100,000-word documents, where a linear axis
+      puts most documents in one or two of 50 bins): a symmetric log axis over it;
+    - else that range, linear.
     """
     lo, hi = float(x.min()), float(x.max())
     if positive and lo >= 0 and hi > 0:
         floor = lo if lo > 0 else float(x[x > 0].min()) if (x > 0).any() else 1.0
         if hi / floor >= WIDE_SPAN:
             return Axis("log", floor, hi, below=int((x < floor).sum()), min=lo, max=hi)
+    lo_in, hi_in, below, above = lo, hi, 0, 0
     qlo, qhi = (float(v) for v in np.quantile(x, [0.005, 0.995]))
     if qhi > qlo and hi - lo > FAR_TAILS * (qhi - qlo):
         # the central 99% and half its width again on each side: a distribution's own tails stay
         lo_in, hi_in = max(lo, qlo - (qhi - qlo) / 2), min(hi, qhi + (qhi - qlo) / 2)
-        return Axis("linear", lo_in, hi_in, int((x < lo_in).sum()), int((x > hi_in).sum()), lo, hi)
-    a = np.abs(x)
-    if hi > lo and a.max() >= SKEW_SPAN * max(float(np.median(a)), 1e-12):
-        counts = np.histogram(x, bins=50, range=(lo, hi))[0]
-        if np.sort(counts)[-2:].sum() > 0.5 * len(x):
+        below, above = int((x < lo_in).sum()), int((x > hi_in).sum())
+    inside = x[(x >= lo_in) & (x <= hi_in)]
+    a = np.abs(inside)
+    if hi_in > lo_in and len(a) and a.max() >= SKEW_SPAN * max(float(np.median(a)), 1e-12):
+        counts = np.histogram(inside, bins=50, range=(lo_in, hi_in))[0]
+        if np.sort(counts)[-2:].sum() > 0.5 * len(inside):  # a long tail even inside the shown range
             nonzero = a[a > 0]
             c = float(np.quantile(nonzero, 0.05)) if len(nonzero) else 1.0
             c = 10.0 ** np.floor(np.log10(max(c, 1e-12)))  # a power of ten: ticks at 0, +-c, +-10c, ...
-            return Axis("symlog", lo, hi, min=lo, max=hi, linthresh=c)
-    return Axis("linear", lo, hi, min=lo, max=hi)
+            return Axis("symlog", lo_in, hi_in, below, above, lo, hi, linthresh=c)
+    return Axis("linear", lo_in, hi_in, below, above, lo, hi)
 
 
 def log_axis(ax, which: str = "x") -> None:
