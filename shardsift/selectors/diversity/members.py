@@ -147,3 +147,40 @@ def select_members(emb, cluster, dist, quotas, method: str, seed: int) -> tuple[
             "chunked_clusters": chunked, "largest_cluster": int(np.bincount(cluster).max()) if n else 0,
             "approximate": bool(counts[f"{method}_subclustered"])}
     return keep, info
+
+
+def member_order(emb, cluster, dist, method: str, seed: int, whole: np.ndarray) -> tuple[np.ndarray, int]:
+    """A key per document: its position in its cluster's ``method`` pick order run to the whole
+    cluster (a token budget needs an order, not a count), and how many clusters were ordered through
+    sub-clusters. Clusters flagged in ``whole`` (kept entirely) are not ordered. A cluster of more than ``MEMBER_MAX`` is ordered inside each
+    sub-cluster and the orders interleaved by the fraction of the sub-cluster picked, so every prefix
+    shares the cluster's take among its sub-clusters in proportion to their sizes."""
+    n = len(cluster)
+    key_cols = (np.arange(n), dist, cluster) if method == "farthest" else (np.arange(n), cluster)
+    order = np.lexsort(key_cols)
+    key = np.zeros(n, dtype=np.float64)
+    subclustered = 0
+    g = cluster[order]
+    bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:e]
+        c = int(g[s])
+        if whole[c] or len(idx) == 1:
+            continue
+        x = emb[idx]
+        groups = [np.arange(len(idx))]
+        if len(idx) > MEMBER_MAX:
+            groups, _ = split_cluster(x, MEMBER_MAX, seed + c)
+            subclustered += 1
+        for pos in groups:
+            picked = _pick_ordered(x[pos], len(pos), method)
+            key[idx[pos[picked]]] = (np.arange(len(pos)) + 0.5) / len(pos)  # ties: by position
+    return key, subclustered
+
+
+def _pick_ordered(x: np.ndarray, q: int, method: str) -> np.ndarray:
+    if method == "farthest":
+        return farthest_greedy(np.ascontiguousarray(x, dtype=np.float32), q)
+    sim = x @ x.T
+    np.maximum(sim, np.float32(0.0), out=sim)
+    return facility_greedy_ordered(sim, q)[0]

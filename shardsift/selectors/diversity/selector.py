@@ -13,7 +13,8 @@ learned on a sample, and a global strategy decides what to keep:
 - ``density`` (Abbas et al. 2024): per-cluster quotas from a softmax of cluster complexity.
 - ``d4`` (Tirumala et al. 2023): semdedup to a fraction, re-cluster, prototypes to the budget.
 
-``score`` returns each document's cluster, cosine distance to its centroid and its embedding
+The budget is ``keep``, ``n`` or ``tokens`` (the run's token unit: per-cluster token quotas,
+:mod:`.token_quotas`). ``score`` returns each document's cluster, cosine distance to its centroid and its embedding
 (float16 by default), so the global ``decide`` can compare documents across shards.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from ...api import Capabilities, Decision, Param, Selector, check_keep_n, count_to_keep, top_k_mask
 from ...errors import ConfigError, DataError
+from ...params import Count
 from . import strategies as st
 from .embedders import (
     HashedTfidfEmbedder,
@@ -42,7 +44,8 @@ from .kmeans_fit import (
     spherical_kmeans,
 )
 from .lexical import duplicate_of_columns, pair_similarity, resolve_survivor
-from .members import select_members
+from .members import member_order, select_members
+from .token_quotas import density_token_quotas, take_by_token_quota, token_prefix
 
 STRATEGIES = ("balanced", "semdedup", "prototypes", "density", "d4")
 REASONS = {
@@ -64,6 +67,9 @@ class KMeansDiversity(Selector):
     strategy = Param(str, "balanced", "balanced | semdedup | prototypes | density | d4", choices=STRATEGIES)
     keep = Param(float, None, "fraction of documents to keep", gt=0, le=1)
     n = Param(int, None, "number of documents to keep", ge=0)
+    tokens = Param(Count, None, "tokens to keep, in the run's token unit (2B, 500M): per-cluster token "
+                                "quotas, each cluster's members taken in its strategy's order while "
+                                "they fit", ge=0)
     k = Param(int, 128, "number of k-means clusters", ge=1)
     embedding = Param(str, "hashed_tfidf", "how documents are embedded",
                       choices=("hashed_tfidf", "sentence_transformers", "column"))
@@ -116,13 +122,17 @@ class KMeansDiversity(Selector):
     def validate(self):
         check_keep_n(self)
         where = self.display_name()
-        budgeted = self.keep is not None or self.n is not None
+        given = [b for b in ("keep", "n", "tokens") if getattr(self, b) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"{where}: give exactly one of keep, n or tokens (got {' and '.join(given)})")
+        budgeted = bool(given)
         if self.strategy == "semdedup":
             if not budgeted and self.eps is None:
                 raise ConfigError(f"{where}: strategy semdedup needs eps (a cosine-distance threshold) "
-                                  "or keep / n (a budget)")
+                                  "or keep / n / tokens (a budget)")
         elif not budgeted:
-            raise ConfigError(f"{where}: strategy {self.strategy} needs keep (a fraction) or n (a count)")
+            raise ConfigError(f"{where}: strategy {self.strategy} needs keep (a fraction), n (a count) "
+                              "or tokens (a token budget)")
         if self.strategy == "d4" and self.keep is not None and self.keep > self.dedup_keep:
             raise ConfigError(f"{where}.keep: {self.keep} is above dedup_keep ({self.dedup_keep}); "
                               "d4 prunes prototypes after semdedup")
@@ -243,7 +253,8 @@ class KMeansDiversity(Selector):
         seed = int(ctx.seed)
         where = self.display_name()
         if len(scores) == 0 or "cluster" not in scores:
-            count_to_keep(0, self.keep, self.n, where)
+            if self.tokens is None and (self.keep is not None or self.n is not None):
+                count_to_keep(0, self.keep, self.n, where)
             return Decision(keep=np.zeros(len(scores), dtype=bool), reason=REASONS.get(self.strategy, "prototypical"),
                             metrics={"strategy": self.strategy, "k": len(self.centroids_)})
         cluster = np.asarray(scores["cluster"], dtype=np.int64)
@@ -261,8 +272,12 @@ class KMeansDiversity(Selector):
         reason = np.full(n, "", dtype=object)
         extra: dict = {}
         s = self.strategy
+        ntok = np.asarray(scores["n_tokens"], dtype=np.int64)
 
-        if s == "balanced":
+        if self.tokens is not None:
+            keep = self._decide_tokens(scores, ctx, emb, cluster, dist, ntok, sizes, tiebreak, rng, seed,
+                                       reason, metrics, extra)
+        elif s == "balanced":
             quotas = st.allocate(sizes, sizes.astype(np.float64) ** self.quota_exponent, budget, tiebreak)
             if self.member == "random":
                 keep = st.take_by_quota(cluster, rng.random(n), quotas)
@@ -290,6 +305,7 @@ class KMeansDiversity(Selector):
         else:  # d4
             keep = self._d4(emb, cluster, dist, budget, k, seed, rng, reason, metrics)
         reason[keep] = ""
+        metrics["kept_tokens"] = int(ntok[keep].sum())
         after = np.bincount(cluster[keep], minlength=k)
         metrics["cluster_sizes_before"] = sizes.tolist()
         metrics["cluster_sizes_after"] = after.tolist()
@@ -303,6 +319,53 @@ class KMeansDiversity(Selector):
             metrics["coverage_heldout"] = heldout_coverage(scores, ctx, keep, self.heldout_sample, seed)
         return Decision(keep=keep, reason=reason, score=dist,
                         extra={"cluster": cluster.astype(np.int32), "distance": dist, **extra}, metrics=metrics)
+
+    def _decide_tokens(self, scores, ctx, emb, cluster, dist, ntok, sizes, tiebreak, rng, seed, reason,
+                       metrics, extra) -> np.ndarray:
+        """The ``tokens`` budget: per-cluster quotas by the count path's rule applied to the clusters'
+        token totals, each cluster filled in its strategy's order (:mod:`.token_quotas`); the global
+        strategies (prototypes, semdedup, d4) take the longest prefix of their ranking that fits."""
+        s, budget, k = self.strategy, int(self.tokens), len(sizes)
+        metrics["budget_tokens"] = budget
+        totals = np.bincount(cluster, weights=ntok, minlength=k).astype(np.int64)
+        if s == "balanced":
+            weights = totals.astype(np.float64) ** self.quota_exponent
+            quotas = st.allocate(totals, weights, budget, tiebreak)
+            if self.member == "random":
+                key = rng.random(len(cluster))
+            else:
+                key, sub = member_order(emb, cluster, dist, self.member, seed, quotas >= totals)
+            keep, info = take_by_token_quota(cluster, key, ntok, quotas, weights, budget, tiebreak)
+            metrics["selection"] = st.quota_methods(sizes, np.bincount(cluster[keep], minlength=k),
+                                                    self.member)
+            if self.member != "random":  # clusters ordered inside sub-clusters
+                metrics["selection"].update({"subclustered_clusters": sub, "approximate": bool(sub)})
+        elif s == "density":
+            key = -dist.astype(np.float64)
+            quotas, weights, info = density_token_quotas(
+                self.centroids_, cluster, dist, sizes, totals, key, ntok, budget, tiebreak,
+                temperature=self.temperature, min_per_cluster=self.min_per_cluster,
+                inter_neighbors=self.inter_neighbors)
+            metrics.update(info)
+            keep, info = take_by_token_quota(cluster, key, ntok, quotas, weights, budget, tiebreak)
+            metrics["selection"] = st.quota_methods(sizes, np.bincount(cluster[keep], minlength=k),
+                                                    "farthest_from_centroid")
+        elif s == "prototypes":
+            keep = token_prefix(np.lexsort((np.arange(len(dist)), -dist)), ntok, budget)
+            metrics["selection"] = {"clusters_by_method": {"global_distance_rank": int((sizes > 0).sum())},
+                                    "approximate": False}
+            info = {}
+        elif s == "semdedup":
+            msim, near, compared = st.semdedup_nearest(emb, cluster, dist, seed)
+            metrics["selection"] = st.semdedup_methods(compared)
+            keep = token_prefix(np.lexsort((np.arange(len(msim)), msim)), ntok, budget)
+            extra.update(duplicate_of_columns(scores, resolve_survivor(near, ~keep)))
+            info = {"duplicates": int((~keep).sum())}
+        else:
+            return self._d4(emb, cluster, dist, budget, k, seed, rng, reason, metrics, ntok)
+        metrics.update({key_: val for key_, val in info.items() if key_ != "kept_tokens"})
+        reason[~keep] = REASONS[s]
+        return keep
 
     def _semdedup(self, scores, ctx, emb, cluster, dist, budget, seed, metrics):
         """Keep mask and, per dropped document, the kept document it duplicates (-1 elsewhere).
@@ -325,12 +388,17 @@ class KMeansDiversity(Selector):
                             "kept_by_lexical_check": len(unlike), "duplicates": int((~keep).sum())})
         return keep, of
 
-    def _d4(self, emb, cluster, dist, budget, k, seed, rng, reason, metrics) -> np.ndarray:
-        """SemDeDup down to ``dedup_keep``, re-cluster the survivors, prototypes down to the budget."""
+    def _d4(self, emb, cluster, dist, budget, k, seed, rng, reason, metrics, ntok=None) -> np.ndarray:
+        """SemDeDup down to ``dedup_keep``, re-cluster the survivors, prototypes down to the budget;
+        with ``ntok`` the budget and ``dedup_keep`` count tokens (prefixes of the rankings that fit)."""
         n = len(cluster)
-        n_dedup = max(budget, round(self.dedup_keep * n))
         msim, compared = st.semdedup_max_similarity(emb, cluster, dist, seed)
-        stage1, info = st.semdedup_keep(msim, n_dedup, self.eps)
+        if ntok is None:
+            stage1, info = st.semdedup_keep(msim, max(budget, round(self.dedup_keep * n)), self.eps)
+        else:
+            stage1 = token_prefix(np.lexsort((np.arange(n), msim)), ntok,
+                                  max(budget, round(self.dedup_keep * int(ntok.sum()))))
+            info = {"duplicates": int((~stage1).sum())}
         metrics["selection"] = st.semdedup_methods(compared)
         metrics.update({f"d4_{key}": val for key, val in info.items()})
         reason[~stage1] = REASONS["semdedup"]
@@ -341,7 +409,10 @@ class KMeansDiversity(Selector):
             fit_rows = sub[np.sort(rng.choice(len(sub), self.fit_sample, replace=False))]
         c2 = self._kmeans(fit_rows, k, seed + 1)
         _, d2 = assign_nearest(sub, c2)
-        keep2 = top_k_mask(d2, budget)
+        if ntok is None:
+            keep2 = top_k_mask(d2, budget)
+        else:
+            keep2 = token_prefix(np.lexsort((np.arange(len(d2)), -d2)), ntok[idx], budget)
         keep = np.zeros(n, dtype=bool)
         keep[idx[keep2]] = True
         reason[idx[~keep2]] = REASONS["prototypes"]

@@ -201,6 +201,22 @@ def density_quotas(centroids, cluster, dist, sizes, budget, tiebreak, *, tempera
                    inter_neighbors):
     """Abbas et al. 2024: complexity = intra-cluster spread x distance to neighbour centroids;
     quotas from softmax(standardised complexity / temperature) after a floor per cluster."""
+    w, info = density_weights(centroids, cluster, dist, sizes, temperature=temperature,
+                              inter_neighbors=inter_neighbors)
+    floor = np.minimum(sizes, min_per_cluster)
+    return floored_quotas(sizes, floor, w, budget, tiebreak), info
+
+
+def floored_quotas(sizes, floor, w, budget, tiebreak):
+    """``floor`` per cluster first (shared evenly when the budget is smaller), the rest by ``w``."""
+    k = len(sizes)
+    if floor.sum() >= budget:
+        return allocate(floor, np.ones(k), budget, tiebreak)
+    return floor + allocate(sizes - floor, w, budget - int(floor.sum()), tiebreak)
+
+
+def density_weights(centroids, cluster, dist, sizes, *, temperature, inter_neighbors):
+    """Per-cluster quota weights: softmax of standardised complexity / temperature; and the metrics."""
     k = len(sizes)
     live = sizes > 0
     intra = np.zeros(k)
@@ -223,12 +239,7 @@ def density_quotas(centroids, cluster, dist, sizes, budget, tiebreak, *, tempera
     w = np.zeros(k)
     e = np.exp((z - z.max()) / temperature)
     w[live] = e / e.sum()
-    floor = np.minimum(sizes, min_per_cluster)
-    if floor.sum() >= budget:
-        quotas = allocate(floor, np.ones(k), budget, tiebreak)
-    else:
-        quotas = floor + allocate(sizes - floor, w, budget - int(floor.sum()), tiebreak)
-    return quotas, {"complexity": [round(float(v), 6) for v in complexity],
+    return w, {"complexity": [round(float(v), 6) for v in complexity],
                     "quota_weights": [round(float(v), 6) for v in w]}
 
 
