@@ -16,6 +16,9 @@ A stage runs a selector in these steps:
 ``decide(scores, ctx)``  keep/drop (:class:`Scores` in, a bool array or :class:`Decision` out).
                   ``scope = "document"``: per shard, inside the shard's task. ``scope = "global"``:
                   once over every shard's scores (exact top-k, resampling, clustering).
+                  A global decide that is "rank by a per-document value, keep by a budget" may
+                  say so instead (``budget()`` and ``budget_rank(scores)``): the engine then finds
+                  the exact cut in shard tasks and the driver holds no per-document array.
 
 :class:`Filter` is the one-method shortcut for per-document filters: ``keep(docs)``.
 Selectors must be picklable: the fitted selector is saved in the work dir and loaded by workers.
