@@ -198,6 +198,10 @@ class Budget:
 
     reason:  why dropped documents were dropped.
     clip_n:  an ``n`` above the documents reaching the stage keeps them all (False: a ConfigError).
+    percentiles: earlier stages (name, or 1-based position) whose scores the rank reads as percentile
+             ranks over the documents reaching this stage (``percentile_ranks``); the engine
+             computes them exactly in shard tasks and gives them to ``budget_rank`` as the
+             columns ``percentile:<stage>``. ``percentiles_param``: the parameter that names them.
     """
 
     keep: float | None = None
@@ -206,6 +210,8 @@ class Budget:
     threshold: float | None = None
     reason: str = ""
     clip_n: bool = True
+    percentiles: tuple = ()
+    percentiles_param: str = ""
 
 
 class Docs:

@@ -8,6 +8,7 @@ from shardsift import Decision, Param, Selector
 from shardsift.api import Budget
 from shardsift.columns import hash_strings
 from shardsift.selectors.budget import BUDGET_PARAMS, check_budget, rank, select
+from shardsift.selectors.combine import Combine
 
 
 class BudgetValue(Selector):
@@ -47,3 +48,24 @@ class BudgetValue(Selector):
         r, tie = rank(scores["v"], scores["idhash"], self.seed_, threshold=self.threshold, mode=self.mode,
                       temperature=self.temperature)
         return r, tie, np.asarray(scores["v"], dtype=np.float64)
+
+
+class WScore(Selector):
+    """Keeps every document; its score is the input column ``w`` (what combine ranks)."""
+
+    name = "w_score"
+    needs_text = False
+    columns = ("w",)
+
+    def score(self, docs):
+        return docs.column("w").to_numpy(zero_copy_only=False).astype(np.float64)
+
+    def decide(self, scores, ctx):
+        return Decision(keep=np.ones(len(scores), bool), score=scores["score"])
+
+
+class CombineInDriver(Combine):
+    """``combine`` with its decide over every document in the driver (no ``budget()``)."""
+
+    def budget(self):
+        return None

@@ -35,12 +35,13 @@ def corpus(folder, n_docs, n_shards, seed=0, n_values=7, nan_share=0.05, text=Tr
     v[rng.random(n_docs) < nan_share] = np.nan
     null = rng.random(n_docs) < nan_share / 2
     words = rng.integers(1, 41, n_docs)
+    w = np.where(rng.random(n_docs) < nan_share, np.nan, rng.integers(0, 5, n_docs) / 4)
     vocab = np.array(["alpha", "beta", "gamma", "delta"])
     bounds = np.linspace(0, n_docs, n_shards + 1).astype(int)
     for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         texts = [" ".join(vocab[np.arange(w) % 4]) for w in words[a:b]] if text else ["x"] * (b - a)
         tbl = pa.table({"id": [f"doc-{i}" for i in range(a, b)], "text": texts,
-                        "v": pa.array(v[a:b], mask=null[a:b])})
+                        "v": pa.array(v[a:b], mask=null[a:b]), "w": w[a:b]})
         pq.write_table(tbl, os.path.join(folder, f"part-{j:05d}.parquet"))
     return int(words.sum())
 
@@ -225,3 +226,42 @@ def test_rank_is_what_select_sorts():
         order = np.lexsort((tie, global_budget.rank_keys(r)))
         mask, _ = select(v, ids, np.ones(3000), 9, n=700, mode=mode, temperature=0.5)
         assert np.array_equal(np.sort(order[:700]), np.flatnonzero(mask))
+
+
+COMBINE = [{"keep": 0.4}, {"n": 300}, {"tokens": 6_000}, {"threshold": 0.55}, {"keep": 0.3, "mode": "sample"}]
+
+
+@pytest.mark.parametrize("budget", COMBINE, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("n_shards,workers", [(1, 1), (4, 2)])
+def test_combine_in_tasks_equals_its_decide(tmp_path, budget, n_shards, workers):
+    """combine opts in: its percentile ranks and cut computed in tasks keep the same documents, with
+    the same combined scores, as its decide over every document (budget_plugins.CombineInDriver)."""
+    inp = tmp_path / "in"
+    corpus(inp, 1200, n_shards, seed=7, n_values=4, nan_share=0.1)
+    firsts = [{PLUGIN: {"n": 10 ** 9, "drop": False}}, {"budget_plugins:WScore": {}}]
+    weights = {PLUGIN: 1, "2": -2}
+    mans = {}
+    for name in ("combine", "budget_plugins:CombineInDriver"):
+        out = tmp_path / name.replace(":", "_")
+        mans[name] = run_pipeline({"input": {"path": str(inp)}, "output": {"path": str(out), "scores": True},
+                                   "workers": workers, "seed": 2,
+                                   "stages": firsts + [{name: {"weights": weights, **budget}}]}, progress=False)
+    a, b = (tmp_path / n.replace(":", "_") for n in mans)
+    assert file_digests(a / "data") == file_digests(b / "data")
+    sa, sb = (mans[n]["stages"][-1] for n in mans)
+    assert (sa["kept"], sa["dropped"]) == (sb["kept"], sb["dropped"]) and 0 < sa["kept"] < 1200
+    assert sa["metrics"] == sb["metrics"]
+    side = [pq.read_table(glob.glob(str(d / ".shardsift" / "scores" / "stage-03-*.parquet"))[0]).drop(["stage"])
+            for d in (a, b)]  # the stage column names the stage: combine vs the reference's class
+    assert side[0].equals(side[1]) and side[0].num_rows == 1200
+
+
+def test_combine_unknown_stage_is_one_config_error(tmp_path):
+    from shardsift.errors import ConfigError
+
+    inp = tmp_path / "in"
+    corpus(inp, 100, 1)
+    with pytest.raises(ConfigError, match=r"combine.weights: no earlier stage 'dsir'; earlier stages: budget_plugins"):
+        run_pipeline({"input": {"path": str(inp)}, "output": {"path": str(tmp_path / "o")},
+                      "stages": [{PLUGIN: {"n": 10, "drop": False}}, {"combine": {"weights": {"dsir": 1}, "keep": 0.5}}]},
+                     progress=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..api import Decision, Scores, count_to_keep
+from ..errors import ConfigError
 from ..io import storage
 from . import faults, workdir
 from .shards import annotate_only, decision_arrays, load_selector, write_keep
@@ -79,14 +80,52 @@ class BudgetTask:
     cut: tuple | None = None   # (rank key, tie, shard, position, inclusive), or None: keep none
     drop: bool = True
     stage_name: str = ""
+    pct_path: str | None = None  # the shard's percentile ranks (Budget.percentiles), once computed
+    pct_stages: tuple = ()       # (stage key, stage folder) of each
+    peers: tuple = ()            # (index, scores path) of every shard of the stage
+
 
     @property
     def label(self):
         return f"{self.stage_label}: budget {self.what} shard {self.index}"
 
 
+def _aligned(stage_dir: str, j: int, rows: np.ndarray) -> np.ndarray:
+    """An earlier stage's score of these rows of shard j (its keep file lists rows ascending)."""
+    z = workdir.read_npz(os.path.join(stage_dir, f"keep-{j:05d}.npz"), ["row", "score"])
+    return np.asarray(z["score"][np.searchsorted(z["row"], rows)], dtype=np.float64)
+
+
+def _percentiles(task: BudgetTask) -> None:
+    """The shard's percentile ranks of each stage's score among every shard's documents of this
+    stage (budget.percentile_ranks, exactly): counts below and equal from each shard in turn."""
+    rows = workdir.read_npz(task.scores_path, ["row"])["row"]
+    out = {}
+    for k, (key, stage_dir) in enumerate(task.pct_stages):
+        mine = _aligned(stage_dir, task.index, rows) if len(rows) else np.zeros(0)
+        ok = ~np.isnan(mine)
+        below, equal, total = np.zeros(int(ok.sum()), np.int64), np.zeros(int(ok.sum()), np.int64), 0
+        for i, path in task.peers:  # one other shard's values in memory at a time
+            peer_rows = workdir.read_npz(path, ["row"])["row"]
+            if not len(peer_rows):
+                continue
+            theirs = _aligned(stage_dir, i, peer_rows)
+            theirs = np.sort(theirs[~np.isnan(theirs)])
+            lo = np.searchsorted(theirs, mine[ok], side="left")
+            below += lo
+            equal += np.searchsorted(theirs, mine[ok], side="right") - lo
+            total += len(theirs)
+        p = np.zeros(len(rows), np.float64)
+        p[ok] = (below + (equal + 1) / 2.0) / total
+        out[f"p{k}"] = p
+    workdir.write_npz(task.pct_path, out)
+
+
 def _keys(task: BudgetTask):
     cols = workdir.read_npz(task.scores_path)
+    if task.pct_stages:
+        pct = workdir.read_npz(task.pct_path)
+        cols.update({f"percentile:{key}": pct[f"p{k}"] for k, (key, _) in enumerate(task.pct_stages)})
     n = len(cols["row"])
     sel = load_selector(task.selector_path)
     if not n:
@@ -109,6 +148,10 @@ def _under(keys: tuple, prefix: tuple) -> np.ndarray:
 def run_budget(task: BudgetTask):
     """One shard's pass; its result is a file, so a resumed run skips it."""
     if task.what != "write" and storage.exists(task.out_path):
+        return None
+    if task.what == "pct":
+        _percentiles(task)
+        faults.point(task.point)
         return None
     sel, cols, k1, tie, score = _keys(task)
     tokens = np.asarray(cols["n_tokens"] if "n_tokens" in cols else cols["n_words"], dtype=np.int64)
@@ -168,6 +211,20 @@ class BudgetDecide:
         self.sel_path = os.path.join(stage_dir, "selector.pkl")
         self.work = os.path.join(stage_dir, "budget")
         storage.makedirs(self.work)
+        self.pct_stages = tuple(self._earlier_stage(key) for key in sel.budget().percentiles)
+        self.peers = tuple((t.ctx.index, t.scores_path) for t in self.mine)
+
+    def _earlier_stage(self, key) -> tuple:
+        """(key, folder) of an earlier stage named by ``Budget.percentiles``; a ConfigError otherwise."""
+        earlier = self.runner._earlier
+        names = [n for n, _ in earlier]
+        if isinstance(key, int) and 1 <= key <= len(names):
+            return key, earlier[key - 1][1]
+        if key in names:
+            return key, earlier[len(names) - 1 - names[::-1].index(key)][1]  # the latest of that name
+        param = self.sel.budget().percentiles_param
+        raise ConfigError(f"{self.sel.display_name()}{'.' + param if param else ''}: no earlier stage {key!r}; "
+                          f"earlier stages: {', '.join(map(str, names)) or 'none'}")
 
     def _tasks(self, what: str, prefix=_ALL, level=0, cut=None) -> list[BudgetTask]:
         tag = hashlib.sha1(repr((prefix, level)).encode()).hexdigest()[:12]
@@ -176,11 +233,15 @@ class BudgetDecide:
             j = t.ctx.index
             if what == "write":
                 path, point = self.keep_paths[j], f"decide:{self.tag}:{j}"
+            elif what == "pct":
+                path, point = os.path.join(self.work, f"pct-{j:05d}.npz"), f"budget:{self.tag}:pct:{j}"
             else:
                 path = os.path.join(self.work, f"{what}-{level:02d}-{tag}-{j:05d}.npz")
                 point = f"budget:{self.tag}:{what}:{level}:{j}"
+            pct = os.path.join(self.work, f"pct-{j:05d}.npz") if self.pct_stages else None
             out.append(BudgetTask(what, j, t.scores_path, self.sel_path, path, self.label, point, prefix, level,
-                                  cut, self.st.drop, self.st.name))
+                                  cut, self.st.drop, self.st.name, pct, self.pct_stages,
+                                  self.peers if what == "pct" else ()))
         return out
 
     def _map(self, tasks: list[BudgetTask]) -> list:
@@ -250,6 +311,8 @@ class BudgetDecide:
         return int(got["k1"][i]), int(got["tie"][i]), int(got["shard"][i]), int(got["pos"][i]), inclusive
 
     def run(self) -> dict:
+        if self.pct_stages:  # the percentile ranks the rank reads, before any pass
+            self._map(self._tasks("pct"))
         cut = self._cut()
         parts = self._map(self._tasks("write", cut=cut))
         kept = [p for p in parts if p["kept"]]
