@@ -101,7 +101,7 @@ def _percentiles(task: BudgetTask) -> None:
     stage (budget.percentile_ranks, exactly): counts below and equal from each shard in turn."""
     rows = workdir.read_npz(task.scores_path, ["row"])["row"]
     out = {}
-    for k, (key, stage_dir) in enumerate(task.pct_stages):
+    for k, (_, stage_dir) in enumerate(task.pct_stages):
         mine = _aligned(stage_dir, task.index, rows) if len(rows) else np.zeros(0)
         ok = ~np.isnan(mine)
         below, equal, total = np.zeros(int(ok.sum()), np.int64), np.zeros(int(ok.sum()), np.int64), 0

@@ -51,8 +51,8 @@ class Combine(Selector):
     def _combined(self, ranks: list[np.ndarray], n: int) -> np.ndarray:
         total = sum(abs(w) for w in self.weights.values())
         combined = np.zeros(n, dtype=np.float64)
-        for w, rank in zip(self.weights.values(), ranks):
-            combined += abs(w) * (rank if w > 0 else 1.0 - rank)
+        for w, pct in zip(self.weights.values(), ranks):
+            combined += abs(w) * (pct if w > 0 else 1.0 - pct)
         combined /= total
         return combined
 
