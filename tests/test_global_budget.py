@@ -167,22 +167,32 @@ def test_driver_holds_no_per_document_array(tmp_path):
     assert file_digests(tmp_path / "oFalse" / "data") == file_digests(tmp_path / "oTrue" / "data")
 
 
-def test_kill_and_resume_at_budget_tasks(tmp_path):
+def _combine_cfg(inp, out):
+    stages = [{PLUGIN: {"n": 10 ** 9, "drop": False}}, {"budget_plugins:WScore": {}},
+              {"combine": {"weights": {PLUGIN: 1, "2": -1}, "keep": 0.3, "mode": "sample"}}]
+    return {**cfg(inp, out, {}, workers=2), "stages": stages}
+
+
+@pytest.mark.parametrize("which", ["tokens", "combine"])
+def test_kill_and_resume_at_budget_tasks(tmp_path, which):
     inp = tmp_path / "in"
     corpus(inp, 3000, 4, seed=2)
+    make = (lambda out: cfg(inp, out, {"tokens": 20_000}, workers=2)) if which == "tokens" else (
+        lambda out: _combine_cfg(inp, out))
     env = {"PYTHONPATH": os.pathsep.join([ROOT, TESTS])}
     ref = tmp_path / "ref"
-    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(cfg(inp, ref, {"tokens": 20_000}, workers=2)))
+    (tmp_path / "ref.yaml").write_text(yaml.safe_dump(make(ref)))
     log = tmp_path / "points.log"
     run_cli("select", tmp_path / "ref.yaml", "--quiet", env={**env, "SHARDSIFT_LIST_POINTS": str(log)})
-    points = [p for p in dict.fromkeys(log.read_text().split()) if p.startswith(("budget:", "decide:"))]
+    last = "00" if which == "tokens" else "02"
+    points = [p for p in dict.fromkeys(log.read_text().split()) if p.startswith((f"budget:{last}", f"decide:{last}"))]
     kinds = {p.split(":")[2] if p.startswith("budget") else "write" for p in points}
-    assert kinds == {"hist", "fetch", "write"}, points
+    assert kinds == ({"hist", "fetch", "write"} | ({"pct"} if which == "combine" else set())), points
     want = {k: file_digests(ref / k) for k in OUTPUTS}
     for n, point in enumerate(points[:: max(1, len(points) // 6)]):
         out = tmp_path / f"out{n}"
         c = tmp_path / f"c{n}.yaml"
-        c.write_text(yaml.safe_dump(cfg(inp, out, {"tokens": 20_000}, workers=2)))
+        c.write_text(yaml.safe_dump(make(out)))
         killed = run_cli("select", c, "--quiet", env={**env, "SHARDSIFT_KILL_AT": point}, check=False)
         assert killed.returncode != 0, f"kill point {point} not reached"
         run_cli("select", c, "--quiet", env=env)
