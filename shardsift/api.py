@@ -16,6 +16,9 @@ A stage runs a selector in these steps:
 ``decide(scores, ctx)``  keep/drop (:class:`Scores` in, a bool array or :class:`Decision` out).
                   ``scope = "document"``: per shard, inside the shard's task. ``scope = "global"``:
                   once over every shard's scores (exact top-k, resampling, clustering).
+                  A global decide that is "rank by a per-document value, keep by a budget" may
+                  say so instead (``budget()`` and ``budget_rank(scores)``): the engine then finds
+                  the exact cut in shard tasks and the driver holds no per-document array.
 
 :class:`Filter` is the one-method shortcut for per-document filters: ``keep(docs)``.
 Selectors must be picklable: the fitted selector is saved in the work dir and loaded by workers.
@@ -34,7 +37,7 @@ from .columns import one_array
 from .errors import ConfigError
 from .params import Param, did_you_mean
 
-__all__ = ["Capabilities", "DecideContext", "Decision", "Docs", "FitContext", "Filter", "Param", "Scores",
+__all__ = ["Budget", "Capabilities", "DecideContext", "Decision", "Docs", "FitContext", "Filter", "Param", "Scores",
            "Selector", "check_keep_n", "count_to_keep", "top_k_mask"]
 
 
@@ -146,6 +149,27 @@ class Selector:
         """Files (name -> path) that hold the fitted state, copied to the output's ``models/``."""
         return {}
 
+    # -- opt-in: a global decide that is budget selection over a per-document value ---------------
+    def budget(self) -> Budget | None:
+        """The budget when this global selector's decide is "rank by a per-document value, keep by a
+        budget" (:class:`Budget`); the engine then selects in passes of shard tasks and the driver
+        holds no per-document array (docs/scale.md). None (the default): ``decide`` runs in the
+        driver over every document's scores."""
+        return None
+
+    def budget_rank(self, scores: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """With :meth:`budget`: for one shard's scores, (rank, tie, score). Documents are kept highest
+        ``rank`` (float64) first, equal ranks by lower ``tie`` (uint64, e.g. a seeded id hash), a NaN
+        rank lowest; ``score`` is the number written to the scores sidecar. A function of each
+        document's own scores only, so any shard sees the same order."""
+        raise NotImplementedError(f"{type(self).__name__}.budget() is set: implement budget_rank(scores)")
+
+    def budget_metrics(self, summary: dict) -> dict:
+        """With :meth:`budget`: the manifest's metrics from the engine's summary (docs, kept,
+        kept_tokens, cut: the score of the last document kept, score_sum, score_sum_kept,
+        score_min_kept). The default reports the summary."""
+        return dict(summary)
+
 
 @dataclass
 class Decision:
@@ -164,6 +188,30 @@ class Decision:
     score: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a budget-selection decide keeps (``Selector.budget()``): exactly one of ``keep`` (a
+    fraction of the documents reaching the stage), ``n`` (a count), ``tokens`` (the longest prefix
+    of the ranking whose tokens fit) and ``threshold`` (every document whose rank is at least it).
+
+    reason:  why dropped documents were dropped.
+    clip_n:  an ``n`` above the documents reaching the stage keeps them all (False: a ConfigError).
+    percentiles: earlier stages (name, or 1-based position) whose scores the rank reads as percentile
+             ranks over the documents reaching this stage (``percentile_ranks``); the engine
+             computes them exactly in shard tasks and gives them to ``budget_rank`` as the
+             columns ``percentile:<stage>``. ``percentiles_param``: the parameter that names them.
+    """
+
+    keep: float | None = None
+    n: int | None = None
+    tokens: int | None = None
+    threshold: float | None = None
+    reason: str = ""
+    clip_n: bool = True
+    percentiles: tuple = ()
+    percentiles_param: str = ""
 
 
 class Docs:

@@ -26,6 +26,7 @@ from .contexts import StageDecide, StageFit, _concat_scores, read_corpus
 from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
 from .fused import FusedPlan
+from .global_budget import BudgetDecide
 from .lock import OutputLock
 from .mix import Mix
 from .output_writer import OutputWriting
@@ -418,6 +419,8 @@ class Runner(OutputWriting):
         return rep
 
     def _global_decide(self, sel, st, stage_dir, tasks, keep_paths) -> dict:
+        if getattr(sel, "budget", lambda: None)() is not None:  # budget selection: in passes of shard tasks (engine/global_budget.py)
+            return BudgetDecide(self, sel, st, stage_dir, tasks, keep_paths).run()
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
             ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)

@@ -43,6 +43,24 @@ def tie_keys(idhash: np.ndarray, seed: int) -> np.ndarray:
     return mix64(np.asarray(idhash, dtype=np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15 + 0x51) % (1 << 64)))
 
 
+def rank(values: np.ndarray, idhash: np.ndarray, seed: int, *, threshold=None, mode="topk",
+         temperature=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, tie) of each document: kept highest rank first, equal ranks by lower tie key. A NaN
+    value ranks with -inf (and never passes a threshold); in sample mode the rank is value /
+    temperature plus seeded Gumbel noise. A function of each document alone, so shard tasks can
+    compute it (``Selector.budget_rank``)."""
+    values = np.asarray(values, dtype=np.float64)
+    ties = tie_keys(idhash, seed)
+    if threshold is not None:
+        return values, ties
+    rank_by = np.where(np.isnan(values), -np.inf, values)
+    if mode == "sample":
+        u = (ties >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+        u = np.clip(u, 1e-300, 1 - 1e-16)
+        rank_by = rank_by / temperature - np.log(-np.log(u))
+    return rank_by, ties
+
+
 def select(values: np.ndarray, idhash: np.ndarray, n_tokens: np.ndarray, seed: int, *, keep=None, n=None,
            tokens=None, threshold=None, mode="topk", temperature=1.0) -> tuple[np.ndarray, dict]:
     """The documents to keep (bool mask) and metrics (the cut's value, what was kept). With
@@ -52,12 +70,7 @@ def select(values: np.ndarray, idhash: np.ndarray, n_tokens: np.ndarray, seed: i
     if threshold is not None:
         mask = values >= threshold
         return mask, {"cut": float(threshold), "kept": int(mask.sum())}
-    ties = tie_keys(idhash, seed)
-    rank_by = np.where(np.isnan(values), -np.inf, values)
-    if mode == "sample":
-        u = (ties >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-        u = np.clip(u, 1e-300, 1 - 1e-16)
-        rank_by = rank_by / temperature - np.log(-np.log(u))
+    rank_by, ties = rank(values, idhash, seed, mode=mode, temperature=temperature)
     order = np.lexsort((ties, -rank_by))  # highest first; equal values by the seeded id hash
     if tokens is not None:
         cum = np.cumsum(np.asarray(n_tokens, dtype=np.int64)[order])

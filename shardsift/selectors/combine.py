@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..api import Decision, Param, Selector
+from ..api import Budget, Decision, Param, Selector
 from ..columns import hash_strings
 from ..errors import ConfigError
-from .budget import BUDGET_PARAMS, check_budget, percentile_ranks, select
+from .budget import BUDGET_PARAMS, check_budget, percentile_ranks, rank, select
 
 
 class Combine(Selector):
@@ -44,17 +44,46 @@ class Combine(Selector):
     def score(self, docs):
         return {"idhash": hash_strings(docs.ids)}
 
-    def decide(self, scores, ctx) -> Decision:
+    def _stages(self) -> list:
+        """The weights' stages as names or 1-based positions."""
+        return [int(stage) if stage.isdigit() else stage for stage in self.weights]
+
+    def _combined(self, ranks: list[np.ndarray], n: int) -> np.ndarray:
         total = sum(abs(w) for w in self.weights.values())
-        combined = np.zeros(len(scores), dtype=np.float64)
-        for stage, w in self.weights.items():
+        combined = np.zeros(n, dtype=np.float64)
+        for w, pct in zip(self.weights.values(), ranks):
+            combined += abs(w) * (pct if w > 0 else 1.0 - pct)
+        combined /= total
+        return combined
+
+    def budget(self) -> Budget:
+        """Budget selection over the combined rank: the engine runs it in shard tasks, the
+        percentile ranks included (engine/global_budget.py)."""
+        return Budget(keep=self.keep, n=self.n, tokens=self.tokens, threshold=self.threshold,
+                      reason="below_combined_cut", percentiles=tuple(self._stages()), percentiles_param="weights")
+
+    def budget_rank(self, scores):
+        combined = self._combined([scores[f"percentile:{s}"] for s in self._stages()], len(scores))
+        r, tie = rank(combined, scores["idhash"], self.seed_, threshold=self.threshold, mode=self.mode,
+                      temperature=self.temperature)
+        return r, tie, combined
+
+    def budget_metrics(self, summary: dict) -> dict:
+        if self.threshold is not None:
+            info = {"cut": float(self.threshold), "kept": summary["kept"]}
+        else:
+            info = {"cut": summary["cut"], "kept": summary["kept"], "kept_tokens": summary["kept_tokens"]}
+        return {**info, "weights": {k: float(v) for k, v in self.weights.items()}}
+
+    def decide(self, scores, ctx) -> Decision:
+        """The same selection over every document in one process (the engine uses ``budget()``)."""
+        ranks = []
+        for stage in self._stages():
             try:
-                raw = ctx.stage_scores(int(stage) if stage.isdigit() else stage)
+                ranks.append(percentile_ranks(ctx.stage_scores(stage)))
             except KeyError as err:
                 raise ConfigError(f"{self.name}.weights: {err.args[0]}") from None
-            rank = percentile_ranks(raw)
-            combined += abs(w) * (rank if w > 0 else 1.0 - rank)
-        combined /= total
+        combined = self._combined(ranks, len(scores))
         keep, info = select(combined, scores["idhash"], scores["n_tokens"], ctx.seed, keep=self.keep, n=self.n,
                             tokens=self.tokens, threshold=self.threshold, mode=self.mode,
                             temperature=self.temperature)

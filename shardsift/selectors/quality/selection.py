@@ -18,18 +18,29 @@ def _seeded(idhash: np.ndarray, seed: int, salt: int) -> np.ndarray:
         return mix64(np.asarray(idhash, dtype=np.uint64) ^ s)
 
 
+def rank_topk(score: np.ndarray, idhash: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, tie) of top-k: the score, equal scores by a seeded hash of the id (lower first)."""
+    return np.asarray(score, dtype=np.float64), _seeded(idhash, seed, 0x3C6EF372FE94F82B)
+
+
+def rank_sample(score: np.ndarray, idhash: np.ndarray, seed: int, temperature: float):
+    """(rank, tie) of the sample: the score / temperature plus seeded Gumbel noise, ties by id hash."""
+    u = ((_seeded(idhash, seed, 0x1BD11BDAA9FC1A22) >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    key = np.asarray(score, dtype=np.float64) / temperature - np.log(-np.log(u))
+    return key, np.asarray(idhash, dtype=np.uint64)
+
+
 def order_topk(score: np.ndarray, idhash: np.ndarray, seed: int) -> np.ndarray:
     """Document indices, best score first; equal scores in the order of a seeded hash of the id."""
-    tie = _seeded(idhash, seed, 0x3C6EF372FE94F82B)
-    return np.lexsort((tie, -np.asarray(score, dtype=np.float64)))
+    rank, tie = rank_topk(score, idhash, seed)
+    return np.lexsort((tie, -rank))
 
 
 def order_sample(score: np.ndarray, idhash: np.ndarray, seed: int, temperature: float) -> np.ndarray:
     """A seeded sample order without replacement: the first k are a draw of k documents with
     probability proportional to ``exp(score / temperature)`` (Gumbel top-k)."""
-    u = ((_seeded(idhash, seed, 0x1BD11BDAA9FC1A22) >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-    key = np.asarray(score, dtype=np.float64) / temperature - np.log(-np.log(u))
-    return np.lexsort((idhash, -key))
+    rank, tie = rank_sample(score, idhash, seed, temperature)
+    return np.lexsort((tie, -rank))
 
 
 def count_within_budget(order: np.ndarray, n_tokens: np.ndarray, budget: int) -> int:

@@ -14,12 +14,12 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from ...api import Decision, Param, Selector, count_to_keep
+from ...api import Budget, Decision, Param, Selector, count_to_keep
 from ...columns import hash_strings
 from ...errors import ConfigError, DataError
 from ...params import Count
 from . import classifier as ft
-from .selection import count_within_budget, order_sample, order_topk
+from .selection import count_within_budget, order_sample, order_topk, rank_sample, rank_topk
 
 MODEL_FILE = "quality_classifier.bin"
 _BUDGETS = ("keep", "n", "tokens", "threshold")
@@ -207,6 +207,27 @@ class QualityClassifier(Selector):
             raise RuntimeError(f"{self.display_name()}: score before setup(): no model loaded")
         p = ft.predict(self.model_, self._normalize(docs.text), self.label_)
         return {"score": p, "idhash": hash_strings(docs.ids)}
+
+    def budget(self) -> Budget:
+        """The decide is budget selection: the engine runs it in shard tasks (engine/global_budget.py)."""
+        return Budget(keep=self.keep, n=self.n, tokens=self.tokens, threshold=self.threshold,
+                      reason="low_quality", clip_n=False)
+
+    def budget_rank(self, scores):
+        p = np.asarray(scores["score"], dtype=np.float64)
+        idhash = np.asarray(scores["idhash"], dtype=np.uint64)
+        if self.threshold is None and self.mode == "sample":
+            rank, tie = rank_sample(p, idhash, self.seed_, self.temperature)
+        else:
+            rank, tie = rank_topk(p, idhash, self.seed_)
+        return rank, tie, p
+
+    def budget_metrics(self, summary: dict) -> dict:
+        kept, docs = summary["kept"], summary["docs"]
+        return {"mode": "threshold" if self.threshold is not None else self.mode, "selected": kept,
+                "selected_tokens": summary["kept_tokens"], "min_score_selected": summary["score_min_kept"],
+                "mean_score_selected": summary["score_sum_kept"] / kept if kept else None,
+                "mean_score_all": summary["score_sum"] / docs if docs else None}
 
     def decide(self, scores, ctx=None):
         p = np.asarray(scores["score"], dtype=np.float64)
