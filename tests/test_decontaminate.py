@@ -219,13 +219,14 @@ def test_bad_input_is_one_line_and_writes_no_output(tmp_path):
     ok = {"path": str(tmp_path / "ok.parquet"), "name": "ok"}
     cases = [
         ([{"path": str(tmp_path / "nocol.parquet"), "name": "nc"}], {}, DataError,
-         r"benchmarks\[0\] \(nc\): .*nocol\.parquet: no text column 'text' \(columns: question; set text_column\)"),
+         r"benchmarks\[0\]: .*nocol\.parquet: no text column 'text' \(columns: question; "
+         r"set stages\[0\]\.decontaminate\.benchmarks\[0\]\.text_column\)"),
         ([{"path": str(tmp_path / "empty.parquet"), "name": "empty_set"}], {}, DataError,
          r"benchmarks\[0\] \(empty_set\): .*empty\.parquet is empty"),
         ([{"path": str(tmp_path / "short.parquet"), "name": "tiny"}], {}, DataError,
          r"benchmarks\[0\] \(tiny\): none of the 1 texts .* has 8 words or more"),
         ([ok, {"path": str(tmp_path / "missing.parquet"), "name": "gone"}], {}, DataError,
-         r"benchmarks\[1\] \(gone\): .*missing\.parquet not found"),
+         r"stages\[0\]\.decontaminate\.benchmarks\[1\]: .*missing\.parquet not found"),
         ([ok, {"path": str(tmp_path / "x.parquet"), "name": "ok"}], {}, ConfigError,
          r"benchmarks\[1\]\.name: benchmark name 'ok' is used twice"),
         ([ok], {"n": 0}, ConfigError, r"decontaminate\.n: 0 is out of range \(must be >= 1\)"),
