@@ -3,8 +3,9 @@
 The pool mixes topical documents (each topic has its own vocabulary), low-quality junk (too short,
 symbol soup, repeated boilerplate), exact duplicates and near-duplicates spread across shards, and a
 few documents in other languages (sentences of each language's common words, domain ``german``,
-``french``, ...) for the ``language`` filter. The
-target is a separate set of documents of one topic (``astronomy``). The ``domain`` column is the
+``french``, ...) for the ``language`` filter, and topical web pages that trip the quality rules
+(repeated lines, bullet lists, "read more..." lines, menus without punctuation, lorem ipsum, a
+JavaScript notice, a cookie-policy notice, code in curly braces). The target is a separate set of documents of one topic (``astronomy``). The ``domain`` column is the
 ground truth for evaluation; no selector reads it.
 """
 from __future__ import annotations
@@ -100,6 +101,34 @@ def _junk(rng):
     return "x" * int(rng.integers(20, 400))
 
 
+# the parts of a crawled page that the web quality rules look for (written for this sample)
+MENU = ("Home", "About us", "Products", "Contact", "Blog", "Careers", "Login", "Cart", "Help", "Search")
+
+
+def _web_page(rng, vocab):
+    """A page whose topical sentences come with one kind of web junk, one kind per page, so that
+    each quality rule has documents of its own to drop."""
+    lines = [_sentence(rng, vocab, int(rng.integers(9, 16))) for _ in range(int(rng.integers(3, 7)))]
+    kind = int(rng.integers(0, 8))
+    if kind == 0:    # one line repeated (gopher_repetition: duplicate lines)
+        lines += ["Subscribe to our newsletter for weekly updates."] * int(rng.integers(6, 12))
+    elif kind == 1:  # a bullet list of short items (gopher_quality: bullet lines)
+        lines += [f"\u2022 {w}" for w in rng.choice(vocab, int(rng.integers(12, 24)))]
+    elif kind == 2:  # teaser lines (gopher_quality: lines ending with an ellipsis)
+        lines += [_sentence(rng, vocab, 6)[:-1] + "..." for _ in range(int(rng.integers(8, 14)))]
+    elif kind == 3:  # a navigation menu, one word per line (fineweb_quality: short lines, no punctuation)
+        lines = [str(m) for m in rng.choice(MENU, int(rng.integers(14, 24)))] + lines[:2]
+    elif kind == 4:  # placeholder text (c4_quality: lorem ipsum)
+        lines.insert(1, "Lorem ipsum dolor sit amet, consectetur adipiscing elit.")
+    elif kind == 5:  # a script notice (c4_quality: javascript)
+        lines.append("Please enable JavaScript in your browser to see this page.")
+    elif kind == 6:  # a policy notice (c4_quality: policy lines)
+        lines.append("This site uses cookies; by continuing you agree to our privacy policy and terms of use.")
+    else:            # code on the page (c4_quality: curly braces)
+        lines.append("function show() { return document.getElementById('menu'); }")
+    return "\n".join(lines)
+
+
 def _edit(rng, text, rate):
     words = text.split(" ")
     n = len(words)
@@ -118,7 +147,8 @@ def generate(n_docs: int = 4000, seed: int = 0):
     n_junk = int(0.10 * n_docs)
     n_dup = int(0.08 * n_docs)
     n_other = int(0.05 * n_docs)
-    n_topic = n_docs - n_junk - n_dup - n_other
+    n_web = int(0.04 * n_docs)
+    n_topic = n_docs - n_junk - n_dup - n_other - n_web
     texts, domains = [], []
     weights = np.array([0.08, 0.2, 0.14, 0.18, 0.16, 0.12, 0.12])  # astronomy is rare in the pool
     topic_of = rng.choice(len(names), size=n_topic, p=weights / weights.sum())
@@ -132,6 +162,10 @@ def generate(n_docs: int = 4000, seed: int = 0):
     for k in rng.choice(len(other), size=n_other):
         texts.append(_other_language(rng, np.array(OTHER_LANGUAGES[other[k]].split()), int(rng.integers(3, 15))))
         domains.append(other[k])
+    wrng = np.random.default_rng(seed + 2)  # its own stream: the other documents stay as they were drawn
+    for t in wrng.choice(len(names), size=n_web, p=weights / weights.sum()):
+        texts.append(_web_page(wrng, vocabs[names[t]]))
+        domains.append(names[t])  # a topical page with its junk: the topic is its domain
     sources = rng.choice(n_topic, size=n_dup, replace=False)
     for j, s in enumerate(sources):
         if j % 4 == 0:
@@ -150,7 +184,7 @@ def generate(n_docs: int = 4000, seed: int = 0):
     return pool, target
 
 
-SAMPLE_VERSION = "4"  # bump when the generator or the example inputs change: `make select` regenerates
+SAMPLE_VERSION = "5"  # bump when the generator or the example inputs change: `make select` regenerates
 
 
 def is_current(out: str, n_docs: int = 4000, n_shards: int = 4, seed: int = 0) -> bool:
