@@ -238,3 +238,19 @@ def test_python_api_takes_a_list_of_sources(pools, tmp_path):
     assert abs(src["code"]["tokens_out"] - 0.5 * src["code"]["tokens_selected"]) <= 60
     assert abs(src["books"]["tokens_out"] - 30_000) <= 300 and src["books"]["epochs"] > 1
     assert set(res.to_table().column("source").to_pylist()) == {"code", "books"}
+
+
+def test_a_sources_missing_stage_file_is_one_line_before_the_scan(tmp_path):
+    """select's pre-scan file check covers a source's own stages too: one line naming the source's
+    stage, key and path, and no output folder."""
+    for name in ("a", "b"):
+        os.makedirs(tmp_path / name)
+        pq.write_table(pa.table({"id": [f"{name}1", f"{name}2"], "text": ["one two three", "four five six"]}),
+                       tmp_path / name / "p.parquet")
+    cfg = {"input": [{"name": "a", "path": str(tmp_path / "a"), "weight": 0.5,
+                      "stages": [{"dsir": {"target": str(tmp_path / "nope"), "keep": 0.5}}]},
+                     {"name": "b", "path": str(tmp_path / "b"), "weight": 0.5}],
+           "output": str(tmp_path / "out"), "stages": []}
+    with pytest.raises(DataError, match=r"input\[0\]\.stages\[0\]\.dsir\.target: .*nope not found") as err:
+        run_pipeline(cfg, progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()

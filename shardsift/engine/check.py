@@ -48,6 +48,8 @@ def file_problems(cfg: Config) -> list[str]:
                 ("output", OUTPUT, lambda k: getattr(cfg.output, k, None))]
     sections += [(st.where, type(sel).param_specs(), lambda k, sel=sel: getattr(sel, k, None))
                  for st, sel in zip(cfg.stages, cfg.built)]
+    sections += [(st.where, st.cls.param_specs(), lambda k, st=st: st.params.get(k))  # a source's own stages
+                 for src in cfg.sources or () for st in src.stages]
     problems = []
     for where, specs, get in sections:
         for key, spec in specs.items():
