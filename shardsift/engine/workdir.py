@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 
 import numpy as np
@@ -28,25 +26,7 @@ def _atomic_write(path: str, data: bytes | None = None, writer=None) -> None:
             data = buf.getvalue()
         storage.put_bytes(path, data)
         return
-    d = os.path.dirname(path) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if writer is not None:
-                writer(fh)
-            else:
-                fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    storage.write_local_atomic(path, writer if writer is not None else lambda fh: fh.write(data), sync=True)
 
 
 def write_json(path: str, obj) -> None:

@@ -212,22 +212,35 @@ def upload(local: str, dst: str) -> None:
         fs.put_file(local, p)
 
 
-def download(src: str, local: str) -> None:
-    """Copy the file ``src`` (local or remote) to the local path ``local``, whole or not at all."""
-    d = os.path.dirname(local) or "."
+def write_local_atomic(path: str, writer, sync: bool = False) -> None:
+    """Write the local file ``path`` whole or not at all: ``writer(fh)`` fills a temporary file in
+    the same folder, which then replaces ``path`` (after an fsync with ``sync``)."""
+    d = os.path.dirname(path) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
-        with os.fdopen(fd, "wb") as fout, open_file(src, "rb") as fin:
-            shutil.copyfileobj(fin, fout, 8 << 20)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, local)
+        with os.fdopen(fd, "wb") as fh:
+            writer(fh)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are ordinary readable files
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def download(src: str, local: str) -> None:
+    """Copy the file ``src`` (local or remote) to the local path ``local``, whole or not at all."""
+    def copy(fout):
+        with open_file(src, "rb") as fin:
+            shutil.copyfileobj(fin, fout, 8 << 20)
+
+    write_local_atomic(local, copy)
 
 
 def arrow_fs(path: str) -> tuple[Any, str]:
