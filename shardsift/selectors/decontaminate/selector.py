@@ -98,11 +98,15 @@ class Decontaminate(Selector):
                         break
             except DataError as err:
                 raise self._named(err, where) from None
-            if texts == 0:
-                raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
-            if used == 0:
-                raise DataError(f"{where}: none of the {texts} texts of {spec['path']} has {self.min_words} "
-                                "words or more (min_words): nothing to decontaminate against")
+            self._refuse_unusable(where, spec, texts, used)
+
+    def _refuse_unusable(self, where: str, spec: dict, texts: int, used: int) -> None:
+        """One line for a benchmark with no texts, or none of at least min_words words."""
+        if texts == 0:
+            raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
+        if used == 0:
+            raise DataError(f"{where}: none of the {texts} texts of {spec['path']} has {self.min_words} "
+                            "words or more (min_words): nothing to decontaminate against")
 
     @staticmethod
     def _named(err: DataError, where: str) -> DataError:
@@ -151,11 +155,7 @@ class Decontaminate(Selector):
                 del words, h
         except DataError as err:
             raise self._named(err, where) from None
-        if texts == 0:
-            raise DataError(f"{where}: {spec['path']} is empty (no texts in column {spec['text_column']!r})")
-        if used == 0:
-            raise DataError(f"{where}: none of the {texts} texts of {spec['path']} has {self.min_words} "
-                            "words or more (min_words): nothing to decontaminate against")
+        self._refuse_unusable(where, spec, texts, used)
         hashes, short_hashes = acc.result(), short_acc.result()
         return hashes, short_hashes, {"texts": texts, "texts_used": used, "short_texts": short_texts,
                                       "ngrams": int(len(hashes) + len(short_hashes))}

