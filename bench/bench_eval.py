@@ -31,6 +31,9 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from common import write_figure  # noqa: E402
 
 from shardsift.columns import hash_strings, mix64  # noqa: E402
 
@@ -117,10 +120,7 @@ def main() -> None:
                                      "discount", "seed", "vocab_seconds", "target_seconds")},
         "eval_wall_s": eval_wall, "selections": figures,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
-    print(f"wrote {args.out}")
+    write_figure(args.out, result)
 
 
 if __name__ == "__main__":

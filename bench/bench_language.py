@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, ROOT)
 
-from common import FIGURES, RESULTS, command_line, corpora, machine  # noqa: E402
+from common import FIGURES, RESULTS, command_line, corpora, machine, write_figure  # noqa: E402
 
 # the pool's domains of running text (no source code, man pages, markup or dictionary entries)
 PROSE = ["books", "encyclopedia", "reviews_movie", "reviews_product", "speech_political", "drama",
@@ -209,11 +209,7 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     out = os.path.join(RESULTS, "quick", "language.json") if args.quick else os.path.join(FIGURES, "language.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    print(f"wrote {out}")
+    write_figure(out, result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)
 
-from common import corpora  # noqa: E402
+from common import corpora, write_figure  # noqa: E402
 
 NAMES = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
 
@@ -109,12 +109,7 @@ def main() -> None:
         "agreement_on_reference_docs": agree,
     }
     print(json.dumps(result, indent=2))
-    out = os.path.join(ROOT, "bench", "figures", "quality_rules.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as fh:
-        json.dump(result, fh, indent=2)
-        fh.write("\n")
-    print(f"wrote {out}")
+    write_figure(os.path.join(ROOT, "bench", "figures", "quality_rules.json"), result)
 
 
 if __name__ == "__main__":

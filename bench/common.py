@@ -39,6 +39,15 @@ def save(name: str, result: dict, folder: str = RESULTS) -> str:
     return path
 
 
+def write_figure(path: str, result: dict) -> None:
+    """A bench script's result as readable JSON at ``path`` (its folder made), and a line saying so."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    print(f"wrote {path}")
+
+
 def _jsonable(x):
     try:
         return x.item()  # NumPy scalars

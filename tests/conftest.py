@@ -8,6 +8,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPORA = os.path.join(os.path.dirname(ROOT), "shared", "corpora")
 
 
+def as_docs(texts):
+    """A batch of the given texts (a list or an Arrow array) as a selector's ``score`` receives it:
+    ids "0", "1", ...; word and byte counts zero (the filters measure the text themselves)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from shardsift.api import Docs
+
+    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+    ids = pa.array([str(i) for i in range(len(arr))])
+    return Docs(pa.table({"text": arr, "id": ids}), text_column="text", id_column="id",
+                row=np.arange(len(arr)), n_words=np.zeros(len(arr), np.int64),
+                n_bytes=np.zeros(len(arr), np.int64), shard="s", shard_index=0)
+
+
 def corpora_path(*parts) -> str:
     """A path in ../shared/corpora, or skip the test saying where it looked."""
     path = os.path.join(CORPORA, *parts)

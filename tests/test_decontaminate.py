@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import corpora_path
+from conftest import as_docs, corpora_path
 
 from shardsift.api import Docs
 from shardsift.engine.contexts import read_corpus
@@ -27,12 +27,6 @@ VOCAB = np.array([f"{a}{b}{c}" for a in "bcdfghklmnprstvz" for b in "aeiou" for 
 def words(rng, n):
     return list(VOCAB[rng.integers(0, len(VOCAB), n)])
 
-
-def as_docs(texts) -> Docs:
-    arr = pa.array(texts, pa.string())
-    return Docs(pa.table({"text": arr, "id": pa.array([str(i) for i in range(len(arr))])}),
-                text_column="text", id_column="id", row=np.arange(len(arr)), n_words=np.zeros(len(arr), np.int64),
-                n_bytes=np.zeros(len(arr), np.int64), shard="s", shard_index=0)
 
 
 class Fit:

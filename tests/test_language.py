@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import corpora_path, run_cli
+from conftest import as_docs, corpora_path, run_cli
 
-from shardsift.api import Docs
 from shardsift.errors import ConfigError
 from shardsift.selectors import resolve
 from shardsift.selectors.language import model as lid
@@ -43,13 +42,6 @@ UDHR = {
 }
 N_ENCYCLOPEDIA = 200
 
-
-def as_docs(texts) -> Docs:
-    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
-    ids = pa.array([str(i) for i in range(len(arr))])
-    return Docs(pa.table({"text": arr, "id": ids}), text_column="text", id_column="id",
-                row=np.arange(len(arr)), n_words=np.zeros(len(arr), np.int64),
-                n_bytes=np.zeros(len(arr), np.int64), shard="s", shard_index=0)
 
 
 def run(texts, **params):

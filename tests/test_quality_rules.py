@@ -2,22 +2,15 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import as_docs
 
-from shardsift.api import Docs, Scores
+from shardsift.api import Scores
 from shardsift.errors import ConfigError
 from shardsift.selectors import resolve
 from shardsift.selectors.quality_rules.c4_quality import C4Quality
 from shardsift.selectors.quality_rules.fineweb_quality import FineWebQuality
 from shardsift.selectors.quality_rules.gopher_quality import GopherQuality
 from shardsift.selectors.quality_rules.gopher_repetition import GopherRepetition
-
-
-def as_docs(texts) -> Docs:
-    arr = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
-    ids = pa.array([str(i) for i in range(len(arr))])
-    return Docs(pa.table({"text": arr, "id": ids}), text_column="text", id_column="id",
-                row=np.arange(len(arr)), n_words=np.zeros(len(arr), np.int64),
-                n_bytes=np.zeros(len(arr), np.int64), shard="s", shard_index=0)
 
 
 def run(cls, texts, **params):
