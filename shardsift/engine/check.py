@@ -70,30 +70,33 @@ def _check_input(inp, problems: list[str], out_format: str | None) -> list[str]:
         problems.append(str(err))
         return []
     for sh in shards:
-        problems += _text_column_problems(sh, inp.text_column, "input.text_column")
-        if out_format == "jsonl":  # a column JSON Lines cannot write
-            try:
-                check_schema(shard_schema(sh), f"{sh.uri}: output.format: jsonl")
-            except ShardsiftError as err:
-                problems.append(str(err))
+        problems += _text_column_problems(sh, inp.text_column, "input.text_column", jsonl=out_format == "jsonl")
     total = sum(sh.size for sh in shards)
     return [f"input: {len(shards)} file(s), {total / 1e6:,.1f} MB, text column {inp.text_column!r}"]
 
 
-def _text_column_problems(sh, text_column: str, key: str) -> list[str]:
+def _text_column_problems(sh, text_column: str, key: str, jsonl: bool = False) -> list[str]:
+    """The problems of one shard's schema (read once): its text column, and with ``jsonl`` a column
+    JSON Lines cannot write."""
     try:
         schema = shard_schema(sh)
     except ShardsiftError as err:
         return [str(err)]
+    problems = []
+    if jsonl:
+        try:
+            check_schema(schema, f"{sh.uri}: output.format: jsonl")
+        except ShardsiftError as err:
+            problems.append(str(err))
     if not schema.names:
-        return []
+        return problems
     if text_column not in schema.names:
-        return [f"{sh.uri}: no text column {text_column!r} (columns: {', '.join(schema.names)}; set {key})"]
+        return [f"{sh.uri}: no text column {text_column!r} (columns: {', '.join(schema.names)}; set {key})", *problems]
     typ = schema.field(text_column).type
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)):
         return [f"{sh.uri}: column {text_column!r} is {typ}, not a string type "
-                f"(set {key} to the column that holds the text)"]
-    return []
+                f"(set {key} to the column that holds the text)", *problems]
+    return problems
 
 
 def _check_param(where: str, spec, value) -> list[str]:
