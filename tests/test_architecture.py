@@ -10,7 +10,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # rank of each top-level part: a module imports only parts of its rank or below
 LAYERS = {
-    "errors": 0, "params": 0, "columns": 0, "text": 0, "api": 0, "tokenizer": 0,
+    "errors": 0, "params": 0, "columns": 0, "text": 0, "api": 0, "tokenizer": 0, "token_chunks": 0,
     "selectors": 1,
     "io": 2,
     "engine": 3,

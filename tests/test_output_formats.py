@@ -168,6 +168,49 @@ def test_one_and_two_workers_write_identical_bytes(sample_dir, tmp_path, tokeniz
     assert len(d1) > 3 and d1 == file_digests(tmp_path / "w2" / "data")
 
 
+@pytest.fixture(scope="module")
+def wordpiece_json(sample_dir, tmp_path_factory):
+    """A BERT-style WordPiece (lowercase, BERT pre-tokenizer, [SEP] ends a document): the tokenizer
+    kind whose counts and ids go through distinct space-separated chunks (shardsift.token_chunks)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    texts = pq.read_table(sample_dir / "pool").column("text").to_pylist()[:400]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=900, special_tokens=["[UNK]", "[SEP]"],
+                                                             show_progress=False))
+    path = tmp_path_factory.mktemp("wp") / "tokenizer.json"
+    tok.save(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chunk_path_tokens_equal_the_tokenizers_own_encode(sample_dir, tmp_path, wordpiece_json, workers):
+    """Token shards written through the distinct-chunk path, read back by Megatron's reader, hold
+    the package's own per-document ids of the kept documents, each followed by [SEP]; the same
+    bytes for 1 and 2 workers."""
+    from tokenizers import Tokenizer
+
+    IndexedDataset = megatron_reader()
+    assert load_tokenizer(wordpiece_json).chunked is not None
+    run_pipeline(cfg(sample_dir, tmp_path / "pq", STAGED))
+    m = run_pipeline(cfg(sample_dir, tmp_path / "tk", STAGED, workers=workers, format="tokens",
+                         shard_tokens="20K", tokenizer=wordpiece_json))
+    own = Tokenizer.from_file(wordpiece_json)
+    sep = own.token_to_id("[SEP]")
+    want = [own.encode(t, add_special_tokens=False).ids + [sep]
+            for t in pq.read_table(tmp_path / "pq" / "data").column("text").to_pylist()]
+    got = read_tokens(IndexedDataset, tmp_path / "tk")
+    assert len(got) == len(want) == m["docs_kept"] > 100
+    assert all(g.tolist() == w for (_, g), w in zip(got, want))
+    assert m["tokens_kept"] == sum(len(w) - 1 for w in want)  # the scan's counts, same path
+    if workers == 2:
+        run_pipeline(cfg(sample_dir, tmp_path / "tk1", STAGED, workers=1, format="tokens", shard_tokens="20K",
+                         tokenizer=wordpiece_json))
+        assert file_digests(tmp_path / "tk" / "data") == file_digests(tmp_path / "tk1" / "data")
+
+
 def test_int32_shards_for_a_large_vocabulary(tmp_path):
     IndexedDataset = megatron_reader()
     assert token_dtype(65_499) == "uint16" and token_dtype(65_500) == "int32" and token_dtype(None) == "int32"
