@@ -1,8 +1,10 @@
 """datatrove's web-text filters as the reference of shardsift's quality rules (tests and bench).
 
-datatrove's English word tokenizer needs spaCy (and its sentence splitter a model download), so
-both sides split words on whitespace (``str.split``) and sentences after '.', '!' or '?' followed
-by whitespace: ``use_whitespace_tokenizer`` installs that tokenizer in datatrove.
+datatrove's default English word tokenizer is spaCy's (punctuation split off as words), while
+shardsift's rules count whitespace words. For the parity tests both sides split words on whitespace
+(``str.split``) and sentences after '.', '!' or '?' followed by whitespace:
+``use_whitespace_tokenizer`` installs that tokenizer in datatrove. (bench/bench_quality_rules.py
+also measures datatrove as shipped, with spaCy.)
 """
 from __future__ import annotations
 
