@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--heldout", type=int, default=500, help="held-out target documents (default 500)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out sample")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument("--save", action="store_true",
+                    help="also write the table into each OUTPUT/.shardsift/eval.json, where `shardsift report` shows it")
 
     sub.add_parser("selectors", help="list built-in and plugged-in selectors with their parameters")
 
@@ -242,11 +244,14 @@ def _compare(args) -> int:
 
 
 def _eval(args) -> int:
-    from .evaluate import evaluate, format_eval
+    from .evaluate import evaluate, format_eval, save_results
 
     res = evaluate(args.outputs, args.target, target_text_column=args.target_text_column, words=args.words,
                    vocab=args.vocab, vocab_from=args.vocab_from, heldout=args.heldout, seed=args.seed)
     print(json.dumps(res, indent=2) if args.json else format_eval(res))
+    if args.save:
+        for path in save_results(res):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,7 @@ distribution, so every word has a probability and each P(. | v) sums to one.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator
 
@@ -33,6 +34,7 @@ from .columns import hash_strings, mix64
 from .engine.contexts import read_corpus
 from .errors import DataError, UsageError
 from .io import storage
+from .io.layout import EVAL
 from .output import data_files, input_columns, load_manifest, manifest_path
 
 DISCOUNT = 0.75
@@ -260,6 +262,21 @@ def evaluate(outputs: list[str], target: str, *, target_text_column: str = "text
             "heldout_tokens": int(len(h_next)), "oov_rate": oov, "target_seconds": target_s,
             "vocabulary": what, "vocab_size": len(voc.words), "vocab_seconds": vocab_s,
             "words": words, "discount": DISCOUNT, "seed": seed, "outputs": rows}
+
+
+def save_results(res: dict) -> list[str]:
+    """Write the whole table into each evaluated output's .shardsift/eval.json (replacing an earlier
+    one), with ``this_output`` the row of that output, where the report shows it; the paths written."""
+    paths = []
+    for i, row in enumerate(res["outputs"]):
+        data = json.dumps({**res, "this_output": i}, indent=1).encode("utf-8")
+        path = storage.join(row["output"], EVAL)
+        if storage.is_remote(path):
+            storage.put_bytes(path, data)
+        else:
+            storage.write_local_atomic(path, lambda fh, data=data: fh.write(data))
+        paths.append(path)
+    return paths
 
 
 def format_eval(res: dict) -> str:

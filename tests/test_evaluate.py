@@ -210,3 +210,31 @@ def test_vocabulary_from_an_output_is_its_input_pool(corpora):
                              corpora / "own", "--words", 500, "--heldout", 10, "--json").stdout)
     assert res["vocab_size"] == 240 and res["vocabulary"] == f"the input pool of {corpora / 'own'}"
     assert res["outputs"][0]["train_oov_rate"] > 0.05  # the far domain's own words are <unk> now
+
+
+def test_saved_table_is_shown_by_each_outputs_report(corpora, tmp_path):
+    """`eval --save` writes the table into every evaluated output; the report of each shows it with
+    its own row marked; a broken table costs its section only, never the page."""
+    import json
+
+    outs = [corpora / "random", corpora / "own"]
+    proc = run_cli("eval", *outs, "--target", corpora / "target.parquet", "--vocab-from", corpora / "pool",
+                   "--words", 3000, "--heldout", 20, "--json", "--save")
+    res = json.loads(proc.stdout)
+    assert proc.stderr.count("wrote ") == 2
+    for i, out in enumerate(outs):
+        saved = json.loads((out / ".shardsift" / "eval.json").read_text())
+        assert saved == {**res, "this_output": i}
+        page = tmp_path / f"{out.name}.html"
+        run_cli("report", out, "--path", page)
+        html = page.read_text()
+        assert "Proxy LM check" in html and f"{out} (this output)" in html and html.count("(this output)") == 1
+        for row in res["outputs"]:
+            assert f"{row['perplexity']:.2f}" in html
+    (outs[0] / ".shardsift" / "eval.json").write_text("{not json")
+    run_cli("report", outs[0], "--path", tmp_path / "broken.html")
+    html = (tmp_path / "broken.html").read_text()
+    assert "this section could not be drawn" in html and "not a readable eval table" in html
+    assert "Funnel" in html
+    (outs[0] / ".shardsift" / "eval.json").unlink()
+    (outs[1] / ".shardsift" / "eval.json").unlink()

@@ -3,6 +3,7 @@
     OUTPUT/data/                  the kept documents: what `load_dataset("parquet", data_dir=OUTPUT)` loads
     OUTPUT/.shardsift/manifest.json  written last: no manifest, no finished output
     OUTPUT/.shardsift/report.html    `shardsift report`
+    OUTPUT/.shardsift/eval.json      `shardsift eval --save`: the proxy LM table, shown by the report
     OUTPUT/.shardsift/decisions/  one row per input document: kept, or the stage and reason that dropped it
     OUTPUT/.shardsift/scores/     every stage's score per document that reached it
     OUTPUT/.shardsift/models/     what stages fitted
@@ -18,6 +19,7 @@ DATA = "data"
 AUDIT = ".shardsift"
 MANIFEST = f"{AUDIT}/manifest.json"
 REPORT = f"{AUDIT}/report.html"
+EVAL = f"{AUDIT}/eval.json"
 DECISIONS = f"{AUDIT}/decisions"
 SCORES = f"{AUDIT}/scores"
 MODELS = f"{AUDIT}/models"

@@ -3,6 +3,7 @@ per stage, the kept documents (their ids, texts, lengths and label column) and t
 Also what each stage's score means in words, so axes are labelled by what they measure."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -10,7 +11,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import output
+from ..errors import DataError
 from ..io import storage
+from ..io.layout import EVAL
 
 # (pattern on "selector stage-name", what the score is in words, whether it is a positive quantity
 # that may span orders of magnitude); the first match wins, so specific patterns come first
@@ -104,6 +107,20 @@ class RunData:
         self._texts: dict[str, str] = {}
         self._in_output: pa.Array | None = None
         self._models: dict[str, dict[str, str]] | None = None
+
+    def has_eval(self) -> bool:
+        return storage.exists(storage.join(self.out, EVAL))
+
+    def eval_results(self) -> dict:
+        """The proxy LM table `shardsift eval --save` left in this output."""
+        path = storage.join(self.out, EVAL)
+        try:
+            res = json.loads(storage.read_bytes(path))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable eval table ({err})") from None
+        if not isinstance(res, dict) or not isinstance(res.get("outputs"), list):
+            raise DataError(f"{path}: not an eval table (no outputs list)")
+        return res
 
     def output_ids(self) -> pa.Array:
         """The ids of the kept documents (the output's data parts)."""

@@ -57,6 +57,8 @@ def render(run: RunData, *, samples: int, max_points: int, seed: int) -> str:
              section("funnel", "Funnel", lambda: sections.funnel(run))]
     if run.manifest.get("sources"):
         parts.append(section("sources", "Sources", lambda: sections.sources(run)))
+    if run.has_eval():
+        parts.append(section("eval", "Proxy LM check", lambda: sections.proxy_lm(run)))
     if run.label:
         parts.append(section("composition", f"Composition by {run.label}", lambda: sections.composition(run)))
     for i, st in enumerate(run.stages):

@@ -18,7 +18,7 @@ from .data import (
     score_meaning,
     value_counts,
 )
-from .html import esc, flat_metrics, note, num, pct, size, table
+from .html import esc, flat_metrics, note, num, pct, size, small, table
 from .sampling import duplicate_pairs, pick, rng, sample_rows
 from .summary import token_label
 
@@ -63,6 +63,21 @@ def sources(run: RunData) -> str:
     if short:
         out += note(f"too small for their share even repeated mix.max_epochs times: {', '.join(short)}")
     return out
+
+
+def proxy_lm(run: RunData) -> str:
+    """`shardsift eval --save`'s table: each compared output's bigram perplexity on the held-out
+    target documents, this output's row marked."""
+    res = run.eval_results()
+    rows = [[f"{r['output']} (this output)" if i == res.get("this_output") else r["output"], num(r["words"]),
+             num(r["docs"]), f"{r['perplexity']:.2f}", f"{100 * r['train_oov_rate']:.2f}%"]
+            for i, r in enumerate(res["outputs"])]
+    out = table(rows, ["output", "training words", "documents", "perplexity", "training OOV"])
+    return out + small(f"Interpolated Kneser-Ney bigram models, each trained on an output's first "
+                       f"{res['words']:,} words, scored on {res['heldout_docs']:,} held-out documents of "
+                       f"{res['target']} ({res['heldout_words']:,} words, OOV {100 * res['oov_rate']:.2f}%); "
+                       f"vocabulary: {res['vocab_size']:,} words of {res['vocabulary']}. Lower is closer to the "
+                       "target. Written by `shardsift eval --save`.")
 
 
 def funnel(run: RunData) -> str:
