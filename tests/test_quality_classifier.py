@@ -107,6 +107,7 @@ def test_training_is_deterministic_and_measured(tmp_path):
     assert not glob.glob(str(tmp_path / "a" / "*.train"))          # the training file is removed
     m = a.fit_metrics_
     assert m["trained"] and m["positives_read"] == 300 and m["negatives_read"] == 600
+    assert m["train_cpu_s"] > 0 and m["train_wall_s"] > 0  # the training process, timed on its own
     assert m["train_positives"] == m["train_negatives"] == 270       # balanced, 10% held out
     assert m["holdout_docs"] == 60 and m["holdout_auc"] > 0.85
     assert 0.8 < m["holdout_precision"] <= 1 and 0.8 < m["holdout_recall"] <= 1

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -65,18 +67,23 @@ _TRAIN_CODE = ("import json, sys, fasttext\n"
                "fasttext.train_supervised(**a).save_model(sys.argv[2])\n")
 
 
-def train(train_path: str, model_path: str, args: dict, where: str) -> None:
-    """Train a supervised model on ``train_path`` and save it to ``model_path``, in a fresh process.
+def train(train_path: str, model_path: str, args: dict, where: str) -> dict:
+    """Train a supervised model on ``train_path`` and save it to ``model_path``, in a fresh process;
+    return its CPU and wall seconds (``train_cpu_s``, ``train_wall_s``).
 
     fastText's result (even with one thread and a fixed seed) was seen to depend on the state of the
     process it ran in (diverging to NaN after unrelated work), so it trains where nothing else has
     run: the model bytes are then a function of the training file and the arguments only."""
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _TRAIN_CODE, json.dumps({"input": train_path, **args}),
                            model_path], capture_output=True, text=True)
+    wall, after = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         hint = "; lower lr" if "NaN" in proc.stderr else ""
         raise DataError(f"{where}: fastText training failed ({tail}){hint}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"train_cpu_s": round(cpu, 3), "train_wall_s": round(wall, 3)}
 
 
 def load(path: str, where: str, error: type[Exception] = DataError):

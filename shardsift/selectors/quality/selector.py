@@ -178,12 +178,13 @@ class QualityClassifier(Selector):
         train_path = os.path.join(ctx.work_dir, "quality_classifier.train")
         ft.write_train_file(train_path, labels[shuffle], lines.take(pa.array(shuffle)))
         self.model_path_ = os.path.join(ctx.work_dir, MODEL_FILE)
-        ft.train(train_path, self.model_path_, self._train_args(), where)
+        timing = ft.train(train_path, self.model_path_, self._train_args(), where)
         os.remove(train_path)
         self.label_ = ft.POSITIVE
         self.model_ = None
         self.setup()
-        metrics = {"trained": True, **n_read, "train_positives": len(pos_train), "train_negatives": len(neg_train)}
+        metrics = {"trained": True, **n_read, "train_positives": len(pos_train), "train_negatives": len(neg_train),
+                   **timing}
         if len(pos_hold) or len(neg_hold):
             hold = pa.concat_arrays([pos.take(pa.array(pos_hold)), neg.take(pa.array(neg_hold))])
             truth = np.concatenate([np.ones(len(pos_hold), bool), np.zeros(len(neg_hold), bool)])
