@@ -145,6 +145,16 @@ def filter_rows(folder: str) -> list[list[str]]:
                      num(d["shardsift"]["docs_per_cpu_s"]),
                      f"Python set of n-grams: {num(d['reference']['docs_per_cpu_s'])}",
                      f"{d['speedup_score']:.1f}x", "—"])
+    c = load("classifier", folder)
+    if c:
+        sc, tr = c["scoring"], c["training"]
+        rows.append([f"quality_classifier score + top-k, {docs(sc['docs'])} docs, {c['workers']} workers",
+                     f"{num(sc['stage_docs_per_cpu_s'])} (stage; peak {num(max(sc['driver_peak_rss_mb'], sc['worker_peak_rss_mb']))} MB)",
+                     f"fastText predict per document: {num(c['reference']['docs_per_cpu_s'])}",
+                     f"{c['scoring_vs_reference_stage']:.2f}x",
+                     f"≥ 20,000 docs/CPU-s: {'met' if sc['stage_docs_per_cpu_s'] >= 20000 else 'not met'}"])
+        rows.append([f"quality_classifier training, {docs(tr['train_docs'])} docs", f"{tr['train_cpu_s']:.1f} CPU-s",
+                     "none", "—", f"< 300 CPU-s: {'met' if tr['train_cpu_s'] < 300 else 'not met'}"])
     t = load("tokens", folder)
     if t:
         for key, what in (("generated", "generated"), ("real_pool", "pool")):
