@@ -63,6 +63,21 @@ def test_default_pipeline_same_bytes_as_local(sample_dir, tmp_path, ray_address)
     assert mr["cpu_s"] > 0
 
 
+def test_quality_classifier_same_model_and_bytes_as_local(sample_dir, tmp_path, ray_address):
+    """The classifier trained and applied through Ray (2 workers) gives the model bytes, the output
+    and the scores of the local executor with 1 worker."""
+    pytest.importorskip("fasttext", reason="quality_classifier needs fasttext (the dev extra)")
+    stages = [{"quality_classifier": {"positives": {"path": str(sample_dir / "target")}, "keep": 0.3}}]
+    base = {"input": {"path": str(sample_dir / "pool")}, "seed": 3, "stages": stages}
+    ml = run_pipeline({**base, "output": {"path": str(tmp_path / "local"), "scores": True}, "workers": 1})
+    mr = run_pipeline({**base, "output": {"path": str(tmp_path / "ray"), "scores": True}, "workers": 2,
+                       "executor": "ray"})
+    same_output(tmp_path / "local", tmp_path / "ray")
+    models = [file_digests(os.path.join(tmp_path / d, ".shardsift", "models")) for d in ("local", "ray")]
+    assert models[0] and models[0] == models[1]
+    assert ml["stages"][-1]["kept"] == mr["stages"][-1]["kept"] > 0
+
+
 def test_parallel_write_many_parts_same_bytes_as_local(sample_dir, tmp_path, ray_address):
     extra = {"input": {"path": str(sample_dir / "pool"), "batch_size": 97},
              "stages": [{"length": {"min_words": 20}}]}
