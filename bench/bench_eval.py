@@ -1,6 +1,6 @@
 """The proxy LM check on three selections of the shared pool toward Wikipedia.
 
-    python bench/bench_eval.py [--out bench/figures/eval.json] [--workers 1]
+    python bench/bench_eval.py [--out bench/figures/eval.json] [--workers 1] [--classifier JSON]
 
 The Wikipedia target is split in two halves by a seeded hash of the document id: one half is
 the selection target (DSIR's target, the classifier's positives), the other the held-out
@@ -84,7 +84,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(HERE, "figures", "eval.json"))
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--classifier", default="{}", metavar="JSON",
+                    help="quality_classifier parameters besides positives and tokens (default: its defaults)")
     args = ap.parse_args()
+    classifier = json.loads(args.classifier)
     pool, target = os.path.join(CORPORA, "pool"), os.path.join(CORPORA, "target", "wikipedia.parquet")
     if not (os.path.isdir(pool) and os.path.exists(target)):
         print(f"skipped: the shared corpora are not at {CORPORA} (pool/ and target/wikipedia.parquet)")
@@ -100,7 +103,8 @@ def main() -> None:
         outs["dsir"], figures["dsir"] = out, {"select_s": wall, "docs_kept": m["docs_kept"],
                                               "words_kept": m["tokens_kept"]}
         out, m, wall = select(tmp, "quality_classifier", pool,
-                              {"quality_classifier": {"positives": sel_half, "tokens": m["tokens_kept"]}},
+                              {"quality_classifier": {**classifier, "positives": sel_half,
+                                                      "tokens": m["tokens_kept"]}},
                               args.workers)
         outs["quality_classifier"], figures["quality_classifier"] = out, {
             "select_s": wall, "docs_kept": m["docs_kept"], "words_kept": m["tokens_kept"]}
@@ -118,7 +122,7 @@ def main() -> None:
         "target_docs_select": n_sel, "target_docs_heldout": n_held,
         "eval": {k: res[k] for k in ("heldout_docs", "heldout_words", "oov_rate", "vocab_size", "words",
                                      "discount", "seed", "vocab_seconds", "target_seconds")},
-        "eval_wall_s": eval_wall, "selections": figures,
+        "eval_wall_s": eval_wall, "selections": figures, "classifier_params": classifier,
     }
     write_figure(args.out, result)
 
