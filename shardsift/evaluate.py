@@ -271,10 +271,7 @@ def save_results(res: dict) -> list[str]:
     for i, row in enumerate(res["outputs"]):
         data = json.dumps({**res, "this_output": i}, indent=1).encode("utf-8")
         path = storage.join(row["output"], EVAL)
-        if storage.is_remote(path):
-            storage.put_bytes(path, data)
-        else:
-            storage.write_local_atomic(path, lambda fh, data=data: fh.write(data))
+        storage.write_atomic(path, data)
         paths.append(path)
     return paths
 

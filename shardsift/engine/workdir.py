@@ -16,21 +16,8 @@ import numpy as np
 from ..io import storage
 
 
-def _atomic_write(path: str, data: bytes | None = None, writer=None) -> None:
-    """Write ``data``, or what ``writer(fh)`` writes to a binary file handle, to ``path`` whole or
-    not at all. A writer streams into the file: no copy of the content is built in memory first."""
-    if storage.is_remote(path):  # an object PUT is already all-or-nothing
-        if writer is not None:
-            buf = io.BytesIO()
-            writer(buf)
-            data = buf.getvalue()
-        storage.put_bytes(path, data)
-        return
-    storage.write_local_atomic(path, writer if writer is not None else lambda fh: fh.write(data), sync=True)
-
-
 def write_json(path: str, obj) -> None:
-    _atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode())
+    storage.write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode(), sync=True)
 
 
 def read_json(path: str):
@@ -39,7 +26,7 @@ def read_json(path: str):
 
 
 def write_npz(path: str, arrays: dict) -> None:
-    _atomic_write(path, writer=lambda fh: np.savez(fh, **arrays))
+    storage.write_atomic(path, writer=lambda fh: np.savez(fh, **arrays), sync=True)
 
 
 def _source(path: str):
@@ -67,7 +54,7 @@ def npz_headers(path: str) -> dict:
 
 
 def write_pickle(path: str, obj) -> None:
-    _atomic_write(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    storage.write_atomic(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), sync=True)
 
 
 def read_pickle(path: str):

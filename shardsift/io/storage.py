@@ -18,6 +18,7 @@ Object stores have no directories and no rename. What stands in for them:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import shutil
@@ -232,6 +233,20 @@ def write_local_atomic(path: str, writer, sync: bool = False) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_atomic(path: str, data: bytes | None = None, writer=None, sync: bool = False) -> None:
+    """Write ``data``, or what ``writer(fh)`` writes to a binary file handle, to ``path`` (local or a
+    URI) whole or not at all: an object PUT is already all-or-nothing; a local file is filled under a
+    temporary name and renamed into place. A local writer streams into the file (no copy in memory)."""
+    if is_remote(path):
+        if writer is not None:
+            buf = io.BytesIO()
+            writer(buf)
+            data = buf.getvalue()
+        put_bytes(path, data)
+        return
+    write_local_atomic(path, writer if writer is not None else lambda fh: fh.write(data), sync=sync)
 
 
 def download(src: str, local: str) -> None:

@@ -1,7 +1,6 @@
 """The page: sections in order, a table of contents, page-wide notes, written atomically."""
 from __future__ import annotations
 
-import os
 import time
 
 from ..io import storage
@@ -28,13 +27,7 @@ def write_report(output_dir: str, label_column: str | None = None, *, path: str 
     run.label = label_column or None
     doc = render(run, samples=samples, max_points=max_points, seed=seed)
     path = path or storage.join(output_dir, REPORT)
-    if storage.is_remote(path):
-        storage.put_bytes(path, doc.encode("utf-8"))
-        return path
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(doc)
-    os.replace(tmp, path)
+    storage.write_atomic(path, doc.encode("utf-8"))
     return path
 
 
