@@ -36,6 +36,13 @@ _GROUP_CHARS = 1 << 16  # characters per joined string: many strings let the Rus
 CACHE_CHUNKS = 200_000  # distinct chunks remembered across batches (their ids too: a few MB)
 
 
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """int64 offsets[n+1] of n consecutive runs of the given lengths."""
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
 def _flatten(node: dict | None, key: str) -> list[dict]:
     if node is None:
         return []
@@ -59,15 +66,13 @@ def space_is_a_boundary(spec: dict) -> bool:
 
 
 class ChunkTokenizer:
-    """Counts and ids through distinct chunks; built from the path of a qualifying ``tokenizer.json``."""
+    """Counts and ids through distinct chunks, with a ``tokenizers.Tokenizer`` of a qualifying
+    ``tokenizer.json`` (truncation and padding off) that it owns: the separator is added to it."""
 
-    def __init__(self, path: str):
+    def __init__(self, tok):
         from tokenizers import AddedToken
-        from tokenizers import Tokenizer as HF
 
-        self.tok = HF.from_file(path)
-        self.tok.no_truncation()
-        self.tok.no_padding()
+        self.tok = tok
         self.tok.add_special_tokens([AddedToken(SEPARATOR, special=True, normalized=False)])
         self.sep_id = self.tok.token_to_id(SEPARATOR)
         self._known = pa.array([], pa.large_string())  # chunks seen, in the order first seen
@@ -123,25 +128,14 @@ class ChunkTokenizer:
         ends = np.flatnonzero(flat == self.sep_id)
         if len(ends) != len(chunks):  # cannot happen unless the tokenizer drops special tokens
             raise RuntimeError(f"chunk tokenizer: {len(ends)} separators for {len(chunks)} chunks")
-        counts = np.diff(ends, prepend=-1) - 1
-        offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return flat[flat != self.sep_id], offsets
-
-    @staticmethod
-    def _doc_offsets(per_occurrence: np.ndarray, per_doc: np.ndarray) -> np.ndarray:
-        """int64 offsets[n_docs+1] of documents into the tokens of their chunk occurrences."""
-        sums = np.zeros(len(per_occurrence) + 1, dtype=np.int64)
-        np.cumsum(per_occurrence, out=sums[1:])
-        bounds = np.zeros(len(per_doc) + 1, dtype=np.int64)
-        np.cumsum(per_doc, out=bounds[1:])
-        return sums[bounds]
+        return flat[flat != self.sep_id], _offsets(np.diff(ends, prepend=-1) - 1)
 
     def count(self, texts: pa.Array) -> np.ndarray:
         """int64 tokens per document (nulls count 0)."""
         distinct, index, per_doc = self._chunks(texts)
         _, _, lengths = self._lookup(distinct)
-        return np.diff(self._doc_offsets(lengths[index], per_doc))
+        # tokens per chunk occurrence, then per document: the occurrences of a document are contiguous
+        return np.diff(_offsets(lengths[index])[_offsets(per_doc)])
 
     def encode(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """(uint32 ids of all documents back to back, int64 offsets[n+1]): each occurrence of a
@@ -149,8 +143,7 @@ class ChunkTokenizer:
         distinct, index, per_doc = self._chunks(texts)
         pool, starts, chunk_lengths = self._lookup(distinct)
         lengths = chunk_lengths[index]
-        out_starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=out_starts[1:])
+        out_starts = _offsets(lengths)
         # output position p inside occurrence k reads pool[starts[index[k]] + p - out_starts[k]]
         src = np.repeat(starts[index] - out_starts[:-1], lengths) + np.arange(out_starts[-1], dtype=np.int64)
-        return pool[src].astype(np.uint32), self._doc_offsets(lengths, per_doc)
+        return pool[src].astype(np.uint32), out_starts[_offsets(per_doc)]

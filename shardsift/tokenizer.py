@@ -123,36 +123,39 @@ class _FileTokenizer(Tokenizer):
     def _load(self):
         raise NotImplementedError
 
-    def _batches(self, texts):
-        values = _texts(texts)
-        for i in range(0, len(values), _BATCH):
-            yield values[i:i + _BATCH]
+    def _slice_docs(self) -> int:
+        """Documents per batch call."""
+        return _BATCH
+
+    def _slices(self, texts) -> list[pa.Array]:
+        arr = one_array(texts)
+        step = self._slice_docs()
+        return [arr.slice(i, step) for i in range(0, len(arr), step)]
 
     def _encode_lists(self, batch: list[str]) -> list:
         """Per-document token id sequences (anything with len and iteration)."""
         raise NotImplementedError
 
+    def _count_slice(self, arr: pa.Array) -> np.ndarray:
+        seqs = self._encode_lists(_texts(arr))
+        return np.fromiter(map(len, seqs), np.int64, len(seqs))
+
+    def _encode_slice(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(uint32 ids back to back, int64 tokens per document) of one batch."""
+        seqs = self._encode_lists(_texts(arr))
+        lengths = np.fromiter(map(len, seqs), np.int64, len(seqs))
+        return np.fromiter(chain.from_iterable(seqs), np.uint32, int(lengths.sum())), lengths
+
     def count(self, texts: pa.Array) -> np.ndarray:
-        n = len(texts)
-        out = np.empty(n, dtype=np.int64)
-        i = 0
-        for batch in self._batches(texts):
-            seqs = self._encode_lists(batch)
-            out[i:i + len(batch)] = np.fromiter(map(len, seqs), np.int64, len(batch))
-            i += len(batch)
-        return out
+        parts = [self._count_slice(s) for s in self._slices(texts)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def encode(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        lengths, parts = [], []
-        for batch in self._batches(texts):
-            seqs = self._encode_lists(batch)
-            lens = np.fromiter(map(len, seqs), np.int64, len(batch))
-            lengths.append(lens)
-            parts.append(np.fromiter(chain.from_iterable(seqs), np.uint32, int(lens.sum())))
+        parts = [self._encode_slice(s) for s in self._slices(texts)]
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-        if lengths:
-            np.cumsum(np.concatenate(lengths), out=offsets[1:])
-        ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
+        if parts:
+            np.cumsum(np.concatenate([lengths for _, lengths in parts]), out=offsets[1:])
+        ids = np.concatenate([ids for ids, _ in parts]) if parts else np.zeros(0, dtype=np.uint32)
         return ids, offsets
 
     def fingerprint(self) -> str:
@@ -166,17 +169,7 @@ class HFTokenizer(_FileTokenizer):
     kind = "hf"
 
     def _load(self):
-        try:
-            from tokenizers import Tokenizer as HF
-        except ImportError as err:
-            raise ConfigError(f"tokenizer: {self.path} needs the `tokenizers` package ({err})") from None
-        try:
-            tok = HF.from_file(self.path)
-        except Exception as err:  # the Rust loader raises plain Exceptions
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ConfigError(f"tokenizer: {self.path} is not a Hugging Face tokenizer.json ({first})") from None
-        tok.no_truncation()
-        tok.no_padding()
+        tok = _read_hf(self.path)
         self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
         names = [self.eos] if self.eos else list(EOS_CANDIDATES)
         found = [tok.token_to_id(t) for t in names]
@@ -194,32 +187,39 @@ class HFTokenizer(_FileTokenizer):
     @property
     def chunked(self) -> ChunkTokenizer | None:
         """The distinct-chunk path (shardsift.token_chunks) when a space is a hard boundary for this
-        tokenizer, else None; loaded once per process like ``tok``."""
+        tokenizer, else None; loaded once per process like ``tok``, from its own copy of the file."""
         if self._chunked is None:
-            self._chunked = ChunkTokenizer(self.path) if ChunkTokenizer.qualifies(self.path) else False
+            self._chunked = ChunkTokenizer(_read_hf(self.path)) if ChunkTokenizer.qualifies(self.path) else False
         return self._chunked or None
 
-    def _chunk_batches(self, texts):
-        arr = one_array(texts)
-        for i in range(0, len(arr), _CHUNK_BATCH):
-            yield arr.slice(i, _CHUNK_BATCH)
+    def _slice_docs(self) -> int:
+        return _CHUNK_BATCH if self.chunked else _BATCH
 
-    def count(self, texts: pa.Array) -> np.ndarray:
-        if self.chunked is None:
-            return super().count(texts)
-        parts = [self.chunked.count(b) for b in self._chunk_batches(texts)]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    def _count_slice(self, arr: pa.Array) -> np.ndarray:
+        return self.chunked.count(arr) if self.chunked else super()._count_slice(arr)
 
-    def encode(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        if self.chunked is None:
-            return super().encode(texts)
-        ids, offsets, base = [], [np.zeros(1, dtype=np.int64)], 0
-        for b in self._chunk_batches(texts):
-            i, off = self.chunked.encode(b)
-            ids.append(i)
-            offsets.append(off[1:] + base)
-            base += int(off[-1])
-        return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)), np.concatenate(offsets)
+    def _encode_slice(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        if not self.chunked:
+            return super()._encode_slice(arr)
+        ids, offsets = self.chunked.encode(arr)
+        return ids, np.diff(offsets)
+
+
+def _read_hf(path: str):
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json, truncation and padding off; a ConfigError
+    naming the file when the package is missing or the file is not a tokenizer."""
+    try:
+        from tokenizers import Tokenizer as HF
+    except ImportError as err:
+        raise ConfigError(f"tokenizer: {path} needs the `tokenizers` package ({err})") from None
+    try:
+        tok = HF.from_file(path)
+    except Exception as err:  # the Rust loader raises plain Exceptions
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"tokenizer: {path} is not a Hugging Face tokenizer.json ({first})") from None
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
 
 
 class TiktokenTokenizer(_FileTokenizer):
