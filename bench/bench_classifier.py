@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shutil
 import sys
@@ -28,24 +27,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from common import DATA_DIR, FIGURES, child_env, command_line, corpus_meta, machine, measure, save, versions  # noqa: E402
+from common import DATA_DIR, FIGURES, command_line, corpus_meta, machine, measured_select, save, versions  # noqa: E402
 
 REFERENCE_DOCS = 20_000
-
-
-def select(cfg: dict, folder: str) -> tuple[dict, dict]:
-    """A measured `shardsift select` run and its manifest."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "config.yaml")
-    with open(path, "w") as fh:
-        json.dump(cfg, fh, indent=1)
-    res = measure([sys.executable, "-m", "shardsift", "select", path, "--overwrite", "--quiet"], env=child_env(),
-                  log=os.path.join(folder, "log.txt"))
-    if res["rc"] != 0:
-        with open(os.path.join(folder, "log.txt")) as fh:
-            sys.exit(f"shardsift select failed:\n{fh.read()[-3000:]}")
-    with open(os.path.join(cfg["output"]["path"], ".shardsift", "manifest.json")) as fh:
-        return res, json.load(fh)
 
 
 def topic_share(out: str) -> float:
@@ -77,7 +61,7 @@ def main() -> None:
     pq.write_table(table.select(["id", "text"]), positives)
     stage = {"positives": positives, "negative_sample": 50_000}
 
-    fit, fit_man = select({"input": {"path": subset}, "output": {"path": os.path.join(tmp, "fit", "out"), "scores": False},
+    fit, fit_man = measured_select({"input": {"path": subset}, "output": {"path": os.path.join(tmp, "fit", "out"), "scores": False},
                            "workers": args.workers, "seed": 0,
                            "stages": [{"quality_classifier": {**stage, "keep": 0.125}}]}, os.path.join(tmp, "fit"))
     st = fit_man["stages"][-1]
@@ -96,7 +80,7 @@ def main() -> None:
           f"({training['train_wall_s']:.1f} s wall), holdout AUC {training['holdout_auc']:.4f}, "
           f"model {training['model_mb']:.0f} MB", flush=True)
 
-    score, score_man = select({"input": {"path": pool}, "output": {"path": os.path.join(tmp, "score", "out"),
+    score, score_man = measured_select({"input": {"path": pool}, "output": {"path": os.path.join(tmp, "score", "out"),
                                                                    "scores": False},
                                "workers": args.workers, "seed": 0,
                                "stages": [{"quality_classifier": {"model": model, "keep": 0.125}}]},

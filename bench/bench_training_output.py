@@ -37,7 +37,18 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from common import DATA_DIR, FIGURES, child_env, command_line, corpus_meta, machine, measure, save, versions  # noqa: E402
+from common import (  # noqa: E402
+    DATA_DIR,
+    FIGURES,
+    child_env,
+    command_line,
+    corpus_meta,
+    machine,
+    measure,
+    measured_select,
+    save,
+    versions,
+)
 
 TOKENIZER = "minilm"
 
@@ -69,17 +80,7 @@ def child_datatrove(inp: str, out: str, tokenizer: str, workers: int) -> None:
 
 def select(cfg: dict, folder: str) -> dict:
     """One measured `shardsift select` run; the manifest's counts added."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "config.yaml")
-    with open(path, "w") as fh:
-        json.dump(cfg, fh, indent=1)
-    cmd = [sys.executable, "-m", "shardsift", "select", path, "--overwrite", "--quiet"]
-    res = measure(cmd, env=child_env(), log=os.path.join(folder, "log.txt"))
-    if res["rc"] != 0:
-        with open(os.path.join(folder, "log.txt")) as fh:
-            sys.exit(f"shardsift select failed:\n{fh.read()[-3000:]}")
-    with open(os.path.join(cfg["output"]["path"], ".shardsift", "manifest.json")) as fh:
-        man = json.load(fh)
+    res, man = measured_select(cfg, folder)
     res.update({"docs_in": man["docs_in"], "docs_kept": man["docs_kept"], "tokens_in": man.get("tokens_in"),
                 "tokens_kept": man.get("tokens_kept"), "token_unit": man.get("token_unit"),
                 "docs_per_cpu_s": man["docs_in"] / res["cpu_s"],

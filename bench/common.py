@@ -288,6 +288,25 @@ def self_peak_rss_mb() -> float:
     return (_status_kb(os.getpid(), "VmHWM:") or 0) / 1024
 
 
+def measured_select(cfg: dict, folder: str) -> tuple[dict, dict]:
+    """A config (a dict) through `python -m shardsift select --overwrite --quiet` in a fresh process,
+    measured whole by measure(); (the measurement, OUTPUT/.shardsift/manifest.json). Exits with the
+    log's tail when the run fails."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "config.yaml")
+    with open(path, "w") as fh:
+        json.dump(cfg, fh, indent=1)
+    log = os.path.join(folder, "log.txt")
+    res = measure([sys.executable, "-m", "shardsift", "select", path, "--overwrite", "--quiet"], env=child_env(),
+                  log=log)
+    if res["rc"] != 0:
+        with open(log) as fh:
+            sys.exit(f"shardsift select failed:\n{fh.read()[-3000:]}")
+    out = cfg["output"]["path"] if isinstance(cfg["output"], dict) else cfg["output"]
+    with open(os.path.join(out, ".shardsift", "manifest.json")) as fh:
+        return res, json.load(fh)
+
+
 def select_cli(cfg: dict, folder: str, extra_args: tuple = (), check: bool = True) -> dict:
     """Run a pipeline config (a dict) with `python -m shardsift select --overwrite --quiet` in a
     child process and return OUTPUT/.shardsift/manifest.json: the whole interface the bench relies on. The
