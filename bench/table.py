@@ -145,6 +145,16 @@ def filter_rows(folder: str) -> list[list[str]]:
                      num(d["shardsift"]["docs_per_cpu_s"]),
                      f"Python set of n-grams: {num(d['reference']['docs_per_cpu_s'])}",
                      f"{d['speedup_score']:.1f}x", "—"])
+    f = load("filters_scale", folder)
+    if f:
+        labels = {"language": "language ID", "quality_rules": "4 web quality rules", "decontaminate": "decontaminate"}
+        for name, r in f["runs"].items():
+            ref = f["references"][name]
+            peak = max(r["driver_peak_rss_mb"], r["worker_peak_rss_mb"])
+            rows.append([f"{labels[name]} pipeline, {docs(r['docs'])} docs of ~2 KB, {f['workers']} workers",
+                         f"{num(r['docs_per_cpu_s'])} (peak {num(peak)} MB)",
+                         f"{ref['what'].split(',')[0]}: {num(ref['docs_per_cpu_s'])} ({docs(ref['docs'])} docs)",
+                         f"{r['ratio_to_reference']:.1f}x", "—"])
     c = load("classifier", folder)
     if c:
         sc, tr = c["scoring"], c["training"]
