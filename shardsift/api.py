@@ -170,6 +170,16 @@ class Selector:
         score_min_kept). The default reports the summary."""
         return dict(summary)
 
+    # -- opt-in: a global decide run as tasks over the shards' score files -------------------------
+    def decide_sharded(self, ctx: ShardedDecideContext) -> dict:
+        """A global decide as passes of tasks, for a selector whose decide can be partitioned (a
+        dedup by hash, say): the engine calls this instead of concatenating every shard's scores
+        for :meth:`decide`, so the driver holds no per-document array. Steps run through
+        ``ctx.tasks`` (one file per task: resumable), the keep files through
+        ``ctx.write_decisions``; the result must equal :meth:`decide`'s, byte for byte. Returns the
+        stage's metrics. Selectors that do not override it are decided by :meth:`decide`."""
+        raise NotImplementedError
+
 
 @dataclass
 class Decision:
@@ -359,6 +369,46 @@ class DecideContext:
         texts, all selected."""
         for docs in self.read_batches(shard_index, rows):
             yield docs.text, np.arange(len(docs), dtype=np.int64)
+
+
+class ShardedDecideContext:
+    """What :meth:`Selector.decide_sharded` uses. It is picklable: a task function is called as
+    ``fn(ctx, item)`` in whatever process runs it and reads and writes through the same ``ctx``.
+    Documents have global positions in shard order (``shard_offsets``), the same positions
+    :class:`Scores` gives them; shards of another source's stage (a mixture) have none."""
+
+    seed: int
+    workers: int
+    shard_offsets: np.ndarray  # int64, one more than the shards: shard j is offsets[j]:offsets[j + 1]
+    shard_names: list[str]
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.shard_offsets) - 1
+
+    def tasks(self, fn: Callable, items: Sequence, step: str) -> list[str]:
+        """Run ``fn(ctx, item)`` as one task per item; each returns a dict of arrays, saved as the
+        file named by ``step`` and the item's position. A file already there (a resumed run) is
+        not computed again. Returns the names to :meth:`load` them by."""
+        raise NotImplementedError
+
+    def load(self, name: str, keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The arrays a task saved under ``name`` (only ``keys`` when given)."""
+        raise NotImplementedError
+
+    def scores(self, shard: int, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One shard's score columns (``row``, ``n_bytes``, ... and the selector's), as ``score`` wrote them."""
+        raise NotImplementedError
+
+    def read_texts(self, shard: int, rows: np.ndarray) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        """As :meth:`DecideContext.read_texts`: the given ascending rows of one input shard."""
+        raise NotImplementedError
+
+    def write_decisions(self, fn: Callable) -> None:
+        """The stage's keep files, one task per shard: ``fn(ctx, shard, columns)`` returns the
+        :class:`Decision` of that shard's documents (in its score file's order, ``columns`` its
+        score columns)."""
+        raise NotImplementedError
 
 
 class Filter(Selector):

@@ -102,7 +102,10 @@ class Executor:
     name = "base"
     workers = 1
 
-    def map(self, fn: Callable, items: Sequence, desc: str = "", progress: Progress | None = None) -> list:
+    def map(self, fn: Callable, items: Sequence, desc: str = "", progress: Progress | None = None,
+            isolate: bool = False) -> list:
+        """``isolate``: run even a single task in a worker process where there are workers (a step
+        whose memory must not land in the driver)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -133,12 +136,12 @@ class LocalExecutor(Executor):
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
         return self._pool
 
-    def map(self, fn, items, desc="", progress=None):
+    def map(self, fn, items, desc="", progress=None, isolate=False):
         items = list(items)
         bar = progress.bar(items, desc) if progress and items else None
         results: list = [None] * len(items)
         try:
-            if self.workers == 1 or len(items) <= 1:
+            if self.workers == 1 or not items or (len(items) == 1 and not isolate):
                 for i, item in enumerate(items):
                     results[i] = _call(fn, item)
                     if bar:

@@ -150,19 +150,26 @@ class OutputWriting:
 
     def _write_scores(self, tasks: list) -> None:
         """scores/stage-NN-NAME.parquet: each stage's per-shard score tables (written by the output
-        tasks) in shard order."""
+        tasks) in shard order, streamed one shard at a time (a row group each, under the schema
+        all shards' columns promote to), so the driver never holds a stage's table of every
+        document."""
         tmp = self._tmp(layout.SCORES)
         for i, st in enumerate(self.stages):
-            tables = []
-            for task in tasks:
-                path = task.scores_path(i)
-                if storage.exists(path):
+            paths = [p for p in (task.scores_path(i) for task in tasks) if storage.exists(p)]
+            if not paths:
+                continue
+            schemas = []
+            for path in paths:
+                with storage.open_file(path) as fh:
+                    schemas.append(pq.ParquetFile(fh).schema_arrow)
+            schema = pa.unify_schemas(schemas, promote_options="permissive")
+            fs, where = storage.arrow_fs(os.path.join(tmp, layout.scores_file_name(i + 1, st.name)))
+            with pq.ParquetWriter(where, schema, filesystem=fs, compression="zstd") as out:
+                for path in paths:
                     with storage.open_file(path) as fh:  # ParquetFile: read_table would import pandas
-                        tables.append(pq.ParquetFile(fh).read())
-            if tables:
-                fs, where = storage.arrow_fs(os.path.join(tmp, layout.scores_file_name(i + 1, st.name)))
-                pq.write_table(pa.concat_tables(tables, promote_options="permissive"), where, filesystem=fs,
-                               compression="zstd")
+                        table = pq.ParquetFile(fh).read()
+                    if table.num_rows:
+                        out.write_table(_conform(table, schema))
 
     def _copy_models(self, stage_reports) -> dict:
         out = {}
@@ -218,3 +225,11 @@ class OutputWriting:
         if self._executor is None or isinstance(self._executor, LocalExecutor):
             return tree_cpu() - self.tree_cpu0
         return usage()["cpu_s"] - self.cpu0 + self.task_cpu
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` under ``schema``: its columns in the schema's order and types, the ones it lacks
+    null (what concat_tables' permissive promotion gives, without its pandas import)."""
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)

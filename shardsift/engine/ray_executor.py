@@ -75,7 +75,7 @@ class RayExecutor(Executor):
             opts["resources"] = dict(resources)
         self._remote = ray.remote(_ray_task).options(**opts)
 
-    def map(self, fn, items, desc="", progress=None):
+    def map(self, fn, items, desc="", progress=None, isolate=False):  # every task runs on the cluster
         ray = self._ray
         items = list(items)
         if not items:

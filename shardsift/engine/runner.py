@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..api import Decision, Scores
+from ..api import Decision, Scores, Selector
 from ..errors import DataError, ShardsiftError, UsageError
 from ..io import layout, normalize, resolve_shards, storage, take_rows
 from . import faults, workdir
 from .check import file_problems
 from .config import Config, _is_dataset, parse_config
 from .contexts import StageDecide, StageFit, _concat_scores, read_corpus
+from .duplicate_ids import later_occurrences
 from .executors import Executor, Progress, make_executor
 from .fingerprint import code_fp, fingerprint, stage_seed
 from .fused import FusedPlan
@@ -31,6 +32,7 @@ from .lock import OutputLock
 from .mix import Mix
 from .output_writer import OutputWriting
 from .scan import ScanTask, run_scan
+from .sharded_decide import ShardedDecide
 from .shards import (
     ScoreTask,
     ShardContext,
@@ -290,24 +292,19 @@ class Runner(OutputWriting):
         return {"report": rep, "fp": self._scan_fp()}
 
     def _duplicate_ids(self) -> int:
-        """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``)."""
+        """Duplicate ids: refuse (default) or keep the first occurrence (``on_duplicate_id: keep_first``).
+        Found by tasks (engine/duplicate_ids.py); the driver holds the later occurrences only."""
         paths = [os.path.join(self.work, "scan", f"shard-{j:05d}.npz") for j in range(len(self.shards))]
-        scans = [workdir.read_npz(p, ["id_hash"]) for p in paths]  # 8 bytes per document, not the whole scan
-        h = np.concatenate([s["id_hash"] for s in scans]) if scans else np.zeros(0, np.uint64)
-        if len(h) == 0:
+        if not paths:
             return 0
-        order = np.argsort(h, kind="stable")
-        sh = h[order]
-        dup_sorted = np.zeros(len(h), bool)
-        dup_sorted[1:] = sh[1:] == sh[:-1]
-        if not dup_sorted.any():
+        dup = later_occurrences(self.executor, self.progress, paths, os.path.join(self.work, "scan", "ids"),
+                                self.cfg.workers)
+        if not len(dup):
             return 0
-        is_dup = np.zeros(len(h), bool)
-        is_dup[order] = dup_sorted  # later occurrences (stable order) are the duplicates
-        sizes = [len(s["id_hash"]) for s in scans]
-        offs = np.concatenate([[0], np.cumsum(sizes)])
+        sizes = [workdir.npz_headers(p)["id_hash"][0][0] for p in paths]
+        offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if self.cfg.on_duplicate_id == "error":
-            g = int(np.flatnonzero(is_dup)[0])
+            g = int(dup[0])
             j = int(np.searchsorted(offs, g, side="right") - 1)
             row = g - offs[j]
             tbl = take_rows(self.shards[j], np.array([row]), None, self.cfg.input.batch_size)
@@ -315,14 +312,17 @@ class Runner(OutputWriting):
                                row, need_text=False) if tbl is not None else (None, None)
             the_id = tbl.column(self.cfg.input.id_column)[0].as_py() if tbl is not None else "?"
             raise DataError(
-                f"{self.shards[j].uri}: duplicate id {the_id!r} at row {row} ({int(is_dup.sum())} duplicate ids "
+                f"{self.shards[j].uri}: duplicate id {the_id!r} at row {row} ({len(dup)} duplicate ids "
                 "in the input); set on_duplicate_id: keep_first to keep the first occurrence")
         n = 0
+        edges = np.searchsorted(dup, offs)
         for j, p in enumerate(paths):
-            if not is_dup[offs[j]:offs[j + 1]].any():
+            if edges[j] == edges[j + 1]:
                 continue
             s = workdir.read_npz(p)  # a shard with duplicates: its whole scan, rewritten
-            d = is_dup[offs[j]:offs[j + 1]] & s["valid"]
+            d = np.zeros(len(s["valid"]), bool)
+            d[dup[edges[j]:edges[j + 1]] - offs[j]] = True
+            d &= s["valid"]
             if d.any() and (s["alive"] & d).any():
                 s["alive"] = s["valid"] & ~d
                 workdir.write_npz(p, s)
@@ -421,6 +421,10 @@ class Runner(OutputWriting):
     def _global_decide(self, sel, st, stage_dir, tasks, keep_paths) -> dict:
         if getattr(sel, "budget", lambda: None)() is not None:  # budget selection: in passes of shard tasks (engine/global_budget.py)
             return BudgetDecide(self, sel, st, stage_dir, tasks, keep_paths).run()
+        if type(sel).decide_sharded is not Selector.decide_sharded:  # a decide as tasks (engine/sharded_decide.py)
+            ctx = ShardedDecide(self, sel, st, stage_dir, tasks, keep_paths)
+            if ctx.shard_offsets[-1]:
+                return dict(sel.decide_sharded(ctx) or {})
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
             ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ..api import Decision, Param, Selector
 from ..text import _mix64
+from .exact_sharded import sharded_plan
 from .keep_policy import KeepPolicy, duplicate_of, size_histogram, survivors
 from .normalize import ASCII_SPACES, prepared_spans
 
@@ -176,5 +177,9 @@ class ExactDedup(KeepPolicy, Selector):
                    "group_sizes": size_histogram(sizes), "index_bytes_per_doc": 16 + 24}
         return Decision(keep=keep, reason="exact_duplicate", score=size.astype(np.float64),
                         extra={"cluster": cluster, "cluster_size": size.astype(np.int64),
-                               **duplicate_of(cluster, size, keep, scores)},
+                               **duplicate_of(cluster, size, keep, scores["row"], scores.shard_offsets)},
                         metrics=metrics)
+
+    def decide_sharded(self, ctx):
+        """The same decide as tasks (exact_sharded.py): the driver holds no per-document array."""
+        return sharded_plan(self, ctx).run(ctx)

@@ -31,11 +31,13 @@ def size_histogram(sizes: np.ndarray) -> dict:
     return out
 
 
-def survivors(cluster: np.ndarray, keep: str, scores) -> np.ndarray:
+def survivors(cluster: np.ndarray, keep: str, scores, pos: np.ndarray | None = None) -> np.ndarray:
     """One survivor per cluster: the first document, the longest (most bytes), or the largest value
-    of a score column; ties go to the first. ``cluster`` ids are each cluster's first document."""
+    of a score column; ties go to the first. ``cluster`` ids are each cluster's first document's
+    position; ``pos`` is each entry's position (default: the entries are every document, in order),
+    so the same rule applies to a subset that holds whole clusters."""
     n = len(cluster)
-    pos = np.arange(n, dtype=cluster.dtype)
+    pos = np.arange(n, dtype=cluster.dtype) if pos is None else pos
     if keep == "first":
         return cluster == pos
     if keep == "longest":
@@ -51,13 +53,15 @@ def survivors(cluster: np.ndarray, keep: str, scores) -> np.ndarray:
     return mask
 
 
-def duplicate_of(cluster: np.ndarray, cluster_size: np.ndarray, keep: np.ndarray, scores) -> dict[str, np.ndarray]:
+def duplicate_of(cluster: np.ndarray, cluster_size: np.ndarray, keep: np.ndarray, rows: np.ndarray,
+                 shard_offsets: np.ndarray, pos: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Decision.extra columns naming, for every dropped document, the survivor of its cluster: its
     input shard (``duplicate_of_shard``, int32, the position in the manifest's ``inputs``) and its
     row in that shard (``duplicate_of_row``, int64, as the ``row`` of every document); -1 for kept
     documents. ``cluster`` ids are positions (each cluster's first document); ``keep`` has exactly
-    one survivor per cluster. Beside the two columns (12 bytes per document) only the documents of
-    clusters of two or more are indexed."""
+    one survivor per cluster; ``rows`` is each entry's row and ``pos`` its position (default: the
+    entries are every document, in order). Beside the two columns (12 bytes per entry) only the
+    documents of clusters of two or more are indexed."""
     n = len(cluster)
     shard = np.full(n, -1, dtype=np.int32)
     row = np.full(n, -1, dtype=np.int64)
@@ -67,8 +71,8 @@ def duplicate_of(cluster: np.ndarray, cluster_size: np.ndarray, keep: np.ndarray
         kept = kept[np.argsort(cluster[kept])]  # one per cluster: distinct ids, ascending
         dropped = members[~keep[members]]
         of = kept[np.searchsorted(cluster[kept], cluster[dropped])]
-        shard[dropped] = np.searchsorted(scores.shard_offsets, of, side="right") - 1
-        row[dropped] = np.asarray(scores["row"])[of]
+        shard[dropped] = np.searchsorted(shard_offsets, of if pos is None else pos[of], side="right") - 1
+        row[dropped] = np.asarray(rows)[of]
     return {"duplicate_of_shard": shard, "duplicate_of_row": row}
 
 

@@ -13,6 +13,7 @@ from ...errors import ConfigError
 from ...params import Size
 from ..keep_policy import KeepPolicy, duplicate_of, size_histogram, survivors
 from .lsh import _band_runs_spilled, _row_hash, _runs, candidate_probability, choose_bands
+from .sharded import sharded_plan
 from .shingles import _sorted_sets, _word_args, _word_sets_into, shingle_hashes
 from .signatures import _band_keys, _word_band_keys, _word_signatures, minhash_signatures, permutations
 from .verify import _cluster_band, _roots
@@ -221,7 +222,11 @@ class MinHashDedup(KeepPolicy, Selector):
         }
         return Decision(keep=keep, reason="near_duplicate", score=sim,
                         extra={"cluster": cluster, "cluster_size": cluster_size,
-                               **duplicate_of(cluster, cluster_size, keep, scores)}, metrics=metrics)
+                               **duplicate_of(cluster, cluster_size, keep, scores["row"], scores.shard_offsets)}, metrics=metrics)
+
+    def decide_sharded(self, ctx):
+        """The same decide as tasks (sharded.py): the driver holds no per-document array."""
+        return sharded_plan(self, ctx).run(ctx)
 
     def _candidate_sets(self, scores, cand, ctx, budget):
         """Sorted unique 32-bit shingle fingerprints (CSR, in ``cand`` order) of the candidate
@@ -254,22 +259,28 @@ class MinHashDedup(KeepPolicy, Selector):
         for lo, hi in zip(cut[:-1], cut[1:]):
             s = shard_of[lo]
             read_back += 1
-            # one pass over the shard: each input batch decoded once, its candidates' texts read
-            # where they lie (not copied out)
-            for text, pos in ctx.read_texts(int(s), rows[lo:hi]):
-                if self.shingle == "word":  # straight into place, one kernel call
-                    _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos, self.nfkc),
-                                    data, off, k)
-                    k += len(pos)
-                    continue
-                if len(pos) != len(text):
-                    text = arrow_take(text, arrow_array(pos))
-                for sub in range(0, len(text), 1024):  # bounded transient arrays while shingling
-                    sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
-                    m = len(so) - 1
-                    data[off[k]:off[k] + len(sh)] = sh
-                    off[k + 1:k + 1 + m] = off[k] + so[1:]
-                    k += m
+            k = self.sets_into(ctx.read_texts(int(s), rows[lo:hi]), data, off, k)
         if k != len(cand):
             raise RuntimeError(f"{self.name}: read back {k} of {len(cand)} candidate documents")
         return data, off, path, read_back
+
+    def sets_into(self, texts, data, off, k: int) -> int:
+        """Write the sorted 32-bit shingle sets of the documents ``texts`` yields ((text, positions)
+        pairs of one shard, as ``read_texts`` gives them: each input batch decoded once, the
+        documents read where they lie) into ``data``/``off`` (CSR) from document ``k``; returns
+        the next document's place."""
+        for text, pos in texts:
+            if self.shingle == "word":  # straight into place, one kernel call
+                _word_sets_into(*_word_args(text, self.ngram, self.strip_punctuation, pos, self.nfkc),
+                                data, off, k)
+                k += len(pos)
+                continue
+            if len(pos) != len(text):
+                text = arrow_take(text, arrow_array(pos))
+            for sub in range(0, len(text), 1024):  # bounded transient arrays while shingling
+                sh, so = _sorted_sets(*self.shingles(text.slice(sub, 1024)), 32)
+                m = len(so) - 1
+                data[off[k]:off[k] + len(sh)] = sh
+                off[k + 1:k + 1 + m] = off[k] + so[1:]
+                k += m
+        return k
