@@ -167,8 +167,17 @@ class Selector:
     def budget_metrics(self, summary: dict) -> dict:
         """With :meth:`budget`: the manifest's metrics from the engine's summary (docs, kept,
         kept_tokens, cut: the score of the last document kept, score_sum, score_sum_kept,
-        score_min_kept). The default reports the summary."""
+        score_min_kept, and ``sums``: :meth:`budget_decision`'s metrics summed over the shards).
+        The default reports the summary."""
         return dict(summary)
+
+    def budget_decision(self, scores: Scores, keep: np.ndarray, score: np.ndarray, shard) -> Decision:
+        """With :meth:`budget`: one shard's Decision once the cut is known (``keep``; ``score``
+        from :meth:`budget_rank`), in that shard's task. ``shard`` reads its documents back
+        (``shard.iter_docs(rows=...)``). Numbers and arrays in the Decision's metrics are summed
+        over the shards into the summary's ``sums``. The default: ``Budget.reason`` for every
+        dropped document, no metrics."""
+        return Decision(keep=keep, reason=self.budget().reason or None, score=score)
 
     # -- opt-in: a global decide run as tasks over the shards' score files -------------------------
     def decide_sharded(self, ctx: ShardedDecideContext) -> dict:
@@ -212,6 +221,9 @@ class Budget:
              ranks over the documents reaching this stage (``percentile_ranks``); the engine
              computes them exactly in shard tasks and gives them to ``budget_rank`` as the
              columns ``percentile:<stage>``. ``percentiles_param``: the parameter that names them.
+    nan_kept: False: a document whose rank is NaN is never kept (not eligible); a count larger
+             than the other documents is a ConfigError, ``short`` its message (a format string
+             with ``{k}``, ``{available}`` and ``{total}``).
     """
 
     keep: float | None = None
@@ -222,6 +234,8 @@ class Budget:
     clip_n: bool = True
     percentiles: tuple = ()
     percentiles_param: str = ""
+    nan_kept: bool = True
+    short: str = ""
 
 
 class Docs:

@@ -480,3 +480,16 @@ def test_token_budget_is_exact_per_target():
     got = [int(toks[dec.keep & (tgt == t)].sum()) for t in (0, 1)]
     assert 0 < got[0] <= 1200 and 0 < got[1] <= 400 and (tgt[~dec.keep] == -1).all()
     assert got[0] > 1200 - toks.max() and got[1] > 400 - toks.max()  # each share filled to within a document
+
+
+def test_median_length_from_shard_histograms_is_numpys_median():
+    """The fit's median document length comes from per-shard (length, count) histograms, so the
+    driver holds no per-document array; it is np.median of the lengths, exactly."""
+    from shardsift.selectors.dsir.estimator import median_of_histograms
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        parts = [rng.integers(1, 50, rng.integers(0, 20)) for _ in range(rng.integers(1, 4))]
+        lengths = np.concatenate(parts)
+        got = median_of_histograms([np.unique(p, return_counts=True) for p in parts])
+        assert got == (float(np.median(lengths)) if len(lengths) else None)

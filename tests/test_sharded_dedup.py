@@ -77,7 +77,7 @@ MINHASH = [
 @pytest.mark.parametrize("params", MINHASH, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_minhash_tasks_equal_the_driver_decide(tmp_path, params):
     _corpus(tmp_path / "in")
-    ref_man, ref = _run(tmp_path, "driver", "driver_dedup:MinHashInDriver", params, 1)
+    ref_man, ref = _run(tmp_path, "driver", "driver_decides:MinHashInDriver", params, 1)
     for w in (1, 2):
         man, got = _run(tmp_path, f"tasks{w}", "minhash_dedup", params, w)
         _same(ref, got)
@@ -126,7 +126,7 @@ EXACT = [{}, {"keep": "longest"}, {"keep": "q", "collapse_whitespace": False}]
 @pytest.mark.parametrize("params", EXACT, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
 def test_exact_tasks_equal_the_driver_decide(tmp_path, params):
     _corpus(tmp_path / "in")
-    ref_man, ref = _run(tmp_path, "driver", "driver_dedup:ExactInDriver", params, 1)
+    ref_man, ref = _run(tmp_path, "driver", "driver_decides:ExactInDriver", params, 1)
     for w in (1, 2):
         man, got = _run(tmp_path, f"tasks{w}", "exact_dedup", params, w)
         _same(ref, got)

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ..api import Decision, Scores, count_to_keep
+from ..api import Scores, count_to_keep
 from ..errors import ConfigError
 from ..io import storage
 from . import faults, workdir
@@ -83,6 +84,7 @@ class BudgetTask:
     pct_path: str | None = None  # the shard's percentile ranks (Budget.percentiles), once computed
     pct_stages: tuple = ()       # (stage key, stage folder) of each
     peers: tuple = ()            # (index, scores path) of every shard of the stage
+    shard: Any = None            # the ShardContext (write: Selector.budget_decision reads documents back)
 
 
     @property
@@ -162,7 +164,9 @@ def run_budget(task: BudgetTask):
         counts = np.bincount(b, minlength=1 << width).astype(np.int64)
         toks = np.bincount(b, weights=tokens[m], minlength=1 << width)  # exact below 2**53 a bin
         nz = np.flatnonzero(counts)  # the bins in use: skewed values fill few of them
-        workdir.write_npz(task.out_path, {"bin": nz, "count": counts[nz], "tokens": toks[nz].astype(np.int64)})
+        nan = int((k1 == np.uint64(_ONES)).sum()) if task.level == 0 else 0  # NaN ranks: the all-ones key
+        workdir.write_npz(task.out_path, {"bin": nz, "count": counts[nz], "tokens": toks[nz].astype(np.int64),
+                                          "nan": np.int64(nan)})
     elif task.what == "fetch":
         pos = np.flatnonzero(_under((k1, tie), task.prefix))
         workdir.write_npz(task.out_path, {"k1": k1[pos], "tie": tie[pos], "pos": pos.astype(np.int64),
@@ -183,8 +187,11 @@ def _write(task, sel, cols, k1, tie, score, tokens) -> dict:
         pos = np.arange(n)
         same_doc = (pos < cp) | ((pos == cp) & inclusive) if task.index == cs else (task.index < cs)
         keep = (k1 < c1) | ((k1 == c1) & ((tie < c2) | ((tie == c2) & same_doc)))
-    budget = sel.budget()
-    dec = Decision(keep=keep, reason=budget.reason or None, score=score)
+    if not sel.budget().nan_kept:
+        keep &= k1 != np.uint64(_ONES)
+    dec = sel.budget_decision(Scores(cols, np.array([0, n]), [str(task.index)]), keep, score, task.shard)
+    keep = dec.keep
+    sums = dict(dec.metrics or {})
     if not task.drop:
         dec = annotate_only(dec)
     write_keep(task.out_path, decision_arrays(cols, dec, sel.display_name(), task.stage_name))
@@ -196,7 +203,7 @@ def _write(task, sel, cols, k1, tie, score, tokens) -> dict:
         last = (int(k1[j]), int(tie[j]), task.index, int(j), float(score[j]))
     return {"docs": n, "kept": int(keep.sum()), "kept_tokens": int(tokens[keep].sum()),
             "score_sum": float(np.sum(score)), "score_sum_kept": float(np.sum(score[keep])),
-            "score_min_kept": float(np.min(score[keep])) if keep.any() else None, "last": last}
+            "score_min_kept": float(np.min(score[keep])) if keep.any() else None, "last": last, "sums": sums}
 
 
 class BudgetDecide:
@@ -231,6 +238,7 @@ class BudgetDecide:
         out = []
         for t in self.mine:
             j = t.ctx.index
+            shard = t.ctx if what == "write" else None
             if what == "write":
                 path, point = self.keep_paths[j], f"decide:{self.tag}:{j}"
             elif what == "pct":
@@ -241,7 +249,7 @@ class BudgetDecide:
             pct = os.path.join(self.work, f"pct-{j:05d}.npz") if self.pct_stages else None
             out.append(BudgetTask(what, j, t.scores_path, self.sel_path, path, self.label, point, prefix, level,
                                   cut, self.st.drop, self.st.name, pct, self.pct_stages,
-                                  self.peers if what == "pct" else ()))
+                                  self.peers if what == "pct" else (), shard))
         return out
 
     def _map(self, tasks: list[BudgetTask]) -> list:
@@ -253,10 +261,12 @@ class BudgetDecide:
         self._map(tasks)
         width = _level(level)[2]
         count, toks = np.zeros(1 << width, np.int64), np.zeros(1 << width, np.int64)
+        self.nan = 0
         for t in tasks:  # one shard's histogram in memory at a time
             h = workdir.read_npz(t.out_path)
             count[h["bin"]] += h["count"]  # each bin once per file
             toks[h["bin"]] += h["tokens"]
+            self.nan += int(h["nan"]) if "nan" in h else 0
         return count, toks
 
     def _fetch(self, prefix) -> dict:
@@ -287,6 +297,8 @@ class BudgetDecide:
         else:
             n = min(int(b.n), total) if (b.n is not None and b.clip_n) else None
             left = n if n is not None else count_to_keep(total, b.keep, b.n, self.sel.display_name())
+            if not b.nan_kept and left > total - self.nan:
+                raise ConfigError(b.short.format(k=left, available=total - self.nan, total=total))
             if left <= 0:
                 return None
         while True:
@@ -323,5 +335,15 @@ class BudgetDecide:
                    "cut": last[4] if last else float("inf"),
                    "score_sum": float(sum(p["score_sum"] for p in parts)),
                    "score_sum_kept": float(sum(p["score_sum_kept"] for p in kept)),
-                   "score_min_kept": float(np.min(mins)) if mins else None}
+                   "score_min_kept": float(np.min(mins)) if mins else None,
+                   "sums": _add([p["sums"] for p in parts])}
         return self.sel.budget_metrics(summary)
+
+
+def _add(parts: list[dict]) -> dict:
+    """Each key's values summed over the shards (numbers or arrays)."""
+    out: dict = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out[k] + v if k in out else v
+    return out

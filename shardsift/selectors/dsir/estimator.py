@@ -79,9 +79,24 @@ def count_docs(batches, *, buckets, ngram_order, tokenizer, lowercase, chunk_tok
         if return_lengths:
             lengths.append(np.diff(foff)[use].astype(np.int32))
     out = {"counts": counts, "docs": n_docs, "tokens": n_tok, "seen": n_seen}
-    if return_lengths:
-        out["lengths"] = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+    if return_lengths:  # a histogram (distinct lengths, counts): its size does not grow with the shard
+        out["lengths"] = np.unique(np.concatenate(lengths) if lengths else np.zeros(0, np.int32), return_counts=True)
     return out
+
+
+def median_of_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """np.median of the values the (values, counts) histograms describe; None when they are empty."""
+    values = np.concatenate([v for v, _ in parts]) if parts else np.zeros(0, np.int64)
+    counts = np.concatenate([c for _, c in parts]) if parts else np.zeros(0, np.int64)
+    values, at = np.unique(values, return_inverse=True)
+    counts = np.bincount(at, weights=counts, minlength=len(values)).astype(np.int64)
+    m = int(counts.sum())
+    if m == 0:
+        return None
+    cum = np.cumsum(counts)
+    lo = values[np.searchsorted(cum, (m - 1) // 2, side="right")]
+    hi = values[np.searchsorted(cum, m // 2, side="right")]
+    return (float(lo) + float(hi)) / 2
 
 
 def recount_rows(item, *, read_docs, feature_kw) -> list[np.ndarray]:

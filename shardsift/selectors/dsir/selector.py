@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from ...api import Decision, Param, Selector, check_keep_n, count_to_keep
+from ...api import Budget, Decision, Param, Selector, check_keep_n, count_to_keep
 from ...columns import hash_strings
 from ...errors import ConfigError, DataError
 from ...params import Count
@@ -206,13 +206,13 @@ class DSIRSelector(Selector):
         if raw.sum() == 0:
             raise DataError(f"dsir: no document reaching the stage has at least {max(self.min_tokens, 1)} "
                             "tokens; nothing to fit the raw distribution on")
-        lengths = np.concatenate([r["lengths"] for r in shard_res])
         w = np.asarray(weights, dtype=np.float64)
         self.target_names_ = names
         self.target_weights_ = w / w.sum()
         self.target_counts_ = np.stack(tcounts)
         self.raw_counts_ = raw
-        self.median_length_ = float(np.median(lengths)) if len(lengths) else 1.0
+        median = est.median_of_histograms([r["lengths"] for r in shard_res])  # no per-document array here
+        self.median_length_ = 1.0 if median is None else median
         metrics = {
             "target_docs": sum(st["docs"] for st in tstats),
             "target_tokens": sum(st["tokens"] for st in tstats),
@@ -276,14 +276,81 @@ class DSIRSelector(Selector):
         mx = m.max(axis=1, keepdims=True)
         return (mx + np.log(np.exp(m - mx).sum(axis=1, keepdims=True)))[:, 0]
 
+    # -- decide as budget selection in shard tasks (one target) --------------------------------
+    def budget(self):
+        """With one target the decide is a budget cut over each eligible document's key (the log
+        weight, plus its Gumbel noise when resampling): the engine finds it in shard tasks and the
+        driver holds no per-document array. Several targets split the budget in turn: ``decide``."""
+        if len(getattr(self, "target_weights_", ())) != 1:
+            return None
+        short = (f"dsir: asked for {{k}} documents but only {{available}} of {{total}} have at least "
+                 f"min_tokens={self.min_tokens} tokens")
+        if self.mode == "threshold":
+            return Budget(threshold=self.threshold, reason="low_importance", nan_kept=False, short=short)
+        return Budget(keep=self.keep, n=self.n, tokens=None if self.tokens is None else int(self.tokens),
+                      reason="low_importance", clip_n=False, nan_kept=False, short=short)
+
+    def budget_rank(self, scores):
+        score = np.asarray(scores["score"], dtype=np.float64)
+        idhash = np.asarray(scores["idhash"], dtype=np.uint64)
+        key = score.copy()
+        if self.mode == "resample":
+            key += gumbel_from_hash(idhash, self.seed_, np.uint64(int(_TARGET_SALT) % (1 << 64)))
+        key[~self._eligible(scores)] = np.nan  # never kept
+        return key, idhash, score
+
+    def _eligible(self, scores) -> np.ndarray:
+        # min_tokens counts DSIR's own feature tokens (its tokenizer parameter), not the run's unit
+        return np.asarray(scores["dsir_tokens"]) >= self.min_tokens
+
+    def budget_decision(self, scores, keep, score, shard):
+        """One shard's reasons, and its part of the metrics: sums over its eligible and kept
+        documents and, with ``metrics``, the feature counts of its kept documents and of as many
+        of its eligible documents at random (a random baseline stratified by shard)."""
+        eligible = self._eligible(scores)
+        sums = {"eligible": int(eligible.sum()), "log_weight_sum_eligible": float(score[eligible].sum()),
+                "log_weight_sum_selected": float(score[keep].sum())}
+        if self.metrics and keep.any():
+            idhash = np.asarray(scores["idhash"], dtype=np.uint64)
+            u = uniform_from_hash(idhash, self.seed_, _RANDOM_SALT)
+            rand = np.zeros(len(keep), dtype=bool)
+            rand[_top_k(u, idhash, eligible, int(keep.sum()))] = True
+            rows = np.asarray(scores["row"], dtype=np.int64)
+            kw = {**self._feature_kw(), "min_tokens": 0}
+            for name, mask in (("selected_counts", keep), ("random_counts", rand)):
+                sums[name] = est.count_docs(shard.iter_docs(rows=rows[mask]), **kw)["counts"]
+        return Decision(keep=keep, reason=np.where(eligible, "low_importance", "too_short").astype(object),
+                        score=score, metrics=sums)
+
+    def budget_metrics(self, summary):
+        sums, kept = summary["sums"], summary["kept"]
+        eligible = sums.get("eligible", 0)
+        m = {"mode": self.mode, "selected": kept, "eligible": eligible, "selected_tokens": summary["kept_tokens"],
+             "too_short": summary["docs"] - eligible,
+             "mean_log_weight_all": sums["log_weight_sum_eligible"] / eligible if eligible else None,
+             "mean_log_weight_selected": sums["log_weight_sum_selected"] / kept if kept else None}
+        if "selected_counts" in sums:
+            m.update(self._kl(sums["selected_counts"], sums["random_counts"]))
+            m["random_baseline"] = "stratified by shard"
+        return m
+
+    def _kl(self, sel_counts, rand_counts) -> dict:
+        """The KL figures of a selection's and a random baseline's feature counts."""
+        t_log = np.log(np.exp(self.target_log_).T @ self.target_weights_)  # mixture target
+        m = {"kl_target_raw": est.kl(t_log, self.raw_log_),
+             "kl_target_selected": est.kl(t_log, est.log_probs(sel_counts, self.smoothing)),
+             "kl_target_random": est.kl(t_log, est.log_probs(rand_counts, self.smoothing))}
+        m["kl_reduction"] = m["kl_target_raw"] - m["kl_target_selected"]
+        m["kl_reduction_random"] = m["kl_target_raw"] - m["kl_target_random"]
+        return m
+
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
         n_all = len(scores)
         score = np.asarray(scores["score"], dtype=np.float64)
         lw = np.asarray(scores["logw"]) if "logw" in scores else score[:, None]
         idhash = np.asarray(scores["idhash"], dtype=np.uint64)
-        # min_tokens counts DSIR's own feature tokens (its tokenizer parameter), not the run's unit
-        eligible = np.asarray(scores["dsir_tokens"]) >= self.min_tokens
+        eligible = self._eligible(scores)
         keep = np.zeros(n_all, dtype=bool)
         chosen_for = np.full(n_all, -1, dtype=np.int64)
         per_target = []
@@ -342,13 +409,7 @@ class DSIRSelector(Selector):
         u = uniform_from_hash(idhash, self.seed_, _RANDOM_SALT)
         rand = np.zeros(len(keep), dtype=bool)
         rand[_top_k(u, idhash, eligible, int(keep.sum()))] = True
-        sel_counts, rand_counts = self._recount(scores, [keep, rand], ctx)
-        t_log = np.log(np.exp(self.target_log_).T @ self.target_weights_)  # mixture target
-        m["kl_target_raw"] = est.kl(t_log, self.raw_log_)
-        m["kl_target_selected"] = est.kl(t_log, est.log_probs(sel_counts, self.smoothing))
-        m["kl_target_random"] = est.kl(t_log, est.log_probs(rand_counts, self.smoothing))
-        m["kl_reduction"] = m["kl_target_raw"] - m["kl_target_selected"]
-        m["kl_reduction_random"] = m["kl_target_raw"] - m["kl_target_random"]
+        m.update(self._kl(*self._recount(scores, [keep, rand], ctx)))
         return m
 
     def _recount(self, scores, masks, ctx):
