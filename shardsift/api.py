@@ -186,7 +186,8 @@ class Selector:
         for :meth:`decide`, so the driver holds no per-document array. Steps run through
         ``ctx.tasks`` (one file per task: resumable), the keep files through
         ``ctx.write_decisions``; the result must equal :meth:`decide`'s, byte for byte. Returns the
-        stage's metrics. Selectors that do not override it are decided by :meth:`decide`."""
+        stage's metrics, or ``NotImplemented`` where this configuration is decided by
+        :meth:`decide` (as are selectors that do not override it)."""
         raise NotImplementedError
 
 
@@ -418,10 +419,11 @@ class ShardedDecideContext:
         """As :meth:`DecideContext.read_texts`: the given ascending rows of one input shard."""
         raise NotImplementedError
 
-    def write_decisions(self, fn: Callable) -> None:
+    def write_decisions(self, fn: Callable) -> list[dict]:
         """The stage's keep files, one task per shard: ``fn(ctx, shard, columns)`` returns the
         :class:`Decision` of that shard's documents (in its score file's order, ``columns`` its
-        score columns)."""
+        score columns). Returns each shard's ``Decision.metrics`` (small summaries only: they
+        come back to the driver)."""
         raise NotImplementedError
 
 

@@ -424,7 +424,9 @@ class Runner(OutputWriting):
         if type(sel).decide_sharded is not Selector.decide_sharded:  # a decide as tasks (engine/sharded_decide.py)
             ctx = ShardedDecide(self, sel, st, stage_dir, tasks, keep_paths)
             if ctx.shard_offsets[-1]:
-                return dict(sel.decide_sharded(ctx) or {})
+                metrics = sel.decide_sharded(ctx)
+                if metrics is not NotImplemented:  # NotImplemented: this configuration decides below
+                    return dict(metrics or {})
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
             ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)

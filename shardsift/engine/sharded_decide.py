@@ -82,10 +82,10 @@ class ShardedDecide(ShardedDecideContext):
         if n != len(rows):
             raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
 
-    def write_decisions(self, fn) -> None:
+    def write_decisions(self, fn) -> list[dict]:
         steps = [WriteStep(self, fn, j, f"{self.label}: decide shard {j}")
                  for j in range(self.n_shards) if not self._passthrough[j]]
-        self._map(run_write, steps, "write")
+        return self._map(run_write, steps, "write")
 
     # -- in tasks ------------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -124,13 +124,14 @@ class WriteStep:
     label: str
 
 
-def run_write(step: WriteStep) -> None:
+def run_write(step: WriteStep) -> dict:
     ctx, j = step.ctx, step.shard
     cols = ctx.scores(j)
     n = len(cols["row"])
     dec = as_decision(step.fn(ctx, j, cols), n, ctx.label)
     if not ctx.drop:
         dec = annotate_only(dec)
+    metrics = dict(dec.metrics or {})
     write_keep(ctx._keep[j], decision_arrays(cols, dec, ctx.display, ctx.stage_name))
     faults.point(f"decide:{ctx.tag}:{j}")
-    return None
+    return metrics

@@ -20,22 +20,19 @@ MAX_CHARS = 5000
 DIM = 128
 
 
-def read_sample_texts(scores, ctx, positions: np.ndarray) -> list[str]:
-    """The texts of the documents at ``positions`` (ascending) of ``scores``, read back by shard."""
-    rows = np.asarray(scores["row"], dtype=np.int64)[positions]
-    shard = scores.shard_index[positions]
-    texts: list[str] = []
+def read_sample_texts(shard: np.ndarray, rows: np.ndarray, read_texts) -> list[str]:
+    """The texts of the documents at (``shard``, ``rows``), in that order, read back one shard at a
+    time through ``read_texts(shard, ascending rows)`` (a decide context's)."""
+    texts: list[str] = [None] * len(rows)
     for s in np.unique(shard):
-        want = rows[shard == s]
-        order = np.argsort(want, kind="stable")
-        got = [None] * len(want)
+        at = np.flatnonzero(shard == s)
+        order = np.argsort(rows[at], kind="stable")
         k = 0
-        for text, pos in ctx.read_texts(int(s), want[order]):
+        for text, pos in read_texts(int(s), rows[at][order]):
             part = pc.utf8_slice_codeunits(text.take(pa.array(pos)), 0, MAX_CHARS).to_pylist()
             for t in part:
-                got[order[k]] = t
+                texts[at[order[k]]] = t
                 k += 1
-        texts += got
     return texts
 
 
@@ -56,19 +53,28 @@ def embed_independent(texts: list[str], seed: int) -> np.ndarray:
     return np.divide(e, norms, out=np.zeros_like(e), where=norms > 0).astype(np.float32)
 
 
+def sample_positions(n: int, sample: int, seed: int) -> tuple[np.random.Generator, np.ndarray]:
+    """The measure's generator and its sample: ``sample`` of the ``n`` positions, ascending."""
+    rng = np.random.default_rng([seed, 0x686C64])
+    return rng, np.sort(rng.choice(n, min(n, sample), replace=False))
+
+
 def heldout_coverage(scores, ctx, keep: np.ndarray, sample: int, seed: int) -> dict:
     """Mean and 95th-percentile distance to the nearest selected document, within a sample of
     ``sample`` documents in the independent embedding, against random selections (mean of 5)."""
-    n = len(keep)
-    rng = np.random.default_rng([seed, 0x686C64])
-    pos = np.sort(rng.choice(n, min(n, sample), replace=False))
-    sel = keep[pos]
+    rng, pos = sample_positions(len(keep), sample, seed)
+    rows = np.asarray(scores["row"], dtype=np.int64)[pos]
+    return measure(lambda: read_sample_texts(scores.shard_index[pos], rows, ctx.read_texts), keep[pos], rng, seed)
+
+
+def measure(texts, sel: np.ndarray, rng, seed: int) -> dict:
+    """heldout_coverage of a sample whose selected members are ``sel``; ``texts()`` reads them."""
     m = int(sel.sum())
     out = {"embedding": f"word tf-idf + svd {DIM} (scikit-learn), fitted on the sample",
-           "docs": int(len(pos)), "selected_in_sample": m}
-    if m == 0 or len(pos) < 3:
+           "docs": int(len(sel)), "selected_in_sample": m}
+    if m == 0 or len(sel) < 3:
         return out
-    e = embed_independent(read_sample_texts(scores, ctx, pos), seed)
+    e = embed_independent(texts(), seed)
     if e.shape[1] == 0:
         return out
 
@@ -78,8 +84,8 @@ def heldout_coverage(scores, ctx, keep: np.ndarray, sample: int, seed: int) -> d
     d = dist(sel)
     rand = []
     for _ in range(5):
-        r = np.zeros(len(pos), dtype=bool)
-        r[rng.choice(len(pos), m, replace=False)] = True
+        r = np.zeros(len(sel), dtype=bool)
+        r[rng.choice(len(sel), m, replace=False)] = True
         rand.append(dist(r))
     out.update({"mean_distance": round(float(d.mean()), 6),
                 "random_mean_distance": round(float(np.mean([r.mean() for r in rand])), 6),

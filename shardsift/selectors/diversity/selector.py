@@ -45,6 +45,7 @@ from .kmeans_fit import (
 )
 from .lexical import duplicate_of_columns, pair_similarity, resolve_survivor
 from .members import member_order, select_members
+from .sharded import sharded_plan
 from .token_quotas import density_token_quotas, take_by_token_quota, token_prefix
 
 STRATEGIES = ("balanced", "semdedup", "prototypes", "density", "d4")
@@ -248,6 +249,12 @@ class KMeansDiversity(Selector):
     def decide(self, scores, ctx) -> Decision:
         with one_thread():
             return self._decide(scores, ctx)
+
+    def decide_sharded(self, ctx):
+        """``balanced`` with facility or farthest members and a count budget, as tasks (sharded.py);
+        the other strategies decide in one process (NotImplemented)."""
+        plan = sharded_plan(self, ctx)
+        return NotImplemented if plan is None else plan.run(ctx)
 
     def _decide(self, scores, ctx) -> Decision:
         seed = int(ctx.seed)
