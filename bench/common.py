@@ -251,7 +251,8 @@ def run_select(input_path: str, stages: list, workers: int, tmp_root: str, numba
     res["docs_in"], res["docs_kept"], res["bytes_in"] = man["docs_in"], man["docs_kept"], man["bytes_in"]
     res["manifest"] = {"cpu_s": man.get("cpu_s"), "wall_s": man.get("wall_s"), "peak_rss_mb": man.get("peak_rss_mb"),
                        "write_cpu_s": (man.get("write") or {}).get("cpu_s"),
-                       "stages": [{k: s.get(k) for k in ("name", "docs_in", "kept", "wall_s", "cpu_s", "peak_rss_mb")}
+                       "stages": [{**{k: s.get(k) for k in ("name", "docs_in", "kept", "wall_s", "cpu_s", "peak_rss_mb")},
+                                   "metrics": _small(s.get("metrics") or {})}
                                   for s in man.get("stages", [])]}
     res["output_bytes"] = dir_bytes(os.path.join(out, "data"))
     work = [os.path.join(out, d) for d in os.listdir(out) if d.startswith(".work")]
@@ -324,3 +325,14 @@ def select_cli(cfg: dict, folder: str, extra_args: tuple = (), check: bool = Tru
     out = cfg["output"]["path"] if isinstance(cfg["output"], dict) else cfg["output"]
     with open(os.path.join(out, ".shardsift", "manifest.json")) as fh:
         return json.load(fh)
+
+
+def _small(metrics: dict) -> dict:
+    """A stage's metrics without its per-cluster or per-bin lists (what a figure file keeps)."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out[k] = _small(v)
+        elif not isinstance(v, list):
+            out[k] = v
+    return out

@@ -1,14 +1,16 @@
-"""Extrapolate the per-document figures measured at 1M documents to larger pools on a stated cluster.
+"""Extrapolate the per-document figures measured at 1M-3M documents to larger pools on a stated cluster.
 
     python bench/scale_extrapolate.py [--docs 100000000,1000000000] [--nodes 64] [--cores 32]
 
-Arithmetic on bench/figures/scale.json (1M and 250k documents) and bench/figures/scale_driver.json
-(the driver's own CPU share), not a measurement: every per-document figure is assumed to stay
-constant as the pool grows. CPU: the run's whole-tree CPU per document; the driver's share runs
-on one core, the rest spreads over nodes x cores task slots, so wall >= driver CPU + rest / slots.
-Driver memory: the driver's peak RSS at 1M plus its marginal bytes per document (1M less 250k)
-times the extra documents. Workers: one task holds one 100k-document shard, so a worker's peak does
-not grow with the pool. Disk: the work dir's and the output folder's peak bytes per document at 1M.
+Arithmetic on bench/figures/scale.json (each config's largest run and its 250k run) and
+bench/figures/scale_driver.json (the driver's CPU share where the run did not record it), not a
+measurement: every per-document figure is assumed to stay constant as the pool grows. CPU: the
+run's whole-tree CPU per document; the driver's share runs on one core, the rest spreads over nodes
+x cores task slots, so wall >= driver CPU + rest / slots. Driver memory: the driver's peak RSS in the
+largest run plus its marginal bytes per document (largest less 250k, never below 0) times the extra
+documents. Workers: the largest run's peak per process, assumed not to grow further (it does where a
+one-task step holds state proportional to duplicates: MinHash's candidates). Disk: the work dir's and
+the output folder's peak bytes per document in the largest run.
 Prints a Markdown table for docs/scale.md.
 """
 from __future__ import annotations
@@ -24,16 +26,26 @@ LABELS = {"length": "length (read + filter + write)", "minhash_dedup": "minhash_
 
 
 def per_doc(figs: dict, drv: dict) -> dict:
-    """{config: per-document figures} from the 1M and 250k runs (and the driver-share runs)."""
-    big, small = figs["sizes"]["1000000"], figs["sizes"]["250000"]
+    """{config: per-document figures} from the largest and the 250k runs. The driver's CPU share is
+    the largest run's own (the tree's CPU less the workers' polled CPU) where it was recorded, else
+    that of the driver-share runs."""
+    sizes = figs["sizes"]
+    small = sizes["250000"]
     out = {}
-    for name, r in big["runs"].items():
-        s = small["runs"][name]
+    for name in small["runs"]:
+        big = max((sizes[k] for k in sizes if name in sizes[k]["runs"] and k != "250000"),
+                  key=lambda x: x["docs"], default=None)
+        if big is None:
+            continue
+        r, s = big["runs"][name], small["runs"][name]
         n, dn = r["docs_in"], r["docs_in"] - s["docs_in"]
-        marg = (r["driver_peak_rss_mb"] - s["driver_peak_rss_mb"]) * MIB / dn
-        d = next((x["runs"][name] for x in drv.get("sizes", {}).values() if name in x["runs"]), None)
-        share = d["driver_cpu_s"] / d["cpu_s"] if d and d.get("driver_cpu_s") is not None else None
-        out[name] = {"cpu_us": r["cpu_s"] / n * 1e6, "driver_share": share,
+        marg = max(0.0, (r["driver_peak_rss_mb"] - s["driver_peak_rss_mb"]) * MIB / dn)
+        if r.get("worker_cpu_s_polled") is not None:
+            share = max(0.0, r["cpu_s"] - r["worker_cpu_s_polled"]) / r["cpu_s"]
+        else:
+            d = next((x["runs"][name] for x in drv.get("sizes", {}).values() if name in x["runs"]), None)
+            share = d["driver_cpu_s"] / d["cpu_s"] if d and d.get("driver_cpu_s") is not None else None
+        out[name] = {"cpu_us": r["cpu_s"] / n * 1e6, "driver_share": share, "measured_at": n,
                      "driver_bytes": marg, "driver_base": r["driver_peak_rss_mb"] * MIB - marg * n,
                      "worker_mib": r["worker_peak_rss_mb"], "work_bytes": r["work_dir_bytes"] / n,
                      "out_peak_bytes": r["out_dir_peak_bytes"] / n}

@@ -380,7 +380,7 @@ class Runner(OutputWriting):
         metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
         if sel.capabilities().scope == "global":
             self.progress.line(f"{label}: decide")
-            metrics.update(self._global_decide(sel, st, stage_dir, tasks, keep_paths))
+            metrics.update(self._global_decide(sel, st, stage_dir, tasks, keep_paths, stats_all))
         rep = self._stage_report(i, st, sel, label, stage_dir, ctxs, keep_paths, n_in, stats_all, metrics,
                                  time.perf_counter() - t0, usage()["cpu_s"] - c0)
         return rep, keep_paths, fp
@@ -418,15 +418,17 @@ class Runner(OutputWriting):
         self.progress.line(f"{label}: kept {kept} of {n_in}")
         return rep
 
-    def _global_decide(self, sel, st, stage_dir, tasks, keep_paths) -> dict:
+    def _global_decide(self, sel, st, stage_dir, tasks, keep_paths, stats: list) -> dict:
+        """The stage's decide; its tasks' CPU and memory figures are added to ``stats``."""
         if getattr(sel, "budget", lambda: None)() is not None:  # budget selection: in passes of shard tasks (engine/global_budget.py)
             return BudgetDecide(self, sel, st, stage_dir, tasks, keep_paths).run()
         if type(sel).decide_sharded is not Selector.decide_sharded:  # a decide as tasks (engine/sharded_decide.py)
             ctx = ShardedDecide(self, sel, st, stage_dir, tasks, keep_paths)
             if ctx.shard_offsets[-1]:
                 metrics = sel.decide_sharded(ctx)
+                stats += ctx.stats
                 if metrics is not NotImplemented:  # NotImplemented: this configuration decides below
-                    return dict(metrics or {})
+                    return {**(metrics or {}), "decide_task_cpu_s": ctx.step_cpu}
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
             ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from ..columns import one_array
 from ..errors import DataError
 from ..io import storage
 from . import faults, workdir
-from .shards import ShardContext, annotate_only, as_decision, decision_arrays, write_keep
+from .shards import ShardContext, annotate_only, as_decision, decision_arrays, task_stats, usage, write_keep
 
 
 class ShardedDecide(ShardedDecideContext):
@@ -41,6 +42,8 @@ class ShardedDecide(ShardedDecideContext):
         self._scores = [t.scores_path for t in tasks]
         self._passthrough = [t.passthrough for t in tasks]
         self._keep = list(keep_paths)
+        self.stats: list[dict] = []        # each task's CPU and memory (the stage's accounting)
+        self.step_cpu: dict[str, float] = {}  # CPU seconds of each step's tasks (the stage's metrics)
         sizes = [workdir.npz_headers(p)["row"][0][0] for p in self._scores]
         self.shard_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         storage.makedirs(self.folder)
@@ -51,9 +54,14 @@ class ShardedDecide(ShardedDecideContext):
         return state
 
     def _map(self, run: Callable, steps: list, what: str) -> list:
+        """Run a step's tasks; returns their results and keeps their CPU and memory figures."""
         # a one-task step (the candidates, the clusters) holds what the decide has to: in a worker
-        return self._runner.executor.map(run, steps, desc=f"{self.label}: {what}", progress=self._runner.progress,
-                                         isolate=True)
+        out = self._runner.executor.map(run, steps, desc=f"{self.label}: {what}", progress=self._runner.progress,
+                                        isolate=True)
+        stats = [st for _, st in out]
+        self.stats += stats
+        self.step_cpu[what] = round(self.step_cpu.get(what, 0.0) + sum(st.get("cpu_s", 0.0) for st in stats), 3)
+        return [res for res, _ in out]
 
     # -- ShardedDecideContext ----------------------------------------------------------------------
     def tasks(self, fn, items, step: str) -> list[str]:
@@ -104,14 +112,15 @@ class DecideStep:
     label: str
 
 
-def run_step(step: DecideStep) -> None:
+def run_step(step: DecideStep) -> tuple[None, dict]:
+    """(None, the task's CPU and memory figures)."""
+    t0, before = time.perf_counter(), usage()
     path = step.ctx._path(step.name)
-    if storage.exists(path):
-        return None
-    arrays = step.fn(step.ctx, step.item)
-    workdir.write_npz(path, {k: np.asarray(v) for k, v in arrays.items()})
-    faults.point(step.point)
-    return None
+    if not storage.exists(path):
+        arrays = step.fn(step.ctx, step.item)
+        workdir.write_npz(path, {k: np.asarray(v) for k, v in arrays.items()})
+        faults.point(step.point)
+    return None, task_stats(before, t0)
 
 
 @dataclass
@@ -124,7 +133,9 @@ class WriteStep:
     label: str
 
 
-def run_write(step: WriteStep) -> dict:
+def run_write(step: WriteStep) -> tuple[dict, dict]:
+    """(the shard's Decision.metrics, the task's CPU and memory figures)."""
+    t0, before = time.perf_counter(), usage()
     ctx, j = step.ctx, step.shard
     cols = ctx.scores(j)
     n = len(cols["row"])
@@ -134,4 +145,4 @@ def run_write(step: WriteStep) -> dict:
     metrics = dict(dec.metrics or {})
     write_keep(ctx._keep[j], decision_arrays(cols, dec, ctx.display, ctx.stage_name))
     faults.point(f"decide:{ctx.tag}:{j}")
-    return metrics
+    return metrics, task_stats(before, t0)
