@@ -372,6 +372,9 @@ def test_member_selection_holds_above_the_member_limit(member):
     assert dec.keep.sum() == 400
     info = dec.metrics["selection"]
     assert info["clusters_by_method"][f"{member}_subclustered"] == 1 and info["approximate"]
+    methods = info["cluster_methods"]  # how each cluster was served, by cluster id
+    for name, count in info["clusters_by_method"].items():
+        assert methods.count(name) == count, name
     assert info["largest_cluster"] == n and info["subclusters"] >= 3
     assert set(np.unique(lab[dec.keep])) == set(range(40))
     cov = dec.metrics["coverage"]

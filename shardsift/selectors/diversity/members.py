@@ -114,6 +114,7 @@ def select_members(emb, cluster, dist, quotas, method: str, seed: int) -> tuple[
     g = cluster[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(g)) + 1, n]
     counts = {"all": 0, "none": 0, method: 0, f"{method}_subclustered": 0}
+    per = np.full(len(quotas), -1, np.int8)  # each cluster's way, as METHOD_CODES
     subclusters = chunked = 0
     for s, e in zip(bounds[:-1], bounds[1:]):
         idx = order[s:e]
@@ -122,15 +123,19 @@ def select_members(emb, cluster, dist, quotas, method: str, seed: int) -> tuple[
         if q >= len(idx):
             keep[idx] = True
             counts["all"] += 1
+            per[c] = 0
             continue
         if q == 0:
             counts["none"] += 1
+            per[c] = 1
             continue
         x = emb[idx]
         if len(idx) <= MEMBER_MAX:
             keep[idx[_pick(x, q, method)]] = True
             counts[method] += 1
+            per[c] = 2
             continue
+        per[c] = 3
         # positions ascending in each group: the cluster's order (farthest starts nearest the centroid)
         groups, cut = split_cluster(x, MEMBER_MAX, seed + c)
         sizes = np.array([len(p) for p in groups])
@@ -145,8 +150,14 @@ def select_members(emb, cluster, dist, quotas, method: str, seed: int) -> tuple[
         chunked += int(cut)
     info = {"clusters_by_method": counts, "member_max": MEMBER_MAX, "subclusters": subclusters,
             "chunked_clusters": chunked, "largest_cluster": int(np.bincount(cluster).max()) if n else 0,
-            "approximate": bool(counts[f"{method}_subclustered"])}
+            "approximate": bool(counts[f"{method}_subclustered"]), "cluster_methods": per}
     return keep, info
+
+
+def method_names(codes: np.ndarray, method: str) -> list[str]:
+    """The manifest's ``cluster_methods``: how each cluster (by id) was served; ``empty``: no member."""
+    names = ("all", "none", method, f"{method}_subclustered", "empty")
+    return [names[c] for c in np.where(codes < 0, 4, codes)]
 
 
 def member_order(emb, cluster, dist, method: str, seed: int, whole: np.ndarray) -> tuple[np.ndarray, int]:

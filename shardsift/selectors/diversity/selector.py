@@ -44,7 +44,7 @@ from .kmeans_fit import (
     spherical_kmeans,
 )
 from .lexical import duplicate_of_columns, pair_similarity, resolve_survivor
-from .members import member_order, select_members
+from .members import member_order, method_names, select_members
 from .sharded import sharded_plan
 from .token_quotas import density_token_quotas, take_by_token_quota, token_prefix
 
@@ -291,6 +291,8 @@ class KMeansDiversity(Selector):
                 metrics["selection"] = st.quota_methods(sizes, quotas, "random")
             else:
                 keep, metrics["selection"] = select_members(emb, cluster, dist, quotas, self.member, seed)
+                sel_info = metrics["selection"]
+                sel_info["cluster_methods"] = method_names(sel_info["cluster_methods"], self.member)
             reason[~keep] = REASONS[s]
         elif s == "prototypes":
             keep = top_k_mask(dist, budget)

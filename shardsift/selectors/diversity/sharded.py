@@ -29,7 +29,7 @@ from . import strategies as st
 from .embedders import normalize_rows
 from .heldout import measure, read_sample_texts, sample_positions
 from .kmeans_fit import one_thread
-from .members import MEMBER_MAX, select_members
+from .members import MEMBER_MAX, method_names, select_members
 
 BYTES_PER_DOC = 2048   # a select task: the float16 embedding, its float32 unit copy, the similarity blocks
 BUDGET = 1 << 30       # what one select task may hold
@@ -72,7 +72,8 @@ class ShardedBalanced:
         parts = [ctx.load(name, keys) for name in self.route_files]
         parts = [z for z in parts if len(z[f"i{p}"])]
         if not parts:
-            return {"kept": np.zeros(0, np.int64), "counts": np.zeros(4, np.int64), "split": np.zeros(2, np.int64)}
+            return {"kept": np.zeros(0, np.int64), "counts": np.zeros(4, np.int64), "split": np.zeros(2, np.int64),
+                    "methods": np.full(self.k, -1, np.int8)}
         cluster = np.concatenate([z[f"c{p}"] for z in parts]).astype(np.int64)
         dist = np.concatenate([z[f"d{p}"] for z in parts]).astype(np.float32)
         pos = np.concatenate([z[f"i{p}"] for z in parts])
@@ -83,7 +84,7 @@ class ShardedBalanced:
         m = self.sel.member
         by = info["clusters_by_method"]
         return {"kept": pos[keep], "counts": np.array([by["all"], by["none"], by[m], by[f"{m}_subclustered"]]),
-                "split": np.array([info["subclusters"], info["chunked_clusters"]])}
+                "split": np.array([info["subclusters"], info["chunked_clusters"]]), "methods": info["cluster_methods"]}
 
     def queries(self, ctx, j: int) -> dict:
         r = shard_range(self.query_pos, ctx.shard_offsets, j)
@@ -162,17 +163,21 @@ class ShardedBalanced:
     def member_counts(self, ctx) -> dict:
         m = self.sel.member
         counts, split = np.zeros(4, np.int64), np.zeros(2, np.int64)
+        codes = np.full(self.k, -1, np.int8)
         for name in self.select_files:
-            z = ctx.load(name, ["counts", "split"])
+            z = ctx.load(name, ["counts", "split", "methods"])
             counts += z["counts"]
             split += z["split"]
+            codes = np.maximum(codes, z["methods"])
         present = self.sizes > 0
-        counts[0] += int((present & (self.quotas >= self.sizes)).sum())
-        counts[1] += int((present & (self.quotas == 0) & (self.quotas < self.sizes)).sum())
+        whole, none = present & (self.quotas >= self.sizes), present & (self.quotas == 0) & (self.quotas < self.sizes)
+        counts[0] += int(whole.sum())
+        counts[1] += int(none.sum())
+        codes[whole], codes[none] = 0, 1
         by = dict(zip(("all", "none", m, f"{m}_subclustered"), (int(c) for c in counts)))
         return {"clusters_by_method": by, "member_max": MEMBER_MAX, "subclusters": int(split[0]),
                 "chunked_clusters": int(split[1]), "largest_cluster": int(self.sizes.max()) if len(self.sizes) else 0,
-                "approximate": bool(by[f"{m}_subclustered"])}
+                "approximate": bool(by[f"{m}_subclustered"]), "cluster_methods": method_names(codes, m)}
 
     def _coverage(self, parts: list[dict], after: np.ndarray) -> dict:
         kept = int(after.sum())
