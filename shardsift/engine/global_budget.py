@@ -256,18 +256,18 @@ class BudgetDecide:
         return self.runner.executor.map(run_budget, tasks, desc=f"{self.label}: budget {tasks[0].what}"
                                         if tasks else "", progress=self.runner.progress)
 
-    def _hist(self, prefix, level) -> tuple[np.ndarray, np.ndarray]:
+    def _hist(self, prefix, level) -> tuple[np.ndarray, np.ndarray, int]:
+        """(count, tokens) per bin of ``level`` under ``prefix``, and the NaN ranks (level 0 only)."""
         tasks = self._tasks("hist", prefix, level)
         self._map(tasks)
         width = _level(level)[2]
-        count, toks = np.zeros(1 << width, np.int64), np.zeros(1 << width, np.int64)
-        self.nan = 0
+        count, toks, nan = np.zeros(1 << width, np.int64), np.zeros(1 << width, np.int64), 0
         for t in tasks:  # one shard's histogram in memory at a time
             h = workdir.read_npz(t.out_path)
             count[h["bin"]] += h["count"]  # each bin once per file
             toks[h["bin"]] += h["tokens"]
-            self.nan += int(h["nan"]) if "nan" in h else 0
-        return count, toks
+            nan += int(h["nan"])
+        return count, toks, nan
 
     def _fetch(self, prefix) -> dict:
         tasks = self._tasks("fetch", prefix, _LEVELS)
@@ -286,7 +286,7 @@ class BudgetDecide:
                 return None
             return int(rank_keys(np.array([b.threshold]))[0]), _ONES, 1 << 62, 1 << 62, True
         prefix, level = _ALL, 0
-        count, toks = self._hist(prefix, level)
+        count, toks, nan = self._hist(prefix, level)
         total = int(count.sum())
         if not total:
             return None
@@ -297,8 +297,8 @@ class BudgetDecide:
         else:
             n = min(int(b.n), total) if (b.n is not None and b.clip_n) else None
             left = n if n is not None else count_to_keep(total, b.keep, b.n, self.sel.display_name())
-            if not b.nan_kept and left > total - self.nan:
-                raise ConfigError(b.short.format(k=left, available=total - self.nan, total=total))
+            if not b.nan_kept and left > total - nan:
+                raise ConfigError(b.short.format(k=left, available=total - nan, total=total))
             if left <= 0:
                 return None
         while True:
@@ -313,7 +313,7 @@ class BudgetDecide:
             del count, toks, cum  # one level's histogram in memory at a time
             if in_bin <= FETCH_MAX or level == _LEVELS:
                 break
-            count, toks = self._hist(prefix, level)
+            count, toks, _ = self._hist(prefix, level)
         got = self._fetch(prefix)
         if b.tokens is not None:
             i = int(np.searchsorted(np.cumsum(got["tokens"]), left, side="right"))  # < len: the bin overflows
