@@ -251,7 +251,8 @@ def run_select(input_path: str, stages: list, workers: int, tmp_root: str, numba
     res["docs_in"], res["docs_kept"], res["bytes_in"] = man["docs_in"], man["docs_kept"], man["bytes_in"]
     res["manifest"] = {"cpu_s": man.get("cpu_s"), "wall_s": man.get("wall_s"), "peak_rss_mb": man.get("peak_rss_mb"),
                        "write_cpu_s": (man.get("write") or {}).get("cpu_s"),
-                       "stages": [{**{k: s.get(k) for k in ("name", "docs_in", "kept", "wall_s", "cpu_s", "peak_rss_mb")},
+                       "stages": [{**{k: s.get(k) for k in ("name", "docs_in", "kept", "wall_s", "cpu_s", "peak_rss_mb",
+                                                       "decide_cpu_s_by_step") if k in s},
                                    "metrics": _small(s.get("metrics") or {})}
                                   for s in man.get("stages", [])]}
     res["output_bytes"] = dir_bytes(os.path.join(out, "data"))

@@ -5,8 +5,9 @@
 Arithmetic on bench/figures/scale.json (each config's largest run and its 250k run) and
 bench/figures/scale_driver.json (the driver's CPU share where the run did not record it), not a
 measurement: every per-document figure is assumed to stay constant as the pool grows. CPU: the
-run's whole-tree CPU per document; the driver's share runs on one core, the rest spreads over nodes
-x cores task slots, so wall >= driver CPU + rest / slots. Driver memory: the driver's peak RSS in the
+run's whole-tree CPU per document; the driver's CPU (its CPU in the largest run plus its marginal CPU
+per document between the 250k and the largest run, times the extra documents) runs on one core, the
+rest spreads over nodes x cores task slots, so wall >= driver CPU + rest / slots. Driver memory: the driver's peak RSS in the
 largest run plus its marginal bytes per document (largest less 250k, never below 0) times the extra
 documents. Workers: the largest run's peak per process, assumed not to grow further (it does where a
 one-task step holds state proportional to duplicates: MinHash's candidates). Disk: the work dir's and
@@ -40,12 +41,17 @@ def per_doc(figs: dict, drv: dict) -> dict:
         r, s = big["runs"][name], small["runs"][name]
         n, dn = r["docs_in"], r["docs_in"] - s["docs_in"]
         marg = max(0.0, (r["driver_peak_rss_mb"] - s["driver_peak_rss_mb"]) * MIB / dn)
-        if r.get("worker_cpu_s_polled") is not None:
-            share = max(0.0, r["cpu_s"] - r["worker_cpu_s_polled"]) / r["cpu_s"]
+        drv_cpu = None
+        if r.get("worker_cpu_s_polled") is not None and s.get("worker_cpu_s_polled") is not None:
+            # the driver's CPU: what it spent at the largest size, plus its marginal CPU per document
+            big_cpu = max(0.0, r["cpu_s"] - r["worker_cpu_s_polled"])
+            small_cpu = max(0.0, s["cpu_s"] - s["worker_cpu_s_polled"])
+            drv_cpu = (big_cpu, max(0.0, (big_cpu - small_cpu) / dn))
         else:
             d = next((x["runs"][name] for x in drv.get("sizes", {}).values() if name in x["runs"]), None)
-            share = d["driver_cpu_s"] / d["cpu_s"] if d and d.get("driver_cpu_s") is not None else None
-        out[name] = {"cpu_us": r["cpu_s"] / n * 1e6, "driver_share": share, "measured_at": n,
+            if d and d.get("driver_cpu_s") is not None:
+                drv_cpu = (0.0, d["driver_cpu_s"] / d["docs_in"])
+        out[name] = {"cpu_us": r["cpu_s"] / n * 1e6, "driver_cpu": drv_cpu, "measured_at": n,
                      "driver_bytes": marg, "driver_base": r["driver_peak_rss_mb"] * MIB - marg * n,
                      "worker_mib": r["worker_peak_rss_mb"], "work_bytes": r["work_dir_bytes"] / n,
                      "out_peak_bytes": r["out_dir_peak_bytes"] / n}
@@ -77,12 +83,13 @@ def main():
     for n in (int(float(x)) for x in args.docs.split(",")):
         for name, p in rows.items():
             cpu_h = p["cpu_us"] * n / 1e6 / 3600
-            share = p["driver_share"]
-            if share is None:
+            if p["driver_cpu"] is None:
                 drv_h, wall = "not measured", f"{_hours(cpu_h / slots)} + the driver's"
             else:
-                drv_h = f"{cpu_h * share:,.1f}"
-                wall = _hours(cpu_h * share + cpu_h * (1 - share) / slots)
+                base, marginal = p["driver_cpu"]
+                d_h = min(cpu_h, (base + marginal * max(0, n - p["measured_at"])) / 3600)
+                drv_h = f"{d_h:,.2f}"
+                wall = _hours(d_h + (cpu_h - d_h) / slots)
             mem = (p["driver_base"] + p["driver_bytes"] * n) / 1e9
             print(f"| {LABELS.get(name, name)} | {n:,} | {cpu_h:,.1f} | {drv_h} | {wall} | {mem:,.0f} GB | "
                   f"{p['worker_mib']:,.0f} MiB x {args.cores} per node | {p['work_bytes'] * n / 1e12:,.2f} TB | "

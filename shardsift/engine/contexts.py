@@ -50,15 +50,25 @@ class StageFit(FitContext):
         rng = np.random.default_rng([self.seed, 7])
         pick = np.sort(rng.choice(total, size=min(n, total), replace=False)) if total else np.zeros(0, np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)])
-        batches = []
+        items = []
         for c, a, lo, hi in zip(self.ctxs, alive, offsets[:-1], offsets[1:]):
             sel = pick[(pick >= lo) & (pick < hi)] - lo
             if len(sel):
-                batches.extend(c.iter_docs(columns, rows=a[sel]))
-        return concat_docs(batches, self.runner.cfg.input)
+                items.append((c, a[sel], tuple(columns)))
+        # read by a task per shard: the picks fall in nearly every batch of every shard, so reading
+        # them is a pass over the pool, which belongs in the workers, not the driver
+        tasks = [CallTask(_sample_rows, it, i, f"fit sample: {it[0].shard.uri}") for i, it in enumerate(items)]
+        parts = self.runner.executor.map(run_call, tasks, desc="fit sample", progress=self.runner.progress)
+        return concat_docs([d for part in parts for d in part], self.runner.cfg.input)
 
     def read_input(self, spec, what: str = "target"):
         return read_corpus(spec, what, self.runner.cfg.tokenizer)
+
+
+def _sample_rows(item) -> list[Docs]:
+    """The Docs batches of the given sorted rows of one shard (StageFit.sample's task)."""
+    ctx, rows, columns = item
+    return list(ctx.iter_docs(columns, rows=rows))
 
 
 def _concat_scores(paths: list[str]) -> tuple[dict, np.ndarray]:

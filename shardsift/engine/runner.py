@@ -378,6 +378,7 @@ class Runner(OutputWriting):
                  for j, (c, n) in enumerate(zip(ctxs, per_shard))]
         stats_all += self.executor.map(run_score, tasks, desc=f"{label}: score", progress=self.progress)
         metrics = dict(getattr(sel, "fit_metrics_", {}) or {})
+        self.decide_step_cpu: dict = {}
         if sel.capabilities().scope == "global":
             self.progress.line(f"{label}: decide")
             metrics.update(self._global_decide(sel, st, stage_dir, tasks, keep_paths, stats_all))
@@ -413,6 +414,8 @@ class Runner(OutputWriting):
                "wall_s": wall, "cpu_s": cpu_here + cpu,
                "peak_rss_mb": max(rss, usage()["rss_mb"]), "metrics": metrics, "dir": stage_dir,
                "models": {k: v for k, v in (sel.fitted_files() or {}).items()}, **rep_extra}
+        if self.decide_step_cpu:  # a decide as tasks: the CPU seconds of each of its steps
+            rep["decide_cpu_s_by_step"] = self.decide_step_cpu
         workdir.write_json(os.path.join(stage_dir, "done.json"), rep)
         faults.point(f"stage:{i:02d}")
         self.progress.line(f"{label}: kept {kept} of {n_in}")
@@ -427,8 +430,9 @@ class Runner(OutputWriting):
             if ctx.shard_offsets[-1]:
                 metrics = sel.decide_sharded(ctx)
                 stats += ctx.stats
+                self.decide_step_cpu = ctx.step_cpu
                 if metrics is not NotImplemented:  # NotImplemented: this configuration decides below
-                    return {**(metrics or {}), "decide_task_cpu_s": ctx.step_cpu}
+                    return dict(metrics or {})
         cols, offs = _concat_scores([t.scores_path for t in tasks])
         if offs[-1]:
             ctx = StageDecide(self, stage_dir, sel.seed_, cols["row"], offs, self._earlier)

@@ -112,7 +112,10 @@ class ShardedBalanced:
         metrics = {"kept_tokens": int(tokens[keep].sum()), "after": np.bincount(cluster[keep], minlength=self.k),
                    "random": np.bincount(cluster[rand], minlength=self.k), "near": near, "near_random": near_random}
         r = shard_range(self.heldout_pos, ctx.shard_offsets, j)
-        metrics["heldout"] = (self.heldout_pos[r], keep[self.heldout_pos[r] - lo], cols["row"][self.heldout_pos[r] - lo])
+        at = self.heldout_pos[r] - lo
+        # the held-out sample's texts, read here: the sample falls in nearly every batch of every shard
+        texts = read_sample_texts(np.full(len(at), j), cols["row"][at], ctx.read_texts) if len(at) else []
+        metrics["heldout"] = (keep[at], texts)
         reason = "cluster_quota" if self.kept_total < ctx.shard_offsets[-1] else np.full(hi - lo, "", object)
         return Decision(keep=keep, reason=reason, score=dist,
                         extra={"cluster": cluster.astype(np.int32), "distance": dist}, metrics=metrics)
@@ -153,11 +156,10 @@ class ShardedBalanced:
                                            "max": int(arr.max()), "empty": int((arr == 0).sum())}
         out["coverage"] = self._coverage(parts, after)
         if sel.heldout_sample:
-            pos, keep, rows = (np.concatenate([p["heldout"][i] for p in parts]) for i in range(3))
-            shard = np.searchsorted(ctx.shard_offsets, pos, side="right") - 1
+            keep = np.concatenate([p["heldout"][0] for p in parts])
+            texts = [t for p in parts for t in p["heldout"][1]]  # shards in order: the sample's order
             with one_thread():
-                out["coverage_heldout"] = measure(lambda: read_sample_texts(shard, rows, ctx.read_texts), keep,
-                                                  h_rng, self.seed)
+                out["coverage_heldout"] = measure(lambda: texts, keep, h_rng, self.seed)
         return out
 
     def member_counts(self, ctx) -> dict:
