@@ -138,8 +138,10 @@ def _files(folder: str) -> list:
 def test_two_nodes_s3_same_bytes_and_driver_kill_resumes(sample_dir, tmp_path, cluster):
     address, env, node_dirs = cluster
     log = tmp_path / "nodes.log"
+    # the decides as tasks too: partitioned dedup, budget passes, per-cluster member choice
     stages = [{"ray_plugins:NodeLog": {"log": str(log)}}, {"ray_plugins:FitAndMap": {"keep": 0.6}},
-              {"random": {"keep": 0.5}}]
+              {"random": {"keep": 0.5}}, {"exact_dedup": {}}, {"minhash_dedup": {}},
+              {"kmeans_diversity": {"k": 4, "keep": 0.5, "dim": 16, "fit_sample": 500, "heldout_sample": 200}}]
     run_pipeline({"input": str(sample_dir / "pool"), "output": {"path": str(tmp_path / "ref"), "scores": True},
                   "workers": 1, "seed": 5, "stages": stages})
     log.unlink()
@@ -185,3 +187,4 @@ def test_two_nodes_s3_same_bytes_and_driver_kill_resumes(sample_dir, tmp_path, c
         same_as_ref("two")
         man = json.loads(fs.cat_file(f"{BUCKET}/two/.shardsift/manifest.json"))
         assert man["config"]["executor"] == "ray" and man["docs_kept"] > 0
+        assert [st["metrics"].get("decided_in") for st in man["stages"][4:]] == ["tasks"] * 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..api import Scores, count_to_keep
 from ..errors import ConfigError
 from ..io import storage
 from . import faults, workdir
-from .shards import annotate_only, decision_arrays, load_selector, write_keep
+from .shards import annotate_only, decision_arrays, load_selector, task_stats, usage, write_keep
 
 BITS = 12                          # histogram bins per pass: 2**BITS
 FETCH_MAX = 1 << 16                # documents of the cut's bin the driver reads back, at most
@@ -147,8 +148,14 @@ def _under(keys: tuple, prefix: tuple) -> np.ndarray:
     return m
 
 
-def run_budget(task: BudgetTask):
-    """One shard's pass; its result is a file, so a resumed run skips it."""
+def run_budget(task: BudgetTask) -> tuple[dict | None, dict]:
+    """(one shard's pass, the task's CPU and memory figures); its result is a file, so a resumed run
+    skips it."""
+    t0, before = time.perf_counter(), usage()
+    return _pass(task), task_stats(before, t0)
+
+
+def _pass(task: BudgetTask) -> dict | None:
     if task.what != "write" and storage.exists(task.out_path):
         return None
     if task.what == "pct":
@@ -220,6 +227,7 @@ class BudgetDecide:
         storage.makedirs(self.work)
         self.pct_stages = tuple(self._earlier_stage(key) for key in sel.budget().percentiles)
         self.peers = tuple((t.ctx.index, t.scores_path) for t in self.mine)
+        self.stats: list[dict] = []  # each pass task's CPU and memory
 
     def _earlier_stage(self, key) -> tuple:
         """(key, folder) of an earlier stage named by ``Budget.percentiles``; a ConfigError otherwise."""
@@ -253,8 +261,10 @@ class BudgetDecide:
         return out
 
     def _map(self, tasks: list[BudgetTask]) -> list:
-        return self.runner.executor.map(run_budget, tasks, desc=f"{self.label}: budget {tasks[0].what}"
-                                        if tasks else "", progress=self.runner.progress)
+        out = self.runner.executor.map(run_budget, tasks, desc=f"{self.label}: budget {tasks[0].what}"
+                                       if tasks else "", progress=self.runner.progress)
+        self.stats += [st for _, st in out]  # the stage's accounting
+        return [res for res, _ in out]
 
     def _hist(self, prefix, level) -> tuple[np.ndarray, np.ndarray, int]:
         """(count, tokens) per bin of ``level`` under ``prefix``, and the NaN ranks (level 0 only)."""

@@ -424,7 +424,10 @@ class Runner(OutputWriting):
     def _global_decide(self, sel, st, stage_dir, tasks, keep_paths, stats: list) -> dict:
         """The stage's decide; its tasks' CPU and memory figures are added to ``stats``."""
         if getattr(sel, "budget", lambda: None)() is not None:  # budget selection: in passes of shard tasks (engine/global_budget.py)
-            return BudgetDecide(self, sel, st, stage_dir, tasks, keep_paths).run()
+            budget = BudgetDecide(self, sel, st, stage_dir, tasks, keep_paths)
+            metrics = budget.run()
+            stats += budget.stats
+            return metrics
         if type(sel).decide_sharded is not Selector.decide_sharded:  # a decide as tasks (engine/sharded_decide.py)
             ctx = ShardedDecide(self, sel, st, stage_dir, tasks, keep_paths)
             if ctx.shard_offsets[-1]:
