@@ -62,3 +62,29 @@ def test_tasks_equal_the_driver_decide(pool, tmp_path, params):
 def test_other_strategies_still_decide_in_one_process(pool, tmp_path):
     man = _run(pool, tmp_path / "proto", "kmeans_diversity", {"keep": 0.5, "strategy": "prototypes"}, 2)
     assert "decided_in" not in man["stages"][1]["metrics"] and man["stages"][1]["kept"] == 450
+
+
+def test_killed_at_each_step_resumes_to_the_same_bytes(pool, tmp_path):
+    """SIGKILL at a task of each step of the decide (sizes, route, select, queries, a keep file),
+    then the same command: the same output bytes."""
+    import yaml
+    from conftest import file_digests, run_cli
+
+    cfg = {"input": {"path": str(pool / "in")}, "output": {"path": str(tmp_path / "ref"), "scores": True},
+           "workers": 2, "seed": 5,
+           "stages": [{"kmeans_diversity": {"k": 6, "dim": 32, "keep": 0.5, "heldout_sample": 300,
+                                            "coverage_sample": 200}}]}
+    c = tmp_path / "c.yaml"
+    c.write_text(yaml.safe_dump(cfg))
+    run_cli("select", c, "--quiet")
+    ref = {k: file_digests(tmp_path / "ref" / k) for k in ("data", ".shardsift/decisions", ".shardsift/scores")}
+    for point in ("decide:00:sizes:1", "decide:00:route:*", "decide:00:select:*", "decide:00:queries:2",
+                  "decide:00:3"):
+        out = tmp_path / ("out-" + point.replace(":", "-").replace("*", "x"))
+        cfg["output"]["path"] = str(out)
+        c.write_text(yaml.safe_dump(cfg))
+        killed = run_cli("select", c, "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
+        assert killed.returncode != 0, f"{point} not reached"
+        run_cli("select", c, "--quiet")
+        for k, dig in ref.items():
+            assert file_digests(out / k) == dig, (point, k)
