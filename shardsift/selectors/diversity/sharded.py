@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...api import Decision, count_to_keep
+from ...columns import mix64
 from ..partition import partition_bits, shard_range
 from . import strategies as st
 from .embedders import normalize_rows
@@ -38,7 +39,9 @@ _RANDOM_SALT = 0x72616E64
 
 @dataclass
 class ShardedBalanced:
-    """The plan of one sharded decide; its methods are the task functions (``fn(ctx, item)``)."""
+    """The plan of one sharded decide; its methods are the task functions (``fn(ctx, item)``). ``run``
+    sets what later steps read (the counts and quotas, the partitions, the step files, the coverage
+    and held-out samples) before it starts them: the plan travels with each task."""
 
     sel: object  # the KMeansDiversity
     k: int
@@ -197,11 +200,8 @@ class ShardedBalanced:
 
 def _uniform(pos: np.ndarray, seed: int) -> np.ndarray:
     """A uniform number in [0, 1) per position, from a hash of (seed, position)."""
-    h = (pos.astype(np.uint64) + np.uint64(seed * 0x9E3779B97F4A7C15 % (1 << 64) ^ _RANDOM_SALT))
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    s = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + _RANDOM_SALT) % (1 << 64))
+    return (mix64(pos.astype(np.uint64) ^ s) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def _balanced_partitions(sizes: np.ndarray, choose: np.ndarray, bits: int) -> np.ndarray:
