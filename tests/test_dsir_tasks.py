@@ -2,23 +2,13 @@
 per-document array): the same keep files, reasons and scores as its decide over every document in
 the driver, for every budget and mode; the same error when the budget exceeds the eligible
 documents."""
-import glob
-import os
-
 import numpy as np
 import pytest
 from test_dsir import _write_parquet, corpus, table
-from test_sharded_dedup import _same
+from test_sharded_dedup import keep_files, same_arrays
 
-from shardsift.engine import workdir
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError
-
-
-def _keep_files(out) -> dict:
-    files = sorted(glob.glob(os.path.join(out, ".work", "stages", "00-*", "keep-*.npz")))
-    assert files
-    return {os.path.basename(f): workdir.read_npz(f) for f in files}
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +33,11 @@ CASES = [{"keep": 0.25}, {"n": 77, "mode": "topk"}, {"keep": 0.4, "min_tokens": 
 @pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_tasks_equal_the_driver_decide(pool, tmp_path, params):
     ref = _run(pool, tmp_path / "driver", "driver_decides:DSIRInDriver", params, 1)
-    want = _keep_files(tmp_path / "driver")
+    want = keep_files(tmp_path / "driver", 0)
     rm = ref["stages"][1]["metrics"]
     for w in (1, 2):
         man = _run(pool, tmp_path / f"tasks{w}", "dsir", params, w)
-        _same(want, _keep_files(tmp_path / f"tasks{w}"))
+        same_arrays(want, keep_files(tmp_path / f"tasks{w}", 0))
         m = man["stages"][1]["metrics"]
         assert "random_baseline" in m and "random_baseline" not in rm  # the budget path ran
         assert m["mode"] == rm["mode"]

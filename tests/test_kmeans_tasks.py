@@ -1,21 +1,11 @@
 """kmeans_diversity's balanced decide as tasks (per-cluster counts in the driver, member choice in
 tasks partitioned by cluster): the same keep files as the decide over every document in the
 driver, for any worker count; the same member-choice and held-out coverage metrics."""
-import glob
-import os
-
 import pytest
 from test_kmeans import _write_corpus, topic_corpus
-from test_sharded_dedup import _same
+from test_sharded_dedup import keep_files, same_arrays
 
-from shardsift.engine import workdir
 from shardsift.engine.runner import run_pipeline
-
-
-def _keep_files(out) -> dict:
-    files = sorted(glob.glob(os.path.join(out, ".work", "stages", "00-*", "keep-*.npz")))
-    assert files
-    return {os.path.basename(f): workdir.read_npz(f) for f in files}
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +30,11 @@ CASES = [{"keep": 0.5}, {"keep": 0.2, "member": "farthest"}, {"n": 301, "quota_e
 @pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_tasks_equal_the_driver_decide(pool, tmp_path, params):
     ref = _run(pool, tmp_path / "driver", "driver_decides:KMeansInDriver", params, 1)
-    want = _keep_files(tmp_path / "driver")
+    want = keep_files(tmp_path / "driver", 0)
     rm = ref["stages"][1]["metrics"]
     for w in (1, 2):
         man = _run(pool, tmp_path / f"tasks{w}", "kmeans_diversity", params, w)
-        _same(want, _keep_files(tmp_path / f"tasks{w}"))
+        same_arrays(want, keep_files(tmp_path / f"tasks{w}", 0))
         m = man["stages"][1]["metrics"]
         assert m["decided_in"] == "tasks" and "decided_in" not in rm
         for k in ("selection", "kept_tokens", "cluster_sizes_before", "cluster_sizes_after", "cluster_size_after",

@@ -40,14 +40,14 @@ def _corpus(folder, seed=0):
                        os.path.join(folder, f"part-{i:05d}.parquet"))
 
 
-def _keep_files(out) -> dict:
-    """Every array of the dedup stage's keep files (the stage after ``length``)."""
-    files = sorted(glob.glob(os.path.join(out, ".work", "stages", "01-*", "keep-*.npz")))
+def keep_files(out, stage: int = 1) -> dict:
+    """Every array of a stage's keep files (by its 0-based position; here the stage after ``length``)."""
+    files = sorted(glob.glob(os.path.join(out, ".work", "stages", f"{stage:02d}-*", "keep-*.npz")))
     assert files, f"no keep files under {out}"
     return {os.path.basename(f): workdir.read_npz(f) for f in files}
 
 
-def _same(a: dict, b: dict):
+def same_arrays(a: dict, b: dict):
     assert a.keys() == b.keys()
     for name in a:
         assert list(a[name]) == list(b[name]), name
@@ -62,7 +62,7 @@ def _run(tmp_path, tag, name, params, workers):
     cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(out), "scores": True},
            "workers": workers, "seed": 0,
            "stages": [{"length": {"min_words": 3}}, {name: params}]}
-    return run_pipeline(cfg), _keep_files(str(out))
+    return run_pipeline(cfg), keep_files(str(out))
 
 
 MINHASH = [
@@ -80,7 +80,7 @@ def test_minhash_tasks_equal_the_driver_decide(tmp_path, params):
     ref_man, ref = _run(tmp_path, "driver", "driver_decides:MinHashInDriver", params, 1)
     for w in (1, 2):
         man, got = _run(tmp_path, f"tasks{w}", "minhash_dedup", params, w)
-        _same(ref, got)
+        same_arrays(ref, got)
         m, rm = man["stages"][2]["metrics"], ref_man["stages"][2]["metrics"]
         assert m["decided_in"] == "tasks" and "decided_in" not in rm
         for k in ("clusters", "docs_in_clusters", "docs_removed", "largest_cluster", "cluster_sizes",
@@ -129,7 +129,7 @@ def test_exact_tasks_equal_the_driver_decide(tmp_path, params):
     ref_man, ref = _run(tmp_path, "driver", "driver_decides:ExactInDriver", params, 1)
     for w in (1, 2):
         man, got = _run(tmp_path, f"tasks{w}", "exact_dedup", params, w)
-        _same(ref, got)
+        same_arrays(ref, got)
         m, rm = man["stages"][2]["metrics"], ref_man["stages"][2]["metrics"]
         assert m["decided_in"] == "tasks" and m["partitions"] == 2 * w
         for k in ("groups", "docs_in_groups", "docs_removed", "largest_group", "group_sizes"):
