@@ -2,14 +2,12 @@
 reading another corpus (a target) as Docs."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from .. import io
 from ..api import DecideContext, Docs, FitContext
 from ..columns import arrow_array, arrow_take, byte_lengths, count_words, one_array
 from ..errors import DataError
@@ -201,7 +199,7 @@ class StageDecide(DecideContext):
                     n_bytes=n_bytes, shard=ctx.shard.name, shard_index=shard_index, n_tokens=n_tokens)
 
     def read_batches(self, shard_index: int, rows, columns: Sequence[str] = ()):
-        ctx, rows = self._read_back(shard_index, rows, "read_batches")
+        ctx, rows = self.runner.shard_ctx(shard_index, None).read_back(rows, "read_batches")
         n = 0
         for docs in ctx.iter_docs(columns, rows=rows):
             n += len(docs)
@@ -210,18 +208,4 @@ class StageDecide(DecideContext):
             raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
 
     def read_texts(self, shard_index: int, rows):
-        ctx, rows = self._read_back(shard_index, rows, "read_texts")
-        n = 0
-        for tbl, _, pos in ctx.iter_batches(rows, need_ids=False):
-            n += len(pos)
-            yield one_array(tbl.column(ctx.text_column)), pos
-        if n != len(rows):
-            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
-
-    def _read_back(self, shard_index: int, rows, what: str):
-        """(shard context with the passes' batch size, rows as int64) for read_batches/read_texts."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
-            raise ValueError(f"{what}: rows must be strictly ascending")
-        ctx = self.runner.shard_ctx(shard_index, None)
-        return dataclasses.replace(ctx, batch_size=io.pass_batch_size(ctx.batch_size)), rows
+        return self.runner.shard_ctx(shard_index, None).read_texts(rows)

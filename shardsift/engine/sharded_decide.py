@@ -8,7 +8,6 @@ keep files are written by one task per shard, with the same kill points as the d
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -17,10 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
 from ..api import ShardedDecideContext
-from ..columns import one_array
-from ..errors import DataError
 from ..io import storage
 from . import faults, workdir
 from .shards import ShardContext, annotate_only, as_decision, decision_arrays, task_stats, usage, write_keep
@@ -78,17 +74,7 @@ class ShardedDecide(ShardedDecideContext):
         return workdir.read_npz(self._scores[shard], columns)
 
     def read_texts(self, shard: int, rows):
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
-            raise ValueError("read_texts: rows must be strictly ascending")
-        c = self._ctxs[shard]
-        ctx = dataclasses.replace(c, batch_size=io.pass_batch_size(c.batch_size))
-        n = 0
-        for tbl, _, pos in ctx.iter_batches(rows, need_ids=False):
-            n += len(pos)
-            yield one_array(tbl.column(ctx.text_column)), pos
-        if n != len(rows):
-            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
+        return self._ctxs[shard].read_texts(rows)
 
     def write_decisions(self, fn) -> list[dict]:
         steps = [WriteStep(self, fn, j, f"{self.label}: decide shard {j}")

@@ -5,6 +5,7 @@ from storage, writes its result to the work dir atomically and returns a small s
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import time
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..api import DecideContext, Decision, Docs, Scores
-from ..columns import arrow_filter
-from ..io import Shard, iter_tables, normalize, row_mask, storage
+from ..columns import arrow_filter, one_array
+from ..io import Shard, iter_tables, normalize, pass_batch_size, row_mask, storage
 from . import faults, workdir
 
 RESERVED = ("row", "n_words", "n_bytes", "n_tokens")
@@ -80,6 +81,27 @@ class ShardContext:
             yield Docs(tbl, text_column=self.text_column, id_column=self.id_column, row=r,
                        n_words=scan["n_words"][r], n_bytes=scan["n_bytes"][r],
                        shard=self.shard.name, shard_index=self.index, n_tokens=scan["n_tokens"][r])
+
+    def read_back(self, rows, what: str) -> tuple[ShardContext, np.ndarray]:
+        """(this context with the read-back passes' batch size, ``rows`` as int64), the rows
+        checked strictly ascending: what a decide's read_batches/read_texts pass reads with."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+            raise ValueError(f"{what}: rows must be strictly ascending")
+        return dataclasses.replace(self, batch_size=pass_batch_size(self.batch_size)), rows
+
+    def read_texts(self, rows) -> Iterator[tuple[Any, np.ndarray]]:
+        """(text column, positions) of each batch holding some of the given ascending rows, in one
+        pass (``DecideContext.read_texts``); a row that cannot be read back is a DataError."""
+        ctx, rows = self.read_back(rows, "read_texts")
+        n = 0
+        for tbl, _, pos in ctx.iter_batches(rows, need_ids=False):
+            n += len(pos)
+            yield one_array(tbl.column(ctx.text_column)), pos
+        if n != len(rows):
+            from ..errors import DataError
+
+            raise DataError(f"{ctx.shard.uri}: could not read back {len(rows) - n} rows")
 
     def iter_batches(self, rows: np.ndarray, columns: Sequence[str] = (), need_text: bool = True,
                      need_ids: bool = True) -> Iterator[tuple[Any, int, np.ndarray]]:
