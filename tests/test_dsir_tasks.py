@@ -2,10 +2,12 @@
 per-document array): the same keep files, reasons and scores as its decide over every document in
 the driver, for every budget and mode; the same error when the budget exceeds the eligible
 documents."""
+import functools
+
 import numpy as np
 import pytest
 from test_dsir import _write_parquet, corpus, table
-from test_sharded_dedup import keep_files, same_arrays
+from test_sharded_dedup import tasks_and_driver
 
 from shardsift.engine.runner import run_pipeline
 from shardsift.errors import ConfigError
@@ -32,13 +34,9 @@ CASES = [{"keep": 0.25}, {"n": 77, "mode": "topk"}, {"keep": 0.4, "min_tokens": 
 
 @pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_tasks_equal_the_driver_decide(pool, tmp_path, params):
-    ref = _run(pool, tmp_path / "driver", "driver_decides:DSIRInDriver", params, 1)
-    want = keep_files(tmp_path / "driver", 0)
-    rm = ref["stages"][1]["metrics"]
-    for w in (1, 2):
-        man = _run(pool, tmp_path / f"tasks{w}", "dsir", params, w)
-        same_arrays(want, keep_files(tmp_path / f"tasks{w}", 0))
-        m = man["stages"][1]["metrics"]
+    run = functools.partial(_run, pool)
+    rm, runs = tasks_and_driver(run, tmp_path, "driver_decides:DSIRInDriver", "dsir", params, 0)
+    for m in runs:
         assert "random_baseline" in m and "random_baseline" not in rm  # the budget path ran
         assert m["mode"] == rm["mode"]
         for k in ("selected", "eligible", "selected_tokens", "too_short", "kl_target_raw", "kl_target_selected",

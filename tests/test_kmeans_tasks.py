@@ -1,9 +1,11 @@
 """kmeans_diversity's balanced decide as tasks (per-cluster counts in the driver, member choice in
 tasks partitioned by cluster): the same keep files as the decide over every document in the
 driver, for any worker count; the same member-choice and held-out coverage metrics."""
+import functools
+
 import pytest
 from test_kmeans import _write_corpus, topic_corpus
-from test_sharded_dedup import keep_files, same_arrays
+from test_sharded_dedup import resumes_after_kills, tasks_and_driver
 
 from shardsift.engine.runner import run_pipeline
 
@@ -16,11 +18,14 @@ def pool(tmp_path_factory):
     return d
 
 
+def _cfg(pool, name, params, workers) -> dict:
+    return {"input": {"path": str(pool / "in")}, "output": {"scores": True}, "workers": workers, "seed": 5,
+            "stages": [{name: {"k": 6, "dim": 32, "heldout_sample": 300, "coverage_sample": 200, **params}}]}
+
+
 def _run(pool, out, name, params, workers):
-    cfg = {"input": {"path": str(pool / "in")}, "output": {"path": str(out), "scores": True},
-           "workers": workers, "seed": 5,
-           "stages": [{name: {"k": 6, "dim": 32, "heldout_sample": 300, "coverage_sample": 200, **params}}]}
-    return run_pipeline(cfg)
+    cfg = _cfg(pool, name, params, workers)
+    return run_pipeline({**cfg, "output": {**cfg["output"], "path": str(out)}})
 
 
 CASES = [{"keep": 0.5}, {"keep": 0.2, "member": "farthest"}, {"n": 301, "quota_exponent": 0.0},
@@ -29,13 +34,9 @@ CASES = [{"keep": 0.5}, {"keep": 0.2, "member": "farthest"}, {"n": 301, "quota_e
 
 @pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_tasks_equal_the_driver_decide(pool, tmp_path, params):
-    ref = _run(pool, tmp_path / "driver", "driver_decides:KMeansInDriver", params, 1)
-    want = keep_files(tmp_path / "driver", 0)
-    rm = ref["stages"][1]["metrics"]
-    for w in (1, 2):
-        man = _run(pool, tmp_path / f"tasks{w}", "kmeans_diversity", params, w)
-        same_arrays(want, keep_files(tmp_path / f"tasks{w}", 0))
-        m = man["stages"][1]["metrics"]
+    run = functools.partial(_run, pool)
+    rm, runs = tasks_and_driver(run, tmp_path, "driver_decides:KMeansInDriver", "kmeans_diversity", params, 0)
+    for m in runs:
         assert m["decided_in"] == "tasks" and "decided_in" not in rm
         for k in ("selection", "kept_tokens", "cluster_sizes_before", "cluster_sizes_after", "cluster_size_after",
                   "coverage_heldout"):
@@ -57,24 +58,6 @@ def test_other_strategies_still_decide_in_one_process(pool, tmp_path):
 def test_killed_at_each_step_resumes_to_the_same_bytes(pool, tmp_path):
     """SIGKILL at a task of each step of the decide (sizes, route, select, queries, a keep file),
     then the same command: the same output bytes."""
-    import yaml
-    from conftest import file_digests, run_cli
-
-    cfg = {"input": {"path": str(pool / "in")}, "output": {"path": str(tmp_path / "ref"), "scores": True},
-           "workers": 2, "seed": 5,
-           "stages": [{"kmeans_diversity": {"k": 6, "dim": 32, "keep": 0.5, "heldout_sample": 300,
-                                            "coverage_sample": 200}}]}
-    c = tmp_path / "c.yaml"
-    c.write_text(yaml.safe_dump(cfg))
-    run_cli("select", c, "--quiet")
-    ref = {k: file_digests(tmp_path / "ref" / k) for k in ("data", ".shardsift/decisions", ".shardsift/scores")}
-    for point in ("decide:00:sizes:1", "decide:00:route:*", "decide:00:select:*", "decide:00:queries:2",
-                  "decide:00:3"):
-        out = tmp_path / ("out-" + point.replace(":", "-").replace("*", "x"))
-        cfg["output"]["path"] = str(out)
-        c.write_text(yaml.safe_dump(cfg))
-        killed = run_cli("select", c, "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
-        assert killed.returncode != 0, f"{point} not reached"
-        run_cli("select", c, "--quiet")
-        for k, dig in ref.items():
-            assert file_digests(out / k) == dig, (point, k)
+    resumes_after_kills(_cfg(pool, "kmeans_diversity", {"keep": 0.5}, 2), tmp_path,
+                        ("decide:00:sizes:1", "decide:00:route:*", "decide:00:select:*", "decide:00:queries:2",
+                         "decide:00:3"))

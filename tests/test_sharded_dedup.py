@@ -57,12 +57,50 @@ def same_arrays(a: dict, b: dict):
             assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (name, k)
 
 
-def _run(tmp_path, tag, name, params, workers):
-    out = tmp_path / tag
-    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(out), "scores": True},
-           "workers": workers, "seed": 0,
-           "stages": [{"length": {"min_words": 3}}, {name: params}]}
-    return run_pipeline(cfg), keep_files(str(out))
+def tasks_and_driver(run, tmp_path, driver: str, name: str, params: dict, stage: int) -> tuple[dict, list[dict]]:
+    """The reference (``driver``: the selector with its single-process decide, one worker), then the
+    task path with 1 and 2 workers, each asserted to write the reference's keep files byte for byte.
+    ``run(out, name, params, workers)`` returns the manifest; ``stage`` is the stage's 0-based
+    position. Returns (the reference's metrics, the task runs' metrics)."""
+    ref = run(tmp_path / "driver", driver, params, 1)
+    want = keep_files(tmp_path / "driver", stage)
+    got = []
+    for w in (1, 2):
+        man = run(tmp_path / f"tasks{w}", name, params, w)
+        same_arrays(want, keep_files(tmp_path / f"tasks{w}", stage))
+        got.append(man["stages"][stage + 1]["metrics"])
+    return ref["stages"][stage + 1]["metrics"], got
+
+
+def resumes_after_kills(cfg: dict, tmp_path, points) -> list[str]:
+    """``cfg`` through the CLI once whole (the reference), then for each kill point into a fresh
+    output: SIGKILL there, the same command again, the reference's bytes. Returns the points the
+    reference run reached."""
+    from conftest import file_digests
+
+    cfg = {**cfg, "output": {**cfg["output"], "path": str(tmp_path / "ref")}}
+    c = tmp_path / "c.yaml"
+    c.write_text(yaml.safe_dump(cfg))
+    log = tmp_path / "points.log"
+    run_cli("select", c, "--quiet", env={"SHARDSIFT_LIST_POINTS": str(log)})
+    ref = {k: file_digests(tmp_path / "ref" / k) for k in ("data", ".shardsift/decisions", ".shardsift/scores")}
+    for point in points:
+        out = tmp_path / ("out-" + point.replace(":", "-").replace("*", "x"))
+        c.write_text(yaml.safe_dump({**cfg, "output": {**cfg["output"], "path": str(out)}}))
+        killed = run_cli("select", c, "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
+        assert killed.returncode != 0, f"{point} not reached"
+        run_cli("select", c, "--quiet")
+        for k, dig in ref.items():
+            assert file_digests(out / k) == dig, (point, k)
+    return log.read_text().split()
+
+
+def _run(tmp_path):
+    """run(out, name, params, workers) for tasks_and_driver: ``length``, then the dedup stage."""
+    def run(out, name, params, workers):
+        return run_pipeline({"input": {"path": str(tmp_path / "in")}, "output": {"path": str(out), "scores": True},
+                             "workers": workers, "seed": 0, "stages": [{"length": {"min_words": 3}}, {name: params}]})
+    return run
 
 
 MINHASH = [
@@ -77,11 +115,9 @@ MINHASH = [
 @pytest.mark.parametrize("params", MINHASH, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
 def test_minhash_tasks_equal_the_driver_decide(tmp_path, params):
     _corpus(tmp_path / "in")
-    ref_man, ref = _run(tmp_path, "driver", "driver_decides:MinHashInDriver", params, 1)
-    for w in (1, 2):
-        man, got = _run(tmp_path, f"tasks{w}", "minhash_dedup", params, w)
-        same_arrays(ref, got)
-        m, rm = man["stages"][2]["metrics"], ref_man["stages"][2]["metrics"]
+    rm, runs = tasks_and_driver(_run(tmp_path), tmp_path, "driver_decides:MinHashInDriver", "minhash_dedup",
+                                params, 1)
+    for m in runs:
         assert m["decided_in"] == "tasks" and "decided_in" not in rm
         for k in ("clusters", "docs_in_clusters", "docs_removed", "largest_cluster", "cluster_sizes",
                   "docs_without_shingles", "identical_signature_docs", "candidate_docs", "bucket_entries",
@@ -94,30 +130,13 @@ def test_minhash_tasks_equal_the_driver_decide(tmp_path, params):
 
 def test_minhash_tasks_resume_after_a_kill_at_each_step(tmp_path):
     """SIGKILL at a task of each step of the decide, then a rerun: the same output bytes."""
-    from conftest import file_digests
-
     _corpus(tmp_path / "in")
-    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"path": str(tmp_path / "ref"), "scores": True},
+    cfg = {"input": {"path": str(tmp_path / "in")}, "output": {"scores": True},
            "workers": 2, "seed": 0, "stages": [{"length": {"min_words": 3}}, {"minhash_dedup": {}}]}
-    c = tmp_path / "c.yaml"
-    c.write_text(yaml.safe_dump(cfg))
-    log = tmp_path / "points.log"
-    run_cli("select", c, "--quiet", env={"SHARDSIFT_LIST_POINTS": str(log)})
-    points = log.read_text().split()
     steps = ("keys", "group", "candidates", "sets", "cluster")
+    points = resumes_after_kills(cfg, tmp_path, [f"decide:01:{s}:*" for s in steps] + ["decide:01:3"])
     for s in steps:
         assert any(p.startswith("decide:01:" + s) for p in points), (s, points)
-    ref = {k: file_digests(tmp_path / "ref" / k) for k in ("data", ".shardsift/decisions", ".shardsift/scores")}
-    for s in (*steps, "01:3"):
-        point = f"decide:01:{s}:*" if s in steps else f"decide:{s}"
-        out = tmp_path / f"out-{s.replace(':', '-')}"
-        cfg["output"]["path"] = str(out)
-        c.write_text(yaml.safe_dump(cfg))
-        killed = run_cli("select", c, "--quiet", env={"SHARDSIFT_KILL_AT": point}, check=False)
-        assert killed.returncode != 0, f"{point} not reached"
-        run_cli("select", c, "--quiet")
-        for k, dig in ref.items():
-            assert file_digests(out / k) == dig, (point, k)
 
 
 EXACT = [{}, {"keep": "longest"}, {"keep": "q", "collapse_whitespace": False}]
@@ -126,11 +145,8 @@ EXACT = [{}, {"keep": "longest"}, {"keep": "q", "collapse_whitespace": False}]
 @pytest.mark.parametrize("params", EXACT, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
 def test_exact_tasks_equal_the_driver_decide(tmp_path, params):
     _corpus(tmp_path / "in")
-    ref_man, ref = _run(tmp_path, "driver", "driver_decides:ExactInDriver", params, 1)
-    for w in (1, 2):
-        man, got = _run(tmp_path, f"tasks{w}", "exact_dedup", params, w)
-        same_arrays(ref, got)
-        m, rm = man["stages"][2]["metrics"], ref_man["stages"][2]["metrics"]
+    rm, runs = tasks_and_driver(_run(tmp_path), tmp_path, "driver_decides:ExactInDriver", "exact_dedup", params, 1)
+    for w, m in zip((1, 2), runs):
         assert m["decided_in"] == "tasks" and m["partitions"] == 2 * w
         for k in ("groups", "docs_in_groups", "docs_removed", "largest_group", "group_sizes"):
             assert m[k] == rm[k], k
