@@ -493,3 +493,22 @@ def test_median_length_from_shard_histograms_is_numpys_median():
         lengths = np.concatenate(parts)
         got = median_of_histograms([np.unique(p, return_counts=True) for p in parts])
         assert got == (float(np.median(lengths)) if len(lengths) else None)
+
+
+def test_counts_of_subsets_in_one_pass_equal_each_subset_counted_alone():
+    """count_subsets (the KL recount: the selection and its random baseline read back together) gives
+    each subset the histogram count_docs gives it alone, documents with no token included."""
+    from conftest import as_docs
+
+    from shardsift.selectors.dsir.estimator import count_docs, count_subsets
+
+    texts = corpus(300, seed=31) + ["", "   ", "x"]
+    rng = np.random.default_rng(0)
+    flags = rng.random((2, len(texts))) < [[0.3], [0.6]]
+    kw = {"buckets": 512, "ngram_order": 2, "tokenizer": "wordpunct", "lowercase": True, "chunk_tokens": None,
+          "min_tokens": 0}
+    batches = [as_docs(texts[i:i + 64]) for i in range(0, len(texts), 64)]
+    got = count_subsets(batches, flags, **kw)
+    for i in range(2):
+        alone = count_docs([as_docs([t for t, f in zip(texts, flags[i]) if f])], **kw)["counts"]
+        assert got[i].sum() > 0 and np.array_equal(got[i], alone), i

@@ -99,17 +99,25 @@ def median_of_histograms(parts: list[tuple[np.ndarray, np.ndarray]]) -> float | 
     return (float(lo) + float(hi)) / 2
 
 
-def recount_rows(item, *, read_docs, feature_kw) -> list[np.ndarray]:
-    """Bucket histograms of given row sets of one shard (the selection and its random baseline)."""
-    shard_index, row_sets = item
-    out = []
-    for rows in row_sets:
-        if len(rows) == 0:
-            out.append(np.zeros(feature_kw["buckets"], dtype=np.int64))
+def count_subsets(batches, flags: np.ndarray, *, buckets, ngram_order, tokenizer, lowercase, chunk_tokens,
+                  min_tokens=0) -> np.ndarray:
+    """Bucket histograms (int64[subsets, buckets]) of several subsets of one stream of Docs, each
+    document featurized once: ``flags[i, d]`` says whether the stream's d-th document is in subset i
+    (the selection and its random baseline, read back in one pass). Each subset's row is what
+    ``count_docs`` gives for its documents alone."""
+    flags = np.asarray(flags, dtype=bool)
+    counts = np.zeros((len(flags), buckets), dtype=np.int64)
+    start = 0
+    for docs in batches:
+        if len(docs) == 0:
             continue
-        docs = read_docs(shard_index, rows)
-        out.append(count_docs([docs], **feature_kw)["counts"])
-    return out
+        feats, foff, ntok = featurize(docs.text, ngram_order=ngram_order, tokenizer=tokenizer,
+                                      lowercase=lowercase, chunk_tokens=chunk_tokens)
+        use = ntok >= max(min_tokens, 1)
+        for i in range(len(flags)):
+            counts[i] += bucket_counts(feats, foff, use & flags[i, start:start + len(docs)], buckets)
+        start += len(docs)
+    return counts
 
 
 def save_estimator(path: str, *, target_counts, raw_counts, target_weights, meta: dict) -> None:

@@ -315,10 +315,11 @@ class DSIRSelector(Selector):
             u = uniform_from_hash(idhash, self.seed_, _RANDOM_SALT)
             rand = np.zeros(len(keep), dtype=bool)
             rand[_top_k(u, idhash, eligible, int(keep.sum()))] = True
-            rows = np.asarray(scores["row"], dtype=np.int64)
-            kw = {**self._feature_kw(), "min_tokens": 0}
-            for name, mask in (("selected_counts", keep), ("random_counts", rand)):
-                sums[name] = est.count_docs(shard.iter_docs(rows=rows[mask]), **kw)["counts"]
+            both = keep | rand  # one pass over the shard for the two sets
+            rows = np.asarray(scores["row"], dtype=np.int64)[both]
+            counts = est.count_subsets(shard.iter_docs(rows=rows), np.stack([keep[both], rand[both]]),
+                                       **{**self._feature_kw(), "min_tokens": 0})
+            sums["selected_counts"], sums["random_counts"] = counts[0], counts[1]
         return Decision(keep=keep, reason=np.where(eligible, "low_importance", "too_short").astype(object),
                         score=score, metrics=sums)
 
@@ -413,25 +414,20 @@ class DSIRSelector(Selector):
         return m
 
     def _recount(self, scores, masks, ctx):
-        """Bucket histograms of the documents in each mask, re-read shard by shard."""
+        """Bucket histograms of the documents in each mask, re-read shard by shard (one read of each
+        shard's documents in any mask). On the driver: the documents are a fraction of the pool, and
+        the context's reader holds the runner, which does not travel to worker processes."""
         rows = np.asarray(scores["row"], dtype=np.int64)
-        items = []
+        kw = {**self._feature_kw(), "min_tokens": 0}
         offs = scores.shard_offsets
+        totals = np.zeros((len(masks), self.buckets), dtype=np.int64)
         for s in range(len(offs) - 1):
-            a, b = offs[s], offs[s + 1]
-            sets = [rows[a:b][mk[a:b]] for mk in masks]
-            if any(len(x) for x in sets):
-                items.append((s, sets))
-        # On the driver: the documents are a fraction of the pool, and the context's reader holds
-        # the runner, which does not travel to worker processes.
-        fn = partial(est.recount_rows, read_docs=ctx.read_docs,
-                     feature_kw={**self._feature_kw(), "min_tokens": 0})
-        results = [fn(it) for it in items]
-        totals = [np.zeros(self.buckets, dtype=np.int64) for _ in masks]
-        for res in results:
-            for tot, c in zip(totals, res):
-                tot += c
-        return totals
+            flags = np.stack([mk[offs[s]:offs[s + 1]] for mk in masks])
+            union = flags.any(axis=0)
+            if union.any():
+                docs = ctx.read_docs(s, rows[offs[s]:offs[s + 1]][union])
+                totals += est.count_subsets([docs], flags[:, union], **kw)
+        return list(totals)
 
 
 def _mean(x):
