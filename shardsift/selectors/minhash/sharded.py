@@ -97,10 +97,10 @@ class ShardedMinHash:
         return out
 
     # 3. candidates -----------------------------------------------------------------------------
-    def _band_runs(self, ctx, band: int, names=None) -> tuple[np.ndarray, np.ndarray]:
+    def _band_runs(self, ctx, band: int) -> tuple[np.ndarray, np.ndarray]:
         """A band's buckets over all partitions, in key order (CSR)."""
         ms, ss, total = [], [], 0
-        for name in names or self.group_files:
+        for name in self.group_files:
             z = ctx.load(name, [f"m{band}", f"s{band}"])
             ms.append(z[f"m{band}"])
             ss.append(z[f"s{band}"][:-1] + total)
@@ -133,6 +133,7 @@ class ShardedMinHash:
         for band, (m, s) in enumerate(runs):
             out[f"m{band}"], out[f"s{band}"] = np.searchsorted(cand, m), s
         out["cand"] = cand
+        out["per_shard"] = np.diff(np.searchsorted(cand, ctx.shard_offsets))  # what the driver reads
         return out
 
     # 4. sets -------------------------------------------------------------------------------------
@@ -252,13 +253,11 @@ class ShardedMinHash:
         self.key_files = ctx.tasks(self.keys, list(range(ctx.n_shards)), "keys")
         self.group_files = ctx.tasks(self.group, list(range(1 << self.bits)), "group")
         ctx.tasks(self.candidates, [0], "candidates")
-        cand = ctx.load("candidates-00000", ["cand"])["cand"]
+        per_shard = ctx.load("candidates-00000", ["per_shard"])["per_shard"]
         self.read_back = 0
-        if self.sel.verify and len(cand):
+        if self.sel.verify and per_shard.any():
             ctx.tasks(self.sets, list(range(ctx.n_shards)), "sets")
-            edges = np.searchsorted(cand, ctx.shard_offsets)
-            self.read_back = int((np.diff(edges) > 0).sum())
-        del cand
+            self.read_back = int((per_shard > 0).sum())
         ctx.tasks(self.cluster, [0], "cluster")
         ctx.write_decisions(self.decision)
         return self.metrics(ctx)
