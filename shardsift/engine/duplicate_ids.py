@@ -66,8 +66,10 @@ def run_id_task(task: IdTask) -> None:
     return None
 
 
-def later_occurrences(executor, progress, scan_paths: list[str], folder: str, workers: int) -> np.ndarray:
-    """Global positions (shard order, then row) of every id hash seen before, ascending."""
+def later_occurrences(executor, progress, scan_paths: list[str], folder: str,
+                      workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global positions (shard order, then row) of every id hash seen before, ascending; and each
+    shard's first global position (one more than the shards)."""
     sizes = [workdir.npz_headers(p)["id_hash"][0][0] for p in scan_paths]
     offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(sizes)]))
     bits = partition_bits(offsets[-1], BYTES_PER_ENTRY, BUDGET, workers)
@@ -78,4 +80,4 @@ def later_occurrences(executor, progress, scan_paths: list[str], folder: str, wo
     finds = [IdTask("find", p, *common) for p in range(1 << bits)]
     executor.map(run_id_task, finds, desc="duplicate ids", progress=progress)
     dups = [workdir.read_npz(t.path("find", t.index))["dup"] for t in finds]
-    return np.sort(np.concatenate(dups)) if dups else np.zeros(0, np.int64)
+    return (np.sort(np.concatenate(dups)) if dups else np.zeros(0, np.int64)), np.asarray(offsets, np.int64)

@@ -297,12 +297,10 @@ class Runner(OutputWriting):
         paths = [os.path.join(self.work, "scan", f"shard-{j:05d}.npz") for j in range(len(self.shards))]
         if not paths:
             return 0
-        dup = later_occurrences(self.executor, self.progress, paths, os.path.join(self.work, "scan", "ids"),
-                                self.cfg.workers)
+        dup, offs = later_occurrences(self.executor, self.progress, paths, os.path.join(self.work, "scan", "ids"),
+                                      self.cfg.workers)
         if not len(dup):
             return 0
-        sizes = [workdir.npz_headers(p)["id_hash"][0][0] for p in paths]
-        offs = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         if self.cfg.on_duplicate_id == "error":
             g = int(dup[0])
             j = int(np.searchsorted(offs, g, side="right") - 1)
