@@ -18,8 +18,9 @@ from shardsift.columns import count_words
 from shardsift.errors import ConfigError, DataError
 from shardsift.selectors import resolve
 from shardsift.selectors.diversity import KMeansDiversity, SemDeDup
-from shardsift.selectors.diversity.embedders import HashedTfidfEmbedder
+from shardsift.selectors.diversity.embedders import HashedTfidfEmbedder, normalize_rows
 from shardsift.selectors.diversity.members import MEMBER_MAX, facility_greedy, farthest_greedy
+from shardsift.selectors.diversity.nearest import nearest_similarity_pruned
 from shardsift.selectors.diversity.strategies import allocate, nearest_similarity, semdedup_max_similarity
 
 # -- generated corpora ----------------------------------------------------------------------------
@@ -201,6 +202,26 @@ def test_nearest_similarity_blockwise():
     q = rng.standard_normal((50, 5)).astype(np.float32)
     p = rng.standard_normal((5000, 5)).astype(np.float32)
     assert np.allclose(nearest_similarity(q, p), (q @ p.T).max(axis=1), atol=1e-5)
+
+
+def test_pruned_nearest_search_equals_the_exhaustive_one():
+    """The band pruning never loses the nearest document: queries inside and outside the pool,
+    clusters of one document to thousands, points on a centroid, a query with nothing near."""
+    rng = np.random.default_rng(11)
+    centers = normalize_rows(rng.standard_normal((6, 16)).astype(np.float32))
+    sizes = [1, 7, 300, 2500, 40, 900]
+    x = normalize_rows(np.concatenate([c + rng.standard_normal((m, 16)).astype(np.float32) * s
+                                       for c, m, s in zip(centers, sizes, (0.1, 0.3, 0.5, 0.2, 1.0, 0.05))]))
+    x[5] = centers[1]
+    cluster = np.argmax(x @ centers.T, axis=1)
+    queries = np.concatenate([x[rng.choice(len(x), 300, replace=False)],
+                              normalize_rows(rng.standard_normal((100, 16)).astype(np.float32)), -centers[:1]])
+    for frac in (1.0, 0.5, 0.01):
+        pool = rng.random(len(x)) < frac
+        got = nearest_similarity_pruned(queries, centers, x[pool], cluster[pool])
+        want = (queries @ x[pool].T).max(axis=1)
+        assert np.abs(got - want).max() < 1e-5
+    assert np.all(nearest_similarity_pruned(queries, centers, x[:0], cluster[:0]) == -np.inf)
 
 
 # -- the selector on generated data -------------------------------------------------------------

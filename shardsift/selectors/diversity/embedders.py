@@ -79,37 +79,67 @@ def _tfidf_csr(grams, off, shift, lut, idf):
     return indptr, indices[:k].copy(), data[:k].copy()
 
 
+PROJECT_BLOCK = 2048  # documents projected together: their output rows (2 MB) stay in cache
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def _tfidf_project(grams, off, shift, lut, idf, comp, prior):
     """Dense L2-normalised projection of each document's TF-IDF vector onto ``comp`` (V x dim), with
     ``prior`` (dim) added before normalising (smoothing; zeros: none).
 
-    Per document and in a fixed order, so a document's embedding never depends on its batch.
+    Documents go in blocks of PROJECT_BLOCK, their (term, weight) entries sorted by term, so each
+    row of ``comp`` (tens of MB in all) is read once per block in ascending order rather than once
+    per document at random. A document's terms are still added in ascending term order, whatever
+    its block: its embedding never depends on the batch.
     """
     nd = off.shape[0] - 1
     v, dim = comp.shape
     cnt = np.zeros(v, dtype=np.int32)
     touched = np.empty(v, dtype=np.int64)
+    head = np.empty(v + 1, dtype=np.int64)
     out = np.zeros((nd, dim), dtype=np.float32)
-    acc = np.zeros(dim, dtype=np.float32)
-    for d in range(nd):
-        nt = _count_terms(grams, off[d], off[d + 1], shift, lut, cnt, touched)
-        acc[:] = 0.0
-        for t in range(nt):
-            c = touched[t]
-            w = np.float32((1.0 + math.log(cnt[c])) * idf[c])
-            cnt[c] = 0
-            row = comp[c]
+    for a in range(0, nd, PROJECT_BLOCK):
+        b = min(nd, a + PROJECT_BLOCK)
+        cap = off[b] - off[a]
+        term = np.empty(cap, dtype=np.int32)
+        doc = np.empty(cap, dtype=np.int32)
+        weight = np.empty(cap, dtype=np.float32)
+        k = 0
+        head[:] = 0
+        for d in range(a, b):
+            nt = _count_terms(grams, off[d], off[d + 1], shift, lut, cnt, touched)
+            for t in range(nt):
+                c = touched[t]
+                term[k] = c
+                doc[k] = d
+                weight[k] = np.float32((1.0 + math.log(cnt[c])) * idf[c])
+                head[c + 1] += 1
+                cnt[c] = 0
+                k += 1
+        for c in range(v):  # counting sort by term, stable: documents ascending within a term
+            head[c + 1] += head[c]
+        s_doc = np.empty(k, dtype=np.int32)
+        s_weight = np.empty(k, dtype=np.float32)
+        s_term = np.empty(k, dtype=np.int32)
+        for i in range(k):
+            p = head[term[i]]
+            head[term[i]] = p + 1
+            s_doc[p], s_weight[p], s_term[p] = doc[i], weight[i], term[i]
+        for i in range(k):
+            row = comp[s_term[i]]
+            acc = out[s_doc[i]]
+            w = s_weight[i]
             for j in range(dim):
                 acc[j] += w * row[j]
-        norm = np.float32(0.0)
-        for j in range(dim):
-            acc[j] += prior[j]
-            norm += acc[j] * acc[j]
-        if norm > 0:
-            inv = np.float32(1.0) / np.sqrt(norm)
+        for d in range(a, b):
+            acc = out[d]
+            norm = np.float32(0.0)
             for j in range(dim):
-                out[d, j] = acc[j] * inv
+                acc[j] += prior[j]
+                norm += acc[j] * acc[j]
+            inv = np.float32(1.0) / np.sqrt(norm) if norm > 0 else np.float32(0.0)
+            for j in range(dim):
+                acc[j] *= inv
     return out
 
 

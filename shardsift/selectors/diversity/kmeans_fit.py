@@ -111,6 +111,23 @@ def load_embedder(path: str, where: str, embedder: HashedTfidfEmbedder, dim: int
     return embedder
 
 
+def lloyd_centroids(x: np.ndarray, k: int, seed: int, iters: int = 10) -> np.ndarray:
+    """At most ``k`` unit centroids of unit rows ``x``: spherical Lloyd iterations from ``k`` seeded
+    rows (a centroid left with no row stays where it is). Enough to cut a cluster into
+    sub-clusters, at a fraction of a full fit's cost."""
+    k = min(k, len(x))
+    c = x[np.sort(np.random.default_rng(seed).choice(len(x), k, replace=False))]
+    onehot = np.zeros((k, len(x)), dtype=np.float32)
+    for _ in range(iters):
+        label = np.argmax(x @ c.T, axis=1)
+        onehot[:] = 0.0
+        onehot[label, np.arange(len(x))] = 1.0
+        sums = onehot @ x
+        live = onehot.any(axis=1)
+        c = np.where(live[:, None], normalize_rows(sums), c)
+    return np.ascontiguousarray(c, dtype=np.float32)
+
+
 def split_cluster(x: np.ndarray, max_size: int, seed: int, depth: int = 0) -> tuple[list[np.ndarray], bool]:
     """Positions of ``x``'s rows (unit vectors) in groups of at most ``max_size``: spherical k-means
     into ~2 x len(x) / max_size sub-clusters (fitted on at most 10,000 rows, every row assigned),
@@ -123,7 +140,7 @@ def split_cluster(x: np.ndarray, max_size: int, seed: int, depth: int = 0) -> tu
     if depth < 3:
         rng = np.random.default_rng([seed, depth, m])
         fit_rows = x if m <= 10000 else x[np.sort(rng.choice(m, 10000, replace=False))]
-        cents = spherical_kmeans(fit_rows, parts, seed + depth, 1, 20)
+        cents = lloyd_centroids(fit_rows, parts, seed + depth)
         if len(cents) > 1:
             sub, _ = assign_nearest(np.ascontiguousarray(x, dtype=np.float32), cents)
             order = np.argsort(sub, kind="stable")

@@ -322,7 +322,7 @@ class KMeansDiversity(Selector):
             # min / median / max cluster size and empty clusters: the histogram at a glance
             metrics[f"cluster_size_{name}"] = {"min": int(arr.min()), "median": float(np.median(arr)),
                                                "max": int(arr.max()), "empty": int((arr == 0).sum())}
-        metrics["coverage"] = st.coverage(emb, cluster, keep, k, np.random.default_rng([seed, 0x636F76]),
+        metrics["coverage"] = st.coverage(emb, cluster, keep, self.centroids_, np.random.default_rng([seed, 0x636F76]),
                                           self.coverage_sample)
         if self.heldout_sample:
             metrics["coverage_heldout"] = heldout_coverage(scores, ctx, keep, self.heldout_sample, seed)

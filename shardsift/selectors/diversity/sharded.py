@@ -11,7 +11,8 @@ bounded samples, never an array over the documents.
    members in position order, as in the single-process decide.
 4. ``queries``, one task per shard: the embeddings of its documents in the coverage sample.
 5. The keep files, one task per shard; each also measures its part of the coverage: the nearest
-   kept document of each query, and of a random selection of the same expected size.
+   kept document of each query, and of a random selection of the same expected size
+   (:func:`.nearest.nearest_similarity_pruned`).
 
 The keep files are the single-process decide's bytes (tests compare them); its coverage metrics
 come from the same sample of queries against a Bernoulli random baseline (the single-process
@@ -31,6 +32,7 @@ from .embedders import normalize_rows
 from .heldout import measure, read_sample_texts, sample_positions
 from .kmeans_fit import one_thread
 from .members import MEMBER_MAX, method_names, select_members
+from .nearest import nearest_similarity_pruned
 
 BYTES_PER_DOC = 2048   # a select task: the float16 embedding, its float32 unit copy, the similarity blocks
 BUDGET = 1 << 30       # what one select task may hold
@@ -111,7 +113,8 @@ class ShardedBalanced:
         queries = self.query_emb
         tokens = np.asarray(cols["n_tokens"], np.int64)
         with one_thread():
-            near, near_random = st.nearest_similarity(queries, emb[keep]), st.nearest_similarity(queries, emb[rand])
+            near, near_random = (nearest_similarity_pruned(queries, self.sel.centroids_, emb[m], cluster[m])
+                                 for m in (keep, rand))
         metrics = {"kept_tokens": int(tokens[keep].sum()), "after": np.bincount(cluster[keep], minlength=self.k),
                    "random": np.bincount(cluster[rand], minlength=self.k), "near": near, "near_random": near_random}
         r = shard_range(self.heldout_pos, ctx.shard_offsets, j)

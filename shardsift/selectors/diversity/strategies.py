@@ -15,6 +15,7 @@ import numpy as np
 
 from ...api import top_k_mask
 from .kmeans_fit import split_cluster
+from .nearest import nearest_similarity_pruned
 
 BLOCK = 2048            # rows per block of the blockwise similarity products
 SEMDEDUP_MAX = 16384    # larger clusters are compared inside their sub-clusters
@@ -246,10 +247,10 @@ def density_weights(centroids, cluster, dist, sizes, *, temperature, inter_neigh
 # -- coverage ----------------------------------------------------------------------------------
 
 
-def coverage(emb, cluster, keep, k, rng, sample: int) -> dict:
+def coverage(emb, cluster, keep, centroids, rng, sample: int) -> dict:
     """Mean and 95th-percentile cosine distance from ``sample`` pool documents (0: all) to their
-    nearest selected one, and the entropy of the selected cluster sizes; each also for a random
-    selection of the same size (``random_*``)."""
+    nearest selected one (:func:`.nearest.nearest_similarity_pruned`), and the entropy of the
+    selected cluster sizes; each also for a random selection of the same size (``random_*``)."""
     n = len(keep)
     m = int(keep.sum())
     if n == 0 or m == 0:
@@ -261,9 +262,9 @@ def coverage(emb, cluster, keep, k, rng, sample: int) -> dict:
     queries = emb[q_idx]
     out = {"pool_docs_measured": int(n_q), "selected": m}
     for name, mask in (("", keep), ("random_", rand)):
-        d = 1.0 - nearest_similarity(queries, emb[mask])
+        d = 1.0 - nearest_similarity_pruned(queries, centroids, emb[mask], cluster[mask])
         d = np.clip(d, 0.0, 2.0)
         out[f"{name}mean_distance"] = round(float(d.mean()), 6)
         out[f"{name}p95_distance"] = round(float(np.quantile(d, 0.95)), 6)
-        out[f"{name}cluster_entropy"] = round(entropy(np.bincount(cluster[mask], minlength=k)), 6)
+        out[f"{name}cluster_entropy"] = round(entropy(np.bincount(cluster[mask], minlength=len(centroids))), 6)
     return out
