@@ -285,3 +285,39 @@ def test_pool_toward_wikipedia_keeps_encyclopedia(tmp_path):
     print(f"\nquality_classifier toward Wikipedia: encyclopedia share {shares[0.02]:.3f} at 2%, "
           f"{shares[0.04]:.3f} at 4%; holdout AUC {metrics['holdout_auc']:.3f}")
     assert shares[0.02] >= 0.95 and shares[0.04] >= 0.75
+
+
+def _train_model(tmp_path, name, lines, positive, **args):
+    train = str(tmp_path / f"{name}.train")
+    ft.write_train_file(train, positive, lines)
+    path = str(tmp_path / f"{name}.bin")
+    ft.train(train, path, {**bare(**SMALL, keep=0.2)._train_args(), **args}, "test")
+    return ft.load(path, "test")
+
+
+def test_numba_prediction_equals_fasttexts(tmp_path):
+    """The numba predictor gives fastText's probabilities (float rounding aside) for softmax models
+    of word n-gram orders 2 and 3 (a unigram model diverges to NaN on this corpus whatever the
+    rate, in fastText's own training), on Unicode, label-like, out-of-vocabulary, blank and very long lines, over
+    Arrow slices; other models are left to fastText."""
+    from shardsift.selectors.quality.fast_predict import fast_predictor
+
+    texts = POOL.column("text").combine_chunks()
+    odd = pa.array(["", "   ", "qqzx vvbn", "Ünïcödé wörds ß 東京 the star", "__label__positive star planet",
+                    "a\nb\tc\rd\x0be\x0cf", " ".join(["star", "court"] * 3000), "é" * 50])
+    lines = ft.normalize(pa.concat_arrays([texts, odd]), lowercase=True, collapse_whitespace=False, max_chars=0)
+    positive = np.asarray(POOL_TOPICAL)
+    train_lines = ft.normalize(texts, lowercase=True, collapse_whitespace=False, max_chars=0)
+    for n in (2, 3):
+        model = _train_model(tmp_path, f"ng{n}", train_lines, positive, wordNgrams=n)
+        fast = fast_predictor(model)
+        assert fast is not None
+        for label in (ft.POSITIVE, ft.NEGATIVE):
+            for part in (lines, lines.slice(7, 300)):
+                want, got = ft.predict(model, part, label), fast(part, label)
+                assert np.abs(got - want).max() < 1e-6, (n, label)
+        assert len(np.unique(fast(lines, ft.POSITIVE))) > 10   # the model separates something
+    for other in ({"loss": "ova"}, {"loss": "hs"}, {"minn": 2, "maxn": 4}):
+        assert fast_predictor(_train_model(tmp_path, "other", train_lines, positive, **other)) is None
+    assert fitted(tmp_path).fit_metrics_["prediction"] == "shardsift (numba)"
+    assert fitted(tmp_path, name="ova", loss="ova").fit_metrics_["prediction"] == "fastText"

@@ -124,6 +124,18 @@ class QualityClassifier(Selector):
         path = getattr(self, "model_path_", None) or self.model
         if path and getattr(self, "model_", None) is None:
             self.model_ = ft.load(path, f"{self.display_name()}.model")
+            from .fast_predict import fast_predictor  # numba: loaded where a model is
+
+            self.predictor_ = fast_predictor(self.model_)
+
+    def _predict(self, lines: pa.Array) -> np.ndarray:
+        """P(positive) per normalised line: the numba predictor where it covers the model, else fastText's."""
+        if getattr(self, "predictor_", None) is not None:
+            return self.predictor_(lines, self.label_)
+        return ft.predict(self.model_, lines, self.label_)
+
+    def _predictor_name(self) -> str:
+        return "shardsift (numba)" if getattr(self, "predictor_", None) is not None else "fastText"
 
     @property
     def version(self) -> str:
@@ -140,6 +152,7 @@ class QualityClassifier(Selector):
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("model_", None)   # fastText models do not pickle; setup() loads them again
+        state.pop("predictor_", None)
         return state
 
     def fit(self, ctx):
@@ -151,7 +164,7 @@ class QualityClassifier(Selector):
             self.label_ = ft.positive_label(self.model_, self.label or "positive", self.model, f"{where}.label")
             self.model_path_ = os.path.abspath(self.model)
             return {"trained": False, "model": self.model_path_, "label": self.label_,
-                    "labels": list(self.model_.get_labels())}
+                    "labels": list(self.model_.get_labels()), "prediction": self._predictor_name()}
         pos = self._read_lines(ctx.read_input(self.positives, f"{where}.positives"), f"{where}.positives")
         if self.negatives is not None:
             neg = self._read_lines(ctx.read_input(self.negatives, f"{where}.negatives"), f"{where}.negatives")
@@ -184,11 +197,11 @@ class QualityClassifier(Selector):
         self.model_ = None
         self.setup()
         metrics = {"trained": True, **n_read, "train_positives": len(pos_train), "train_negatives": len(neg_train),
-                   **timing}
+                   **timing, "prediction": self._predictor_name()}
         if len(pos_hold) or len(neg_hold):
             hold = pa.concat_arrays([pos.take(pa.array(pos_hold)), neg.take(pa.array(neg_hold))])
             truth = np.concatenate([np.ones(len(pos_hold), bool), np.zeros(len(neg_hold), bool)])
-            metrics.update(ft.holdout_figures(ft.predict(self.model_, hold, self.label_), truth))
+            metrics.update(ft.holdout_figures(self._predict(hold), truth))
         return metrics
 
     def _read_lines(self, batches, where: str) -> pa.Array:
@@ -206,7 +219,7 @@ class QualityClassifier(Selector):
     def score(self, docs):
         if getattr(self, "model_", None) is None:
             raise RuntimeError(f"{self.display_name()}: score before setup(): no model loaded")
-        p = ft.predict(self.model_, self._normalize(docs.text), self.label_)
+        p = self._predict(self._normalize(docs.text))
         return {"score": p, "idhash": hash_strings(docs.ids)}
 
     def budget(self) -> Budget:

@@ -1,0 +1,201 @@
+"""fastText supervised prediction over a batch of lines in one numba call.
+
+fastText's own ``predict`` goes through a Python string per document and a C++ stream per line;
+most of its time is that, not the model. For the models most classifiers are (softmax loss, word
+n-grams, no character n-grams, not quantized) this computes the same thing from the model's own
+matrices and vocabulary, straight from the Arrow buffer: words split on fastText's separators and
+an end-of-line token appended, each word looked up by fastText's hash (FNV-1a over signed bytes)
+and its bytes, word n-grams hashed into the buckets as fastText hashes them, the hidden vector the
+mean of the input rows, softmax over the output rows, and the probability as fastText's Python
+binding returns it (``exp(log(p + 1e-5))``). Other models use fastText's ``predict``
+(:func:`.classifier.predict`). Tests compare the two on trained models.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+EOS = "</s>"
+_NGRAM_MUL = np.uint64(116049371)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _is_sep(b):
+    return b == 32 or b == 10 or b == 13 or b == 9 or b == 11 or b == 12 or b == 0
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fnv(data, lo, hi):
+    """fastText's word hash: 32-bit FNV-1a over the bytes as signed chars."""
+    h = np.uint64(2166136261)
+    for i in range(lo, hi):
+        b = np.uint64(data[i])
+        if b >= 128:
+            b |= np.uint64(0xFFFFFF00)
+        h = ((h ^ b) * np.uint64(16777619)) & np.uint64(0xFFFFFFFF)
+    return h
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _widen(h):
+    """fastText keeps word hashes as int32 and widens them to uint64 for n-grams: sign extension."""
+    return h | np.uint64(0xFFFFFFFF00000000) if h >= np.uint64(0x80000000) else h
+
+
+@nb.njit(cache=True, nogil=True)
+def _word_hashes(buf, off):
+    n = off.shape[0] - 1
+    out = np.empty(n, dtype=np.uint64)
+    for w in range(n):
+        out[w] = _fnv(buf, off[w], off[w + 1])
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _build_table(hashes, size):
+    table = np.full(size, -1, dtype=np.int64)
+    mask = np.uint64(size - 1)
+    for w in range(hashes.shape[0]):
+        s = hashes[w] & mask
+        while table[s] != -1:
+            s = (s + np.uint64(1)) & mask
+        table[s] = w
+    return table
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _lookup(data, lo, hi, h, table, hashes, buf, off):
+    mask = np.uint64(table.shape[0] - 1)
+    s = h & mask
+    while table[s] != -1:
+        w = table[s]
+        if hashes[w] == h and off[w + 1] - off[w] == hi - lo:
+            same = True
+            base = off[w]
+            for i in range(hi - lo):
+                if buf[base + i] != data[lo + i]:
+                    same = False
+                    break
+            if same:
+                return w
+        s = (s + np.uint64(1)) & mask
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _predict(data, offsets, table, hashes, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label):
+    n = offsets.shape[0] - 1
+    dim, n_out = wi.shape[1], wo.shape[0]
+    longest = 0
+    for d in range(n):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    cap = longest // 2 + 2
+    word_h = np.empty(cap, dtype=np.uint64)
+    ids = np.empty(cap * ngrams, dtype=np.int64)
+    hidden = np.empty(dim, dtype=np.float32)
+    out = np.empty(n_out, dtype=np.float32)
+    prob = np.zeros(n, dtype=np.float64)
+    bk = np.uint64(bucket)
+    for d in range(n):
+        nh, ni = 0, 0
+        i, hi = offsets[d], offsets[d + 1]
+        while i < hi:
+            if _is_sep(data[i]):
+                i += 1
+                continue
+            lo = i
+            while i < hi and not _is_sep(data[i]):
+                i += 1
+            h = _fnv(data, lo, i)
+            w = _lookup(data, lo, i, h, table, hashes, buf, off)
+            word_h[nh] = _widen(h)
+            nh += 1
+            if w >= 0:
+                ids[ni] = w
+                ni += 1
+        word_h[nh] = _widen(eos_h)
+        nh += 1
+        if eos_id >= 0:
+            ids[ni] = eos_id
+            ni += 1
+        for a in range(nh):
+            h = word_h[a]
+            for b in range(a + 1, min(nh, a + ngrams)):
+                h = h * _NGRAM_MUL + word_h[b]
+                ids[ni] = nwords + np.int64(h % bk)
+                ni += 1
+        if ni == 0:
+            continue   # fastText makes no prediction: probability 0
+        hidden[:] = 0.0
+        for t in range(ni):
+            row = wi[ids[t]]
+            for j in range(dim):
+                hidden[j] += row[j]
+        inv = np.float32(1.0 / ni)
+        for j in range(dim):
+            hidden[j] *= inv
+        for c in range(n_out):
+            s = np.float32(0.0)
+            for j in range(dim):
+                s += wo[c, j] * hidden[j]
+            out[c] = s
+        top = out[0]
+        for c in range(n_out):
+            top = max(top, out[c])
+        z = np.float32(0.0)
+        for c in range(n_out):
+            out[c] = np.float32(math.exp(out[c] - top))
+            z += out[c]
+        p = out[label] / z
+        prob[d] = min(max(np.float32(math.exp(np.float32(math.log(np.float64(p) + 1e-5)))), 0.0), 1.0)
+    return prob
+
+
+class FastPredictor:
+    """A supervised softmax fastText model's vocabulary and matrices, ready for :func:`_predict`."""
+
+    def __init__(self, model, words: list[str]):
+        args = model.f.getArgs()
+        raw = [w.encode("utf-8") for w in words]
+        self.buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
+        self.off = np.zeros(len(raw) + 1, dtype=np.int64)
+        np.cumsum([len(w) for w in raw], out=self.off[1:])
+        self.hashes = _word_hashes(self.buf, self.off)
+        self.table = _build_table(self.hashes, 1 << max(4, (2 * len(raw)).bit_length()))
+        self.wi = np.ascontiguousarray(model.get_input_matrix(), dtype=np.float32)
+        self.wo = np.ascontiguousarray(model.get_output_matrix(), dtype=np.float32)
+        self.nwords, self.bucket, self.ngrams = len(raw), int(args.bucket), max(1, int(args.wordNgrams))
+        eos = np.frombuffer(EOS.encode(), dtype=np.uint8)
+        self.eos_h = _fnv(eos, 0, len(eos))
+        self.eos_id = words.index(EOS) if EOS in words else -1
+        self.labels = list(model.get_labels())
+
+    def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
+        """P(label) per line, float64: lines as :func:`.classifier.predict` takes them."""
+        lines = lines.cast(pa.large_string())
+        if len(lines) == 0:
+            return np.zeros(0, dtype=np.float64)
+        if lines.null_count:
+            lines = lines.fill_null("")
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
+        data = lines.buffers()[2]
+        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+        return _predict(data, offsets, self.table, self.hashes, self.buf, self.off, self.wi, self.wo, self.nwords,
+                        self.bucket, self.ngrams, self.eos_h, self.eos_id, self.labels.index(label))
+
+
+def fast_predictor(model) -> FastPredictor | None:
+    """The numba predictor for ``model``, or None where fastText's own predict must run (another
+    loss, character n-grams, a quantized model, a vocabulary that is not valid UTF-8)."""
+    args = model.f.getArgs()
+    if (str(args.loss) != "loss_name.softmax" or str(args.model) != "model_name.supervised" or args.maxn > 0
+            or model.is_quantized()):
+        return None
+    try:
+        words = list(model.get_words())
+    except UnicodeDecodeError:
+        return None
+    return FastPredictor(model, words)
