@@ -56,37 +56,41 @@ def _word_hashes(buf, off):
 
 @nb.njit(cache=True, nogil=True)
 def _build_table(hashes, size):
+    """Open addressing by hash: each slot (hash << 32 | word id), so a probe reads one array."""
     table = np.full(size, -1, dtype=np.int64)
     mask = np.uint64(size - 1)
     for w in range(hashes.shape[0]):
         s = hashes[w] & mask
         while table[s] != -1:
             s = (s + np.uint64(1)) & mask
-        table[s] = w
+        table[s] = np.int64((hashes[w] << np.uint64(32)) | np.uint64(w))
     return table
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _lookup(data, lo, hi, h, table, hashes, buf, off):
+def _lookup(data, lo, hi, h, table, buf, off):
+    """The word id of data[lo:hi] (hash ``h``), or -1: same hash, then same bytes."""
     mask = np.uint64(table.shape[0] - 1)
     s = h & mask
     while table[s] != -1:
-        w = table[s]
-        if hashes[w] == h and off[w + 1] - off[w] == hi - lo:
-            same = True
-            base = off[w]
-            for i in range(hi - lo):
-                if buf[base + i] != data[lo + i]:
-                    same = False
-                    break
-            if same:
-                return w
+        e = np.uint64(table[s])
+        if (e >> np.uint64(32)) == h:
+            w = np.int64(e & np.uint64(0xFFFFFFFF))
+            if off[w + 1] - off[w] == hi - lo:
+                same = True
+                base = off[w]
+                for i in range(hi - lo):
+                    if buf[base + i] != data[lo + i]:
+                        same = False
+                        break
+                if same:
+                    return w
         s = (s + np.uint64(1)) & mask
     return -1
 
 
 @nb.njit(cache=True, nogil=True)
-def _predict(data, offsets, table, hashes, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label):
+def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label):
     n = offsets.shape[0] - 1
     dim, n_out = wi.shape[1], wo.shape[0]
     longest = 0
@@ -110,7 +114,7 @@ def _predict(data, offsets, table, hashes, buf, off, wi, wo, nwords, bucket, ngr
             while i < hi and not _is_sep(data[i]):
                 i += 1
             h = _fnv(data, lo, i)
-            w = _lookup(data, lo, i, h, table, hashes, buf, off)
+            w = _lookup(data, lo, i, h, table, buf, off)
             word_h[nh] = _widen(h)
             nh += 1
             if w >= 0:
@@ -163,8 +167,7 @@ class FastPredictor:
         self.buf = np.frombuffer(b"".join(raw), dtype=np.uint8)
         self.off = np.zeros(len(raw) + 1, dtype=np.int64)
         np.cumsum([len(w) for w in raw], out=self.off[1:])
-        self.hashes = _word_hashes(self.buf, self.off)
-        self.table = _build_table(self.hashes, 1 << max(4, (2 * len(raw)).bit_length()))
+        self.table = _build_table(_word_hashes(self.buf, self.off), 1 << max(4, (2 * len(raw)).bit_length()))
         self.wi = np.ascontiguousarray(model.get_input_matrix(), dtype=np.float32)
         self.wo = np.ascontiguousarray(model.get_output_matrix(), dtype=np.float32)
         self.nwords, self.bucket, self.ngrams = len(raw), int(args.bucket), max(1, int(args.wordNgrams))
@@ -183,7 +186,7 @@ class FastPredictor:
         offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
         data = lines.buffers()[2]
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        return _predict(data, offsets, self.table, self.hashes, self.buf, self.off, self.wi, self.wo, self.nwords,
+        return _predict(data, offsets, self.table, self.buf, self.off, self.wi, self.wo, self.nwords,
                         self.bucket, self.ngrams, self.eos_h, self.eos_id, self.labels.index(label))
 
 
