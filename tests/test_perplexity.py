@@ -284,6 +284,17 @@ def test_end_to_end_recovers_correlated_domains(sample_dir, tmp_path):
     assert kept3.min() == met3["include_prob_threshold"] >= s3.filter(pc.invert(s3.column("kept"))).column(
         "score").to_numpy().max()
 
+    # the runs score with the numba predictor; fastText's own predict gives the same P(include)
+    from shardsift.selectors.fasttext_predict import fast_predictor
+    from shardsift.selectors.perplexity import classifier as clf
+
+    model = clf.load_model(model_path)
+    text = pads.dataset(str(sample_dir / "pool")).to_table(columns=["text"]).column("text").combine_chunks()
+    lines = clf.fasttext_lines(text, 0, True)
+    fast = fast_predictor(model)
+    assert fast is not None
+    assert np.abs(clf.predict_include(model, lines, fast) - clf.predict_include(model, lines)).max() < 1e-6
+
 
 PLANTED = ["astronomy", "law", "medicine"]
 

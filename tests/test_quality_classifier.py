@@ -300,7 +300,7 @@ def test_numba_prediction_equals_fasttexts(tmp_path):
     of word n-gram orders 2 and 3 (a unigram model diverges to NaN on this corpus whatever the
     rate, in fastText's own training), on Unicode, label-like, out-of-vocabulary, blank and very long lines, over
     Arrow slices; other models are left to fastText."""
-    from shardsift.selectors.quality.fast_predict import fast_predictor
+    from shardsift.selectors.fasttext_predict import fast_predictor
 
     texts = POOL.column("text").combine_chunks()
     odd = pa.array(["", "   ", "qqzx vvbn", "Ünïcödé wörds ß 東京 the star", "__label__positive star planet",

@@ -147,10 +147,15 @@ def write_fasttext_file(path: str, labels: np.ndarray, lines: pa.Array) -> None:
             fh.write(memoryview(data)[offsets[0]:offsets[-1]])
 
 
-def predict_include(model, lines: pa.Array) -> np.ndarray:
-    """P(include) per line (fastText's softmax over the two labels)."""
+def predict_include(model, lines: pa.Array, fast=None) -> np.ndarray:
+    """P(include) per line (fastText's softmax over the two labels); ``fast``: the model's numba
+    predictor (``fasttext_predict.fast_predictor``) where it has one."""
     if len(lines) == 0:
         return np.zeros(0, dtype=np.float64)
+    if fast is not None and len(fast.labels) == 2:
+        p = fast.probabilities(lines)
+        p_inc = p[:, fast.labels.index(INCLUDE)]
+        return np.clip(p_inc / np.maximum(p.sum(axis=1), 1e-12), 0.0, 1.0)
     labels, probs = model.predict(lines.to_pylist(), k=2)
     first_is_inc = np.fromiter((lab[0] == INCLUDE if lab else False for lab in labels), bool, len(labels))
     p = np.zeros((len(probs), 2), dtype=np.float64)

@@ -114,10 +114,14 @@ class PerplexityCorrelationSelector(Selector):
             what = "perplexity_correlation.model" if path == self.model else "the trained classifier"
             raise DataError(f"{what}: {path}: file not found")
         self._model = clf.load_model(path)
+        from ..fasttext_predict import fast_predictor  # numba: loaded where a model is
+
+        self._fast = fast_predictor(self._model)
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_model", None)  # fastText models do not pickle; setup() loads model_path_ again
+        state.pop("_fast", None)
         return state
 
     # -- fit -------------------------------------------------------------------------------------
@@ -194,6 +198,9 @@ class PerplexityCorrelationSelector(Selector):
         self.model_path_ = os.path.join(ctx.work_dir, "fasttext.bin")
         model.save_model(self.model_path_)
         self._model = model
+        from ..fasttext_predict import fast_predictor
+
+        self._fast = fast_predictor(model)
         os.remove(train_path)
 
         metrics = {"trained": True, "models": len(models), "keys": len(keys),
@@ -204,7 +211,7 @@ class PerplexityCorrelationSelector(Selector):
                    "train_docs": int(train.sum()), "lr_used": self.lr_used_, "train_include": int(labels[train].sum()),
                    "holdout_docs": int(hold.sum())}
         if hold.any():
-            p = clf.predict_include(model, lines.filter(pa.array(hold)))
+            p = clf.predict_include(model, lines.filter(pa.array(hold)), self._fast)
             pred, truth = p >= 0.5, labels[hold]
             tp = int((pred & truth).sum())
             metrics["holdout_precision"] = tp / max(int(pred.sum()), 1) if pred.any() else None
@@ -261,7 +268,7 @@ class PerplexityCorrelationSelector(Selector):
         else:
             rank = pc.index_in(doc_keys(docs, self.key), value_set=include_keys).fill_null(-1)
             rank = rank.to_numpy(zero_copy_only=False).astype(np.int64)
-        return {"score": clf.predict_include(self._model, lines), "include_rank": rank}
+        return {"score": clf.predict_include(self._model, lines, self._fast), "include_rank": rank}
 
     def decide(self, scores, ctx=None):
         """Fill the budget with the include keys' documents in fill order (within a key, most likely

@@ -124,7 +124,7 @@ class QualityClassifier(Selector):
         path = getattr(self, "model_path_", None) or self.model
         if path and getattr(self, "model_", None) is None:
             self.model_ = ft.load(path, f"{self.display_name()}.model")
-            from .fast_predict import fast_predictor  # numba: loaded where a model is
+            from ..fasttext_predict import fast_predictor  # numba: loaded where a model is
 
             self.predictor_ = fast_predictor(self.model_)
 

@@ -7,8 +7,9 @@ matrices and vocabulary, straight from the Arrow buffer: words split on fastText
 an end-of-line token appended, each word looked up by fastText's hash (FNV-1a over signed bytes)
 and its bytes, word n-grams hashed into the buckets as fastText hashes them, the hidden vector the
 mean of the input rows, softmax over the output rows, and the probability as fastText's Python
-binding returns it (``exp(log(p + 1e-5))``). Other models use fastText's ``predict``
-(:func:`.classifier.predict`). Tests compare the two on trained models.
+binding returns it (``exp(log(p + 1e-5))``). Other models keep fastText's ``predict``. Used by
+``quality_classifier`` and ``perplexity_correlation``'s filter; tests compare the two on trained
+models.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def _lookup(data, lo, hi, h, table, buf, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label):
+def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id):
     n = offsets.shape[0] - 1
     dim, n_out = wi.shape[1], wo.shape[0]
     longest = 0
@@ -101,7 +102,7 @@ def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos
     ids = np.empty(cap * ngrams, dtype=np.int64)
     hidden = np.empty(dim, dtype=np.float32)
     out = np.empty(n_out, dtype=np.float32)
-    prob = np.zeros(n, dtype=np.float64)
+    prob = np.zeros((n, n_out), dtype=np.float64)   # a line without any word: no prediction, zeros
     bk = np.uint64(bucket)
     for d in range(n):
         nh, ni = 0, 0
@@ -153,8 +154,8 @@ def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos
         for c in range(n_out):
             out[c] = np.float32(math.exp(out[c] - top))
             z += out[c]
-        p = out[label] / z
-        prob[d] = min(max(np.float32(math.exp(np.float32(math.log(np.float64(p) + 1e-5)))), 0.0), 1.0)
+        for c in range(n_out):
+            prob[d, c] = np.float32(math.exp(np.float32(math.log(np.float64(out[c] / z) + 1e-5))))
     return prob
 
 
@@ -176,18 +177,23 @@ class FastPredictor:
         self.eos_id = words.index(EOS) if EOS in words else -1
         self.labels = list(model.get_labels())
 
-    def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
-        """P(label) per line, float64: lines as :func:`.classifier.predict` takes them."""
+    def probabilities(self, lines: pa.Array) -> np.ndarray:
+        """Every label's probability per line (columns in ``self.labels`` order), as fastText's
+        ``predict(k=-1)`` gives them; a row of zeros where fastText makes no prediction."""
         lines = lines.cast(pa.large_string())
         if len(lines) == 0:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros((0, len(self.labels)), dtype=np.float64)
         if lines.null_count:
             lines = lines.fill_null("")
         offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
         data = lines.buffers()[2]
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        return _predict(data, offsets, self.table, self.buf, self.off, self.wi, self.wo, self.nwords,
-                        self.bucket, self.ngrams, self.eos_h, self.eos_id, self.labels.index(label))
+        return _predict(data, offsets, self.table, self.buf, self.off, self.wi, self.wo, self.nwords, self.bucket,
+                        self.ngrams, self.eos_h, self.eos_id)
+
+    def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
+        """P(label) per line, float64, in [0, 1]."""
+        return np.clip(self.probabilities(lines)[:, self.labels.index(label)], 0.0, 1.0)
 
 
 def fast_predictor(model) -> FastPredictor | None:
