@@ -317,6 +317,11 @@ def test_numba_prediction_equals_fasttexts(tmp_path):
                 want, got = ft.predict(model, part, label), fast(part, label)
                 assert np.abs(got - want).max() < 1e-6, (n, label)
         assert len(np.unique(fast(lines, ft.POSITIVE))) > 10   # the model separates something
+        raw = pa.array(["__label__positive star planet", "star __label__x planet", "__label__negative"])
+        assert np.abs(fast(raw, ft.POSITIVE) - ft.predict(model, raw, ft.POSITIVE)).max() < 1e-6
+        first = pa.array(["star planet orbit", "star planet orbit\ncourt judge team", "star planet orbit\n"])
+        assert len(set(fast(first, ft.POSITIVE).tolist())) == 1   # fastText reads up to the first newline
+        assert np.abs(fast(first, ft.POSITIVE) - ft.predict(model, first, ft.POSITIVE)).max() < 1e-6
     for other in ({"loss": "ova"}, {"loss": "hs"}, {"minn": 2, "maxn": 4}):
         assert fast_predictor(_train_model(tmp_path, "other", train_lines, positive, **other)) is None
     assert fitted(tmp_path).fit_metrics_["prediction"] == "shardsift (numba)"

@@ -4,7 +4,7 @@ fastText's own ``predict`` goes through a Python string per document and a C++ s
 most of its time is that, not the model. For the models most classifiers are (softmax loss, word
 n-grams, no character n-grams, not quantized) this computes the same thing from the model's own
 matrices and vocabulary, straight from the Arrow buffer: words split on fastText's separators and
-an end-of-line token appended, each word looked up by fastText's hash (FNV-1a over signed bytes)
+an end-of-line token appended, tokens with the label prefix skipped, each word looked up by fastText's hash (FNV-1a over signed bytes)
 and its bytes, word n-grams hashed into the buckets as fastText hashes them, the hidden vector the
 mean of the input rows, softmax over the output rows, and the probability as fastText's Python
 binding returns it (``exp(log(p + 1e-5))``). Other models keep fastText's ``predict``. Used by
@@ -44,6 +44,16 @@ def _fnv(data, lo, hi):
 def _widen(h):
     """fastText keeps word hashes as int32 and widens them to uint64 for n-grams: sign extension."""
     return h | np.uint64(0xFFFFFFFF00000000) if h >= np.uint64(0x80000000) else h
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _starts_with(data, lo, hi, prefix):
+    if hi - lo < prefix.shape[0]:
+        return False
+    for i in range(prefix.shape[0]):  # noqa: SIM110 (numba: no generator in all())
+        if data[lo + i] != prefix[i]:
+            return False
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
@@ -91,7 +101,7 @@ def _lookup(data, lo, hi, h, table, buf, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id):
+def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label_prefix):
     n = offsets.shape[0] - 1
     dim, n_out = wi.shape[1], wo.shape[0]
     longest = 0
@@ -108,12 +118,16 @@ def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos
         nh, ni = 0, 0
         i, hi = offsets[d], offsets[d + 1]
         while i < hi:
+            if data[i] == 10:
+                break   # fastText reads a line up to its first newline
             if _is_sep(data[i]):
                 i += 1
                 continue
             lo = i
             while i < hi and not _is_sep(data[i]):
                 i += 1
+            if _starts_with(data, lo, i, label_prefix):
+                continue   # a label, not a word: neither a row nor part of an n-gram
             h = _fnv(data, lo, i)
             w = _lookup(data, lo, i, h, table, buf, off)
             word_h[nh] = _widen(h)
@@ -175,6 +189,7 @@ class FastPredictor:
         eos = np.frombuffer(EOS.encode(), dtype=np.uint8)
         self.eos_h = _fnv(eos, 0, len(eos))
         self.eos_id = words.index(EOS) if EOS in words else -1
+        self.label_prefix = np.frombuffer(str(args.label).encode(), dtype=np.uint8)
         self.labels = list(model.get_labels())
 
     def probabilities(self, lines: pa.Array) -> np.ndarray:
@@ -189,7 +204,7 @@ class FastPredictor:
         data = lines.buffers()[2]
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
         return _predict(data, offsets, self.table, self.buf, self.off, self.wi, self.wo, self.nwords, self.bucket,
-                        self.ngrams, self.eos_h, self.eos_id)
+                        self.ngrams, self.eos_h, self.eos_id, self.label_prefix)
 
     def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
         """P(label) per line, float64, in [0, 1]."""
