@@ -213,13 +213,15 @@ class FastPredictor:
 
 def fast_predictor(model) -> FastPredictor | None:
     """The numba predictor for ``model``, or None where fastText's own predict must run (another
-    loss, character n-grams, a quantized model, a vocabulary that is not valid UTF-8)."""
+    loss, character n-grams, a quantized model, a vocabulary that is not valid UTF-8, an input matrix
+    that is not the words' rows then the buckets')."""
     args = model.f.getArgs()
     if (str(args.loss) != "loss_name.softmax" or str(args.model) != "model_name.supervised" or args.maxn > 0
-            or model.is_quantized()):
+            or model.is_quantized() or (args.wordNgrams > 1 and args.bucket <= 0)):
         return None
     try:
         words = list(model.get_words())
     except UnicodeDecodeError:
         return None
-    return FastPredictor(model, words)
+    fast = FastPredictor(model, words)
+    return fast if fast.wi.shape[0] == fast.nwords + fast.bucket else None  # rows: words, then buckets
