@@ -35,27 +35,31 @@ def lower(arr):
     return arrow_call("utf8_lower", arr)
 
 
-@nb.njit(cache=True, nogil=True)
-def _is_space(b):
-    return b == 32 or (9 <= b <= 13)
+def _byte_classes(mode: int) -> np.ndarray:
+    """Each byte's class in ``mode``: 0 word (ASCII letters, digits, ``_`` and every byte of a
+    non-ASCII character), 1 punctuation, 2 any non-space (whitespace mode), -1 a separator."""
+    b = np.arange(256)
+    space = (b == 32) | ((b >= 9) & (b <= 13))
+    word = ((b >= 48) & (b <= 57)) | ((b >= 65) & (b <= 90)) | ((b >= 97) & (b <= 122)) | (b == 95) | (b >= 128)
+    if mode == 2:
+        cls = np.full(256, 2)
+    else:
+        cls = np.where(word, 0, -1 if mode == 1 else 1)
+    return np.where(space, -1, cls).astype(np.int8)
 
 
-@nb.njit(cache=True, nogil=True)
-def _is_word(b):
-    return (
-        (48 <= b <= 57)
-        or (65 <= b <= 90)
-        or (97 <= b <= 122)
-        or b == 95
-        or b >= 128
-    )
-
+_CLASSES = [_byte_classes(m) for m in range(3)]
+_FOLD = [np.arange(256, dtype=np.uint64), np.where((np.arange(256) >= 65) & (np.arange(256) <= 90),
+                                                   np.arange(256) + 32, np.arange(256)).astype(np.uint64)]
 
 _mix64 = nb.njit(cache=True, nogil=True)(mix64)
 
 
 @nb.njit(cache=True, nogil=True)
-def _tokenize(starts, ends, data, mode, lowercase):
+def _tokenize(starts, ends, data, classes, fold):
+    """FNV-1a of each token's bytes (``fold``: ASCII lowercasing or none), tokens being runs of
+    bytes of one class (``classes``: a table per byte, so the loop has one lookup, no chain of
+    comparisons)."""
     n = starts.shape[0]
     total = 0
     for d in range(n):
@@ -64,31 +68,21 @@ def _tokenize(starts, ends, data, mode, lowercase):
     doc_off = np.zeros(n + 1, dtype=np.int64)
     t = 0
     prime = np.uint64(0x100000001B3)
+    basis = np.uint64(0xCBF29CE484222325)
     for d in range(n):
-        cls = -1  # class of the current token: 0 word, 1 punct, 2 non-space (whitespace mode)
-        h = np.uint64(0xCBF29CE484222325)
+        cls = -1  # class of the current token
+        h = basis
         for i in range(starts[d], ends[d]):
             b = data[i]
-            if _is_space(b):
-                c = -1
-            elif mode == 2:
-                c = 2
-            elif _is_word(b):
-                c = 0
-            elif mode == 1:
-                c = -1
-            else:
-                c = 1
+            c = classes[b]
             if c != cls:
                 if cls != -1:
                     hashes[t] = _mix64(h)
                     t += 1
-                h = np.uint64(0xCBF29CE484222325)
+                h = basis
                 cls = c
             if c != -1:
-                if lowercase and 65 <= b <= 90:
-                    b = b + 32
-                h = (h ^ np.uint64(b)) * prime
+                h = (h ^ fold[b]) * prime
         if cls != -1:
             hashes[t] = _mix64(h)
             t += 1
@@ -103,7 +97,7 @@ def tokenize(arr, mode: str = "wordpunct", lowercase: bool = True) -> tuple[np.n
     ``token_hashes[doc_offsets[d]:doc_offsets[d+1]]``.
     """
     s, e, data = spans(arr)
-    return _tokenize(s, e, data, MODES[mode], lowercase)
+    return _tokenize(s, e, data, _CLASSES[MODES[mode]], _FOLD[int(bool(lowercase))])
 
 
 @nb.njit(cache=True, nogil=True)
