@@ -49,8 +49,8 @@ def _byte_classes(mode: int) -> np.ndarray:
 
 
 _CLASSES = [_byte_classes(m) for m in range(3)]
-_FOLD = [np.arange(256, dtype=np.uint64), np.where((np.arange(256) >= 65) & (np.arange(256) <= 90),
-                                                   np.arange(256) + 32, np.arange(256)).astype(np.uint64)]
+_FOLD = [np.arange(256, dtype=np.uint64), np.arange(256, dtype=np.uint64)]  # as is; ASCII lowercased
+_FOLD[1][65:91] += np.uint64(32)
 
 _mix64 = nb.njit(cache=True, nogil=True)(mix64)
 
@@ -67,11 +67,9 @@ def _tokenize(starts, ends, data, classes, fold):
     hashes = np.empty(total, dtype=np.uint64)
     doc_off = np.zeros(n + 1, dtype=np.int64)
     t = 0
-    prime = np.uint64(0x100000001B3)
-    basis = np.uint64(0xCBF29CE484222325)
     for d in range(n):
         cls = -1  # class of the current token
-        h = basis
+        h = _FNV_OFFSET
         for i in range(starts[d], ends[d]):
             b = data[i]
             c = classes[b]
@@ -79,10 +77,10 @@ def _tokenize(starts, ends, data, classes, fold):
                 if cls != -1:
                     hashes[t] = _mix64(h)
                     t += 1
-                h = basis
+                h = _FNV_OFFSET
                 cls = c
             if c != -1:
-                h = (h ^ fold[b]) * prime
+                h = (h ^ fold[b]) * _FNV_PRIME
         if cls != -1:
             hashes[t] = _mix64(h)
             t += 1
@@ -111,7 +109,6 @@ def _ngrams(tok, doc_off, n_min, n_max):
                 total += m - n + 1
     out = np.empty(total, dtype=np.uint64)
     out_off = np.zeros(nd + 1, dtype=np.int64)
-    golden = np.uint64(0x9E3779B97F4A7C15)
     k = 0
     for d in range(nd):
         a = doc_off[d]
@@ -123,7 +120,7 @@ def _ngrams(tok, doc_off, n_min, n_max):
                 else:
                     h = np.uint64(n)
                     for j in range(n):
-                        h = _mix64(h * golden + tok[a + i + j])
+                        h = _mix64(h * _GOLDEN + tok[a + i + j])
                     out[k] = h
                 k += 1
         out_off[d + 1] = k
