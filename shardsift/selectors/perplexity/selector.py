@@ -113,10 +113,13 @@ class PerplexityCorrelationSelector(Selector):
         if not os.path.exists(path):
             what = "perplexity_correlation.model" if path == self.model else "the trained classifier"
             raise DataError(f"{what}: {path}: file not found")
-        self._model = clf.load_model(path)
+        self._use(clf.load_model(path))
+
+    def _use(self, model) -> None:
+        """Score with ``model``: its numba predictor where it has one (every process the same way)."""
         from ..fasttext_predict import fast_predictor  # numba: loaded where a model is
 
-        self._fast = fast_predictor(self._model)
+        self._model, self._fast = model, fast_predictor(model)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -197,10 +200,7 @@ class PerplexityCorrelationSelector(Selector):
         model, self.lr_used_ = clf.train(train_path, settings, seed, self.losses)
         self.model_path_ = os.path.join(ctx.work_dir, "fasttext.bin")
         model.save_model(self.model_path_)
-        self._model = model
-        from ..fasttext_predict import fast_predictor
-
-        self._fast = fast_predictor(model)
+        self._use(model)
         os.remove(train_path)
 
         metrics = {"trained": True, "models": len(models), "keys": len(keys),
