@@ -19,6 +19,8 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from ..columns import spans
+
 EOS = "</s>"
 _NGRAM_MUL = np.uint64(116049371)
 
@@ -101,12 +103,12 @@ def _lookup(data, lo, hi, h, table, buf, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label_prefix):
-    n = offsets.shape[0] - 1
+def _predict(starts, ends, data, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label_prefix):
+    n = starts.shape[0]
     dim, n_out = wi.shape[1], wo.shape[0]
     longest = 0
     for d in range(n):
-        longest = max(longest, offsets[d + 1] - offsets[d])
+        longest = max(longest, ends[d] - starts[d])
     cap = longest // 2 + 2
     word_h = np.empty(cap, dtype=np.uint64)
     ids = np.empty(cap * ngrams, dtype=np.int64)
@@ -116,7 +118,7 @@ def _predict(data, offsets, table, buf, off, wi, wo, nwords, bucket, ngrams, eos
     bk = np.uint64(bucket)
     for d in range(n):
         nh, ni = 0, 0
-        i, hi = offsets[d], offsets[d + 1]
+        i, hi = starts[d], ends[d]
         while i < hi:
             if data[i] == 10:
                 break   # fastText reads a line up to its first newline
@@ -195,15 +197,10 @@ class FastPredictor:
     def probabilities(self, lines: pa.Array) -> np.ndarray:
         """Every label's probability per line (columns in ``self.labels`` order), as fastText's
         ``predict(k=-1)`` gives them; a row of zeros where fastText makes no prediction."""
-        lines = lines.cast(pa.large_string())
         if len(lines) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
-        if lines.null_count:
-            lines = lines.fill_null("")
-        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8)
-        data = lines.buffers()[2]
-        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        return _predict(data, offsets, self.table, self.buf, self.off, self.wi, self.wo, self.nwords, self.bucket,
+        starts, ends, data = spans(lines)
+        return _predict(starts, ends, data, self.table, self.buf, self.off, self.wi, self.wo, self.nwords, self.bucket,
                         self.ngrams, self.eos_h, self.eos_id, self.label_prefix)
 
     def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
