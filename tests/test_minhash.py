@@ -104,7 +104,8 @@ def test_signature_is_exact_minhash_mod_mersenne():
 @pytest.mark.parametrize("strip", [True, False])
 def test_signature_is_exact_minhash_multiply_shift(strip):
     # the fused word kernel gives exactly min over shingles of ((a*x + b) mod 2^64) >> 32
-    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3, strip_punctuation=strip)
+    sel = MinHashDedup(bands=4, rows=2, num_perm=8, hash_seed=3, strip_punctuation=strip,
+                       hash_family="multiply_shift")
     texts = ["One two, three four five six seven eight nine ten.", "short one", "", "x " * 40,
              "Ünïcode wörds ÀND more of them here"]
     sig = sel.signatures(pa.array(texts))
@@ -115,7 +116,46 @@ def test_signature_is_exact_minhash_multiply_shift(strip):
         ref = [min([((int(a[i]) * x + int(b[i])) % 2**64) >> 32 for x in xs], default=2**32) for i in range(8)]
         assert [int(v) for v in sig[d]] == ref, text
     # and the CSR kernel (used for char shingles) agrees with the fused one
-    assert np.array_equal(minhash_signatures(sh, off, 8, 3), sig)
+    assert np.array_equal(minhash_signatures(sh, off, 8, 3, "multiply_shift"), sig)
+
+
+def _one_permutation_reference(xs, a, b, k):
+    """One permutation hashing with optimal densification, spelled out in Python integers."""
+    M = 2**64
+    cur = [None] * k
+    for x in xs:
+        h = (int(a[0]) * x + int(b[0])) % M
+        j = ((h >> 32) * k) >> 32
+        v = h & 0xFFFFFFFF
+        cur[j] = v if cur[j] is None else min(cur[j], v)
+    if not xs:
+        return [2**32] * k
+    out = []
+    for j in range(k):
+        x, t = int(b[j]), 0
+        while cur[((x >> 32) * k) >> 32 if t else j] is None:
+            x, t = (x + int(a[j])) % M, t + 1
+        out.append(cur[((x >> 32) * k) >> 32 if t else j])
+    return out
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_one_permutation_signature_is_densified_one_permutation_hashing(strip):
+    # the default family: one hash per shingle into k bins, an empty bin takes the first filled bin
+    # of its own probe sequence; the fused word kernel and the CSR kernel (char shingles) agree
+    sel = MinHashDedup(bands=8, rows=4, num_perm=32, hash_seed=3, strip_punctuation=strip)
+    assert sel.hash_family == "one_permutation"
+    texts = ["One two, three four five six seven eight nine ten.", "short one", "", "x " * 40,
+             "Ünïcode wörds ÀND more of them here", " ".join(f"w{i}" for i in range(300))]
+    sig = sel.signatures(pa.array(texts))
+    sh, off = shingle_hashes(pa.array(texts), strip_punctuation=strip)
+    a, b = permutations(32, 3)
+    for d, text in enumerate(texts):
+        ref = _one_permutation_reference([int(x) for x in sh[off[d]:off[d + 1]]], a, b, 32)
+        assert [int(v) for v in sig[d]] == ref, text
+    assert (sig[5] < 2**32).all() and len(np.unique(sig[5])) > 24  # 296 shingles fill most of 32 bins
+    assert len(np.unique(sig[1])) == 1  # one shingle: every bin densified from it
+    assert np.array_equal(minhash_signatures(sh, off, 32, 3, "one_permutation"), sig)
 
 
 def test_signature_independent_of_layout_and_batches(planted):
@@ -134,7 +174,7 @@ def test_signature_independent_of_layout_and_batches(planted):
     assert not np.array_equal(MinHashDedup(hash_seed=2).signatures(pa.array(texts[:5])), whole[:5])
 
 
-@pytest.mark.parametrize("family", ["multiply_shift", "mersenne"])
+@pytest.mark.parametrize("family", ["one_permutation", "multiply_shift", "mersenne"])
 def test_estimated_jaccard_tracks_true(family):
     rng = np.random.default_rng(7)
     sel = MinHashDedup(num_perm=256, bands=256, rows=1, hash_family=family)
@@ -164,6 +204,29 @@ def test_s_curve_of_default_bands():
     assert choose_bands(0.8, 128, 0.95) == (18, 7)
     p = candidate_probability(np.linspace(0, 1, 11), 16, 8)
     assert np.all(np.diff(p) >= 0) and p[0] == 0 and p[-1] == 1
+
+
+def test_short_documents_with_identical_densified_signatures_are_verified(tmp_path):
+    # two shingles fill two of the 126 bins and densification copies them to the rest, so two
+    # short documents below the threshold can share their whole signature: only a signature with
+    # enough independent values (0.8^m < 1e-9) is joined unread; these two are verified and kept
+    sel = MinHashDedup()
+    assert sel.shortcut_values() == 93 and 0.8 ** 93 < 1e-9 <= 0.8 ** 92
+    a = "w0 w1 w2 w3 w4 w5"  # two 5-word shingles; each b below has three: Jaccard 2/3
+    bs = [f"{a} x{i}" for i in range(3000)]
+    sig = sel.signatures(pa.array([a] + bs))
+    same = np.flatnonzero((sig[1:] == sig[0]).all(axis=1))
+    assert len(same), "no short pair with identical signatures among 3,000 (expected ~1 in 100)"
+    b = bs[same[0]]
+    scores = sel.score(make_docs([a, b, " ".join(random_doc(np.random.default_rng(2)))]))
+    assert scores["n_sig_values"].tolist()[:2] == [2, 2] and scores["n_sig_values"][2] > 93
+    dec, _, ctx = run_global(MinHashDedup(), [[a, b]], tmp_path)
+    assert dec.keep.all() and dec.metrics["identical_signature_docs"] == 0
+    assert dec.metrics["pairs_rejected"] == 1 and ctx.reads == 2
+    # copies of a long document still join unread
+    long = " ".join(random_doc(np.random.default_rng(4)))
+    dec, _, ctx = run_global(MinHashDedup(), [[long, long, a, b]], tmp_path / "long")
+    assert dec.metrics["identical_signature_docs"] == 1 and ctx.reads == 2 and dec.keep.tolist() == [1, 0, 1, 1]
 
 
 # -- clusters ------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ or compiled.
    ``strip_punctuation: false``; or character n-grams with ``shingle: char``. One 64-bit hash per
    shingle (words hashed as :func:`shardsift.text.tokenize` does). A document shorter than n
    tokens is one shingle (all of it).
-2. signatures (score; :mod:`.signatures`): ``bands * rows`` seeded MinHash permutations
-   (multiply-shift by default, or exact modulo 2^61 - 1), fused with the word shingling in one
-   numba kernel; each band of ``rows`` values is hashed to one 64-bit band key and only the band
-   keys leave the shard (``8 * bands`` bytes per document).
+2. signatures (score; :mod:`.signatures`): ``bands * rows`` MinHash values, by one permutation
+   hashing with optimal densification (default), seeded multiply-shift permutations, or exact
+   ones modulo 2^61 - 1, fused with the word shingling in one numba kernel; each band of ``rows``
+   values is hashed to one 64-bit band key and only the band keys leave the shard (``8 * bands``
+   bytes per document), with the signature's independent values (``n_sig_values``).
 3. candidates (decide, global; :mod:`.lsh`): documents with identical signatures are joined
-   without reading them when a pair below the threshold could share all b*r values only with
-   probability t^(b*r) < 1e-9; then, for each band, documents with equal keys form a bucket. The
+   without reading them when a pair below the threshold could share them only with probability
+   t^m < 1e-9, m their independent values; then, for each band, documents with equal keys form a bucket. The
    grouping runs in memory when ``40 * documents`` bytes fit in ``memory_budget``; otherwise each
    band is partitioned to files in the work dir (same buckets, same order, same clusters).
 4. verification and clustering (:mod:`.verify`): the candidates' texts are read back from their

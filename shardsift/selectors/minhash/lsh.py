@@ -49,6 +49,43 @@ def _row_hash(band_keys, idx):
 
 
 @nb.njit(cache=True, nogil=True)
+def _partition_keys(band_keys, active, joinable, whole, base, bits, t):
+    """Range partitions of one shard's keys, by a counting sort in two passes: every band's keys of
+    the ``active`` documents, then (as band b, when t = b + 1) the whole-signature hashes ``whole``
+    of the ``joinable`` ones, each with its global position (row + ``base``). Returns (keys,
+    positions, bounds): the entries of partition p and band j are [bounds[p*t + j],
+    bounds[p*t + j + 1]), in input order."""
+    b = band_keys.shape[1]
+    shift = np.uint64(64 - bits) if bits else np.uint64(0)
+    bounds = np.zeros((1 << bits) * t + 1, dtype=np.int64)
+    for j in range(b):
+        for x in active:
+            p = (band_keys[x, j] >> shift) if bits else np.uint64(0)
+            bounds[np.int64(p) * t + j + 1] += 1
+    for q in range(joinable.shape[0]):
+        p = (whole[q] >> shift) if bits else np.uint64(0)
+        bounds[np.int64(p) * t + b + 1] += 1
+    for c in range(1, bounds.shape[0]):
+        bounds[c] += bounds[c - 1]
+    at = bounds[:-1].copy()
+    keys = np.empty(bounds[-1], dtype=np.uint64)
+    pos = np.empty(bounds[-1], dtype=np.int64)
+    for j in range(b):
+        for x in active:
+            k = band_keys[x, j]
+            c = np.int64((k >> shift) if bits else np.uint64(0)) * t + j
+            keys[at[c]] = k
+            pos[at[c]] = x + base
+            at[c] += 1
+    for q in range(joinable.shape[0]):
+        c = np.int64((whole[q] >> shift) if bits else np.uint64(0)) * t + b
+        keys[at[c]] = whole[q]
+        pos[at[c]] = joinable[q] + base
+        at[c] += 1
+    return keys, pos, bounds
+
+
+@nb.njit(cache=True, nogil=True)
 def _hash_runs(keys, idx, first, count, slot):
     """The runs of equal keys of length >= 2 (members, and run starts as CSR) that a stable sort of
     the keys gives, found by hashing instead of sorting: an open-addressing table (``first``/``count``: a power of two >= 2n slots; the top bits of the

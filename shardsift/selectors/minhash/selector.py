@@ -15,7 +15,14 @@ from ..keep_policy import KeepPolicy, duplicate_of, size_histogram, survivors
 from .lsh import _band_runs_spilled, _row_hash, _runs, candidate_probability, choose_bands
 from .sharded import sharded_plan
 from .shingles import _sorted_sets, _word_args, _word_sets_into, shingle_hashes
-from .signatures import _band_keys, _word_band_keys, _word_signatures, minhash_signatures, permutations
+from .signatures import (
+    _band_keys,
+    _word_band_keys,
+    _word_signatures,
+    minhash_signatures,
+    permutations,
+    signatures_and_values,
+)
 from .verify import _cluster_band, _roots
 
 
@@ -41,9 +48,11 @@ class MinHashDedup(KeepPolicy, Selector):
     memory_budget = Param(Size, "512MiB", "memory for grouping one band's keys and for the candidates' shingle "
                           "sets; above it they go to files in the work dir")
     hash_seed = Param(int, 1, "seed of the MinHash permutations (fixed so signatures compare across runs)", ge=0)
-    hash_family = Param(str, "multiply_shift", "MinHash permutations: multiply_shift ((a*x + b) mod 2^64, top "
-                        "32 bits: one multiply) or mersenne ((a*x + b) mod 2^61-1, exact: ~2.5x slower)",
-                        choices=("multiply_shift", "mersenne"))
+    hash_family = Param(str, "one_permutation", "MinHash values: one_permutation (one hash per shingle into "
+                        "num_perm bins, empty bins densified: one multiply per shingle), multiply_shift "
+                        "(num_perm permutations (a*x + b) mod 2^64, top 32 bits: one multiply per shingle "
+                        "and permutation) or mersenne ((a*x + b) mod 2^61-1, exact: ~2.5x slower again)",
+                        choices=("one_permutation", "multiply_shift", "mersenne"))
 
     def validate(self):
         where = self.name
@@ -66,18 +75,31 @@ class MinHashDedup(KeepPolicy, Selector):
             return self.num_perm // self.rows, self.rows
         return choose_bands(self.threshold, self.num_perm, self.min_candidate_prob)
 
+    def shortcut_values(self) -> int | None:
+        """The independent signature values (score column ``n_sig_values``) a document needs to be
+        joined to an identical signature without reading texts: two documents below the threshold
+        t share m such values with probability at most t^m, so the least m with t^m < 1e-9 (0, every
+        document, without verification); None when no signature has that many."""
+        if not self.verify:
+            return 0
+        b, r = self.band_shape()
+        m = 1
+        while m <= b * r and self.threshold ** m >= 1e-9:
+            m += 1
+        return m if m <= b * r else None
+
     def shingles(self, texts):
         return shingle_hashes(texts, shingle=self.shingle, ngram=self.ngram,
                               strip_punctuation=self.strip_punctuation, nfkc=self.nfkc)
 
     def _word_kernel(self) -> bool:
-        """Whether shingling and signatures run in one kernel (word shingles, multiply-shift)."""
-        return self.shingle == "word" and self.hash_family == "multiply_shift"
+        """Whether shingling and signatures run in one kernel (word shingles, any family but mersenne)."""
+        return self.shingle == "word" and self.hash_family != "mersenne"
 
     def _word_kernel_args(self, texts, k: int) -> tuple:
-        """The arguments of _word_signatures / _word_band_keys for k permutations (bands * rows)."""
+        """The arguments of _word_signatures / _word_band_keys for k values (bands * rows)."""
         return (*_word_args(texts, self.ngram, self.strip_punctuation, nfkc=self.nfkc),
-                *permutations(k, self.hash_seed))
+                *permutations(k, self.hash_seed), self.hash_family == "one_permutation")
 
     def signatures(self, texts) -> np.ndarray:
         """uint64[n, bands*rows] signatures of a string array (for inspection and tests)."""
@@ -96,12 +118,13 @@ class MinHashDedup(KeepPolicy, Selector):
         b, r = self.band_shape()
         if self._word_kernel():
             args = self._word_kernel_args(docs.text, b * r)
-            keys, count = _word_band_keys(*args, b, r)
+            keys, count, values = _word_band_keys(*args, b, r)
         else:
             sh, off = self.shingles(docs.text)
-            keys = _band_keys(minhash_signatures(sh, off, b * r, self.hash_seed, self.hash_family), b, r)
+            sig, values = signatures_and_values(sh, off, b * r, self.hash_seed, self.hash_family)
+            keys = _band_keys(sig, b, r)
             count = np.diff(off).astype(np.int32)
-        return {"bands": keys, "n_shingles": count, **self.keep_scores(docs)}
+        return {"bands": keys, "n_shingles": count, "n_sig_values": values, **self.keep_scores(docs)}
 
     # -- decide ------------------------------------------------------------------------------
     def decide(self, scores, ctx):
@@ -128,11 +151,12 @@ class MinHashDedup(KeepPolicy, Selector):
             return _runs(keys, idx)
 
         # 0. identical signatures: joined without reading the texts when a pair below the threshold
-        #    could share all b*r values only with probability t^(b*r) (< 1e-9); one representative each
+        #    could share them only with probability < 1e-9 (shortcut_values); one representative each
         rep = np.arange(n, dtype=idx_dtype)
-        shortcut = self.threshold ** (b * r) < 1e-9 or not self.verify
-        if shortcut and len(active):
-            members, starts = runs(_row_hash(band_keys, active), active, b)
+        need = self.shortcut_values()
+        joinable = active[scores["n_sig_values"][active] >= need] if need is not None else active[:0]
+        if len(joinable):
+            members, starts = runs(_row_hash(band_keys, joinable), joinable, b)
             lens = np.diff(starts)
             rep[members] = np.repeat(members[starts[:-1]], lens)
             reps = active[rep[active] == active]

@@ -24,8 +24,8 @@ import numpy as np
 
 from ...api import Decision
 from ..keep_policy import duplicate_of, size_histogram, survivors
-from ..partition import group_order, partition_bits, partition_of, shard_range
-from .lsh import _row_hash, _runs, candidate_probability
+from ..partition import partition_bits, shard_range
+from .lsh import _partition_keys, _row_hash, _runs, candidate_probability
 from .verify import _cluster_band, _roots
 
 BYTES_PER_ENTRY = 40  # a (key, position) pair grouped by lsh._runs, with its copy and table
@@ -39,6 +39,7 @@ class ShardedMinHash:
     bands: int
     rows: int
     shortcut: bool    # identical signatures joined without reading texts
+    need: int         # independent signature values a document needs for the shortcut
     bits: int         # partition bits
     n: int            # documents reaching the stage
 
@@ -52,28 +53,19 @@ class ShardedMinHash:
 
     # 1. keys -----------------------------------------------------------------------------------
     def keys(self, ctx, j: int) -> dict:
-        """Shard j's band keys of its documents with shingles, by partition then band."""
+        """Shard j's band keys of its documents with shingles (and the whole-signature hashes of
+        those the shortcut may join, as band ``bands``), by partition then band."""
         nparts, t = 1 << self.bits, self.columns
         lo, hi = int(ctx.shard_offsets[j]), int(ctx.shard_offsets[j + 1])
-        empty = {f"k{p}": np.zeros(0, np.uint64) for p in range(nparts)}
-        empty |= {f"i{p}": np.zeros(0, np.int64) for p in range(nparts)}
         if hi == lo:
-            return {**empty, "bounds": np.zeros(nparts * t + 1, np.int64), "active": np.int64(0)}
-        cols = ctx.scores(j, ["bands", "n_shingles"])
+            return {**{f"k{p}": np.zeros(0, np.uint64) for p in range(nparts)},
+                    **{f"i{p}": np.zeros(0, np.int64) for p in range(nparts)},
+                    "bounds": np.zeros(nparts * t + 1, np.int64), "active": np.int64(0)}
+        cols = ctx.scores(j, ["bands", "n_shingles", "n_sig_values"])
         active = np.flatnonzero(cols["n_shingles"] > 0)
         band_keys = cols["bands"]
-        keys = np.empty((t, len(active)), np.uint64)
-        keys[:self.bands] = band_keys[active].T
-        if self.shortcut:
-            keys[self.bands] = _row_hash(band_keys, active)
-        flat = keys.ravel()  # band-major: a stable sort by partition leaves each partition's keys by band
-        part = partition_of(flat, self.bits)
-        order, _ = group_order(part, nparts)
-        bounds = np.zeros(nparts * t + 1, np.int64)
-        codes = part * t + np.repeat(np.arange(t), len(active))
-        np.cumsum(np.bincount(codes, minlength=nparts * t), out=bounds[1:])
-        k = flat[order]
-        i = np.tile(active.astype(np.int64) + lo, t)[order]
+        joinable = active[cols["n_sig_values"][active] >= self.need] if self.shortcut else active[:0]
+        k, i, bounds = _partition_keys(band_keys, active, joinable, _row_hash(band_keys, joinable), lo, self.bits, t)
         out = {"bounds": bounds, "active": np.int64(len(active))}
         for p in range(nparts):
             a, b = bounds[p * t], bounds[(p + 1) * t]
@@ -292,6 +284,7 @@ class ShardedMinHash:
 def sharded_plan(sel, ctx) -> ShardedMinHash:
     b, r = sel.band_shape()
     n = int(ctx.shard_offsets[-1])
-    shortcut = sel.threshold ** (b * r) < 1e-9 or not sel.verify
+    need = sel.shortcut_values()
+    shortcut = need is not None
     bits = partition_bits(n * (b + shortcut), BYTES_PER_ENTRY, sel.memory_budget, ctx.workers)
-    return ShardedMinHash(sel, b, r, bool(shortcut), bits, n)
+    return ShardedMinHash(sel, b, r, shortcut, need or 0, bits, n)

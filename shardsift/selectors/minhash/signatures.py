@@ -1,8 +1,13 @@
 """MinHash signatures and band keys of ``minhash_dedup``.
 
-``h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32`` (multiply-add-shift, the default ``hash_family``) or
-``(a_i * x + b_i) mod p`` with p the Mersenne prime 2^61 - 1 (exact 122-bit products folded modulo
-p), minimum over a document's shingles, for ``bands * rows`` seeded permutations. A signature
+``h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32`` (multiply-add-shift) or ``(a_i * x + b_i) mod p``
+with p the Mersenne prime 2^61 - 1 (exact 122-bit products folded modulo p), minimum over a
+document's shingles, for ``bands * rows`` seeded permutations; or one permutation hashing with
+optimal densification (``one_permutation``, the default): one hash per shingle picks its bin and
+its value, each bin keeps its minimum, and an empty bin takes the value of the first filled bin
+on its own seeded probe sequence (Shrivastava, "Optimal Densification for Fast and Accurate
+Minwise Hashing", ICML 2017): each value still collides with probability J for two sets of
+Jaccard J, at one multiply per shingle instead of one per shingle and permutation. A signature
 depends only on the text and the seed, never on shard layout or worker count. Each band of
 ``rows`` values is hashed to one 64-bit band key; only the band keys leave the score step.
 """
@@ -129,21 +134,74 @@ def _minhash_shift(sh, off, a, b):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _doc_signature(out, data, lo, hi, val, msk, mult, n, tok, sh, ap, bp, cur):
-    """One document's multiply-shift signature (data[lo:hi]'s word shingles into ``sh``, their
-    minima over the padded permutations in ``cur``) into ``out``; returns its shingle count."""
-    ns = _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, sh)
-    cur[:] = _ALL64
-    _min_full(cur, ap, bp, sh, 0, ns)
-    _shift_out(out, cur, ns)
-    return ns
+def _one_permutation(out, cur, a, b, sh, lo, hi):
+    """The one-permutation signature of the shingles sh[lo:hi] into ``out`` (k = len(out) bins;
+    ``cur`` scratch of >= k). h = a[0] * x + b[0] (mod 2^64) is a bijection of the uniform shingle
+    hashes: its top 32 bits pick the bin (multiply-shift range reduction), its low 32 bits are the
+    value, each bin keeps its least. Empty bin j then probes bins c_t = top32(b[j] + t * a[j]) * k
+    >> 32, t = 1, 2, ... (a Weyl sequence: every bin is reached) and takes the first filled one's
+    value; the probe sequences are the seed's, the same for every document. No shingle: all
+    _EMPTY32. Returns how many bins the shingles filled (the signature's independent values)."""
+    k = out.shape[0]
+    uk = np.uint64(k)
+    low = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    for j in range(k):
+        cur[j] = _EMPTY32
+    a0, b0 = a[0], b[0]
+    for s in range(lo, hi):
+        h = a0 * sh[s] + b0
+        j = ((h >> s32) * uk) >> s32
+        cur[j] = min(cur[j], h & low)
+    if hi == lo:
+        out[:] = _EMPTY32
+        return 0
+    filled = 0
+    for j in range(k):
+        v = cur[j]
+        filled += v != _EMPTY32
+        x = b[j]
+        while v == _EMPTY32:
+            x += a[j]
+            v = cur[((x >> s32) * uk) >> s32]
+        out[j] = v
+    return filled
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
-    """Word shingles and multiply-shift signatures, document by document: a document's shingle
-    hashes (those of :func:`_doc_word_shingles`) go from a scratch buffer straight into the
-    permutations' minima. Returns (uint64[nd, k] signatures, int32[nd] shingle counts with repeats)."""
+def _one_permutation_csr(sh, off, a, b):
+    """One-permutation signatures of shingle hashes in CSR form (uint64[nd, len(a)]) and each
+    document's filled bins (int16[nd])."""
+    nd = off.shape[0] - 1
+    out = np.empty((nd, a.shape[0]), dtype=np.uint64)
+    filled = np.zeros(nd, dtype=np.int16)
+    cur = np.empty(a.shape[0], dtype=np.uint64)
+    for d in range(nd):
+        filled[d] = _one_permutation(out[d], cur, a, b, sh, off[d], off[d + 1])
+    return out, filled
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _doc_signature(out, data, lo, hi, val, msk, mult, n, tok, sh, ap, bp, cur, a, b, oph):
+    """One document's signature (data[lo:hi]'s word shingles into ``sh``) into ``out``: one
+    permutation hashing (``oph``, with a and b) or multiply-shift (minima over the padded
+    permutations ap, bp in ``cur``); returns its shingle count and its independent values (the
+    filled bins, or every permutation)."""
+    ns = _doc_word_shingles(data, lo, hi, val, msk, mult, n, tok, sh)
+    if oph:
+        return ns, _one_permutation(out, cur, a, b, sh, 0, ns)
+    cur[:] = _ALL64
+    _min_full(cur, ap, bp, sh, 0, ns)
+    _shift_out(out, cur, ns)
+    return ns, out.shape[0] if ns else 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _word_signatures(starts, ends, data, val, msk, mult, n, a, b, oph):
+    """Word shingles and signatures (one permutation hashing with ``oph``, else multiply-shift),
+    document by document: a document's shingle hashes (those of :func:`_doc_word_shingles`) go
+    from a scratch buffer straight into the minima. Returns (uint64[nd, k] signatures, int32[nd]
+    shingle counts with repeats)."""
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
     sh = _word_buffer(starts, ends)
@@ -151,7 +209,8 @@ def _word_signatures(starts, ends, data, val, msk, mult, n, a, b):
     count = np.zeros(nd, dtype=np.int32)
     ap, bp, cur = _padded(a, b)
     for d in range(nd):
-        count[d] = _doc_signature(out[d], data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
+        count[d] = _doc_signature(out[d], data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur,
+                                  a, b, oph)[0]
     return out, count
 
 
@@ -176,27 +235,31 @@ def _band_keys(sig, bands, rows):
 
 
 @nb.njit(cache=True, nogil=True)
-def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, bands, rows):
+def _word_band_keys(starts, ends, data, val, msk, mult, n, a, b, oph, bands, rows):
     """_band_keys(_word_signatures(...)) without the signatures: each document's band keys are
     taken from its minima while they are in cache (the score keeps only the keys), no signature
     matrix (8 bytes per permutation and document) is written and read again. Returns
-    (uint64[nd, bands] band keys, int32[nd] shingle counts with repeats)."""
+    (uint64[nd, bands] band keys, int32[nd] shingle counts with repeats, int16[nd] independent
+    values of each signature: see _doc_signature)."""
     nd = starts.shape[0]
     tok = _word_buffer(starts, ends)
     sh = _word_buffer(starts, ends)
     out = np.empty((nd, bands), dtype=np.uint64)
     count = np.zeros(nd, dtype=np.int32)
+    values = np.zeros(nd, dtype=np.int16)
     ap, bp, cur = _padded(a, b)
     one = np.empty(a.shape[0], dtype=np.uint64)
     for d in range(nd):
-        count[d] = _doc_signature(one, data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp, cur)
+        count[d], values[d] = _doc_signature(one, data, starts[d], ends[d], val, msk, mult, n, tok, sh, ap, bp,
+                                             cur, a, b, oph)
         _bands_of(out[d], one, bands, rows)
-    return out, count
+    return out, count, values
 
 
 def permutations(num_perm: int, seed: int, family: str = "multiply_shift") -> tuple[np.ndarray, np.ndarray]:
-    """The seeded (a, b) of the hash family. multiply_shift: a odd in [1, 2^64), b in [0, 2^64);
-    mersenne: a in [1, p), b in [0, p)."""
+    """The seeded (a, b) of the hash family. multiply_shift and one_permutation: a odd in
+    [1, 2^64), b in [0, 2^64) (one_permutation hashes with the first pair, and bin j probes with
+    the j-th); mersenne: a in [1, p), b in [0, p)."""
     rng = np.random.default_rng([int(seed), 0x4D48])
     if family == "mersenne":
         a = rng.integers(1, MERSENNE61, size=num_perm, dtype=np.uint64)
@@ -209,11 +272,21 @@ def permutations(num_perm: int, seed: int, family: str = "multiply_shift") -> tu
 
 
 def minhash_signatures(sh: np.ndarray, off: np.ndarray, num_perm: int, seed: int,
-                       family: str = "multiply_shift") -> np.ndarray:
+                       family: str = "one_permutation") -> np.ndarray:
     """uint64[n, num_perm] MinHash signatures of documents given as shingle hashes (CSR).
     A document with no shingle gets all values at the family's maximum (never a real minimum:
-    2^32 for multiply_shift, p for mersenne)."""
+    2^32 for multiply_shift and one_permutation, p for mersenne)."""
+    return signatures_and_values(sh, off, num_perm, seed, family)[0]
+
+
+def signatures_and_values(sh: np.ndarray, off: np.ndarray, num_perm: int, seed: int,
+                          family: str = "one_permutation") -> tuple[np.ndarray, np.ndarray]:
+    """(minhash_signatures, int16[n] independent values of each signature): the bins its shingles
+    filled (one_permutation), every permutation (the other families), 0 without shingles."""
     a, b = permutations(num_perm, seed, family)
+    if family == "one_permutation":
+        return _one_permutation_csr(sh, off, a, b)
+    values = np.where(np.diff(off) > 0, num_perm, 0).astype(np.int16)
     if family == "mersenne":
-        return _minhash(sh, off, a & np.uint64(0xFFFFFFFF), a >> np.uint64(32), b)
-    return _minhash_shift(sh, off, a, b)
+        return _minhash(sh, off, a & np.uint64(0xFFFFFFFF), a >> np.uint64(32), b), values
+    return _minhash_shift(sh, off, a, b), values
