@@ -322,6 +322,15 @@ def test_numba_prediction_equals_fasttexts(tmp_path):
         first = pa.array(["star planet orbit", "star planet orbit\ncourt judge team", "star planet orbit\n"])
         assert len(set(fast(first, ft.POSITIVE).tolist())) == 1   # fastText reads up to the first newline
         assert np.abs(fast(first, ft.POSITIVE) - ft.predict(model, first, ft.POSITIVE)).max() < 1e-6
+        # the score's path: separators left in place and read as spaces (multiline) gives the
+        # probabilities of the normalised lines, in both whitespace modes
+        messy = pa.concat_arrays([texts.slice(0, 300), odd, pa.array(["\n\nstar\r\n\tplanet  \x00court\n",
+                                                                     "x__label__y star\nplanet"])])
+        for collapse in (True, False):
+            kw = {"lowercase": True, "collapse_whitespace": collapse, "max_chars": 700}
+            want = fast(ft.normalize(messy, **kw), ft.POSITIVE)
+            got = fast(ft.normalize(messy, **kw, separators=False), ft.POSITIVE, multiline=True)
+            assert np.array_equal(got, want), collapse
     for other in ({"loss": "ova"}, {"loss": "hs"}, {"minn": 2, "maxn": 4}):
         assert fast_predictor(_train_model(tmp_path, "other", train_lines, positive, **other)) is None
     assert fitted(tmp_path).fit_metrics_["prediction"] == "shardsift (numba)"

@@ -103,7 +103,8 @@ def _lookup(data, lo, hi, h, table, buf, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _predict(starts, ends, data, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label_prefix):
+def _predict(starts, ends, data, table, buf, off, wi, wo, nwords, bucket, ngrams, eos_h, eos_id, label_prefix,
+             multiline):
     n = starts.shape[0]
     dim, n_out = wi.shape[1], wo.shape[0]
     longest = 0
@@ -120,7 +121,7 @@ def _predict(starts, ends, data, table, buf, off, wi, wo, nwords, bucket, ngrams
         nh, ni = 0, 0
         i, hi = starts[d], ends[d]
         while i < hi:
-            if data[i] == 10:
+            if data[i] == 10 and not multiline:
                 break   # fastText reads a line up to its first newline
             if _is_sep(data[i]):
                 i += 1
@@ -194,18 +195,20 @@ class FastPredictor:
         self.label_prefix = np.frombuffer(str(args.label).encode(), dtype=np.uint8)
         self.labels = list(model.get_labels())
 
-    def probabilities(self, lines: pa.Array) -> np.ndarray:
+    def probabilities(self, lines: pa.Array, multiline: bool = False) -> np.ndarray:
         """Every label's probability per line (columns in ``self.labels`` order), as fastText's
-        ``predict(k=-1)`` gives them; a row of zeros where fastText makes no prediction."""
+        ``predict(k=-1)`` gives them; a row of zeros where fastText makes no prediction. With
+        ``multiline`` a newline separates words instead of ending the line: each string is read as
+        fastText reads it with its separators made spaces, without a pass that replaces them."""
         if len(lines) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
         starts, ends, data = spans(lines)
         return _predict(starts, ends, data, self.table, self.buf, self.off, self.wi, self.wo, self.nwords, self.bucket,
-                        self.ngrams, self.eos_h, self.eos_id, self.label_prefix)
+                        self.ngrams, self.eos_h, self.eos_id, self.label_prefix, multiline)
 
-    def __call__(self, lines: pa.Array, label: str) -> np.ndarray:
+    def __call__(self, lines: pa.Array, label: str, multiline: bool = False) -> np.ndarray:
         """P(label) per line, float64, in [0, 1]."""
-        return np.clip(self.probabilities(lines)[:, self.labels.index(label)], 0.0, 1.0)
+        return np.clip(self.probabilities(lines, multiline)[:, self.labels.index(label)], 0.0, 1.0)
 
 
 def fast_predictor(model) -> FastPredictor | None:

@@ -108,9 +108,9 @@ class QualityClassifier(Selector):
         if self.maxn and self.maxn < self.minn:
             raise ConfigError(f"{where}.maxn: {self.maxn} is below minn {self.minn}")
 
-    def _normalize(self, text: pa.Array) -> pa.Array:
+    def _normalize(self, text: pa.Array, separators: bool = True) -> pa.Array:
         return ft.normalize(text, lowercase=self.lowercase, collapse_whitespace=self.collapse_whitespace,
-                            max_chars=self.max_chars)
+                            max_chars=self.max_chars, separators=separators)
 
     def _train_args(self) -> dict:
         return {"lr": self.lr, "epoch": self.epoch, "dim": self.dim, "wordNgrams": self.word_ngrams,
@@ -219,7 +219,10 @@ class QualityClassifier(Selector):
     def score(self, docs):
         if getattr(self, "model_", None) is None:
             raise RuntimeError(f"{self.display_name()}: score before setup(): no model loaded")
-        p = self._predict(self._normalize(docs.text))
+        if getattr(self, "predictor_", None) is not None:  # reads the separators as fastText reads spaces
+            p = self.predictor_(self._normalize(docs.text, separators=False), self.label_, multiline=True)
+        else:
+            p = ft.predict(self.model_, self._normalize(docs.text), self.label_)
         return {"score": p, "idhash": hash_strings(docs.ids)}
 
     def budget(self) -> Budget:
