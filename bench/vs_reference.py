@@ -375,6 +375,8 @@ def main():
                 res = {"missing": f"{type(err).__name__}: {err}"}
             res["bench_wall_s"] = time.perf_counter() - t0
             res["goal"] = GOALS[name]
+            # each comparison names its own command: a later --only run leaves the others' in place
+            res["command"], res["measured_at"] = entry["command"], entry["measured_at"]
             entry["comparisons"][name] = res
             entry["bench_parent_peak_rss_mb"] = self_peak_rss_mb()
             result["sizes"][str(args.docs)] = entry
