@@ -176,6 +176,13 @@ def _predict(starts, ends, data, table, buf, off, wi, wo, nwords, bucket, ngrams
     return prob
 
 
+def _view(matrix) -> np.ndarray:
+    """A fastText matrix as float32 rows without copying it (its buffer), or a copy where the
+    buffer is not C-ordered float32: the model's own input matrix is hundreds of MB in a published
+    classifier, held once per process, not twice."""
+    return np.ascontiguousarray(np.asarray(matrix), dtype=np.float32)
+
+
 class FastPredictor:
     """A supervised softmax fastText model's vocabulary and matrices, ready for :func:`_predict`."""
 
@@ -186,8 +193,8 @@ class FastPredictor:
         self.off = np.zeros(len(raw) + 1, dtype=np.int64)
         np.cumsum([len(w) for w in raw], out=self.off[1:])
         self.table = _build_table(_word_hashes(self.buf, self.off), 1 << max(4, (2 * len(raw)).bit_length()))
-        self.wi = np.ascontiguousarray(model.get_input_matrix(), dtype=np.float32)
-        self.wo = np.ascontiguousarray(model.get_output_matrix(), dtype=np.float32)
+        self.model = model  # wi and wo are views of its matrices: it must live as long as they do
+        self.wi, self.wo = _view(model.f.getInputMatrix()), _view(model.f.getOutputMatrix())
         self.nwords, self.bucket, self.ngrams = len(raw), int(args.bucket), max(1, int(args.wordNgrams))
         eos = np.frombuffer(EOS.encode(), dtype=np.uint8)
         self.eos_h = _fnv(eos, 0, len(eos))
