@@ -48,6 +48,12 @@ def _row_hash(band_keys, idx):
     return out
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _part(key, bits):
+    """A key's range partition: its top ``bits`` bits (0 without partitions)."""
+    return np.int64(key >> np.uint64(64 - bits)) if bits else np.int64(0)
+
+
 @nb.njit(cache=True, nogil=True)
 def _partition_keys(band_keys, active, joinable, whole, base, bits, t):
     """Range partitions of one shard's keys, by a counting sort in two passes: every band's keys of
@@ -56,15 +62,12 @@ def _partition_keys(band_keys, active, joinable, whole, base, bits, t):
     positions, bounds): the entries of partition p and band j are [bounds[p*t + j],
     bounds[p*t + j + 1]), in input order."""
     b = band_keys.shape[1]
-    shift = np.uint64(64 - bits) if bits else np.uint64(0)
     bounds = np.zeros((1 << bits) * t + 1, dtype=np.int64)
     for j in range(b):
         for x in active:
-            p = (band_keys[x, j] >> shift) if bits else np.uint64(0)
-            bounds[np.int64(p) * t + j + 1] += 1
+            bounds[_part(band_keys[x, j], bits) * t + j + 1] += 1
     for q in range(joinable.shape[0]):
-        p = (whole[q] >> shift) if bits else np.uint64(0)
-        bounds[np.int64(p) * t + b + 1] += 1
+        bounds[_part(whole[q], bits) * t + b + 1] += 1
     for c in range(1, bounds.shape[0]):
         bounds[c] += bounds[c - 1]
     at = bounds[:-1].copy()
@@ -72,13 +75,12 @@ def _partition_keys(band_keys, active, joinable, whole, base, bits, t):
     pos = np.empty(bounds[-1], dtype=np.int64)
     for j in range(b):
         for x in active:
-            k = band_keys[x, j]
-            c = np.int64((k >> shift) if bits else np.uint64(0)) * t + j
-            keys[at[c]] = k
+            c = _part(band_keys[x, j], bits) * t + j
+            keys[at[c]] = band_keys[x, j]
             pos[at[c]] = x + base
             at[c] += 1
     for q in range(joinable.shape[0]):
-        c = np.int64((whole[q] >> shift) if bits else np.uint64(0)) * t + b
+        c = _part(whole[q], bits) * t + b
         keys[at[c]] = whole[q]
         pos[at[c]] = joinable[q] + base
         at[c] += 1

@@ -88,6 +88,12 @@ class MinHashDedup(KeepPolicy, Selector):
             m += 1
         return m if m <= b * r else None
 
+    def joinable(self, active: np.ndarray, n_sig_values: np.ndarray) -> np.ndarray:
+        """The ``active`` documents (positions into ``n_sig_values``) the identical-signature
+        shortcut may join unread: those with at least ``shortcut_values()`` independent values."""
+        need = self.shortcut_values()
+        return active[n_sig_values[active] >= need] if need is not None else active[:0]
+
     def shingles(self, texts):
         return shingle_hashes(texts, shingle=self.shingle, ngram=self.ngram,
                               strip_punctuation=self.strip_punctuation, nfkc=self.nfkc)
@@ -153,8 +159,7 @@ class MinHashDedup(KeepPolicy, Selector):
         # 0. identical signatures: joined without reading the texts when a pair below the threshold
         #    could share them only with probability < 1e-9 (shortcut_values); one representative each
         rep = np.arange(n, dtype=idx_dtype)
-        need = self.shortcut_values()
-        joinable = active[scores["n_sig_values"][active] >= need] if need is not None else active[:0]
+        joinable = self.joinable(active, scores["n_sig_values"])
         if len(joinable):
             members, starts = runs(_row_hash(band_keys, joinable), joinable, b)
             lens = np.diff(starts)

@@ -39,7 +39,6 @@ class ShardedMinHash:
     bands: int
     rows: int
     shortcut: bool    # identical signatures joined without reading texts
-    need: int         # independent signature values a document needs for the shortcut
     bits: int         # partition bits
     n: int            # documents reaching the stage
 
@@ -64,7 +63,7 @@ class ShardedMinHash:
         cols = ctx.scores(j, ["bands", "n_shingles", "n_sig_values"])
         active = np.flatnonzero(cols["n_shingles"] > 0)
         band_keys = cols["bands"]
-        joinable = active[cols["n_sig_values"][active] >= self.need] if self.shortcut else active[:0]
+        joinable = self.sel.joinable(active, cols["n_sig_values"])
         k, i, bounds = _partition_keys(band_keys, active, joinable, _row_hash(band_keys, joinable), lo, self.bits, t)
         out = {"bounds": bounds, "active": np.int64(len(active))}
         for p in range(nparts):
@@ -284,7 +283,6 @@ class ShardedMinHash:
 def sharded_plan(sel, ctx) -> ShardedMinHash:
     b, r = sel.band_shape()
     n = int(ctx.shard_offsets[-1])
-    need = sel.shortcut_values()
-    shortcut = need is not None
+    shortcut = sel.shortcut_values() is not None
     bits = partition_bits(n * (b + shortcut), BYTES_PER_ENTRY, sel.memory_budget, ctx.workers)
-    return ShardedMinHash(sel, b, r, shortcut, need or 0, bits, n)
+    return ShardedMinHash(sel, b, r, shortcut, bits, n)
