@@ -128,10 +128,11 @@ class QualityClassifier(Selector):
 
             self.predictor_ = fast_predictor(self.model_)
 
-    def _predict(self, lines: pa.Array) -> np.ndarray:
-        """P(positive) per normalised line: the numba predictor where it covers the model, else fastText's."""
+    def _predict(self, lines: pa.Array, multiline: bool = False) -> np.ndarray:
+        """P(positive) per line: the numba predictor where it covers the model (``multiline``: its
+        separators read as spaces, see FastPredictor), else fastText's on normalised lines."""
         if getattr(self, "predictor_", None) is not None:
-            return self.predictor_(lines, self.label_)
+            return self.predictor_(lines, self.label_, multiline=multiline)
         return ft.predict(self.model_, lines, self.label_)
 
     def _predictor_name(self) -> str:
@@ -219,10 +220,8 @@ class QualityClassifier(Selector):
     def score(self, docs):
         if getattr(self, "model_", None) is None:
             raise RuntimeError(f"{self.display_name()}: score before setup(): no model loaded")
-        if getattr(self, "predictor_", None) is not None:  # reads the separators as fastText reads spaces
-            p = self.predictor_(self._normalize(docs.text, separators=False), self.label_, multiline=True)
-        else:
-            p = ft.predict(self.model_, self._normalize(docs.text), self.label_)
+        fast = getattr(self, "predictor_", None) is not None  # reads separators as fastText reads spaces
+        p = self._predict(self._normalize(docs.text, separators=not fast), multiline=fast)
         return {"score": p, "idhash": hash_strings(docs.ids)}
 
     def budget(self) -> Budget:
